@@ -1,0 +1,174 @@
+//! The local admin channel: a Unix socket in the data directory (mode 0600) through which
+//! `hearth user add`, `hearth invite create` and `hearth backup` reach a running server,
+//! since redb locks the database file. One JSON request line, one JSON answer line.
+//! When no server runs, the CLI opens the database itself and calls the same [`execute`].
+
+use crate::app::App;
+use crate::model::Id;
+use crate::service::guilds::NewInvite;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A command for the server.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    /// Create a local account. K_id was made and wrapped by the CLI.
+    AddUser {
+        /// Login name.
+        username: String,
+        /// Password.
+        password: String,
+        /// K_id public key.
+        identity_key: String,
+        /// K_id wrapped under the password.
+        key_backup: String,
+        /// Server administrator.
+        admin: bool,
+    },
+    /// Create an invite to a guild, made in its owner's name.
+    CreateInvite {
+        /// Guild.
+        guild: Id,
+        /// Channel (default: the guild's first text channel).
+        channel: Option<Id>,
+        /// Uses allowed.
+        max_uses: Option<u32>,
+        /// Lifetime in seconds.
+        max_age_secs: Option<u64>,
+    },
+    /// Write a consistent copy of the database.
+    Backup {
+        /// Destination file.
+        path: PathBuf,
+    },
+}
+
+/// Runs a command against an open app.
+pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
+    let s = &app.services;
+    match command {
+        Command::AddUser {
+            username,
+            password,
+            identity_key,
+            key_backup,
+            admin,
+        } => {
+            let user = s
+                .add_user(&username, &password, &identity_key, key_backup, admin)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({ "id": user.id, "username": user.username }))
+        }
+        Command::CreateInvite {
+            guild,
+            channel,
+            max_uses,
+            max_age_secs,
+        } => {
+            let invite = s
+                .admin_create_invite(
+                    guild,
+                    channel,
+                    NewInvite {
+                        max_age_secs,
+                        max_uses,
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(
+                json!({ "code": invite.code, "url": format!("{}/invite/{}", s.origin, invite.code) }),
+            )
+        }
+        Command::Backup { path } => {
+            let store = s.store.clone();
+            let rows = smol::unblock(move || store.backup(&path))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({ "rows": rows }))
+        }
+    }
+}
+
+/// A running admin listener; dropping it stops accepting.
+pub struct AdminListener {
+    _task: smol::Task<()>,
+}
+
+/// Starts listening on `path`.
+pub fn serve(path: PathBuf, app: Arc<App>) -> std::io::Result<AdminListener> {
+    let _ = std::fs::remove_file(&path);
+    let listener = smol::net::unix::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let task = smol::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let app = app.clone();
+            smol::spawn(async move {
+                let _ = handle(stream, &app).await;
+            })
+            .detach();
+        }
+    });
+    Ok(AdminListener { _task: task })
+}
+
+async fn handle(stream: smol::net::unix::UnixStream, app: &App) -> std::io::Result<()> {
+    use futures_lite::{AsyncBufReadExt, AsyncWriteExt};
+    let mut reader = futures_lite::io::BufReader::new(stream.clone());
+    let mut line = String::new();
+    reader.read_line(&mut line).await?;
+    let answer = match serde_json::from_str::<Command>(&line) {
+        Ok(command) => match execute(app, command).await {
+            Ok(v) => json!({ "ok": v }),
+            Err(e) => json!({ "error": e }),
+        },
+        Err(e) => json!({ "error": format!("bad admin command: {e}") }),
+    };
+    let mut writer = stream;
+    writer.write_all(format!("{answer}\n").as_bytes()).await?;
+    writer.flush().await
+}
+
+/// Sends a command to a running server. `Ok(None)` means no server is listening.
+pub fn send(
+    path: &std::path::Path,
+    command: &Command,
+) -> std::io::Result<Option<Result<Value, String>>> {
+    use std::io::{BufRead, Write};
+    let stream = match std::os::unix::net::UnixStream::connect(path) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let mut writer = stream.try_clone()?;
+    writer.write_all(
+        format!(
+            "{}\n",
+            serde_json::to_string(command).map_err(std::io::Error::other)?
+        )
+        .as_bytes(),
+    )?;
+    let mut line = String::new();
+    std::io::BufReader::new(stream).read_line(&mut line)?;
+    let value: Value = serde_json::from_str(&line).map_err(std::io::Error::other)?;
+    Ok(Some(match (value.get("ok"), value.get("error")) {
+        (Some(ok), _) => Ok(ok.clone()),
+        (_, Some(err)) => Err(err.as_str().unwrap_or("error").to_string()),
+        _ => Err("malformed answer from the server".into()),
+    }))
+}

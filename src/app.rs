@@ -1,0 +1,152 @@
+//! The application: opens storage, loads or makes the server's keys, builds the services
+//! and serves HTTP and the local admin channel until shutdown.
+
+use crate::auth::dpop::{DpopConfig, DpopVerifier};
+use crate::auth::server_key::ServerKey;
+use crate::auth::tokens::AccessTokenCache;
+use crate::config::Config;
+use crate::model::IdGenerator;
+use crate::service::accounts::LoginLimiter;
+use crate::service::Services;
+use crate::storage::{tables::META, Store, StoreError, Tx};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Storage could not be opened.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// File system trouble.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Something stored is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// One running server's state, shared by every connection.
+pub struct App {
+    /// Business rules and storage.
+    pub services: Services,
+    /// DPoP proof checks (nonces, replay cache).
+    pub dpop: DpopVerifier,
+    /// Verified access tokens, so only the proof costs per request.
+    pub token_cache: AccessTokenCache,
+    /// Login attempt counters.
+    pub login_limiter: LoginLimiter,
+    /// `http` or `https`, as the listener serves it.
+    pub scheme: &'static str,
+}
+
+fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], StartError> {
+    let existing = store.read(|tx: &Tx| tx.get(META, name))?;
+    if let Some(bytes) = existing {
+        return bytes.as_slice().try_into().map_err(|_| {
+            StartError::Invalid(format!(
+                "stored {} is corrupt",
+                String::from_utf8_lossy(name)
+            ))
+        });
+    }
+    let mut secret = [0u8; 32];
+    crate::service::random_bytes(&mut secret);
+    let value = secret.to_vec();
+    store
+        .write_blocking(move |tx| {
+            // Another start may have raced us; keep whichever landed first.
+            match tx.get(META, name)? {
+                Some(v) => Ok::<_, StoreError>(v),
+                None => {
+                    tx.put(META, name, &value)?;
+                    Ok(value)
+                }
+            }
+        })?
+        .as_slice()
+        .try_into()
+        .map_err(|_| StartError::Invalid("secret has the wrong length".into()))
+}
+
+/// Path of the database file inside the data directory.
+pub fn database_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("hearth.redb")
+}
+
+/// Path of the local admin socket inside the data directory.
+pub fn admin_socket_path(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("admin.sock")
+}
+
+impl App {
+    /// Opens the data directory (creating it and the server key on first start).
+    pub fn open(config: Config, origin: String, scheme: &'static str) -> Result<App, StartError> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let files_dir = config.data_dir.join("files");
+        std::fs::create_dir_all(&files_dir)?;
+        let store = Store::open(
+            &database_path(&config),
+            config.storage.cache_bytes,
+            config.storage.max_batch,
+        )?;
+        let server_key = ServerKey::from_bytes(&load_or_make_secret(&store, b"server_key")?);
+        // A fresh nonce secret each start: the replay cache lives in memory, so nonces
+        // from before a restart must stop working, or a proof captured just before it
+        // could be replayed once after.
+        let mut dpop_secret = [0u8; 32];
+        crate::service::random_bytes(&mut dpop_secret);
+        let auth = &config.auth;
+        let dpop = DpopVerifier::new(
+            dpop_secret,
+            DpopConfig {
+                iat_leeway_secs: auth.dpop_iat_leeway_secs,
+                max_age_secs: auth.dpop_max_age_secs,
+                require_nonce: auth.dpop_require_nonce,
+                jti_capacity: auth.dpop_jti_capacity,
+                nonce_epoch_secs: auth.dpop_nonce_secs,
+            },
+        );
+        let token_cache = AccessTokenCache::new(auth.token_cache_capacity);
+        Ok(App {
+            services: Services {
+                store,
+                config: Arc::new(config),
+                server_key,
+                origin,
+                ids: IdGenerator::new(0),
+                files_dir,
+            },
+            dpop,
+            token_cache,
+            login_limiter: LoginLimiter::default(),
+            scheme,
+        })
+    }
+}
+
+/// The origin a server bound to `listener` is reached at, unless configured.
+pub fn origin_for(config: &Config, local: std::net::SocketAddr) -> String {
+    match &config.public_url {
+        Some(url) => url.trim_end_matches('/').to_string(),
+        None => format!("http://{local}"),
+    }
+}
+
+/// Runs a server on an already bound listener until `shutdown` completes. Tests bind
+/// port 0 and call this; `hearth serve` binds the configured address.
+pub async fn run(
+    listener: smol::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let local = listener.local_addr()?;
+    let origin = origin_for(&config, local);
+    let admin_path = admin_socket_path(&config);
+    let app = Arc::new(App::open(config, origin, "http")?);
+    let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
+    crate::http::serve(listener, app.clone(), shutdown).await;
+    drop(admin);
+    let _ = std::fs::remove_file(&admin_path);
+    Ok(())
+}

@@ -1,0 +1,540 @@
+//! The Rust client library. It holds the device key K_dev (and K_id when it has it), makes
+//! a DPoP proof for every request, keeps each server's nonce, refreshes tokens before
+//! they expire, and sends every request to the origin named in its URL — so one client
+//! uses several servers at once, each directly (direct participation).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hearth::client::ClientError> {
+//! let client = hearth::client::Client::new();
+//! client.register("http://127.0.0.1:8080", "alice", "correct horse battery").await?;
+//! let me = client.get("http://127.0.0.1:8080/api/v1/users/@me").await?.ok()?;
+//! println!("{}", me.json()?["id"]);
+//! # Ok(()) }
+//! ```
+
+mod transport;
+
+use crate::auth::dpop::make_proof;
+use crate::auth::jose::SigningKey;
+use crate::auth::{device_cert, keywrap, password::PasswordParams};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+pub use transport::Response;
+
+/// Refresh the access token when it has less than this many seconds left.
+const REFRESH_MARGIN_SECS: u64 = 30;
+
+/// Client errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL is not an http(s) URL with a host.
+    #[error("invalid URL {0}")]
+    BadUrl(String),
+    /// Connecting or talking to the server failed.
+    #[error("network error talking to {origin}: {message}")]
+    Network {
+        /// Which server.
+        origin: String,
+        /// What happened.
+        message: String,
+    },
+    /// The server answered with an error status.
+    #[error("{status} {code}: {message}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// The `error` field.
+        code: String,
+        /// The `message` field.
+        message: String,
+    },
+    /// No session with the server that should authenticate this request.
+    #[error("not signed in at {0}")]
+    NotSignedIn(String),
+    /// The answer was not what the protocol promises.
+    #[error("unexpected answer: {0}")]
+    Protocol(String),
+    /// Key handling failed (e.g. wrong password for the key backup).
+    #[error("key error: {0}")]
+    Key(String),
+}
+
+#[derive(Clone, Debug)]
+struct Session {
+    access_token: String,
+    refresh_token: String,
+    expires_at: u64,
+    user_id: String,
+}
+
+/// A client of one or more Hearth servers.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    device_key: SigningKey,
+    identity: Mutex<Option<ed25519_dalek::SigningKey>>,
+    /// Signed-in sessions by the origin that issued them.
+    sessions: Mutex<HashMap<String, Session>>,
+    /// The latest DPoP nonce of each origin.
+    nonces: Mutex<HashMap<String, String>>,
+    transport: transport::Transport,
+}
+
+fn now() -> u64 {
+    crate::service::now()
+}
+
+/// `scheme://host:port` of a URL.
+pub fn origin_of(url: &str) -> Result<String, ClientError> {
+    let parsed = url::Url::parse(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ClientError::BadUrl(url.to_string()));
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client::new()
+    }
+}
+
+impl Client {
+    /// A client with a fresh ES256 device key (what a browser's WebCrypto would make).
+    pub fn new() -> Client {
+        Client::with_device_key(SigningKey::generate_es256())
+    }
+
+    /// A client with the given device key (ES256 or EdDSA).
+    pub fn with_device_key(device_key: SigningKey) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                device_key,
+                identity: Mutex::new(None),
+                sessions: Mutex::new(HashMap::new()),
+                nonces: Mutex::new(HashMap::new()),
+                transport: transport::Transport::default(),
+            }),
+        }
+    }
+
+    /// The RFC 7638 thumbprint of this client's device key.
+    pub fn device_thumbprint(&self) -> String {
+        self.inner.device_key.public_jwk().thumbprint()
+    }
+
+    /// The device key.
+    pub fn device_key(&self) -> &SigningKey {
+        &self.inner.device_key
+    }
+
+    /// The identity key K_id, if this client has it.
+    pub fn identity(&self) -> Option<ed25519_dalek::SigningKey> {
+        self.inner
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Uses an existing identity key.
+    pub fn set_identity(&self, key: ed25519_dalek::SigningKey) {
+        *self
+            .inner
+            .identity
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(key);
+    }
+
+    /// The user id of the session at `origin`.
+    pub fn user_id(&self, origin: &str) -> Option<String> {
+        self.session(origin).map(|s| s.user_id)
+    }
+
+    /// The current access token at `origin` (for tests that exercise the server directly).
+    pub fn access_token(&self, origin: &str) -> Option<String> {
+        self.session(origin).map(|s| s.access_token)
+    }
+
+    /// The refresh token at `origin`.
+    pub fn refresh_token(&self, origin: &str) -> Option<String> {
+        self.session(origin).map(|s| s.refresh_token)
+    }
+
+    fn session(&self, origin: &str) -> Option<Session> {
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(origin)
+            .cloned()
+    }
+
+    fn nonce(&self, origin: &str) -> Option<String> {
+        self.inner
+            .nonces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(origin)
+            .cloned()
+    }
+
+    fn remember_nonce(&self, origin: &str, response: &Response) {
+        if let Some(nonce) = response.header("DPoP-Nonce") {
+            self.inner
+                .nonces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(origin.to_string(), nonce.to_string());
+        }
+    }
+
+    /// Makes a DPoP proof for a request (public so tests can craft requests by hand).
+    pub fn proof(
+        &self,
+        method: &str,
+        url: &str,
+        access_token: Option<&str>,
+    ) -> Result<String, ClientError> {
+        let origin = origin_of(url)?;
+        Ok(make_proof(
+            &self.inner.device_key,
+            method,
+            url,
+            access_token,
+            self.nonce(&origin).as_deref(),
+            now(),
+        ))
+    }
+
+    /// Makes a new identity K_id, certifies this device with it, wraps K_id under the
+    /// password, and creates the account; then signs in.
+    pub async fn register(
+        &self,
+        origin: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Value, ClientError> {
+        let origin = origin_of(origin)?;
+        let identity = match self.identity() {
+            Some(k) => k,
+            None => {
+                let SigningKey::EdDsa(k) = SigningKey::generate_ed25519() else {
+                    return Err(ClientError::Key("could not make an Ed25519 key".into()));
+                };
+                self.set_identity(k.clone());
+                k
+            }
+        };
+        let user_id = device_cert::user_id_from_public(&identity.verifying_key().to_bytes());
+        let certificate = self.certificate_for(&identity, &origin);
+        // A light KDF setting keeps registration quick on small clients; the blob records
+        // its own parameters.
+        let params = PasswordParams {
+            m_cost_kib: 19456,
+            t_cost: 2,
+            p_cost: 1,
+        };
+        let backup = keywrap::wrap_secret(&identity.to_bytes(), password, &params)
+            .map_err(|e| ClientError::Key(e.to_string()))?;
+        let body = json!({
+            "username": username,
+            "password": password,
+            "identity_key": user_id,
+            "device_certificate": certificate,
+            "key_backup": backup,
+        });
+        let created = self
+            .send(
+                &format!("{origin}/api/v1/register"),
+                "POST",
+                Some(body),
+                false,
+            )
+            .await?
+            .ok()?
+            .json()?;
+        self.login_password(&origin, username, password).await?;
+        Ok(created)
+    }
+
+    fn certificate_for(&self, identity: &ed25519_dalek::SigningKey, homeserver: &str) -> String {
+        let issued = now();
+        device_cert::issue_device_certificate(
+            identity,
+            &device_cert::DeviceCertificate {
+                sub: device_cert::user_id_from_public(&identity.verifying_key().to_bytes()),
+                jkt: self.device_thumbprint(),
+                homeserver: homeserver.to_string(),
+                iat: issued,
+                exp: issued + 365 * 24 * 3600,
+            },
+        )
+    }
+
+    /// A device certificate for this client's device key, signed by K_id.
+    pub fn device_certificate(&self, homeserver: &str) -> Result<String, ClientError> {
+        let identity = self
+            .identity()
+            .ok_or_else(|| ClientError::Key("no identity key".into()))?;
+        Ok(self.certificate_for(&identity, homeserver))
+    }
+
+    /// Signs in with the password grant (RFC 6749 §4.3) bound to this device key.
+    pub async fn login_password(
+        &self,
+        origin: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<(), ClientError> {
+        let origin = origin_of(origin)?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "password")
+            .append_pair("username", username)
+            .append_pair("password", password)
+            .finish();
+        self.token_request(&origin, form).await
+    }
+
+    /// Signs in with a device certificate signed by K_id.
+    pub async fn login_certificate(&self, origin: &str) -> Result<(), ClientError> {
+        let origin = origin_of(origin)?;
+        let certificate = self.device_certificate(&origin)?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", crate::auth::DEVICE_CERTIFICATE_GRANT)
+            .append_pair("device_certificate", &certificate)
+            .finish();
+        self.token_request(&origin, form).await
+    }
+
+    /// Fetches the key backup and unwraps K_id with the password (a new device after a
+    /// password login).
+    pub async fn recover_identity(&self, origin: &str, password: &str) -> Result<(), ClientError> {
+        let origin = origin_of(origin)?;
+        let answer = self
+            .get(&format!("{origin}/api/v1/users/@me/key-backup"))
+            .await?
+            .ok()?
+            .json()?;
+        let blob = answer["key_backup"]
+            .as_str()
+            .ok_or_else(|| ClientError::Key("the server holds no key backup".into()))?;
+        let secret =
+            keywrap::unwrap_secret(blob, password).map_err(|e| ClientError::Key(e.to_string()))?;
+        let bytes: [u8; 32] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| ClientError::Key("the key backup holds no Ed25519 key".into()))?;
+        self.set_identity(ed25519_dalek::SigningKey::from_bytes(&bytes));
+        Ok(())
+    }
+
+    /// Uses the refresh token for a new access token.
+    pub async fn refresh(&self, origin: &str) -> Result<(), ClientError> {
+        let origin = origin_of(origin)?;
+        let session = self
+            .session(&origin)
+            .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "refresh_token")
+            .append_pair("refresh_token", &session.refresh_token)
+            .finish();
+        self.token_request(&origin, form).await
+    }
+
+    /// Signs this device out at `origin`.
+    pub async fn logout(&self, origin: &str) -> Result<(), ClientError> {
+        let origin = origin_of(origin)?;
+        self.post(&format!("{origin}/api/v1/auth/logout"), json!({}))
+            .await?
+            .ok()?;
+        self.inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&origin);
+        Ok(())
+    }
+
+    async fn token_request(&self, origin: &str, form: String) -> Result<(), ClientError> {
+        let url = format!("{origin}/oauth/token");
+        let mut retried = false;
+        loop {
+            let proof = self.proof("POST", &url, None)?;
+            let response = self
+                .inner
+                .transport
+                .send(
+                    &url,
+                    "POST",
+                    &[
+                        ("DPoP", proof),
+                        ("Content-Type", "application/x-www-form-urlencoded".into()),
+                    ],
+                    form.clone().into_bytes(),
+                )
+                .await?;
+            self.remember_nonce(origin, &response);
+            if response.status == 400
+                && response.error_code().as_deref() == Some("use_dpop_nonce")
+                && !retried
+            {
+                retried = true;
+                continue;
+            }
+            let body = response.ok()?.json()?;
+            let field = |name: &str| {
+                body[name]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ClientError::Protocol(format!("token answer without {name}")))
+            };
+            let session = Session {
+                access_token: field("access_token")?,
+                refresh_token: field("refresh_token")?,
+                expires_at: now() + body["expires_in"].as_u64().unwrap_or(0),
+                user_id: field("user_id")?,
+            };
+            self.inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(origin.to_string(), session);
+            return Ok(());
+        }
+    }
+
+    /// GET with authentication.
+    pub async fn get(&self, url: &str) -> Result<Response, ClientError> {
+        self.send(url, "GET", None, true).await
+    }
+
+    /// POST a JSON body with authentication.
+    pub async fn post(&self, url: &str, body: Value) -> Result<Response, ClientError> {
+        self.send(url, "POST", Some(body), true).await
+    }
+
+    /// PATCH a JSON body with authentication.
+    pub async fn patch(&self, url: &str, body: Value) -> Result<Response, ClientError> {
+        self.send(url, "PATCH", Some(body), true).await
+    }
+
+    /// PUT with authentication (JSON body optional).
+    pub async fn put(&self, url: &str, body: Option<Value>) -> Result<Response, ClientError> {
+        self.send(url, "PUT", body, true).await
+    }
+
+    /// DELETE with authentication.
+    pub async fn delete(&self, url: &str) -> Result<Response, ClientError> {
+        self.send(url, "DELETE", None, true).await
+    }
+
+    /// Sends a JSON request to the origin in `url`; with `auth`, adds the access token and
+    /// a DPoP proof, refreshing or fetching a nonce and retrying once when needed.
+    pub async fn send(
+        &self,
+        url: &str,
+        method: &str,
+        body: Option<Value>,
+        auth: bool,
+    ) -> Result<Response, ClientError> {
+        let bytes = body.map(|b| b.to_string().into_bytes());
+        let content_type = bytes.as_ref().map(|_| "application/json");
+        self.send_bytes(url, method, content_type, bytes.unwrap_or_default(), auth)
+            .await
+    }
+
+    /// Sends raw bytes (uploads, or malformed input in tests).
+    pub async fn send_bytes(
+        &self,
+        url: &str,
+        method: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+        auth: bool,
+    ) -> Result<Response, ClientError> {
+        let origin = origin_of(url)?;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let mut headers: Vec<(&str, String)> = Vec::new();
+            if let Some(ct) = content_type {
+                headers.push(("Content-Type", ct.to_string()));
+            }
+            if auth {
+                let mut session = self
+                    .session(&origin)
+                    .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
+                if session.expires_at <= now() + REFRESH_MARGIN_SECS {
+                    self.refresh(&origin).await?;
+                    session = self
+                        .session(&origin)
+                        .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
+                }
+                headers.push(("Authorization", format!("DPoP {}", session.access_token)));
+                headers.push((
+                    "DPoP",
+                    self.proof(method, url, Some(&session.access_token))?,
+                ));
+            }
+            let response = self
+                .inner
+                .transport
+                .send(url, method, &headers, body.clone())
+                .await?;
+            self.remember_nonce(&origin, &response);
+            if auth && response.status == 401 && attempts < 3 {
+                match response.error_code().as_deref() {
+                    Some("use_dpop_nonce") => continue,
+                    Some("invalid_token")
+                        if attempts == 1 && self.refresh(&origin).await.is_ok() =>
+                    {
+                        continue
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(response);
+        }
+    }
+
+    /// Sends a request exactly as given: no proof, no token, no retries (for tests of
+    /// what the server does with hand-made or broken requests).
+    pub async fn raw(
+        &self,
+        url: &str,
+        method: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, ClientError> {
+        let origin = origin_of(url)?;
+        let response = self
+            .inner
+            .transport
+            .send(url, method, headers, body)
+            .await?;
+        self.remember_nonce(&origin, &response);
+        Ok(response)
+    }
+
+    /// Fetches a fresh nonce from `origin` (any response carries one).
+    pub async fn fetch_nonce(&self, origin: &str) -> Result<String, ClientError> {
+        let origin = origin_of(origin)?;
+        let response = self
+            .raw(
+                &format!("{origin}/.well-known/hearth"),
+                "GET",
+                &[],
+                Vec::new(),
+            )
+            .await?;
+        response
+            .header("DPoP-Nonce")
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Protocol("no DPoP-Nonce header".into()))
+    }
+}

@@ -1,0 +1,183 @@
+//! HTTP/1.1 over smol TCP with async-h1, keeping idle connections per origin for reuse.
+
+use super::{origin_of, ClientError};
+use futures_lite::AsyncReadExt;
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Idle connections kept per origin.
+const POOL_PER_ORIGIN: usize = 32;
+/// Largest response body the client reads.
+const MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// An HTTP response, fully read.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of a header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Result<serde_json::Value, ClientError> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ClientError::Protocol(format!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            ))
+        })
+    }
+
+    /// The `error` code of a JSON error body.
+    pub fn error_code(&self) -> Option<String> {
+        self.json().ok()?.get("error")?.as_str().map(str::to_string)
+    }
+
+    /// `Ok(self)` for 2xx, else the error.
+    pub fn ok(self) -> Result<Response, ClientError> {
+        if (200..300).contains(&self.status) {
+            return Ok(self);
+        }
+        let body = self.json().unwrap_or_default();
+        Err(ClientError::Status {
+            status: self.status,
+            code: body["error"].as_str().unwrap_or("").to_string(),
+            message: body["message"].as_str().unwrap_or("").to_string(),
+        })
+    }
+}
+
+/// Connection pool and sender.
+#[derive(Default)]
+pub struct Transport {
+    idle: Mutex<HashMap<String, Vec<smol::net::TcpStream>>>,
+}
+
+impl Transport {
+    async fn connect(&self, origin: &str) -> Result<smol::net::TcpStream, ClientError> {
+        let url = url::Url::parse(origin).map_err(|_| ClientError::BadUrl(origin.to_string()))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| ClientError::BadUrl(origin.to_string()))?;
+        let port = url.port_or_known_default().unwrap_or(80);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let stream = smol::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| ClientError::Network {
+                origin: origin.to_string(),
+                message: e.to_string(),
+            })?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    fn take_idle(&self, origin: &str) -> Option<smol::net::TcpStream> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(origin)?
+            .pop()
+    }
+
+    fn put_idle(&self, origin: &str, stream: smol::net::TcpStream) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let list = idle.entry(origin.to_string()).or_default();
+        if list.len() < POOL_PER_ORIGIN {
+            list.push(stream);
+        }
+    }
+
+    /// Sends one request; a reused connection that turns out dead is replaced once.
+    pub async fn send(
+        &self,
+        url: &str,
+        method: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<Response, ClientError> {
+        let origin = origin_of(url)?;
+        let parsed_url =
+            http_types::Url::parse(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
+        let method: http_types::Method = method
+            .parse()
+            .map_err(|_| ClientError::Protocol(format!("unknown method {method}")))?;
+        let build = || {
+            let mut req = http_types::Request::new(method, parsed_url.clone());
+            for (name, value) in headers {
+                req.append_header(*name, value.as_str());
+            }
+            req.set_body(body.clone());
+            req
+        };
+        let pooled = self.take_idle(&origin);
+        let reused = pooled.is_some();
+        let stream = match pooled {
+            Some(s) => s,
+            None => self.connect(&origin).await?,
+        };
+        match self.exchange(&origin, stream, build()).await {
+            Ok(r) => Ok(r),
+            Err(_) if reused => {
+                let stream = self.connect(&origin).await?;
+                self.exchange(&origin, stream, build()).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        origin: &str,
+        stream: smol::net::TcpStream,
+        req: http_types::Request,
+    ) -> Result<Response, ClientError> {
+        let network = |message: String| ClientError::Network {
+            origin: origin.to_string(),
+            message,
+        };
+        let mut response = async_h1::connect(stream.clone(), req)
+            .await
+            .map_err(|e| network(e.to_string()))?;
+        let mut body = Vec::new();
+        response
+            .take_body()
+            .take(MAX_RESPONSE_BYTES)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| network(e.to_string()))?;
+        let keep_alive = response
+            .header("connection")
+            .map(|v| !v.as_str().eq_ignore_ascii_case("close"))
+            .unwrap_or(true);
+        let headers = response
+            .iter()
+            .flat_map(|(name, values)| {
+                values
+                    .iter()
+                    .map(|v| (name.as_str().to_ascii_lowercase(), v.as_str().to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if keep_alive {
+            self.put_idle(origin, stream);
+        }
+        Ok(Response {
+            status: response.status().into(),
+            headers,
+            body,
+        })
+    }
+}

@@ -1,0 +1,241 @@
+//! Configuration: one serde struct, every field documented, every field defaulted, so an
+//! empty (or absent) `hearth.toml` runs the server on its embedded defaults.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// The whole configuration (`hearth.toml`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Server name shown to users and peers. Default `"Hearth"`.
+    pub name: String,
+    /// Directory holding the database, keys and files. Default `./hearth-data`.
+    pub data_dir: PathBuf,
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// The origin clients use to reach this server, e.g. `https://hearth.local`. It is the
+    /// `iss` of the tokens this server signs. Default: `http://` + the bound address.
+    pub public_url: Option<String>,
+    /// Who may create accounts over HTTP: `open` (anyone who can reach the box) or
+    /// `closed` (only `hearth user add`). Default `open`, for a LAN box.
+    pub registration: Registration,
+    /// Authentication settings.
+    pub auth: AuthConfig,
+    /// Size and count limits.
+    pub limits: Limits,
+    /// Storage settings.
+    pub storage: StorageConfig,
+}
+
+/// Who may register.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Anyone.
+    Open,
+    /// Only the administrator, with `hearth user add`.
+    Closed,
+}
+
+/// Authentication settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Access-token lifetime in seconds (at most 900). Default 900.
+    pub access_token_secs: u64,
+    /// Refresh-token lifetime in seconds. Default 30 days.
+    pub refresh_token_secs: u64,
+    /// How far in the future a DPoP proof's `iat` may be. Default 60 s.
+    pub dpop_iat_leeway_secs: u64,
+    /// How old a DPoP proof may be. Default 300 s.
+    pub dpop_max_age_secs: u64,
+    /// Require server-issued DPoP nonces. Default true; turn off only for development.
+    pub dpop_require_nonce: bool,
+    /// How many recent proof ids the replay cache holds. Default 200,000 (≈ 8 MB full).
+    pub dpop_jti_capacity: usize,
+    /// How long a DPoP nonce lives, in seconds. Default 300.
+    pub dpop_nonce_secs: u64,
+    /// argon2id memory in KiB. Default 19456 (OWASP).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes. Default 2.
+    pub argon2_iterations: u32,
+    /// Failed logins allowed per account per minute. Default 5.
+    pub login_failures_per_account: u32,
+    /// Login attempts allowed per client address per minute. Default 30.
+    pub login_attempts_per_address: u32,
+    /// How many verified access tokens to cache. Default 10,000.
+    pub token_cache_capacity: usize,
+}
+
+/// Limits on sizes and counts.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest JSON or form request body, bytes. Default 64 KiB.
+    pub max_body_bytes: usize,
+    /// Largest file upload, bytes. Default 8 MiB.
+    pub max_upload_bytes: usize,
+    /// Longest message, characters. Default 4000.
+    pub max_message_chars: usize,
+    /// Longest name (guild, channel, role, display name), characters. Default 100.
+    pub max_name_chars: usize,
+    /// Longest free text (topic, bio, description, reason), characters. Default 1000.
+    pub max_text_chars: usize,
+    /// Guilds one user may own. Default 100.
+    pub max_guilds_per_user: usize,
+    /// Channels per guild. Default 500.
+    pub max_channels_per_guild: usize,
+    /// Roles per guild. Default 250.
+    pub max_roles_per_guild: usize,
+    /// Overwrites per channel. Default 100.
+    pub max_overwrites_per_channel: usize,
+    /// Attachments per message. Default 10.
+    pub max_attachments_per_message: usize,
+    /// Mentions per message. Default 50.
+    pub max_mentions_per_message: usize,
+    /// Distinct reactions per message. Default 50.
+    pub max_reactions_per_message: usize,
+    /// Pins per channel. Default 50.
+    pub max_pins_per_channel: usize,
+    /// Invites per guild. Default 1000.
+    pub max_invites_per_guild: usize,
+    /// Devices per user. Default 50.
+    pub max_devices_per_user: usize,
+    /// Push distributors / FCM tokens per user. Default 10.
+    pub max_push_targets: usize,
+    /// Largest key-backup blob, bytes. Default 4 KiB.
+    pub max_key_backup_bytes: usize,
+}
+
+/// Storage settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// redb page cache, bytes. Default 16 MiB (fits a 1 GB Pi with room to spare).
+    pub cache_bytes: usize,
+    /// Most write requests grouped into one commit. Default 1024.
+    pub max_batch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: "Hearth".into(),
+            data_dir: PathBuf::from("./hearth-data"),
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            registration: Registration::Open,
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            access_token_secs: 900,
+            refresh_token_secs: 30 * 24 * 3600,
+            dpop_iat_leeway_secs: 60,
+            dpop_max_age_secs: 300,
+            dpop_require_nonce: true,
+            dpop_jti_capacity: 200_000,
+            dpop_nonce_secs: 300,
+            argon2_memory_kib: 19456,
+            argon2_iterations: 2,
+            login_failures_per_account: 5,
+            login_attempts_per_address: 30,
+            token_cache_capacity: 10_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 64 * 1024,
+            max_upload_bytes: 8 * 1024 * 1024,
+            max_message_chars: 4000,
+            max_name_chars: 100,
+            max_text_chars: 1000,
+            max_guilds_per_user: 100,
+            max_channels_per_guild: 500,
+            max_roles_per_guild: 250,
+            max_overwrites_per_channel: 100,
+            max_attachments_per_message: 10,
+            max_mentions_per_message: 50,
+            max_reactions_per_message: 50,
+            max_pins_per_channel: 50,
+            max_invites_per_guild: 1000,
+            max_devices_per_user: 50,
+            max_push_targets: 10,
+            max_key_backup_bytes: 4096,
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            cache_bytes: 16 * 1024 * 1024,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Errors reading the configuration file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// Which file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this struct.
+    #[error("invalid configuration in {path}: {message}")]
+    Parse {
+        /// Which file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file; a missing file yields the defaults.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults_and_fields_override() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c.listen, "127.0.0.1:8080");
+        let c: Config =
+            toml::from_str("listen = \"0.0.0.0:443\"\n[limits]\nmax_body_bytes = 10").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:443");
+        assert_eq!(c.limits.max_body_bytes, 10);
+        assert_eq!(c.limits.max_upload_bytes, 8 * 1024 * 1024);
+        assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! Authentication of API requests: the DPoP access token and its proof, checked per
+//! RFC 9449 §4.3 and §7. The result is a [`Principal`] that handlers take as an argument,
+//! so no authenticated route can forget to authenticate.
+
+use super::error::ApiError;
+use super::Req;
+use crate::auth::dpop::{DpopRequest, VerifiedProof};
+use crate::auth::tokens;
+use crate::model::UserId;
+use crate::service::now;
+
+/// Who made a verified request.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    /// The user.
+    pub user: UserId,
+    /// Thumbprint of the device key that signed the proof.
+    pub jkt: String,
+}
+
+/// Every value of a header (a repeated header counts more than once).
+pub fn header_values(req: &Req, name: &str) -> Vec<String> {
+    req.header(name)
+        .map(|values| values.iter().map(|v| v.as_str().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// The target URI as the client addressed it (scheme of our listener, Host as sent).
+pub fn target_uri(req: &Req) -> String {
+    let url = req.url();
+    let scheme = req.state().scheme;
+    let host = url.host_str().unwrap_or("");
+    let authority = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    format!("{scheme}://{authority}{}", url.path())
+}
+
+/// Verifies a DPoP proof for this request (token endpoint form: no access token).
+pub fn verify_proof(
+    req: &Req,
+    access_token: Option<&str>,
+) -> Result<VerifiedProof, crate::auth::dpop::DpopError> {
+    let values = header_values(req, "DPoP");
+    let proofs: Vec<&str> = values.iter().map(String::as_str).collect();
+    let method = req.method().to_string();
+    let uri = target_uri(req);
+    req.state().dpop.verify(
+        &DpopRequest {
+            proofs: &proofs,
+            method: &method,
+            url: &uri,
+            access_token,
+        },
+        now(),
+    )
+}
+
+/// Authenticates an API request: `Authorization: DPoP <token>` plus a `DPoP` proof.
+pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
+    let app = req.state();
+    let authorization = header_values(req, "Authorization");
+    let token = match authorization.as_slice() {
+        [] => return Err(ApiError::no_credentials()),
+        [one] => {
+            let (scheme, rest) = one.split_once(' ').unwrap_or((one.as_str(), ""));
+            if !scheme.eq_ignore_ascii_case("DPoP") {
+                return Err(ApiError::invalid_token(
+                    "use the DPoP authentication scheme (RFC 9449): Authorization: DPoP <token>",
+                ));
+            }
+            rest.trim().to_string()
+        }
+        _ => {
+            return Err(ApiError::invalid_token(
+                "more than one Authorization header",
+            ))
+        }
+    };
+    if token.is_empty() || token.len() > 4096 {
+        return Err(ApiError::invalid_token("malformed access token"));
+    }
+    let t = now();
+    let claims = match app.token_cache.get(&token, t) {
+        Some(claims) => claims,
+        None => {
+            let issuer = tokens::peek_issuer(&token)
+                .map_err(|e| ApiError::invalid_token(format!("malformed access token: {e}")))?;
+            let services = &app.services;
+            if issuer != services.origin {
+                return Err(ApiError::invalid_token(format!(
+                    "tokens issued by {issuer} are not accepted here"
+                )));
+            }
+            let claims = tokens::verify_access_token(
+                &token,
+                &services.server_key.public_bytes(),
+                &services.origin,
+                t,
+                0,
+            )
+            .map_err(|e| ApiError::invalid_token(e.to_string()))?;
+            app.token_cache.insert(&token, claims.clone());
+            claims
+        }
+    };
+    let proof =
+        verify_proof(req, Some(&token)).map_err(|e| ApiError::dpop(&e, app.dpop.nonce(t)))?;
+    if proof.jkt != claims.jkt {
+        return Err(ApiError::new(401, "invalid_dpop_proof", "the DPoP proof is signed by another key than the one the access token is bound to")
+            .with_header(
+                "WWW-Authenticate",
+                format!("DPoP error=\"invalid_dpop_proof\", error_description=\"key does not match the token binding\", algs=\"{}\"", super::error::DPOP_ALGS),
+            ));
+    }
+    let user =
+        UserId::parse(&claims.sub).ok_or_else(|| ApiError::invalid_token("malformed subject"))?;
+    if !app
+        .services
+        .device_active(user, &claims.jkt)
+        .map_err(ApiError::from)?
+    {
+        return Err(ApiError::invalid_token(
+            "this device has been signed out or the account no longer exists",
+        ));
+    }
+    Ok(Principal {
+        user,
+        jkt: claims.jkt,
+    })
+}

@@ -1,0 +1,33 @@
+//! Hearth: a federated chat appliance (guilds, text and voice channels) for home hardware.
+//!
+//! # Layout
+//!
+//! Dependencies point one way: `http` (and the admin channel) → `service` → `storage`,
+//! `model`. `model` and `auth` do no I/O; only `http` knows tide.
+//!
+//! - [`config`]: the one documented configuration struct with defaults.
+//! - [`app`]: [`app::App`] holds config, store and services; [`app::run`] serves an already
+//!   bound listener until a shutdown future completes (tests bind port 0).
+//! - [`model`]: ids, stored types, and the pure permission rules.
+//! - [`storage`]: redb tables, big-endian composite keys, versioned bincode values, the
+//!   group-commit writer, and online backup.
+//! - [`auth`]: JOSE (JWK thumbprints, compact JWS), DPoP proof verification (RFC 9449),
+//!   access and refresh tokens, device certificates, argon2id, client-side key wrapping.
+//! - [`service`]: business rules — accounts and token grants, guilds, channels, roles,
+//!   members, invites, bans, messages, reactions, pins, files.
+//! - [`http`]: the accept loop (smol + async-h1), routes, error mapping, DPoP middleware.
+//! - [`admin`]: the local Unix-socket admin channel used by the CLI.
+//! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing)
+//!   used by the CLI, the tests and the benches.
+//!
+//! `src/main.rs` is the thin CLI.
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod model;
+pub mod service;
+pub mod storage;

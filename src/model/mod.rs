@@ -1,0 +1,9 @@
+//! The data model: ids, stored types and the permission rules. Pure: no I/O, no network.
+
+pub mod ids;
+pub mod permissions;
+pub mod types;
+
+pub use ids::{Id, IdGenerator, UserId};
+pub use permissions::Permissions;
+pub use types::*;

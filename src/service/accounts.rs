@@ -1,0 +1,766 @@
+//! Accounts: registration, the token grants (password, refresh, device certificate),
+//! devices, logout, profiles and per-user settings.
+
+use super::{check_name, check_text, invalid, now, Error, Result, Services};
+use crate::auth::{device_cert, password, tokens};
+use crate::model::*;
+use crate::storage::{keys, tables::*, Tx};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Refresh tokens kept per device; older ones are revoked when a new one is issued.
+const REFRESH_TOKENS_PER_DEVICE: usize = 4;
+
+/// What a client sends to create an account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Registration {
+    /// Login name.
+    pub username: String,
+    /// Password (hashed with argon2id; never stored).
+    pub password: String,
+    /// K_id public key, base64url: becomes the user id.
+    pub identity_key: String,
+    /// Device certificate signed by K_id for the registering device.
+    pub device_certificate: String,
+    /// K_id wrapped by the client under the password (opaque).
+    #[serde(default)]
+    pub key_backup: Option<String>,
+    /// Display name (defaults to the username).
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// Tokens handed out by a grant.
+#[derive(Debug, Serialize)]
+pub struct TokenGrant {
+    /// DPoP-bound access token.
+    pub access_token: String,
+    /// Always `DPoP`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// DPoP-bound refresh token.
+    pub refresh_token: String,
+    /// The user's id.
+    pub user_id: String,
+}
+
+/// What others see of a user.
+#[derive(Debug, Serialize)]
+pub struct PublicUser {
+    /// User id.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Login name on the home server.
+    pub username: String,
+    /// Home server origin.
+    pub homeserver: String,
+    /// Avatar link.
+    pub avatar_url: String,
+    /// Avatar fallback colour.
+    pub avatar_color: String,
+    /// Bio.
+    pub bio: String,
+    /// Presence preference.
+    pub presence: Presence,
+}
+
+impl From<&User> for PublicUser {
+    fn from(u: &User) -> Self {
+        PublicUser {
+            id: u.id,
+            name: u.profile.name.clone(),
+            username: u.username.clone(),
+            homeserver: u.homeserver.clone(),
+            avatar_url: u.profile.avatar_url.clone(),
+            avatar_color: u.profile.avatar_color.clone(),
+            bio: u.profile.bio.clone(),
+            presence: u.profile.presence,
+        }
+    }
+}
+
+/// The user's own view: public fields plus private settings.
+#[derive(Debug, Serialize)]
+pub struct OwnUser {
+    /// Public fields.
+    #[serde(flatten)]
+    pub public: PublicUser,
+    /// Push distributors.
+    pub push_distributors: Vec<String>,
+    /// FCM tokens.
+    pub fcm_tokens: Vec<String>,
+    /// Guild order.
+    pub guild_order: Vec<Id>,
+    /// Whether the user administers this server.
+    pub is_admin: bool,
+}
+
+/// A partial profile/settings update; absent fields stay as they are.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileUpdate {
+    /// Display name.
+    pub name: Option<String>,
+    /// Avatar link.
+    pub avatar_url: Option<String>,
+    /// Avatar colour `#rrggbb`.
+    pub avatar_color: Option<String>,
+    /// Bio.
+    pub bio: Option<String>,
+    /// Presence preference.
+    pub presence: Option<Presence>,
+    /// Guild order.
+    pub guild_order: Option<Vec<Id>>,
+    /// UnifiedPush distributor URLs.
+    pub push_distributors: Option<Vec<String>>,
+    /// FCM tokens.
+    pub fcm_tokens: Option<Vec<String>>,
+}
+
+/// A device as listed to its owner.
+#[derive(Debug, Serialize)]
+pub struct DeviceView {
+    /// Thumbprint of the device key (its id).
+    pub id: String,
+    /// Label.
+    pub name: String,
+    /// Whether K_id certified it.
+    pub certified: bool,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub last_seen: u64,
+    /// Whether this is the device making the request.
+    pub current: bool,
+}
+
+/// Counts login attempts in one-minute windows, per account and per address.
+#[derive(Default)]
+pub struct LoginLimiter {
+    windows: Mutex<HashMap<String, (u64, u32)>>,
+}
+
+/// Tracked keys before old windows are swept.
+const LIMITER_SWEEP_AT: usize = 10_000;
+
+impl LoginLimiter {
+    /// Counts one event for `key`; fails once `limit` is exceeded in the current minute.
+    fn hit(&self, key: String, limit: u32, now: u64) -> Result<()> {
+        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        if windows.len() >= LIMITER_SWEEP_AT {
+            windows.retain(|_, (start, _)| now < *start + 60);
+        }
+        let entry = windows.entry(key).or_insert((now, 0));
+        if now >= entry.0 + 60 {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit {
+            return Err(Error::RateLimited {
+                retry_after: (entry.0 + 60).saturating_sub(now).max(1),
+            });
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+
+    fn check(&self, key: &str, limit: u32, now: u64) -> Result<()> {
+        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        match windows.get(key) {
+            Some((start, count)) if now < start + 60 && *count >= limit => {
+                Err(Error::RateLimited {
+                    retry_after: (start + 60).saturating_sub(now).max(1),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Validates a login name: 1–32 of `a-z 0-9 _ . -`.
+pub fn check_username(name: &str) -> Result<String> {
+    let name = name.trim().to_ascii_lowercase();
+    if name.is_empty()
+        || name.len() > 32
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+    {
+        return Err(invalid(
+            "invalid_username",
+            "username must be 1-32 characters of a-z, 0-9, '_', '.', '-'",
+        ));
+    }
+    Ok(name)
+}
+
+fn check_password(password: &str) -> Result<()> {
+    if password.chars().count() < 8 || password.len() > 1024 {
+        return Err(invalid(
+            "invalid_password",
+            "password must be 8 to 1024 bytes long",
+        ));
+    }
+    Ok(())
+}
+
+/// Validates a URL the server will later POST to or show: http(s), at most 512 bytes.
+pub fn check_url(field: &'static str, value: &str) -> Result<String> {
+    if value.len() > 512 {
+        return Err(invalid(
+            "too_long",
+            format!("{field} is longer than 512 bytes"),
+        ));
+    }
+    match url::Url::parse(value) {
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {
+            Ok(value.to_string())
+        }
+        _ => Err(invalid(
+            "invalid_url",
+            format!("{field} must be an http(s) URL"),
+        )),
+    }
+}
+
+fn check_color(value: &str) -> Result<String> {
+    let ok = value.is_empty()
+        || (value.len() == 7
+            && value.starts_with('#')
+            && value[1..].bytes().all(|b| b.is_ascii_hexdigit()));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(invalid("invalid_color", "avatar_color must be #rrggbb"))
+    }
+}
+
+impl Services {
+    fn password_params(&self) -> password::PasswordParams {
+        password::PasswordParams {
+            m_cost_kib: self.config.auth.argon2_memory_kib,
+            t_cost: self.config.auth.argon2_iterations,
+            p_cost: 1,
+        }
+    }
+
+    /// Creates a local account over HTTP: checks the identity key, the device certificate
+    /// it signed, and the username; stores the argon2id hash and the opaque key backup.
+    pub async fn register(&self, req: Registration, device_name: &str) -> Result<User> {
+        if self.config.registration == crate::config::Registration::Closed {
+            return Err(Error::Forbidden(
+                "registration is closed on this server; ask its administrator".into(),
+            ));
+        }
+        let username = check_username(&req.username)?;
+        check_password(&req.password)?;
+        let id = device_cert::parse_user_id(&req.identity_key)
+            .map(UserId)
+            .map_err(|e| invalid("invalid_identity_key", e.to_string()))?;
+        let cert = device_cert::verify_device_certificate(&req.device_certificate, now())
+            .map_err(|e| invalid("invalid_device_certificate", e.to_string()))?;
+        if cert.sub != req.identity_key {
+            return Err(invalid(
+                "invalid_device_certificate",
+                "the device certificate is not signed by this identity key",
+            ));
+        }
+        if cert.homeserver != self.origin {
+            return Err(invalid(
+                "invalid_device_certificate",
+                format!(
+                    "the device certificate names {} as home server, not this server ({})",
+                    cert.homeserver, self.origin
+                ),
+            ));
+        }
+        let display = match &req.display_name {
+            Some(n) => check_name("display_name", n, self.config.limits.max_name_chars)?,
+            None => username.clone(),
+        };
+        if let Some(blob) = &req.key_backup {
+            if blob.len() > self.config.limits.max_key_backup_bytes {
+                return Err(invalid("too_long", "key_backup is too large"));
+            }
+        }
+        let hash = self.hash_password(req.password.clone()).await?;
+        let device = Device {
+            jkt: cert.jkt.clone(),
+            name: check_text("device name", device_name, 64)?,
+            certificate: Some(req.device_certificate.clone()),
+            created_at: now(),
+            last_seen: now(),
+            refresh_hashes: Vec::new(),
+        };
+        let user = self.new_user(id, username, Some(hash), req.key_backup, display, false);
+        let stored = user.clone();
+        self.store
+            .write(move |tx| {
+                insert_user(tx, &stored)?;
+                tx.put(USER_DEVICE, &device_key(stored.id, &device.jkt), &device)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        Ok(user)
+    }
+
+    fn new_user(
+        &self,
+        id: UserId,
+        username: String,
+        password_hash: Option<String>,
+        key_backup: Option<String>,
+        display: String,
+        is_admin: bool,
+    ) -> User {
+        User {
+            id,
+            profile: Profile {
+                name: display,
+                ..Profile::default()
+            },
+            username,
+            password_hash,
+            key_backup,
+            homeserver: self.origin.clone(),
+            profile_synced: true,
+            push_distributors: Vec::new(),
+            fcm_tokens: Vec::new(),
+            guild_order: Vec::new(),
+            is_admin,
+            created_at: now(),
+        }
+    }
+
+    /// Creates an account from the administrator's tools (`hearth user add`): the caller
+    /// made K_id and wrapped it under the password itself.
+    pub async fn add_user(
+        &self,
+        username: &str,
+        password: &str,
+        identity_key: &str,
+        key_backup: String,
+        is_admin: bool,
+    ) -> Result<User> {
+        let username = check_username(username)?;
+        check_password(password)?;
+        let id = device_cert::parse_user_id(identity_key)
+            .map(UserId)
+            .map_err(|e| invalid("invalid_identity_key", e.to_string()))?;
+        let hash = self.hash_password(password.to_string()).await?;
+        let user = self.new_user(
+            id,
+            username.clone(),
+            Some(hash),
+            Some(key_backup),
+            username,
+            is_admin,
+        );
+        let stored = user.clone();
+        self.store.write(move |tx| insert_user(tx, &stored)).await?;
+        Ok(user)
+    }
+
+    async fn hash_password(&self, password: String) -> Result<String> {
+        let params = self.password_params();
+        smol::unblock(move || password::hash_password(&password, &params))
+            .await
+            .map_err(|e| invalid("invalid_password", e.to_string()))
+    }
+
+    /// The password grant (RFC 6749 §4.3), bound to the DPoP key `jkt`.
+    pub async fn password_grant(
+        &self,
+        limiter: &LoginLimiter,
+        username: &str,
+        password: &str,
+        jkt: &str,
+        address: &str,
+    ) -> Result<TokenGrant> {
+        let t = now();
+        let auth = &self.config.auth;
+        limiter.hit(
+            format!("addr:{address}"),
+            auth.login_attempts_per_address,
+            t,
+        )?;
+        let name = username.trim().to_ascii_lowercase();
+        let account_key = format!("user:{name}");
+        limiter.check(&account_key, auth.login_failures_per_account, t)?;
+        let user = self.store.read(|tx| find_user_by_name(tx, &name))?;
+        let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+        let candidate = password.to_string();
+        let ok = match hash {
+            Some(hash) => smol::unblock(move || password::verify_password(&candidate, &hash)).await,
+            None => false,
+        };
+        let Some(user) = user.filter(|_| ok) else {
+            limiter.hit(account_key, auth.login_failures_per_account, t)?;
+            return Err(Error::Unauthorized("wrong username or password".into()));
+        };
+        self.issue_tokens(user.id, jkt, None, "password login")
+            .await
+    }
+
+    /// The device-certificate grant: K_id vouches for the DPoP key `jkt`.
+    pub async fn certificate_grant(&self, certificate: &str, jkt: &str) -> Result<TokenGrant> {
+        let cert = device_cert::verify_device_certificate(certificate, now())
+            .map_err(|e| Error::Unauthorized(format!("invalid device certificate: {e}")))?;
+        if cert.jkt != jkt {
+            return Err(Error::Unauthorized(
+                "the device certificate is for another key than the DPoP proof".into(),
+            ));
+        }
+        let user = UserId(
+            device_cert::parse_user_id(&cert.sub)
+                .map_err(|e| Error::Unauthorized(format!("invalid device certificate: {e}")))?,
+        );
+        let known = self.store.read(|tx| tx.get(USER, &user.0))?;
+        if known.is_none() {
+            return Err(Error::Unauthorized("unknown user".into()));
+        }
+        self.issue_tokens(user, jkt, Some(certificate.to_string()), "certified device")
+            .await
+    }
+
+    /// The refresh grant: the refresh token must be used with the key it is bound to.
+    pub async fn refresh_grant(&self, refresh_token: &str, jkt: &str) -> Result<TokenGrant> {
+        let hash = tokens::hash_refresh_token(refresh_token);
+        let stored = self.store.read(|tx| tx.get(REFRESH_TOKEN, &hash))?;
+        let Some(stored) = stored else {
+            return Err(Error::Unauthorized(
+                "unknown or revoked refresh token".into(),
+            ));
+        };
+        if stored.jkt != jkt {
+            return Err(Error::Unauthorized(
+                "the refresh token is bound to another DPoP key".into(),
+            ));
+        }
+        if stored.expires_at <= now() {
+            return Err(Error::Unauthorized("the refresh token has expired".into()));
+        }
+        let user = stored.user;
+        let device_ok = self.store.read(|tx| {
+            Ok::<_, Error>(
+                tx.contains(USER, &user.0)? && tx.contains(USER_DEVICE, &device_key(user, jkt))?,
+            )
+        })?;
+        if !device_ok {
+            return Err(Error::Unauthorized(
+                "this device has been signed out".into(),
+            ));
+        }
+        let (access_token, claims) = tokens::mint_access_token(
+            &self.server_key,
+            &self.origin,
+            &user.to_text(),
+            jkt,
+            now(),
+            self.config.auth.access_token_secs,
+        );
+        Ok(TokenGrant {
+            access_token,
+            token_type: "DPoP",
+            expires_in: claims.exp.saturating_sub(claims.iat),
+            refresh_token: refresh_token.to_string(),
+            user_id: user.to_text(),
+        })
+    }
+
+    async fn issue_tokens(
+        &self,
+        user: UserId,
+        jkt: &str,
+        certificate: Option<String>,
+        device_name: &str,
+    ) -> Result<TokenGrant> {
+        let (refresh_token, refresh_hash) = tokens::new_refresh_token();
+        let t = now();
+        let record = RefreshToken {
+            user,
+            jkt: jkt.to_string(),
+            created_at: t,
+            expires_at: t + self.config.auth.refresh_token_secs,
+        };
+        let jkt_owned = jkt.to_string();
+        let device_name = device_name.to_string();
+        let max_devices = self.config.limits.max_devices_per_user;
+        self.store
+            .write(move |tx| {
+                let key = device_key(user, &jkt_owned);
+                let mut device = match tx.get(USER_DEVICE, &key)? {
+                    Some(d) => d,
+                    None => {
+                        let count = tx.count_prefix(USER_DEVICE, &user.0, max_devices + 1)?;
+                        if count >= max_devices {
+                            return Err(Error::LimitReached(format!(
+                                "at most {max_devices} devices per user; remove one first"
+                            )));
+                        }
+                        Device {
+                            jkt: jkt_owned.clone(),
+                            name: device_name,
+                            certificate: None,
+                            created_at: t,
+                            last_seen: t,
+                            refresh_hashes: Vec::new(),
+                        }
+                    }
+                };
+                if certificate.is_some() {
+                    device.certificate = certificate;
+                }
+                device.last_seen = t;
+                device.refresh_hashes.push(refresh_hash);
+                while device.refresh_hashes.len() > REFRESH_TOKENS_PER_DEVICE {
+                    let old = device.refresh_hashes.remove(0);
+                    tx.delete(REFRESH_TOKEN, &old)?;
+                }
+                tx.put(REFRESH_TOKEN, &refresh_hash, &record)?;
+                tx.put(USER_DEVICE, &key, &device)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        let (access_token, claims) = tokens::mint_access_token(
+            &self.server_key,
+            &self.origin,
+            &user.to_text(),
+            jkt,
+            t,
+            self.config.auth.access_token_secs,
+        );
+        Ok(TokenGrant {
+            access_token,
+            token_type: "DPoP",
+            expires_in: claims.exp.saturating_sub(claims.iat),
+            refresh_token,
+            user_id: user.to_text(),
+        })
+    }
+
+    /// Whether `jkt` is a signed-in device of a live local user.
+    pub fn device_active(&self, user: UserId, jkt: &str) -> Result<bool> {
+        self.store.read(|tx| {
+            Ok(tx.contains(USER, &user.0)? && tx.contains(USER_DEVICE, &device_key(user, jkt))?)
+        })
+    }
+
+    /// Revokes a refresh token by its text (RFC 7009). Unknown tokens are not an error.
+    pub async fn revoke_refresh_token(&self, token: &str) -> Result<()> {
+        let hash = tokens::hash_refresh_token(token);
+        self.store
+            .write(move |tx| {
+                if let Some(record) = tx.get(REFRESH_TOKEN, &hash)? {
+                    let key = device_key(record.user, &record.jkt);
+                    if let Some(mut device) = tx.get(USER_DEVICE, &key)? {
+                        device.refresh_hashes.retain(|h| h != &hash);
+                        tx.put(USER_DEVICE, &key, &device)?;
+                    }
+                    tx.delete(REFRESH_TOKEN, &hash)?;
+                }
+                Ok::<_, Error>(())
+            })
+            .await
+    }
+
+    /// Signs a device out: removes it and revokes its refresh tokens; its access tokens
+    /// stop working at once because every request checks that the device exists.
+    pub async fn remove_device(&self, user: UserId, jkt: &str) -> Result<()> {
+        let jkt = jkt.to_string();
+        self.store
+            .write(move |tx| {
+                let key = device_key(user, &jkt);
+                let device = tx
+                    .get(USER_DEVICE, &key)?
+                    .ok_or(Error::NotFound("device"))?;
+                for hash in &device.refresh_hashes {
+                    tx.delete(REFRESH_TOKEN, hash)?;
+                }
+                tx.delete(USER_DEVICE, &key)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// The user's devices.
+    pub fn list_devices(&self, user: UserId, current_jkt: &str) -> Result<Vec<DeviceView>> {
+        let devices = self
+            .store
+            .read(|tx| tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX))?;
+        Ok(devices
+            .into_iter()
+            .map(|(_, d)| DeviceView {
+                current: d.jkt == current_jkt,
+                id: d.jkt,
+                name: d.name,
+                certified: d.certificate.is_some(),
+                created_at: d.created_at,
+                last_seen: d.last_seen,
+            })
+            .collect())
+    }
+
+    /// A user by id.
+    pub fn get_user(&self, id: UserId) -> Result<User> {
+        self.store
+            .read(|tx| tx.get(USER, &id.0))?
+            .ok_or(Error::NotFound("user"))
+    }
+
+    /// The key backup blob of a user, by login name (for a new device to recover K_id).
+    pub fn key_backup(&self, user: UserId) -> Result<Option<String>> {
+        Ok(self.get_user(user)?.key_backup)
+    }
+
+    /// The user's own view.
+    pub fn own_user(&self, id: UserId) -> Result<OwnUser> {
+        let user = self.get_user(id)?;
+        Ok(OwnUser {
+            public: PublicUser::from(&user),
+            push_distributors: user.push_distributors,
+            fcm_tokens: user.fcm_tokens,
+            guild_order: user.guild_order,
+            is_admin: user.is_admin,
+        })
+    }
+
+    /// Updates the user's profile and settings.
+    pub async fn update_me(&self, id: UserId, update: ProfileUpdate) -> Result<OwnUser> {
+        let limits = &self.config.limits;
+        let name = update
+            .name
+            .map(|n| check_name("name", &n, limits.max_name_chars))
+            .transpose()?;
+        let avatar_url = update
+            .avatar_url
+            .map(|u| {
+                if u.is_empty() {
+                    Ok(u)
+                } else {
+                    check_url("avatar_url", &u)
+                }
+            })
+            .transpose()?;
+        let avatar_color = update.avatar_color.map(|c| check_color(&c)).transpose()?;
+        let bio = update
+            .bio
+            .map(|b| check_text("bio", &b, limits.max_text_chars))
+            .transpose()?;
+        if let Some(order) = &update.guild_order {
+            if order.len() > limits.max_guilds_per_user * 10 {
+                return Err(invalid("too_many_items", "guild_order is too long"));
+            }
+        }
+        let push = update
+            .push_distributors
+            .map(|list| {
+                if list.len() > limits.max_push_targets {
+                    return Err(invalid(
+                        "too_many_items",
+                        format!("at most {} push distributors", limits.max_push_targets),
+                    ));
+                }
+                list.iter()
+                    .map(|u| check_url("push_distributors", u))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        let fcm = update
+            .fcm_tokens
+            .map(|list| {
+                if list.len() > limits.max_push_targets {
+                    return Err(invalid(
+                        "too_many_items",
+                        format!("at most {} FCM tokens", limits.max_push_targets),
+                    ));
+                }
+                list.iter()
+                    .map(|t| {
+                        if t.is_empty() || t.len() > 4096 || !t.is_ascii() {
+                            Err(invalid(
+                                "invalid_field",
+                                "FCM tokens must be 1-4096 ASCII characters",
+                            ))
+                        } else {
+                            Ok(t.clone())
+                        }
+                    })
+                    .collect::<Result<Vec<_>>>()
+            })
+            .transpose()?;
+        let presence = update.presence;
+        let order = update.guild_order;
+        self.store
+            .write(move |tx| {
+                let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
+                if let Some(v) = name {
+                    user.profile.name = v;
+                }
+                if let Some(v) = avatar_url {
+                    user.profile.avatar_url = v;
+                }
+                if let Some(v) = avatar_color {
+                    user.profile.avatar_color = v;
+                }
+                if let Some(v) = bio {
+                    user.profile.bio = v;
+                }
+                if let Some(v) = presence {
+                    user.profile.presence = v;
+                }
+                if let Some(mut v) = order {
+                    let mut seen = std::collections::HashSet::new();
+                    v.retain(|g| seen.insert(*g));
+                    user.guild_order = v;
+                }
+                if let Some(v) = push {
+                    user.push_distributors = v;
+                }
+                if let Some(v) = fcm {
+                    user.fcm_tokens = v;
+                }
+                tx.put(USER, &id.0, &user)?;
+                Ok::<_, Error>(())
+            })
+            .await?;
+        self.own_user(id)
+    }
+}
+
+/// Key of a device row.
+pub fn device_key(user: UserId, jkt: &str) -> Vec<u8> {
+    keys::join(&[&user.0, jkt.as_bytes()])
+}
+
+fn insert_user(tx: &Tx, user: &User) -> Result<()> {
+    if tx.contains(USERNAME_USER, user.username.as_bytes())? {
+        return Err(Error::Conflict {
+            code: "username_taken",
+            message: format!("the username {} is taken", user.username),
+        });
+    }
+    if tx.contains(USER, &user.id.0)? {
+        return Err(Error::Conflict {
+            code: "identity_key_taken",
+            message: "an account with this identity key exists".into(),
+        });
+    }
+    tx.put(USER, &user.id.0, user)?;
+    tx.put(USERNAME_USER, user.username.as_bytes(), &user.id.0.to_vec())?;
+    Ok(())
+}
+
+/// Looks a local user up by login name.
+pub fn find_user_by_name(tx: &Tx, name: &str) -> Result<Option<User>> {
+    let Some(id) = tx.get(USERNAME_USER, name.as_bytes())? else {
+        return Ok(None);
+    };
+    let Ok(bytes) = <[u8; 32]>::try_from(id.as_slice()) else {
+        return Ok(None);
+    };
+    Ok(tx.get(USER, &bytes)?)
+}

@@ -1,0 +1,423 @@
+//! Storage: one redb file with typed tables, versioned bincode values and big-endian
+//! composite keys. All writes go through one writer thread that groups concurrent
+//! requests into one durable commit ([`writer`]); reads run anywhere on snapshots.
+
+pub mod codec;
+pub mod keys;
+pub mod tables;
+pub mod writer;
+
+use codec::{decode, encode, CodecError, Stored};
+use redb::{ReadableDatabase, ReadableTable};
+use std::path::Path;
+use std::sync::Arc;
+use tables::{Table, ALL_TABLES, META};
+
+pub use writer::Writer;
+
+/// The schema version this build writes. Opening a newer file is refused.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Storage errors. Callers map them to "internal error": they mean the disk or the file
+/// is in trouble, never that the user sent something wrong.
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum StoreError {
+    /// redb failed.
+    #[error("database error: {0}")]
+    Database(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt value in table {table}: {reason}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Decoder message.
+        reason: String,
+    },
+    /// The file was written by a newer Hearth.
+    #[error("database schema {found} is newer than this build understands ({supported})")]
+    SchemaTooNew {
+        /// Found in the file.
+        found: u64,
+        /// Supported by this build.
+        supported: u64,
+    },
+    /// The writer thread has stopped.
+    #[error("the database writer has stopped")]
+    WriterGone,
+    /// A write was attempted in a read transaction.
+    #[error("write in a read-only transaction")]
+    ReadOnly,
+    /// File system error (backups).
+    #[error("i/o error: {0}")]
+    Io(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(impl From<$t> for StoreError {
+        fn from(e: $t) -> Self { StoreError::Database(e.to_string()) }
+    })*};
+}
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+fn corrupt(table: &'static str, e: CodecError) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        reason: e.to_string(),
+    }
+}
+
+/// A transaction, read-only or the writer's, with typed table access.
+pub enum Tx<'a> {
+    /// A snapshot for reading.
+    Read(&'a redb::ReadTransaction),
+    /// The writer's open transaction (sees its own writes).
+    Write(&'a redb::WriteTransaction),
+}
+
+/// The smallest byte string greater than every string that starts with `prefix`
+/// (`None` if there is none: the prefix is all 0xff).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+type RangeItem<'a> = Result<
+    (
+        redb::AccessGuard<'a, &'static [u8]>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+fn scan_in<V: Stored, T: ReadableTable<&'static [u8], &'static [u8]>>(
+    table: &T,
+    name: &'static str,
+    lower: &[u8],
+    upper: Option<&[u8]>,
+    reverse: bool,
+    limit: usize,
+) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+    let mut out = Vec::new();
+    let mut push = |item: RangeItem| -> Result<bool, StoreError> {
+        let (k, v) = item?;
+        out.push((
+            k.value().to_vec(),
+            decode(v.value()).map_err(|e| corrupt(name, e))?,
+        ));
+        Ok(out.len() < limit)
+    };
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    match upper {
+        Some(upper) => {
+            let range = table.range::<&[u8]>(lower..upper)?;
+            if reverse {
+                for item in range.rev() {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in range {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+        }
+        None => {
+            let range = table.range::<&[u8]>(lower..)?;
+            if reverse {
+                for item in range.rev() {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in range {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Tx<'_> {
+    /// One value by key.
+    pub fn get<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<Option<V>, StoreError> {
+        let raw = match self {
+            Tx::Read(t) => t
+                .open_table(table.def())?
+                .get(key)?
+                .map(|g| g.value().to_vec()),
+            Tx::Write(t) => t
+                .open_table(table.def())?
+                .get(key)?
+                .map(|g| g.value().to_vec()),
+        };
+        raw.map(|bytes| decode(&bytes).map_err(|e| corrupt(table.name, e)))
+            .transpose()
+    }
+
+    /// Whether a key exists.
+    pub fn contains<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(match self {
+            Tx::Read(t) => t.open_table(table.def())?.get(key)?.is_some(),
+            Tx::Write(t) => t.open_table(table.def())?.get(key)?.is_some(),
+        })
+    }
+
+    /// Rows with keys in `[lower, upper)` (upper `None` = to the end), at most `limit`,
+    /// ascending or descending.
+    pub fn range<V: Stored>(
+        &self,
+        table: Table<V>,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        reverse: bool,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        match self {
+            Tx::Read(t) => scan_in(
+                &t.open_table(table.def())?,
+                table.name,
+                lower,
+                upper,
+                reverse,
+                limit,
+            ),
+            Tx::Write(t) => scan_in(
+                &t.open_table(table.def())?,
+                table.name,
+                lower,
+                upper,
+                reverse,
+                limit,
+            ),
+        }
+    }
+
+    /// Rows whose key starts with `prefix`, ascending, at most `limit`.
+    pub fn scan_prefix<V: Stored>(
+        &self,
+        table: Table<V>,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
+        let end = prefix_end(prefix);
+        self.range(table, prefix, end.as_deref(), false, limit)
+    }
+
+    /// Number of rows whose key starts with `prefix`, counting at most `cap`.
+    pub fn count_prefix<V: Stored>(
+        &self,
+        table: Table<V>,
+        prefix: &[u8],
+        cap: usize,
+    ) -> Result<usize, StoreError> {
+        let end = prefix_end(prefix);
+        let count = |t: &dyn Fn() -> Result<usize, StoreError>| t();
+        match self {
+            Tx::Read(t) => count(&|| {
+                let table = t.open_table(table.def())?;
+                let iter = match &end {
+                    Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
+                    None => table.range::<&[u8]>(prefix..)?,
+                };
+                Ok(iter.take(cap).count())
+            }),
+            Tx::Write(t) => count(&|| {
+                let table = t.open_table(table.def())?;
+                let iter = match &end {
+                    Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
+                    None => table.range::<&[u8]>(prefix..)?,
+                };
+                Ok(iter.take(cap).count())
+            }),
+        }
+    }
+
+    /// Inserts or replaces a value (writer only).
+    pub fn put<V: Stored>(&self, table: Table<V>, key: &[u8], value: &V) -> Result<(), StoreError> {
+        match self {
+            Tx::Read(_) => Err(StoreError::ReadOnly),
+            Tx::Write(t) => {
+                t.open_table(table.def())?
+                    .insert(key, encode(value).as_slice())?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Removes a key (writer only). Returns whether it existed.
+    pub fn delete<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
+        match self {
+            Tx::Read(_) => Err(StoreError::ReadOnly),
+            Tx::Write(t) => Ok(t.open_table(table.def())?.remove(key)?.is_some()),
+        }
+    }
+
+    /// Removes every key that starts with `prefix` (writer only). Returns how many.
+    pub fn delete_prefix<V: Stored>(
+        &self,
+        table: Table<V>,
+        prefix: &[u8],
+    ) -> Result<usize, StoreError> {
+        let Tx::Write(t) = self else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut table_handle = t.open_table(table.def())?;
+        let end = prefix_end(prefix);
+        let keys: Vec<Vec<u8>> = {
+            let iter = match &end {
+                Some(e) => table_handle.range::<&[u8]>(prefix..e.as_slice())?,
+                None => table_handle.range::<&[u8]>(prefix..)?,
+            };
+            let mut keys = Vec::new();
+            for item in iter {
+                keys.push(item?.0.value().to_vec());
+            }
+            keys
+        };
+        for key in &keys {
+            table_handle.remove(key.as_slice())?;
+        }
+        Ok(keys.len())
+    }
+}
+
+/// The database: a redb file plus the group-commit writer.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<redb::Database>,
+    writer: Writer,
+}
+
+impl Store {
+    /// Opens (or creates) the database file, creates missing tables and checks the schema.
+    pub fn open(path: &Path, cache_bytes: usize, max_batch: usize) -> Result<Store, StoreError> {
+        let db = redb::Builder::new()
+            .set_cache_size(cache_bytes)
+            .create(path)?;
+        let txn = db.begin_write()?;
+        for name in ALL_TABLES {
+            let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
+            txn.open_table(def)?;
+        }
+        {
+            let tx = Tx::Write(&txn);
+            match tx.get(META, b"schema_version")? {
+                None => tx.put(
+                    META,
+                    b"schema_version",
+                    &SCHEMA_VERSION.to_be_bytes().to_vec(),
+                )?,
+                Some(bytes) => {
+                    let found = bytes
+                        .as_slice()
+                        .try_into()
+                        .map(u64::from_be_bytes)
+                        .unwrap_or(u64::MAX);
+                    if found > SCHEMA_VERSION {
+                        return Err(StoreError::SchemaTooNew {
+                            found,
+                            supported: SCHEMA_VERSION,
+                        });
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        let db = Arc::new(db);
+        let writer = Writer::start(db.clone(), max_batch);
+        Ok(Store { db, writer })
+    }
+
+    /// Runs `f` on a consistent snapshot.
+    pub fn read<R, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&Tx) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let txn = self.db.begin_read().map_err(StoreError::from)?;
+        f(&Tx::Read(&txn))
+    }
+
+    /// Runs `f` in the writer's next group commit and returns its result once the commit
+    /// is durable. `f` must do every check that can fail *before* its first write: an
+    /// error after writing would leave those writes in the shared commit.
+    pub async fn write<R, E>(
+        &self,
+        f: impl FnOnce(&Tx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.writer.submit(f).await
+    }
+
+    /// Blocking form of [`Store::write`], for tools that run outside an executor.
+    pub fn write_blocking<R, E>(
+        &self,
+        f: impl FnOnce(&Tx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        smol::block_on(self.writer.submit(f))
+    }
+
+    /// Writes a consistent copy of the whole database to `dest` (temp file, fsync, rename)
+    /// from one read snapshot, so it can run while the server keeps writing.
+    pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        let snapshot = self.db.begin_read()?;
+        let tmp = dest.with_extension("partial");
+        let _ = std::fs::remove_file(&tmp);
+        let mut rows = 0u64;
+        {
+            let copy = redb::Database::create(&tmp)?;
+            let txn = copy.begin_write()?;
+            for name in ALL_TABLES {
+                let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
+                let source = snapshot.open_table(def)?;
+                let mut target = txn.open_table(def)?;
+                for item in source.iter()? {
+                    let (k, v) = item?;
+                    target.insert(k.value(), v.value())?;
+                    rows += 1;
+                }
+            }
+            txn.commit()?;
+        }
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, dest)?;
+        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(rows)
+    }
+}

@@ -1,0 +1,110 @@
+//! Every table of the database. Names say key → value; composite keys are big-endian
+//! concatenations so that a prefix scan returns rows in order.
+
+use super::codec::Stored;
+use crate::model::*;
+use std::marker::PhantomData;
+
+/// A typed table: byte keys (built by [`super::keys`]) to versioned values of type `V`.
+pub struct Table<V> {
+    /// The redb table name.
+    pub name: &'static str,
+    _value: PhantomData<fn() -> V>,
+}
+
+impl<V> Clone for Table<V> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<V> Copy for Table<V> {}
+
+impl<V: Stored> Table<V> {
+    const fn new(name: &'static str) -> Self {
+        Table {
+            name,
+            _value: PhantomData,
+        }
+    }
+
+    /// The untyped redb definition.
+    pub fn def(&self) -> redb::TableDefinition<'static, &'static [u8], &'static [u8]> {
+        redb::TableDefinition::new(self.name)
+    }
+}
+
+/// Marker for index tables whose value carries no data.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy)]
+pub struct Present;
+
+macro_rules! stored {
+    ($($t:ty => $v:expr),* $(,)?) => { $(impl Stored for $t { const VERSION: u8 = $v; })* };
+}
+
+stored! {
+    Present => 1, User => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
+    Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
+    Vec<u8> => 1, u64 => 1, String => 1,
+}
+
+/// Server-wide settings: name → value (server key, secrets, schema version).
+pub const META: Table<Vec<u8>> = Table::new("meta");
+/// user id → user.
+pub const USER: Table<User> = Table::new("user");
+/// username → user id bytes.
+pub const USERNAME_USER: Table<Vec<u8>> = Table::new("username_user");
+/// user id ‖ device thumbprint → device.
+pub const USER_DEVICE: Table<Device> = Table::new("user_device");
+/// SHA-256 of the token → refresh token.
+pub const REFRESH_TOKEN: Table<RefreshToken> = Table::new("refresh_token");
+/// guild id → guild.
+pub const GUILD: Table<Guild> = Table::new("guild");
+/// channel id → channel.
+pub const CHANNEL: Table<Channel> = Table::new("channel");
+/// guild id ‖ channel id → (index).
+pub const GUILD_CHANNEL: Table<Present> = Table::new("guild_channel");
+/// guild id ‖ role id → role.
+pub const GUILD_ROLE: Table<Role> = Table::new("guild_role");
+/// guild id ‖ user id → member.
+pub const GUILD_MEMBER: Table<Member> = Table::new("guild_member");
+/// user id ‖ guild id → (index of the guilds a user is in).
+pub const USER_GUILD: Table<Present> = Table::new("user_guild");
+/// channel id ‖ message id → message.
+pub const CHANNEL_MESSAGE: Table<Message> = Table::new("channel_message");
+/// message id ‖ emoji length ‖ emoji ‖ user id → (reaction).
+pub const MESSAGE_REACTION: Table<Present> = Table::new("message_reaction");
+/// channel id ‖ message id → (pin).
+pub const CHANNEL_PIN: Table<Present> = Table::new("channel_pin");
+/// invite code → invite.
+pub const INVITE: Table<Invite> = Table::new("invite");
+/// guild id ‖ invite code → (index).
+pub const GUILD_INVITE: Table<Present> = Table::new("guild_invite");
+/// guild id ‖ user id → ban.
+pub const GUILD_BAN: Table<Ban> = Table::new("guild_ban");
+/// file id (SHA-256) → file metadata.
+pub const FILE: Table<FileMeta> = Table::new("file");
+/// channel id ‖ file id → (the file may be read by those who can read the channel).
+pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
+
+/// Every table name, for creation at start and for backups.
+pub const ALL_TABLES: &[&str] = &[
+    META.name,
+    USER.name,
+    USERNAME_USER.name,
+    USER_DEVICE.name,
+    REFRESH_TOKEN.name,
+    GUILD.name,
+    CHANNEL.name,
+    GUILD_CHANNEL.name,
+    GUILD_ROLE.name,
+    GUILD_MEMBER.name,
+    USER_GUILD.name,
+    CHANNEL_MESSAGE.name,
+    MESSAGE_REACTION.name,
+    CHANNEL_PIN.name,
+    INVITE.name,
+    GUILD_INVITE.name,
+    GUILD_BAN.name,
+    FILE.name,
+    CHANNEL_FILE.name,
+];

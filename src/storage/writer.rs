@@ -1,0 +1,118 @@
+//! The one writer. Requests queue on a channel; the writer thread takes everything queued,
+//! runs it in one write transaction, commits durably once, and only then answers each
+//! request. While one commit is syncing to disk the next batch gathers, so throughput grows
+//! with concurrency while every answer still means "on disk".
+
+use super::{StoreError, Tx};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
+
+/// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is
+/// dropped.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: async_channel::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread for `db`, committing at most `max_batch` requests at once.
+    pub fn start(db: Arc<redb::Database>, max_batch: usize) -> Writer {
+        let (jobs, queue) = async_channel::unbounded::<Job>();
+        let max_batch = max_batch.max(1);
+        std::thread::Builder::new()
+            .name("hearth-writer".into())
+            .spawn(move || run(db, queue, max_batch))
+            .map(|_| ())
+            .unwrap_or_else(|e| panic!("cannot start the database writer thread: {e}"));
+        Writer { jobs }
+    }
+
+    /// Queues `f` and waits until its commit is durable.
+    pub async fn submit<R, E>(
+        &self,
+        f: impl FnOnce(&Tx) -> Result<R, E> + Send + 'static,
+    ) -> Result<R, E>
+    where
+        R: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let (reply, answer) = async_channel::bounded::<Result<R, E>>(1);
+        let job: Job = Box::new(move |tx: &Tx| {
+            let result = f(tx);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let outcome = match (result, commit) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Err(e)) => Err(E::from(e)),
+                    (Ok(value), Ok(())) => Ok(value),
+                };
+                let _ = reply.try_send(outcome);
+            })
+        });
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| E::from(StoreError::WriterGone))?;
+        answer
+            .recv()
+            .await
+            .map_err(|_| E::from(StoreError::WriterGone))?
+    }
+}
+
+fn run(db: Arc<redb::Database>, queue: async_channel::Receiver<Job>, max_batch: usize) {
+    let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    while let Ok(first) = queue.recv_blocking() {
+        batch.push(first);
+        while batch.len() < max_batch {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let txn = match db.begin_write() {
+            Ok(txn) => txn,
+            Err(e) => {
+                let error = StoreError::from(e);
+                for job in batch.drain(..) {
+                    // The job never ran; answer it with the error through a throwaway
+                    // read of nothing: run it against a failed commit.
+                    fail_job(job, &db, error.clone());
+                }
+                continue;
+            }
+        };
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
+        let mut panicked = false;
+        for job in batch.drain(..) {
+            let tx = Tx::Write(&txn);
+            match catch_unwind(AssertUnwindSafe(|| job(&tx))) {
+                Ok(done) => completions.push(done),
+                Err(_) => panicked = true,
+            }
+        }
+        let commit = if panicked {
+            // A request handler panicked halfway: its partial writes must not land.
+            let _ = txn.abort();
+            Err(StoreError::Database(
+                "a write request failed internally".into(),
+            ))
+        } else {
+            txn.commit().map_err(StoreError::from)
+        };
+        for done in completions {
+            done(commit.clone());
+        }
+    }
+}
+
+/// Answers a job that could not run because no transaction could be opened.
+fn fail_job(job: Job, db: &redb::Database, error: StoreError) {
+    use redb::ReadableDatabase;
+    if let Ok(snapshot) = db.begin_read() {
+        let done = job(&Tx::Read(&snapshot));
+        done(Err(error));
+    }
+}
