@@ -108,13 +108,14 @@ impl App {
             },
         );
         let token_cache = AccessTokenCache::new(auth.token_cache_capacity);
+        let highest = highest_id(&store)?;
         Ok(App {
             services: Services {
                 store,
                 config: Arc::new(config),
                 server_key,
                 origin,
-                ids: IdGenerator::new(0),
+                ids: IdGenerator::new(highest),
                 files_dir,
             },
             dpop,
@@ -123,6 +124,34 @@ impl App {
             scheme,
         })
     }
+}
+
+/// The highest id in use, so new ids stay above it even when the clock went back (a Pi
+/// has no real-time clock and may boot with an old time when there is no network).
+fn highest_id(store: &Store) -> Result<u64, StoreError> {
+    use crate::storage::{keys, tables::*};
+    store.read(|tx: &Tx| {
+        let mut highest = 0u64;
+        for (key, _) in tx.range(GUILD, &[], None, true, 1)? {
+            highest = highest.max(keys::read_id(&key, 0).map(|id| id.0).unwrap_or(0));
+        }
+        let channels = tx.range(CHANNEL, &[], None, false, usize::MAX)?;
+        for (key, _) in &channels {
+            let Some(channel) = keys::read_id(key, 0) else {
+                continue;
+            };
+            highest = highest.max(channel.0);
+            let upper = keys::id(crate::model::Id(channel.0 + 1));
+            let last = tx.range(CHANNEL_MESSAGE, &keys::id(channel), Some(&upper), true, 1)?;
+            for (key, _) in last {
+                highest = highest.max(keys::read_id(&key, 8).map(|id| id.0).unwrap_or(0));
+            }
+        }
+        for (key, _) in tx.range(GUILD_ROLE, &[], None, false, usize::MAX)? {
+            highest = highest.max(keys::read_id(&key, 8).map(|id| id.0).unwrap_or(0));
+        }
+        Ok(highest)
+    })
 }
 
 /// The origin a server bound to `listener` is reached at, unless configured.

@@ -180,6 +180,14 @@ mod tests {
     }
 
     #[test]
+    fn ids_stay_above_the_floor_when_the_clock_is_behind() {
+        let floor = (ID_EPOCH_MS + 10_000 - ID_EPOCH_MS) << SEQUENCE_BITS;
+        let ids = IdGenerator::new(floor);
+        assert!(ids.next(ID_EPOCH_MS + 5).0 > floor);
+        assert!(ids.next(0).0 > floor + 1);
+    }
+
+    #[test]
     fn id_text_round_trip_and_rejects_junk() {
         assert_eq!(Id::parse("123"), Some(Id(123)));
         assert_eq!(Id::parse("-1"), None);

@@ -369,8 +369,6 @@ impl Services {
 
     /// Deletes a guild and everything in it (owner only).
     pub async fn delete_guild(&self, actor: UserId, guild_id: Id) -> Result<()> {
-        let files_dir = self.files_dir.clone();
-        let _ = files_dir;
         self.store
             .write(move |tx| {
                 let access = GuildAccess::load(tx, guild_id, actor)?;

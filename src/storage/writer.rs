@@ -10,11 +10,26 @@ use std::sync::Arc;
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
 
-/// Handle to the writer thread. Cloning is cheap; the thread stops when every handle is
-/// dropped.
+/// Handle to the writer thread. Cloning is cheap; when the last handle is dropped the
+/// thread finishes the work queued so far and is joined, so the database file is closed
+/// (and its lock released) by the time the drop returns.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: async_channel::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    jobs: Option<async_channel::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Writer {
@@ -22,12 +37,16 @@ impl Writer {
     pub fn start(db: Arc<redb::Database>, max_batch: usize) -> Writer {
         let (jobs, queue) = async_channel::unbounded::<Job>();
         let max_batch = max_batch.max(1);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hearth-writer".into())
             .spawn(move || run(db, queue, max_batch))
-            .map(|_| ())
             .unwrap_or_else(|e| panic!("cannot start the database writer thread: {e}"));
-        Writer { jobs }
+        Writer {
+            shared: Arc::new(Shared {
+                jobs: Some(jobs),
+                thread: Some(thread),
+            }),
+        }
     }
 
     /// Queues `f` and waits until its commit is durable.
@@ -51,8 +70,12 @@ impl Writer {
                 let _ = reply.try_send(outcome);
             })
         });
-        self.jobs
-            .send(job)
+        let jobs = self
+            .shared
+            .jobs
+            .as_ref()
+            .ok_or_else(|| E::from(StoreError::WriterGone))?;
+        jobs.send(job)
             .await
             .map_err(|_| E::from(StoreError::WriterGone))?;
         answer
