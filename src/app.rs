@@ -38,6 +38,10 @@ pub struct App {
     pub login_limiter: LoginLimiter,
     /// `http` or `https`, as the listener serves it.
     pub scheme: &'static str,
+    /// The realtime gateway.
+    pub gateway: Arc<crate::gateway::Gateway>,
+    /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
+    pub executor: Arc<smol::Executor<'static>>,
 }
 
 fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], StartError> {
@@ -89,6 +93,10 @@ impl App {
             &database_path(&config),
             config.storage.cache_bytes,
             config.storage.max_batch,
+            crate::storage::Retention {
+                max_events: config.gateway.retention_events,
+                max_age_secs: config.gateway.retention_secs,
+            },
         )?;
         let server_key = ServerKey::from_bytes(&load_or_make_secret(&store, b"server_key")?);
         // A fresh nonce secret each start: the replay cache lives in memory, so nonces
@@ -109,7 +117,11 @@ impl App {
         );
         let token_cache = AccessTokenCache::new(auth.token_cache_capacity);
         let highest = highest_id(&store)?;
+        let gateway = Arc::new(crate::gateway::Gateway::new(config.gateway.clone()));
+        crate::gateway::connect_store(&gateway, &store);
         Ok(App {
+            gateway,
+            executor: Arc::new(smol::Executor::new()),
             services: Services {
                 store,
                 config: Arc::new(config),

@@ -26,6 +26,43 @@ pub struct Config {
     pub limits: Limits,
     /// Storage settings.
     pub storage: StorageConfig,
+    /// Event log and realtime gateway settings.
+    pub gateway: GatewayConfig,
+}
+
+/// Event log and realtime gateway settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Events kept for resuming clients, at most. Default 100,000.
+    pub retention_events: u64,
+    /// Events older than this many seconds are dropped. Default 7 days.
+    pub retention_secs: u64,
+    /// Events queued per connection before a slow client is cut off. Default 1024.
+    pub queue_per_connection: usize,
+    /// Seconds between server heartbeats; a peer silent for two intervals is dropped.
+    /// Default 20.
+    pub heartbeat_secs: u64,
+    /// Largest frame a client may send, bytes. Default 16 KiB.
+    pub max_frame_bytes: usize,
+    /// Seconds a typing indicator lasts. Default 8.
+    pub typing_secs: u64,
+    /// Open gateway connections per user. Default 20.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            retention_events: 100_000,
+            retention_secs: 7 * 24 * 3600,
+            queue_per_connection: 1024,
+            heartbeat_secs: 20,
+            max_frame_bytes: 16 * 1024,
+            typing_secs: 8,
+            max_connections_per_user: 20,
+        }
+    }
 }
 
 /// Who may register.
@@ -129,6 +166,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: Limits::default(),
             storage: StorageConfig::default(),
+            gateway: GatewayConfig::default(),
         }
     }
 }

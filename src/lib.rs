@@ -15,6 +15,8 @@
 //!   access and refresh tokens, device certificates, argon2id, client-side key wrapping.
 //! - [`service`]: business rules — accounts and token grants, guilds, channels, roles,
 //!   members, invites, bans, messages, reactions, pins, files.
+//! - [`gateway`]: realtime events over websockets — the fan-out hub with bounded
+//!   per-connection queues, sessions with resume from the event log, typing and presence.
 //! - [`http`]: the accept loop (smol + async-h1), routes, error mapping, DPoP middleware.
 //! - [`admin`]: the local Unix-socket admin channel used by the CLI.
 //! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing)
@@ -27,6 +29,7 @@ pub mod app;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod gateway;
 pub mod http;
 pub mod model;
 pub mod service;

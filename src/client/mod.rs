@@ -12,7 +12,10 @@
 //! # Ok(()) }
 //! ```
 
+mod events;
 mod transport;
+
+pub use events::{EventStream, GatewayMessage};
 
 use crate::auth::dpop::make_proof;
 use crate::auth::jose::SigningKey;

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod error;
+mod gateway;
 mod routes;
 
 use crate::app::App;
@@ -32,8 +33,8 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let server = build(app);
-    let executor = Arc::new(smol::Executor::new());
+    let server = build(app.clone());
+    let executor = app.executor.clone();
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -86,6 +87,13 @@ pub async fn serve(
         }
     };
     accept_loop.or(shutdown).await;
+    // Close websockets cleanly (each gets a close frame with its resume point) before
+    // the executor stops.
+    app.gateway.hub.shutdown();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while app.gateway.sessions_running() > 0 && std::time::Instant::now() < deadline {
+        smol::Timer::after(std::time::Duration::from_millis(10)).await;
+    }
     drop(stop);
     for worker in workers {
         let _ = worker.join();

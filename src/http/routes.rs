@@ -88,6 +88,18 @@ pub fn install(server: &mut Server) {
 
     server.at("/api/v1/auth/logout").post(authed(logout));
     server
+        .at("/api/v1/gateway/ticket")
+        .post(authed(super::gateway::ticket));
+    server
+        .at("/api/v1/gateway")
+        .get(open(super::gateway::upgrade));
+    server
+        .at("/api/v1/channels/:channel_id/typing")
+        .post(authed(typing));
+    server
+        .at("/api/v1/guilds/:guild_id/presences")
+        .get(authed(presences));
+    server
         .at("/api/v1/users/@me")
         .get(authed(me))
         .patch(authed(update_me));
@@ -299,10 +311,27 @@ async fn preview_invite(req: Req) -> ApiResult {
     json(200, &services(&req).preview_invite(&code)?)
 }
 
+async fn typing(req: Req, me: Principal) -> ApiResult {
+    let channel = id_param(&req, "channel_id")?;
+    crate::gateway::typing(req.state(), me.user, channel)?;
+    no_content()
+}
+
+async fn presences(req: Req, me: Principal) -> ApiResult {
+    let guild = id_param(&req, "guild_id")?;
+    let app = req.state();
+    json(
+        200,
+        &app.services
+            .presences(me.user, guild, |u| app.gateway.hub.is_online(u))?,
+    )
+}
+
 // ---- account ----
 
 async fn logout(req: Req, me: Principal) -> ApiResult {
     services(&req).remove_device(me.user, &me.jkt).await?;
+    req.state().gateway.hub.sign_out(me.user, Some(&me.jkt));
     no_content()
 }
 
@@ -329,6 +358,7 @@ async fn devices(req: Req, me: Principal) -> ApiResult {
 async fn remove_device(req: Req, me: Principal) -> ApiResult {
     let device = text_param(&req, "device")?;
     services(&req).remove_device(me.user, &device).await?;
+    req.state().gateway.hub.sign_out(me.user, Some(&device));
     no_content()
 }
 

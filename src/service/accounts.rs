@@ -724,6 +724,17 @@ impl Services {
                     user.fcm_tokens = v;
                 }
                 tx.put(USER, &id.0, &user)?;
+                let guilds = tx
+                    .scan_prefix(USER_GUILD, &id.0, usize::MAX)?
+                    .into_iter()
+                    .filter_map(|(key, _)| keys::read_id(&key, 32))
+                    .collect();
+                let audience = Audience {
+                    guilds,
+                    channel: None,
+                    users: vec![id],
+                };
+                tx.emit("user_update", audience, None, &PublicUser::from(&user))?;
                 Ok::<_, Error>(())
             })
             .await?;

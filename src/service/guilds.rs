@@ -6,6 +6,7 @@ use super::{check_name, check_text, invalid, now, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// A guild as its members see it.
 #[derive(Debug, Serialize)]
@@ -192,6 +193,17 @@ fn make_invite_code() -> String {
         .collect()
 }
 
+/// Tells the guild and the removed user that a member is gone.
+fn emit_member_remove(tx: &Tx, guild: Id, user: UserId) -> Result<()> {
+    tx.emit(
+        "member_remove",
+        Audience::guild(guild).and_user(user),
+        Some(guild),
+        &json!({ "guild_id": guild, "user_id": user }),
+    )?;
+    Ok(())
+}
+
 /// Removes a member and their role assignments from a guild.
 fn remove_member(tx: &Tx, guild: Id, user: UserId) -> Result<bool> {
     let existed = tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
@@ -280,6 +292,12 @@ impl Services {
                 tx.put(CHANNEL, &keys::id(channel_id), &general)?;
                 tx.put(GUILD_CHANNEL, &keys::id_id(guild_id, channel_id), &Present)?;
                 add_member(tx, guild_id, actor)?;
+                tx.emit(
+                    "guild_create",
+                    Audience::guild(guild_id).and_user(actor),
+                    Some(guild_id),
+                    &guild,
+                )?;
                 Ok::<_, Error>(())
             })
             .await?;
@@ -362,6 +380,7 @@ impl Services {
                     guild.description = d;
                 }
                 tx.put(GUILD, &keys::id(guild_id), &guild)?;
+                tx.emit("guild_update", Audience::guild(guild_id), None, &guild)?;
                 Ok(guild)
             })
             .await
@@ -378,9 +397,11 @@ impl Services {
                 for channel in guild_channels(tx, guild_id)? {
                     delete_channel_rows(tx, &channel)?;
                 }
+                let mut members = Vec::new();
                 for (key, _) in tx.scan_prefix(GUILD_MEMBER, &keys::id(guild_id), usize::MAX)? {
                     if let Some(user) = keys::read_user(&key, 8) {
                         tx.delete(USER_GUILD, &keys::user_id(user, guild_id))?;
+                        members.push(user);
                     }
                 }
                 tx.delete_prefix(GUILD_MEMBER, &keys::id(guild_id))?;
@@ -392,6 +413,16 @@ impl Services {
                 tx.delete_prefix(GUILD_INVITE, &keys::id(guild_id))?;
                 tx.delete_prefix(GUILD_CHANNEL, &keys::id(guild_id))?;
                 tx.delete(GUILD, &keys::id(guild_id))?;
+                let audience = Audience {
+                    users: members,
+                    ..Audience::default()
+                };
+                tx.emit(
+                    "guild_delete",
+                    audience,
+                    Some(guild_id),
+                    &json!({ "id": guild_id }),
+                )?;
                 Ok(())
             })
             .await
@@ -465,6 +496,12 @@ impl Services {
                 if !channel.overwrites.is_empty() {
                     bump(tx, access.guild)?;
                 }
+                tx.emit(
+                    "channel_create",
+                    Audience::channel(guild_id, id),
+                    Some(guild_id),
+                    &channel,
+                )?;
                 Ok(channel)
             })
             .await
@@ -544,6 +581,12 @@ impl Services {
                 if overwrites_changed {
                     bump(tx, access.guild)?;
                 }
+                tx.emit(
+                    "channel_update",
+                    Audience::channel(channel.guild_id, channel_id),
+                    Some(channel.guild_id),
+                    &channel,
+                )?;
                 Ok(channel)
             })
             .await
@@ -567,6 +610,12 @@ impl Services {
                 }
                 delete_channel_rows(tx, &channel)?;
                 tx.delete(GUILD_CHANNEL, &keys::id_id(channel.guild_id, channel_id))?;
+                tx.emit(
+                    "channel_delete",
+                    Audience::guild(channel.guild_id),
+                    Some(channel.guild_id),
+                    &json!({ "id": channel_id, "guild_id": channel.guild_id }),
+                )?;
                 Ok(())
             })
             .await
@@ -617,6 +666,12 @@ impl Services {
                 };
                 tx.put(GUILD_ROLE, &keys::id_id(guild_id, id), &role)?;
                 bump(tx, access.guild)?;
+                tx.emit(
+                    "role_create",
+                    Audience::guild(guild_id),
+                    Some(guild_id),
+                    &role,
+                )?;
                 Ok(role)
             })
             .await
@@ -682,6 +737,12 @@ impl Services {
                 }
                 tx.put(GUILD_ROLE, &keys::id_id(guild_id, role_id), &role)?;
                 bump(tx, access.guild)?;
+                tx.emit(
+                    "role_update",
+                    Audience::guild(guild_id),
+                    Some(guild_id),
+                    &role,
+                )?;
                 Ok(role)
             })
             .await
@@ -714,6 +775,12 @@ impl Services {
                     }
                 }
                 bump(tx, access.guild)?;
+                tx.emit(
+                    "role_delete",
+                    Audience::guild(guild_id),
+                    Some(guild_id),
+                    &json!({ "id": role_id, "guild_id": guild_id }),
+                )?;
                 Ok(())
             })
             .await
@@ -757,6 +824,12 @@ impl Services {
                 }
                 tx.put(GUILD_MEMBER, &key, &member)?;
                 bump(tx, access.guild)?;
+                tx.emit(
+                    "member_update",
+                    Audience::guild(guild_id).and_user(user),
+                    Some(guild_id),
+                    &member,
+                )?;
                 Ok(member)
             })
             .await
@@ -817,6 +890,7 @@ impl Services {
                 let mut member = access.member;
                 member.nick = nick;
                 tx.put(GUILD_MEMBER, &keys::id_user(guild_id, actor), &member)?;
+                tx.emit("member_update", Audience::guild(guild_id), None, &member)?;
                 Ok(member)
             })
             .await
@@ -835,6 +909,7 @@ impl Services {
                 }
                 remove_member(tx, guild_id, actor)?;
                 bump(tx, access.guild)?;
+                emit_member_remove(tx, guild_id, actor)?;
                 Ok(())
             })
             .await
@@ -855,6 +930,7 @@ impl Services {
                 }
                 remove_member(tx, guild_id, target)?;
                 bump(tx, access.guild)?;
+                emit_member_remove(tx, guild_id, target)?;
                 Ok(())
             })
             .await
@@ -894,9 +970,18 @@ impl Services {
                     banned_by: actor,
                     created_at: now(),
                 };
-                remove_member(tx, guild_id, target)?;
+                let was_member = remove_member(tx, guild_id, target)?;
                 tx.put(GUILD_BAN, &keys::id_user(guild_id, target), &ban)?;
                 bump(tx, access.guild)?;
+                if was_member {
+                    emit_member_remove(tx, guild_id, target)?;
+                }
+                tx.emit(
+                    "ban_add",
+                    Audience::guild(guild_id).and_user(target),
+                    None,
+                    &ban,
+                )?;
                 Ok(ban)
             })
             .await
@@ -912,6 +997,12 @@ impl Services {
                     return Err(Error::NotFound("ban"));
                 }
                 tx.delete(GUILD_BAN, &keys::id_user(guild_id, target))?;
+                tx.emit(
+                    "ban_remove",
+                    Audience::guild(guild_id),
+                    None,
+                    &json!({ "guild_id": guild_id, "user_id": target }),
+                )?;
                 Ok(())
             })
             .await
@@ -979,6 +1070,12 @@ impl Services {
                     &keys::join(&[&keys::id(channel.guild_id), code.as_bytes()]),
                     &Present,
                 )?;
+                tx.emit(
+                    "invite_create",
+                    Audience::channel(invite.guild_id, channel_id),
+                    None,
+                    &invite,
+                )?;
                 Ok(invite)
             })
             .await
@@ -1012,6 +1109,12 @@ impl Services {
                 }
                 invite.revoked = true;
                 tx.put(INVITE, code.as_bytes(), &invite)?;
+                tx.emit(
+                    "invite_delete",
+                    Audience::channel(invite.guild_id, invite.channel_id),
+                    None,
+                    &json!({ "code": invite.code, "guild_id": invite.guild_id }),
+                )?;
                 Ok(())
             })
             .await
@@ -1067,7 +1170,14 @@ impl Services {
                 }
                 invite.uses += 1;
                 tx.put(INVITE, code.as_bytes(), &invite)?;
-                add_member(tx, guild_id, actor)?;
+                let member = add_member(tx, guild_id, actor)?;
+                let user = tx.get(USER, &actor.0)?.map(|u| PublicUser::from(&u));
+                tx.emit(
+                    "member_add",
+                    Audience::guild(guild_id).and_user(actor),
+                    Some(guild_id),
+                    &MemberView { member, user },
+                )?;
                 Ok(guild_id)
             })
             .await?;

@@ -5,6 +5,7 @@ use super::{check_text, invalid, now_ms, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// A new message.
 #[derive(Debug, Deserialize)]
@@ -120,6 +121,29 @@ fn view(tx: &Tx, message: Message, viewer: UserId) -> Result<MessageView> {
     Ok(MessageView { message, reactions })
 }
 
+fn emit_reaction(
+    tx: &Tx,
+    kind: &str,
+    channel: &Channel,
+    message: Id,
+    emoji: &str,
+    user: UserId,
+) -> Result<()> {
+    tx.emit(
+        kind,
+        Audience::channel(channel.guild_id, channel.id),
+        None,
+        &json!({
+            "message_id": message,
+            "channel_id": channel.id,
+            "guild_id": channel.guild_id,
+            "user_id": user,
+            "emoji": emoji,
+        }),
+    )?;
+    Ok(())
+}
+
 fn load_message(tx: &Tx, channel: Id, message: Id) -> Result<Message> {
     tx.get(CHANNEL_MESSAGE, &keys::id_id(channel, message))?
         .ok_or(Error::NotFound("message"))
@@ -229,6 +253,12 @@ impl Services {
                     pinned: false,
                 };
                 tx.put(CHANNEL_MESSAGE, &keys::id_id(channel_id, id), &message)?;
+                tx.emit(
+                    "message_create",
+                    Audience::channel(message.guild_id, channel_id),
+                    None,
+                    &message,
+                )?;
                 Ok(MessageView {
                     message,
                     reactions: Vec::new(),
@@ -328,6 +358,12 @@ impl Services {
                     &keys::id_id(channel_id, message_id),
                     &message,
                 )?;
+                tx.emit(
+                    "message_update",
+                    Audience::channel(message.guild_id, channel_id),
+                    None,
+                    &message,
+                )?;
                 view(tx, message, actor)
             })
             .await
@@ -351,6 +387,12 @@ impl Services {
                 tx.delete_prefix(MESSAGE_REACTION, &keys::id(message_id))?;
                 tx.delete(CHANNEL_PIN, &keys::id_id(channel_id, message_id))?;
                 tx.delete(CHANNEL_MESSAGE, &keys::id_id(channel_id, message_id))?;
+                tx.emit(
+                    "message_delete",
+                    Audience::channel(message.guild_id, channel_id),
+                    None,
+                    &json!({ "id": message_id, "channel_id": channel_id, "guild_id": message.guild_id }),
+                )?;
                 Ok(())
             })
             .await
@@ -389,6 +431,7 @@ impl Services {
                     &keys::reaction(message_id, &emoji, actor),
                     &Present,
                 )?;
+                emit_reaction(tx, "reaction_add", &channel, message_id, &emoji, actor)?;
                 reactions_of(tx, message_id, actor)
             })
             .await
@@ -415,6 +458,7 @@ impl Services {
                 if !tx.delete(MESSAGE_REACTION, &keys::reaction(message_id, &emoji, user))? {
                     return Err(Error::NotFound("reaction"));
                 }
+                emit_reaction(tx, "reaction_remove", &channel, message_id, &emoji, user)?;
                 reactions_of(tx, message_id, actor)
             })
             .await
@@ -450,6 +494,12 @@ impl Services {
                         tx.delete(CHANNEL_PIN, &key)?;
                     }
                     tx.put(CHANNEL_MESSAGE, &key, &message)?;
+                    tx.emit(
+                        if pinned { "pin_add" } else { "pin_remove" },
+                        Audience::channel(message.guild_id, channel_id),
+                        None,
+                        &message,
+                    )?;
                 }
                 view(tx, message, actor)
             })

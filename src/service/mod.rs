@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod files;
 pub mod guilds;
 pub mod messages;
+pub mod visibility;
 
 use crate::auth::server_key::ServerKey;
 use crate::config::Config;

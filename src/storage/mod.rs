@@ -7,11 +7,12 @@ pub mod keys;
 pub mod tables;
 pub mod writer;
 
+use crate::model::{Audience, Event, Id};
 use codec::{decode, encode, CodecError, Stored};
 use redb::{ReadableDatabase, ReadableTable};
 use std::path::Path;
 use std::sync::Arc;
-use tables::{Table, ALL_TABLES, META};
+use tables::{Table, ALL_TABLES, EVENT_LOG, META};
 
 pub use writer::Writer;
 
@@ -83,9 +84,42 @@ fn corrupt(table: &'static str, e: CodecError) -> StoreError {
 pub enum Tx<'a> {
     /// A snapshot for reading.
     Read(&'a redb::ReadTransaction),
-    /// The writer's open transaction (sees its own writes).
-    Write(&'a redb::WriteTransaction),
+    /// The writer's open transaction (sees its own writes) and the events of its batch.
+    Write(&'a redb::WriteTransaction, &'a EventSink),
 }
+
+/// Events recorded in the current write batch; published after the commit.
+#[derive(Default)]
+pub struct EventSink {
+    next_seq: std::cell::Cell<Option<u64>>,
+    emitted: std::cell::RefCell<Vec<Event>>,
+}
+
+impl EventSink {
+    /// Takes the batch's events.
+    pub fn take(&self) -> Vec<Event> {
+        std::mem::take(&mut *self.emitted.borrow_mut())
+    }
+
+    /// The last sequence number given out in this batch, if any.
+    fn last_seq(&self) -> Option<u64> {
+        self.next_seq.get().map(|n| n - 1)
+    }
+}
+
+/// How much of the event log to keep.
+#[derive(Clone, Copy, Debug)]
+pub struct Retention {
+    /// Keep at most this many events.
+    pub max_events: u64,
+    /// Drop events older than this many seconds.
+    pub max_age_secs: u64,
+}
+
+/// Events removed from the log per commit at most, so pruning never stalls a batch.
+const PRUNE_PER_COMMIT: usize = 2048;
+
+const EVENT_SEQ_KEY: &[u8] = b"event_seq";
 
 /// The smallest byte string greater than every string that starts with `prefix`
 /// (`None` if there is none: the prefix is all 0xff).
@@ -173,7 +207,7 @@ impl Tx<'_> {
                 .open_table(table.def())?
                 .get(key)?
                 .map(|g| g.value().to_vec()),
-            Tx::Write(t) => t
+            Tx::Write(t, _) => t
                 .open_table(table.def())?
                 .get(key)?
                 .map(|g| g.value().to_vec()),
@@ -186,7 +220,7 @@ impl Tx<'_> {
     pub fn contains<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
         Ok(match self {
             Tx::Read(t) => t.open_table(table.def())?.get(key)?.is_some(),
-            Tx::Write(t) => t.open_table(table.def())?.get(key)?.is_some(),
+            Tx::Write(t, _) => t.open_table(table.def())?.get(key)?.is_some(),
         })
     }
 
@@ -209,7 +243,7 @@ impl Tx<'_> {
                 reverse,
                 limit,
             ),
-            Tx::Write(t) => scan_in(
+            Tx::Write(t, _) => scan_in(
                 &t.open_table(table.def())?,
                 table.name,
                 lower,
@@ -249,7 +283,7 @@ impl Tx<'_> {
                 };
                 Ok(iter.take(cap).count())
             }),
-            Tx::Write(t) => count(&|| {
+            Tx::Write(t, _) => count(&|| {
                 let table = t.open_table(table.def())?;
                 let iter = match &end {
                     Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
@@ -260,11 +294,49 @@ impl Tx<'_> {
         }
     }
 
+    /// Records an event in this commit (writer only) and returns its sequence number. Like
+    /// writes, emit only after every check that can fail.
+    pub fn emit<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        audience: Audience,
+        permission_change: Option<Id>,
+        data: &T,
+    ) -> Result<u64, StoreError> {
+        let Tx::Write(_, sink) = self else {
+            return Err(StoreError::ReadOnly);
+        };
+        let seq = match sink.next_seq.get() {
+            Some(seq) => seq,
+            None => {
+                let last = self
+                    .get(META, EVENT_SEQ_KEY)?
+                    .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
+                    .unwrap_or(0);
+                last + 1
+            }
+        };
+        let data = serde_json::to_string(data)
+            .map_err(|e| StoreError::Database(format!("cannot encode event: {e}")))?;
+        let event = Event {
+            seq,
+            kind: kind.to_string(),
+            audience,
+            permission_change,
+            data,
+            at_ms: now_ms(),
+        };
+        self.put(EVENT_LOG, &seq.to_be_bytes(), &event)?;
+        sink.next_seq.set(Some(seq + 1));
+        sink.emitted.borrow_mut().push(event);
+        Ok(seq)
+    }
+
     /// Inserts or replaces a value (writer only).
     pub fn put<V: Stored>(&self, table: Table<V>, key: &[u8], value: &V) -> Result<(), StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
-            Tx::Write(t) => {
+            Tx::Write(t, _) => {
                 t.open_table(table.def())?
                     .insert(key, encode(value).as_slice())?;
                 Ok(())
@@ -276,7 +348,7 @@ impl Tx<'_> {
     pub fn delete<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
-            Tx::Write(t) => Ok(t.open_table(table.def())?.remove(key)?.is_some()),
+            Tx::Write(t, _) => Ok(t.open_table(table.def())?.remove(key)?.is_some()),
         }
     }
 
@@ -286,7 +358,7 @@ impl Tx<'_> {
         table: Table<V>,
         prefix: &[u8],
     ) -> Result<usize, StoreError> {
-        let Tx::Write(t) = self else {
+        let Tx::Write(t, _) = self else {
             return Err(StoreError::ReadOnly);
         };
         let mut table_handle = t.open_table(table.def())?;
@@ -309,6 +381,36 @@ impl Tx<'_> {
     }
 }
 
+/// Unix time in milliseconds.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Ends a batch: stores the sequence counter and prunes the log by count and age.
+pub(crate) fn finish_batch(tx: &Tx, retention: Retention) -> Result<(), StoreError> {
+    let Tx::Write(_, sink) = tx else {
+        return Err(StoreError::ReadOnly);
+    };
+    let Some(last) = sink.last_seq() else {
+        return Ok(());
+    };
+    tx.put(META, EVENT_SEQ_KEY, &last.to_be_bytes().to_vec())?;
+    let oldest_kept_by_count = last.saturating_sub(retention.max_events.max(1)) + 1;
+    let age_cutoff = now_ms().saturating_sub(retention.max_age_secs.saturating_mul(1000));
+    let candidates = tx.range(EVENT_LOG, &[], None, false, PRUNE_PER_COMMIT)?;
+    for (key, event) in candidates {
+        if event.seq < oldest_kept_by_count || event.at_ms < age_cutoff {
+            tx.delete(EVENT_LOG, &key)?;
+        } else {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// The database: a redb file plus the group-commit writer.
 #[derive(Clone)]
 pub struct Store {
@@ -318,7 +420,12 @@ pub struct Store {
 
 impl Store {
     /// Opens (or creates) the database file, creates missing tables and checks the schema.
-    pub fn open(path: &Path, cache_bytes: usize, max_batch: usize) -> Result<Store, StoreError> {
+    pub fn open(
+        path: &Path,
+        cache_bytes: usize,
+        max_batch: usize,
+        retention: Retention,
+    ) -> Result<Store, StoreError> {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create(path)?;
@@ -328,7 +435,8 @@ impl Store {
             txn.open_table(def)?;
         }
         {
-            let tx = Tx::Write(&txn);
+            let sink = EventSink::default();
+            let tx = Tx::Write(&txn, &sink);
             match tx.get(META, b"schema_version")? {
                 None => tx.put(
                     META,
@@ -352,8 +460,46 @@ impl Store {
         }
         txn.commit()?;
         let db = Arc::new(db);
-        let writer = Writer::start(db.clone(), max_batch);
+        let writer = Writer::start(db.clone(), max_batch, retention);
         Ok(Store { db, writer })
+    }
+
+    /// Sets what runs after each durable commit with that commit's events (the gateway's
+    /// fan-out). Replaces any earlier hook.
+    pub fn on_events(&self, hook: impl Fn(Vec<Event>) + Send + Sync + 'static) {
+        self.writer.on_events(Box::new(hook));
+    }
+
+    /// Events with sequence numbers above `after`, at most `limit`, oldest first, and the
+    /// oldest sequence number still in the log (`None` when the log is empty).
+    pub fn events_after(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<Event>, Option<u64>), StoreError> {
+        self.read(|tx| {
+            let oldest = tx
+                .range(EVENT_LOG, &[], None, false, 1)?
+                .first()
+                .map(|(_, e)| e.seq);
+            let start = after.saturating_add(1).to_be_bytes();
+            let events = tx
+                .range(EVENT_LOG, &start, None, false, limit)?
+                .into_iter()
+                .map(|(_, e)| e)
+                .collect();
+            Ok((events, oldest))
+        })
+    }
+
+    /// The last sequence number handed out (0 before the first event).
+    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
+        self.read(|tx| {
+            Ok(tx
+                .get(META, EVENT_SEQ_KEY)?
+                .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
+                .unwrap_or(0))
+        })
     }
 
     /// Runs `f` on a consistent snapshot.

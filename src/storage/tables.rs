@@ -44,7 +44,7 @@ macro_rules! stored {
 stored! {
     Present => 1, User => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
-    Vec<u8> => 1, u64 => 1, String => 1,
+    Vec<u8> => 1, u64 => 1, String => 1, Event => 1,
 }
 
 /// Server-wide settings: name → value (server key, secrets, schema version).
@@ -86,6 +86,9 @@ pub const FILE: Table<FileMeta> = Table::new("file");
 /// channel id ‖ file id → (the file may be read by those who can read the channel).
 pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
 
+/// event sequence number → event (the event log, pruned by count and age).
+pub const EVENT_LOG: Table<Event> = Table::new("event_log");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -107,4 +110,5 @@ pub const ALL_TABLES: &[&str] = &[
     GUILD_BAN.name,
     FILE.name,
     CHANNEL_FILE.name,
+    EVENT_LOG.name,
 ];

@@ -3,9 +3,11 @@
 //! request. While one commit is syncing to disk the next batch gathers, so throughput grows
 //! with concurrency while every answer still means "on disk".
 
-use super::{StoreError, Tx};
+use super::{finish_batch, EventSink, Retention, StoreError, Tx};
+use crate::model::Event;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
@@ -18,8 +20,12 @@ pub struct Writer {
     shared: Arc<Shared>,
 }
 
+/// What runs after a commit with its events.
+pub type EventHook = Box<dyn Fn(Vec<Event>) + Send + Sync>;
+
 struct Shared {
     jobs: Option<async_channel::Sender<Job>>,
+    hook: Arc<Mutex<Option<EventHook>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -34,19 +40,27 @@ impl Drop for Shared {
 
 impl Writer {
     /// Starts the writer thread for `db`, committing at most `max_batch` requests at once.
-    pub fn start(db: Arc<redb::Database>, max_batch: usize) -> Writer {
+    pub fn start(db: Arc<redb::Database>, max_batch: usize, retention: Retention) -> Writer {
         let (jobs, queue) = async_channel::unbounded::<Job>();
         let max_batch = max_batch.max(1);
+        let hook: Arc<Mutex<Option<EventHook>>> = Arc::new(Mutex::new(None));
+        let thread_hook = hook.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-writer".into())
-            .spawn(move || run(db, queue, max_batch))
+            .spawn(move || run(db, queue, max_batch, retention, thread_hook))
             .unwrap_or_else(|e| panic!("cannot start the database writer thread: {e}"));
         Writer {
             shared: Arc::new(Shared {
                 jobs: Some(jobs),
+                hook,
                 thread: Some(thread),
             }),
         }
+    }
+
+    /// Sets the hook that receives each commit's events.
+    pub fn on_events(&self, hook: EventHook) {
+        *self.shared.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Queues `f` and waits until its commit is durable.
@@ -85,7 +99,13 @@ impl Writer {
     }
 }
 
-fn run(db: Arc<redb::Database>, queue: async_channel::Receiver<Job>, max_batch: usize) {
+fn run(
+    db: Arc<redb::Database>,
+    queue: async_channel::Receiver<Job>,
+    max_batch: usize,
+    retention: Retention,
+    hook: Arc<Mutex<Option<EventHook>>>,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Ok(first) = queue.recv_blocking() {
         batch.push(first);
@@ -109,14 +129,19 @@ fn run(db: Arc<redb::Database>, queue: async_channel::Receiver<Job>, max_batch: 
         };
         let mut completions: Vec<Completion> = Vec::with_capacity(batch.len());
         let mut panicked = false;
+        let sink = EventSink::default();
+        let tx = Tx::Write(&txn, &sink);
         for job in batch.drain(..) {
-            let tx = Tx::Write(&txn);
             match catch_unwind(AssertUnwindSafe(|| job(&tx))) {
                 Ok(done) => completions.push(done),
                 Err(_) => panicked = true,
             }
         }
-        let commit = if panicked {
+        let finished = finish_batch(&tx, retention);
+        let commit = if let Err(e) = finished {
+            let _ = txn.abort();
+            Err(e)
+        } else if panicked {
             // A request handler panicked halfway: its partial writes must not land.
             let _ = txn.abort();
             Err(StoreError::Database(
@@ -125,8 +150,15 @@ fn run(db: Arc<redb::Database>, queue: async_channel::Receiver<Job>, max_batch: 
         } else {
             txn.commit().map_err(StoreError::from)
         };
+        let events = sink.take();
+        let committed = commit.is_ok();
         for done in completions {
             done(commit.clone());
+        }
+        if committed && !events.is_empty() {
+            if let Some(hook) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                hook(events);
+            }
         }
     }
 }

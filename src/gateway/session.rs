@@ -1,0 +1,461 @@
+//! One websocket connection: authenticate by ticket, replay what the client missed, then
+//! deliver live frames it may see, answer heartbeats, and close cleanly with a reason.
+
+use super::hub::{CutOff, PresenceChange, Subscription};
+use super::protocol::{self, close, ClientOp, Dispatch};
+use super::Ticket;
+use crate::app::App;
+use crate::model::{Audience, Id, Presence, UserId};
+use crate::service::visibility::GuildVisibility;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::{Error as WsError, Message};
+use async_tungstenite::WebSocketStream;
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Events read from the log per step while replaying.
+const REPLAY_PAGE: usize = 512;
+/// How long the client has to send `resume` or `start`.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the reading half reports.
+enum FromClient {
+    Op(ClientOp),
+    Heard,
+    Malformed(String),
+    TooLarge,
+    Closed,
+}
+
+/// What a user may see, cached per guild and dropped when permissions change.
+struct Visibility {
+    user: UserId,
+    guilds: HashMap<Id, Option<GuildVisibility>>,
+}
+
+impl Visibility {
+    fn allows(&mut self, app: &App, audience: &Audience, permission_change: Option<Id>) -> bool {
+        if let Some(guild) = permission_change {
+            self.guilds.remove(&guild);
+        }
+        if audience.users.contains(&self.user) {
+            return true;
+        }
+        for guild in &audience.guilds {
+            let seen = self.guilds.entry(*guild).or_insert_with(|| {
+                app.services
+                    .guild_visibility(self.user, *guild)
+                    .ok()
+                    .flatten()
+            });
+            if let Some(visible) = seen {
+                match audience.channel {
+                    None => return true,
+                    Some(channel) if visible.channels.contains(&channel) => return true,
+                    Some(_) => {}
+                }
+            }
+        }
+        false
+    }
+
+    fn allows_dispatch(&mut self, app: &App, dispatch: &Dispatch) -> bool {
+        let change = dispatch.event.as_ref().and_then(|e| e.permission_change);
+        self.allows(app, &dispatch.audience, change)
+    }
+}
+
+fn close_frame(code: u16, reason: String) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+type Sink<S> = async_tungstenite::WebSocketSender<S>;
+
+/// Sends with a deadline, so a client that stopped reading cannot hold the task forever.
+async fn send<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut Sink<S>,
+    message: Message,
+    within: Duration,
+) -> bool {
+    let sent = async { sink.send(message).await.is_ok() };
+    sent.or(async {
+        smol::Timer::after(within).await;
+        false
+    })
+    .await
+}
+
+async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
+    sink: &mut Sink<S>,
+    code: u16,
+    reason: String,
+) {
+    let _ = send(sink, close_frame(code, reason), Duration::from_secs(2)).await;
+    let _ = async { sink.close(None).await }
+        .or(async {
+            smol::Timer::after(Duration::from_secs(2)).await;
+            Ok(())
+        })
+        .await;
+}
+
+/// Publishes a presence change to everyone who shares a guild with the user.
+fn announce_presence(app: &App, user: UserId, online: bool) {
+    let Ok(profile) = app.services.get_user(user) else {
+        return;
+    };
+    let status = match (online, profile.profile.presence) {
+        (_, Presence::Offline) | (false, _) => "offline",
+        (true, Presence::Busy) => "busy",
+        (true, Presence::Online) => "online",
+    };
+    if !online && profile.profile.presence == Presence::Offline {
+        // They were shown offline all along: nothing changes for others.
+        return;
+    }
+    if online && profile.profile.presence == Presence::Offline {
+        return;
+    }
+    let guilds = app.services.guild_ids_of(user).unwrap_or_default();
+    let audience = Audience {
+        guilds,
+        channel: None,
+        users: vec![user],
+    };
+    app.gateway.publish_ephemeral(
+        "presence",
+        audience,
+        json!({ "user_id": user, "status": status }),
+    );
+}
+
+/// Runs a connection to its end.
+pub async fn run<S>(app: Arc<App>, ws: WebSocketStream<S>, ticket: Option<Ticket>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let _running = app.gateway.session_started();
+    let (mut sink, mut stream) = ws.split();
+    let config = app.gateway.config.clone();
+    let heartbeat = Duration::from_secs(config.heartbeat_secs.max(1));
+    let Some(ticket) = ticket else {
+        close_with(
+            &mut sink,
+            close::INVALID_TICKET,
+            "invalid or expired ticket".into(),
+        )
+        .await;
+        return;
+    };
+    let user = ticket.user;
+    let Some((subscription, presence)) = app.gateway.hub.subscribe(
+        user,
+        &ticket.jkt,
+        config.queue_per_connection,
+        config.max_connections_per_user,
+    ) else {
+        close_with(
+            &mut sink,
+            close::TOO_MANY,
+            "too many connections, or the server is shutting down".into(),
+        )
+        .await;
+        return;
+    };
+    let (from_client_tx, from_client) = async_channel::bounded::<FromClient>(16);
+    let reader = smol::spawn(async move {
+        loop {
+            let item = match stream.next().await {
+                None => FromClient::Closed,
+                Some(Ok(Message::Text(text))) => match protocol::parse_client(text.as_str()) {
+                    Ok(op) => FromClient::Op(op),
+                    Err(e) => FromClient::Malformed(e),
+                },
+                Some(Ok(Message::Binary(_))) => {
+                    FromClient::Malformed("binary frames are not part of this protocol".into())
+                }
+                Some(Ok(Message::Close(_))) => FromClient::Closed,
+                Some(Ok(_)) => FromClient::Heard,
+                Some(Err(WsError::Capacity(_))) => FromClient::TooLarge,
+                Some(Err(e)) => FromClient::Malformed(format!("websocket error: {e}")),
+            };
+            let end = !matches!(item, FromClient::Op(_) | FromClient::Heard);
+            if from_client_tx.send(item).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    if presence == PresenceChange::CameOnline {
+        announce_presence(&app, user, true);
+    }
+    let mut session = Session {
+        app: app.clone(),
+        user,
+        visibility: Visibility {
+            user,
+            guilds: HashMap::new(),
+        },
+        cursor: 0,
+        last_heard: Instant::now(),
+        heartbeat,
+    };
+    session.serve(&mut sink, &subscription, &from_client).await;
+    reader.cancel().await;
+    if app.gateway.hub.unsubscribe(subscription.id) == PresenceChange::WentOffline {
+        announce_presence(&app, user, false);
+    }
+}
+
+struct Session {
+    app: Arc<App>,
+    user: UserId,
+    visibility: Visibility,
+    /// Sequence number of the last persistent event handled (sent or filtered out).
+    cursor: u64,
+    last_heard: Instant,
+    heartbeat: Duration,
+}
+
+enum Input {
+    Frame(Arc<Dispatch>),
+    QueueClosed,
+    Client(FromClient),
+    Tick,
+}
+
+impl Session {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        sink: &mut Sink<S>,
+        subscription: &Subscription,
+        from_client: &async_channel::Receiver<FromClient>,
+    ) {
+        let app = self.app.clone();
+        let store = &app.services.store;
+        let last_seq = store.last_event_seq().unwrap_or(0);
+        let within = self.heartbeat * 2;
+        if !send(
+            sink,
+            Message::Text(protocol::hello(self.heartbeat.as_millis() as u64, last_seq).into()),
+            within,
+        )
+        .await
+        {
+            return;
+        }
+        let first = async { from_client.recv().await.ok() }
+            .or(async {
+                smol::Timer::after(START_TIMEOUT).await;
+                None
+            })
+            .await;
+        match first {
+            Some(FromClient::Op(ClientOp::Resume { seq })) => {
+                if !self.replay(sink, seq).await {
+                    return;
+                }
+            }
+            Some(FromClient::Op(ClientOp::Start)) => {
+                self.cursor = last_seq;
+                if !send(
+                    sink,
+                    Message::Text(protocol::ready(self.cursor).into()),
+                    within,
+                )
+                .await
+                {
+                    return;
+                }
+            }
+            Some(other) => {
+                let (code, reason) = match other {
+                    FromClient::TooLarge => (close::TOO_LARGE, "frame too large".to_string()),
+                    FromClient::Malformed(e) => (close::MALFORMED, e),
+                    _ => (
+                        close::NOT_STARTED,
+                        "the first frame must be resume or start".to_string(),
+                    ),
+                };
+                close_with(sink, code, reason).await;
+                return;
+            }
+            None => {
+                close_with(
+                    sink,
+                    close::NOT_STARTED,
+                    "no resume or start frame in time".into(),
+                )
+                .await;
+                return;
+            }
+        }
+        let mut ticker = smol::Timer::interval(self.heartbeat);
+        loop {
+            let input = async {
+                match subscription.queue.recv().await {
+                    Ok(frame) => Input::Frame(frame),
+                    Err(_) => Input::QueueClosed,
+                }
+            }
+            .or(async {
+                from_client
+                    .recv()
+                    .await
+                    .map(Input::Client)
+                    .unwrap_or(Input::Client(FromClient::Closed))
+            })
+            .or(async {
+                ticker.next().await;
+                Input::Tick
+            })
+            .await;
+            match input {
+                Input::Frame(frame) => {
+                    if !self.deliver(sink, &frame, within).await {
+                        return;
+                    }
+                }
+                Input::QueueClosed => {
+                    let why = *subscription
+                        .reason
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    let (code, what) = match why {
+                        Some(CutOff::TooSlow) => (close::TOO_SLOW, "too slow"),
+                        Some(CutOff::SignedOut) => (close::SIGNED_OUT, "signed out"),
+                        Some(CutOff::Shutdown) | None => (1001, "server shutting down"),
+                    };
+                    close_with(sink, code, protocol::resume_reason(what, self.cursor)).await;
+                    return;
+                }
+                Input::Client(FromClient::Op(op)) => {
+                    self.last_heard = Instant::now();
+                    match op {
+                        ClientOp::Ping => {
+                            if !send(sink, Message::Text(protocol::pong().into()), within).await {
+                                return;
+                            }
+                        }
+                        ClientOp::Typing { channel_id } => {
+                            let _ = super::typing(&app, self.user, channel_id);
+                        }
+                        ClientOp::Resume { .. } | ClientOp::Start => {
+                            close_with(sink, close::MALFORMED, "already started".into()).await;
+                            return;
+                        }
+                    }
+                }
+                Input::Client(FromClient::Heard) => self.last_heard = Instant::now(),
+                Input::Client(FromClient::Malformed(reason)) => {
+                    close_with(sink, close::MALFORMED, reason).await;
+                    return;
+                }
+                Input::Client(FromClient::TooLarge) => {
+                    close_with(sink, close::TOO_LARGE, "frame too large".into()).await;
+                    return;
+                }
+                Input::Client(FromClient::Closed) => {
+                    let _ = async { sink.close(None).await }
+                        .or(async {
+                            smol::Timer::after(Duration::from_secs(1)).await;
+                            Ok(())
+                        })
+                        .await;
+                    return;
+                }
+                Input::Tick => {
+                    if self.last_heard.elapsed() > self.heartbeat * 2 {
+                        close_with(
+                            sink,
+                            close::HEARTBEAT_TIMEOUT,
+                            protocol::resume_reason("heartbeat timeout", self.cursor),
+                        )
+                        .await;
+                        return;
+                    }
+                    if !send(sink, Message::Ping(Vec::new().into()), within).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Replays the log after `seq`, then sends `ready` (or `resync` when `seq` is older
+    /// than what the log keeps).
+    async fn replay<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        sink: &mut Sink<S>,
+        seq: u64,
+    ) -> bool {
+        let app = self.app.clone();
+        let within = self.heartbeat * 2;
+        self.cursor = seq;
+        let mut first_page = true;
+        loop {
+            let Ok((events, oldest)) = app.services.store.events_after(self.cursor, REPLAY_PAGE)
+            else {
+                close_with(sink, 1011, "cannot read the event log".into()).await;
+                return false;
+            };
+            if first_page {
+                first_page = false;
+                let last = app.services.store.last_event_seq().unwrap_or(0);
+                let missing = match oldest {
+                    Some(oldest) => seq + 1 < oldest,
+                    None => seq < last,
+                };
+                if missing || seq > last {
+                    self.cursor = last;
+                    return send(
+                        sink,
+                        Message::Text(protocol::resync(last, oldest).into()),
+                        within,
+                    )
+                    .await;
+                }
+            }
+            if events.is_empty() {
+                break;
+            }
+            for event in events {
+                let dispatch = protocol::dispatch_event(event);
+                if !self.deliver(sink, &dispatch, within).await {
+                    return false;
+                }
+            }
+        }
+        send(
+            sink,
+            Message::Text(protocol::ready(self.cursor).into()),
+            within,
+        )
+        .await
+    }
+
+    async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        sink: &mut Sink<S>,
+        dispatch: &Dispatch,
+        within: Duration,
+    ) -> bool {
+        if let Some(event) = &dispatch.event {
+            if event.seq <= self.cursor {
+                return true;
+            }
+            self.cursor = event.seq;
+        }
+        let app = self.app.clone();
+        if !self.visibility.allows_dispatch(&app, dispatch) {
+            return true;
+        }
+        send(sink, Message::Text(dispatch.frame.clone()), within).await
+    }
+}
