@@ -21,6 +21,7 @@ pub enum CutOff {
 
 struct Connection {
     user: UserId,
+    capacity: usize,
     jkt: String,
     queue: async_channel::Sender<Arc<Dispatch>>,
     reason: Arc<Mutex<Option<CutOff>>>,
@@ -73,13 +74,16 @@ impl Hub {
         if existing >= max_per_user {
             return None;
         }
-        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        // An unbounded channel with our own limit: a bounded one allocates every slot up
+        // front (16 KiB for 1024 frames), which idle sockets would pay for nothing.
+        let (tx, rx) = async_channel::unbounded();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let reason = Arc::new(Mutex::new(None));
         connections.insert(
             id,
             Connection {
                 user,
+                capacity: capacity.max(1),
                 jkt: jkt.to_string(),
                 queue: tx,
                 reason: reason.clone(),
@@ -142,7 +146,9 @@ impl Hub {
         let mut slow = Vec::new();
         for (id, connection) in connections.iter() {
             for frame in frames {
-                if connection.queue.try_send(frame.clone()).is_err() {
+                if connection.queue.len() >= connection.capacity
+                    || connection.queue.try_send(frame.clone()).is_err()
+                {
                     slow.push(*id);
                     break;
                 }

@@ -77,7 +77,7 @@ pub async fn upgrade(req: Req) -> ApiResult {
     response.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
     let upgraded = response.recv_upgrade().await;
     let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .max_message_size(Some(app.gateway.config.max_frame_bytes))
         .max_frame_size(Some(app.gateway.config.max_frame_bytes));
