@@ -86,10 +86,22 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             )
         }
         Command::Backup { path } => {
+            let live = crate::app::database_path(&s.config);
+            let same = match (std::fs::canonicalize(&live), std::fs::canonicalize(&path)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            };
+            if same {
+                return Err(format!(
+                    "{} is the live database; write the backup somewhere else",
+                    path.display()
+                ));
+            }
             let store = s.store.clone();
-            let rows = smol::unblock(move || store.backup(&path))
+            let target = path.clone();
+            let rows = smol::unblock(move || store.backup(&target))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| format!("cannot write the backup to {}: {e}", path.display()))?;
             Ok(json!({ "rows": rows }))
         }
     }
@@ -102,6 +114,25 @@ pub struct AdminListener {
 
 /// Starts listening on `path`.
 pub fn serve(path: PathBuf, app: Arc<App>) -> std::io::Result<AdminListener> {
+    if let Some(dir) = path.parent() {
+        // The fallback location under the temp dir must be private to this user.
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let meta = std::fs::metadata(dir)?;
+        use std::os::unix::fs::MetadataExt;
+        let is_fallback = dir.parent() == Some(std::env::temp_dir().as_path())
+            && dir
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("hearth-"));
+        if is_fallback && meta.mode() & 0o077 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} must not be accessible to other users",
+                dir.display()
+            )));
+        }
+    }
     let _ = std::fs::remove_file(&path);
     let listener = smol::net::unix::UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;

@@ -78,9 +78,28 @@ pub fn database_path(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("hearth.redb")
 }
 
-/// Path of the local admin socket inside the data directory.
+/// Longest Unix socket path that fits `sun_path` with room to spare.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// Path of the local admin socket: `DIR/admin.sock`, or, when that path is too long for a
+/// Unix socket, a socket in a private (0700) directory under the system temp dir named
+/// after the data directory.
 pub fn admin_socket_path(config: &Config) -> std::path::PathBuf {
-    config.data_dir.join("admin.sock")
+    let in_data = config.data_dir.join("admin.sock");
+    if in_data.as_os_str().len() < MAX_SOCKET_PATH {
+        return in_data;
+    }
+    use sha2::{Digest, Sha256};
+    let canonical =
+        std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    let digest = Sha256::digest(canonical.as_os_str().as_encoded_bytes());
+    let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let uid = std::fs::metadata(&config.data_dir)
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
+        .unwrap_or(0);
+    std::env::temp_dir()
+        .join(format!("hearth-{uid}"))
+        .join(format!("{name}.sock"))
 }
 
 impl App {
@@ -181,11 +200,23 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
+    run_with(listener, config, shutdown, |_| {}).await
+}
+
+/// Like [`run`], calling `ready` with the origin once the database, keys and admin
+/// channel are open and requests will be served.
+pub async fn run_with(
+    listener: smol::net::TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+    ready: impl FnOnce(&str),
+) -> Result<(), StartError> {
     let local = listener.local_addr()?;
     let origin = origin_for(&config, local);
     let admin_path = admin_socket_path(&config);
     let app = Arc::new(App::open(config, origin, "http")?);
     let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
+    ready(&app.services.origin);
     crate::http::serve(listener, app.clone(), shutdown).await;
     drop(admin);
     let _ = std::fs::remove_file(&admin_path);

@@ -211,13 +211,20 @@ fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stop.try_send(());
         }
     });
-    eprintln!(
-        "hearth: listening on http://{local} (data in {})",
-        config.data_dir.display()
-    );
-    smol::block_on(app::run(listener, config, async move {
-        let _ = stopped.recv().await;
-    }))?;
+    let data_dir = config.data_dir.clone();
+    smol::block_on(app::run_with(
+        listener,
+        config,
+        async move {
+            let _ = stopped.recv().await;
+        },
+        |origin| {
+            eprintln!(
+                "hearth: listening on http://{local} as {origin} (data in {})",
+                data_dir.display()
+            )
+        },
+    ))?;
     eprintln!("hearth: stopped");
     Ok(())
 }

@@ -84,12 +84,23 @@ impl Transport {
         Ok(stream)
     }
 
-    fn take_idle(&self, origin: &str) -> Option<smol::net::TcpStream> {
-        self.idle
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(origin)?
-            .pop()
+    /// An idle connection the server has not closed (one whose read side would block).
+    async fn take_idle(&self, origin: &str) -> Option<smol::net::TcpStream> {
+        loop {
+            let stream = self
+                .idle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_mut(origin)?
+                .pop()?;
+            let mut probe = [0u8; 1];
+            if futures_lite::future::poll_once(stream.peek(&mut probe))
+                .await
+                .is_none()
+            {
+                return Some(stream);
+            }
+        }
     }
 
     fn put_idle(&self, origin: &str, stream: smol::net::TcpStream) {
@@ -122,8 +133,17 @@ impl Transport {
             req.set_body(body.clone());
             req
         };
-        let pooled = self.take_idle(&origin);
-        let reused = pooled.is_some();
+        let pooled = self.take_idle(&origin).await;
+        // Only requests that may safely run twice are retried on a fresh connection: a
+        // POST that failed mid-way may already have been committed.
+        let idempotent = matches!(
+            method,
+            http_types::Method::Get
+                | http_types::Method::Put
+                | http_types::Method::Delete
+                | http_types::Method::Head
+        );
+        let reused = pooled.is_some() && idempotent;
         let stream = match pooled {
             Some(s) => s,
             None => self.connect(&origin).await?,

@@ -477,7 +477,7 @@ impl Services {
                     existing
                         .iter()
                         .filter(|c| c.parent_id == new.parent_id)
-                        .map(|c| c.position + 1)
+                        .map(|c| c.position.saturating_add(1))
                         .max()
                         .unwrap_or(0)
                 });

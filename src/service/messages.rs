@@ -343,13 +343,17 @@ impl Services {
                     }
                 }
                 message.mentions = users;
-                message.mention_roles = mention_roles
-                    .into_iter()
-                    .filter(|r| {
-                        tx.contains(GUILD_ROLE, &keys::id_id(channel.guild_id, *r))
-                            .unwrap_or(false)
-                    })
-                    .collect();
+                // The same rule as when posting: a role that is not mentionable only
+                // counts for someone with MENTION_EVERYONE.
+                let mut roles = Vec::new();
+                for role in mention_roles {
+                    if let Some(r) = tx.get(GUILD_ROLE, &keys::id_id(channel.guild_id, role))? {
+                        if r.mentionable || have.contains(Permissions::MENTION_EVERYONE) {
+                            roles.push(role);
+                        }
+                    }
+                }
+                message.mention_roles = roles;
                 message.mention_everyone = everyone && have.contains(Permissions::MENTION_EVERYONE);
                 message.content = content;
                 message.edited_at = Some(now_ms());

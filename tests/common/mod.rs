@@ -94,3 +94,228 @@ pub async fn user(server: &TestServer, name: &str) -> Client {
 pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     smol::block_on(f)
 }
+
+// ---- The real `hearth` binary as a child process (tests/durability.rs, tests/cli.rs) ----
+
+/// Writes `DIR/hearth.toml` with light argon2 and generous login limits; `top` is extra
+/// top-level TOML (e.g. `name = "x"`) put before the sections.
+pub fn write_light_config(dir: &std::path::Path, top: &str) -> PathBuf {
+    let path = dir.join("hearth.toml");
+    let text = format!(
+        "{top}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n\
+         login_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n"
+    );
+    std::fs::write(&path, text).expect("write hearth.toml");
+    path
+}
+
+/// `hearth` with the given arguments.
+pub fn hearth_command<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+    command.args(args);
+    command
+}
+
+/// Runs `hearth` to completion, feeding `stdin` (if any) on standard input.
+pub fn run_hearth<S: AsRef<std::ffi::OsStr>>(
+    args: &[S],
+    stdin: Option<&str>,
+) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = hearth_command(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hearth");
+    if let Some(text) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait for hearth")
+}
+
+/// A `hearth serve` child process; SIGKILLed when dropped.
+pub struct HearthProcess {
+    child: std::process::Child,
+    pub origin: String,
+    pub addr: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl HearthProcess {
+    /// `hearth --config CONFIG serve --data DATA --listen 127.0.0.1:0`.
+    pub fn serve(config: &std::path::Path, data: &std::path::Path) -> HearthProcess {
+        let args: Vec<&std::ffi::OsStr> = vec![
+            "--config".as_ref(),
+            config.as_os_str(),
+            "serve".as_ref(),
+            "--data".as_ref(),
+            data.as_os_str(),
+            "--listen".as_ref(),
+            "127.0.0.1:0".as_ref(),
+        ];
+        HearthProcess::spawn(&args)
+    }
+
+    /// Starts `hearth ARGS`, reads the bound address from its `listening on` line and
+    /// waits until it answers HTTP (so its admin socket exists too).
+    pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> HearthProcess {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = hearth_command(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start hearth serve");
+        let pipe = child.stderr.take().expect("stderr pipe");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (found, address) = std::sync::mpsc::channel::<String>();
+        let log = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(pipe).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening on http://").nth(1) {
+                    let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = match address.recv_timeout(std::time::Duration::from_secs(30)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let status = child.wait();
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                panic!(
+                    "hearth serve did not report its address ({status:?}); stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let addr: SocketAddr = addr.parse().expect("address in the listening line");
+        let process = HearthProcess {
+            child,
+            origin: format!("http://{addr}"),
+            addr,
+            stderr,
+        };
+        process.wait_ready();
+        process
+    }
+
+    fn wait_ready(&self) {
+        let url = format!("{}/.well-known/hearth", self.origin);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let answer = smol::block_on(Client::new().send(&url, "GET", None, false));
+            if matches!(&answer, Ok(r) if r.status == 200) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hearth serve never answered: {answer:?}; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.origin, path)
+    }
+
+    /// What the server wrote to standard error so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// SIGKILL (what `Child::kill` sends on Unix) and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// SIGTERM (through `kill -TERM PID`), then waits up to 10 s for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "hearth did not stop within 10 s of SIGTERM; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for HearthProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Every message of a channel, newest first, paged with `before`; and the same oldest
+/// first, paged with `after`. Panics if the two disagree.
+pub async fn channel_history(
+    client: &Client,
+    origin: &str,
+    channel: &str,
+) -> Vec<serde_json::Value> {
+    let base = format!("{origin}/api/v1/channels/{channel}/messages?limit=100");
+    let page = |url: String| async move {
+        let answer = client.get(&url).await.expect("history page");
+        assert_eq!(answer.status, 200, "history page {url}: {answer:?}");
+        answer
+            .json()
+            .expect("json")
+            .as_array()
+            .expect("array")
+            .clone()
+    };
+    let mut newest_first = Vec::new();
+    let mut url = base.clone();
+    loop {
+        let rows = page(url).await;
+        let Some(last) = rows.last() else { break };
+        url = format!("{base}&before={}", last["id"].as_str().expect("id"));
+        newest_first.extend(rows);
+    }
+    let mut oldest_first = Vec::new();
+    let mut url = format!("{base}&after=0");
+    loop {
+        let rows = page(url).await;
+        let Some(last) = rows.last() else { break };
+        url = format!("{base}&after={}", last["id"].as_str().expect("id"));
+        oldest_first.extend(rows);
+    }
+    let down: Vec<&serde_json::Value> = newest_first.iter().map(|m| &m["id"]).collect();
+    let up: Vec<&serde_json::Value> = oldest_first.iter().rev().map(|m| &m["id"]).collect();
+    assert_eq!(down, up, "paging with before and with after disagree");
+    newest_first
+}
