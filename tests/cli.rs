@@ -115,6 +115,8 @@ fn login_and_recover(server: &HearthProcess, name: &str, password: &str, id: &st
     let profile = me(&client, server);
     assert_eq!(profile["id"], id);
     assert_eq!(profile["name"], name);
+    // Whether made through the socket or offline, the user's home is the running server.
+    assert_eq!(profile["homeserver"], server.origin.as_str());
     // The wrong password does not open the backup.
     let wrong = block_on(client.recover_identity(&server.origin, "not-the-password"));
     assert!(matches!(wrong, Err(ClientError::Key(_))), "{wrong:?}");

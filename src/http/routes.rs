@@ -303,7 +303,10 @@ async fn revoke(mut req: Req) -> ApiResult {
 async fn register(mut req: Req) -> ApiResult {
     let body: accounts::Registration = json_body(&mut req).await?;
     let user = services(&req).register(body, "registered device").await?;
-    json(201, &accounts::PublicUser::from(&user))
+    json(
+        201,
+        &accounts::PublicUser::of(&user, &services(&req).origin),
+    )
 }
 
 async fn preview_invite(req: Req) -> ApiResult {
@@ -369,7 +372,10 @@ async fn my_guilds(req: Req, me: Principal) -> ApiResult {
 async fn user(req: Req, me: Principal) -> ApiResult {
     let id = user_param(&req, "user_id", &me)?;
     let user = services(&req).get_user(id)?;
-    json(200, &accounts::PublicUser::from(&user))
+    json(
+        200,
+        &accounts::PublicUser::of(&user, &services(&req).origin),
+    )
 }
 
 // ---- guilds ----

@@ -68,13 +68,19 @@ pub struct PublicUser {
     pub presence: Presence,
 }
 
-impl From<&User> for PublicUser {
-    fn from(u: &User) -> Self {
+impl PublicUser {
+    /// What others see of `u`; `origin` is this server's, shown as the home server of
+    /// local users (stored as an empty string, so the origin may change).
+    pub fn of(u: &User, origin: &str) -> Self {
         PublicUser {
             id: u.id,
             name: u.profile.name.clone(),
             username: u.username.clone(),
-            homeserver: u.homeserver.clone(),
+            homeserver: if u.homeserver.is_empty() {
+                origin.to_string()
+            } else {
+                u.homeserver.clone()
+            },
             avatar_url: u.profile.avatar_url.clone(),
             avatar_color: u.profile.avatar_color.clone(),
             bio: u.profile.bio.clone(),
@@ -325,7 +331,7 @@ impl Services {
             username,
             password_hash,
             key_backup,
-            homeserver: self.origin.clone(),
+            homeserver: String::new(),
             profile_synced: true,
             push_distributors: Vec::new(),
             fcm_tokens: Vec::new(),
@@ -620,7 +626,7 @@ impl Services {
     pub fn own_user(&self, id: UserId) -> Result<OwnUser> {
         let user = self.get_user(id)?;
         Ok(OwnUser {
-            public: PublicUser::from(&user),
+            public: PublicUser::of(&user, &self.origin),
             push_distributors: user.push_distributors,
             fcm_tokens: user.fcm_tokens,
             guild_order: user.guild_order,
@@ -694,6 +700,7 @@ impl Services {
             .transpose()?;
         let presence = update.presence;
         let order = update.guild_order;
+        let origin = self.origin.clone();
         self.store
             .write(move |tx| {
                 let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
@@ -734,7 +741,12 @@ impl Services {
                     channel: None,
                     users: vec![id],
                 };
-                tx.emit("user_update", audience, None, &PublicUser::from(&user))?;
+                tx.emit(
+                    "user_update",
+                    audience,
+                    None,
+                    &PublicUser::of(&user, &origin),
+                )?;
                 Ok::<_, Error>(())
             })
             .await?;

@@ -861,7 +861,7 @@ impl Services {
             for (_, member) in rows {
                 let user = tx
                     .get(USER, &member.user_id.0)?
-                    .map(|u| PublicUser::from(&u));
+                    .map(|u| PublicUser::of(&u, &self.origin));
                 out.push(MemberView { member, user });
             }
             Ok(out)
@@ -875,7 +875,9 @@ impl Services {
             let member = tx
                 .get(GUILD_MEMBER, &keys::id_user(guild_id, user))?
                 .ok_or(Error::NotFound("member"))?;
-            let user = tx.get(USER, &user.0)?.map(|u| PublicUser::from(&u));
+            let user = tx
+                .get(USER, &user.0)?
+                .map(|u| PublicUser::of(&u, &self.origin));
             Ok(MemberView { member, user })
         })
     }
@@ -1149,6 +1151,7 @@ impl Services {
     /// uses nothing up and succeeds.
     pub async fn join_invite(&self, actor: UserId, code: String) -> Result<GuildView> {
         let max_guilds = self.config.limits.max_guilds_per_user * 10;
+        let origin = self.origin.clone();
         let guild_id = self
             .store
             .write(move |tx| {
@@ -1171,7 +1174,7 @@ impl Services {
                 invite.uses += 1;
                 tx.put(INVITE, code.as_bytes(), &invite)?;
                 let member = add_member(tx, guild_id, actor)?;
-                let user = tx.get(USER, &actor.0)?.map(|u| PublicUser::from(&u));
+                let user = tx.get(USER, &actor.0)?.map(|u| PublicUser::of(&u, &origin));
                 tx.emit(
                     "member_add",
                     Audience::guild(guild_id).and_user(actor),
