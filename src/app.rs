@@ -148,6 +148,7 @@ impl App {
                 origin,
                 ids: IdGenerator::new(highest),
                 files_dir,
+                password_slots: smol::lock::Semaphore::new(crate::service::PASSWORD_SLOTS),
             },
             dpop,
             token_cache,
@@ -219,6 +220,13 @@ pub async fn run_with(
     ready(&app.services.origin);
     crate::http::serve(listener, app.clone(), shutdown).await;
     drop(admin);
+    // Cancelled tasks (the admin listener's) let go of the app a moment later on their
+    // executor's thread: wait for that (briefly), so that the database is closed and its
+    // lock released when this returns and a new server can open the same data.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while Arc::strong_count(&app) > 1 && std::time::Instant::now() < deadline {
+        smol::Timer::after(std::time::Duration::from_millis(2)).await;
+    }
     let _ = std::fs::remove_file(&admin_path);
     Ok(())
 }

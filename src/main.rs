@@ -87,6 +87,7 @@ enum InviteCommand {
 }
 
 fn main() -> anyhow::Result<()> {
+    return_big_allocations_to_the_system();
     let cli = Cli::parse();
     let mut config = Config::load(&cli.config)?;
     if let Some(data) = cli.data {
@@ -179,6 +180,18 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// argon2id allocates ~19 MiB per hash. glibc's malloc raises its mmap threshold
+/// dynamically and then keeps such blocks in per-thread arenas for good, which measured
+/// hundreds of MiB after a burst of logins; a fixed 1 MiB threshold makes every large
+/// block an mmap that goes back to the system when freed.
+fn return_big_allocations_to_the_system() {
+    // SAFETY: mallopt only changes allocator tuning; it is called before other threads
+    // exist.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

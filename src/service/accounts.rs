@@ -371,6 +371,7 @@ impl Services {
     }
 
     async fn hash_password(&self, password: String) -> Result<String> {
+        let _slot = self.password_slots.acquire().await;
         let params = self.password_params();
         smol::unblock(move || password::hash_password(&password, &params))
             .await
@@ -400,7 +401,10 @@ impl Services {
         let hash = user.as_ref().and_then(|u| u.password_hash.clone());
         let candidate = password.to_string();
         let ok = match hash {
-            Some(hash) => smol::unblock(move || password::verify_password(&candidate, &hash)).await,
+            Some(hash) => {
+                let _slot = self.password_slots.acquire().await;
+                smol::unblock(move || password::verify_password(&candidate, &hash)).await
+            }
             None => false,
         };
         let Some(user) = user.filter(|_| ok) else {

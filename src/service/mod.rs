@@ -96,7 +96,13 @@ pub struct Services {
     pub ids: IdGenerator,
     /// Where uploaded files live.
     pub files_dir: std::path::PathBuf,
+    /// Bounds how many argon2id computations (each ~19 MiB and tens of ms) run at once, so
+    /// a burst of logins cannot exhaust a small box's memory or CPU.
+    pub password_slots: smol::lock::Semaphore,
 }
+
+/// argon2id computations allowed at once.
+pub const PASSWORD_SLOTS: usize = 2;
 
 impl Services {
     /// A fresh id.

@@ -398,15 +398,32 @@ pub(crate) fn finish_batch(tx: &Tx, retention: Retention) -> Result<(), StoreErr
         return Ok(());
     };
     tx.put(META, EVENT_SEQ_KEY, &last.to_be_bytes().to_vec())?;
+    // Sequence numbers are contiguous, so pruning by count needs only the keys below the
+    // cut; only rows being deleted (a few per commit in steady state) are read.
     let oldest_kept_by_count = last.saturating_sub(retention.max_events.max(1)) + 1;
+    let doomed = tx.range(
+        EVENT_LOG,
+        &[],
+        Some(&oldest_kept_by_count.to_be_bytes()),
+        false,
+        PRUNE_PER_COMMIT,
+    )?;
+    let mut pruned = doomed.len();
+    for (key, _) in doomed {
+        tx.delete(EVENT_LOG, &key)?;
+    }
+    // Then by age, oldest first, reading one row at a time and stopping at the first
+    // young one (normally the very first).
     let age_cutoff = now_ms().saturating_sub(retention.max_age_secs.saturating_mul(1000));
-    let candidates = tx.range(EVENT_LOG, &[], None, false, PRUNE_PER_COMMIT)?;
-    for (key, event) in candidates {
-        if event.seq < oldest_kept_by_count || event.at_ms < age_cutoff {
-            tx.delete(EVENT_LOG, &key)?;
-        } else {
+    while pruned < PRUNE_PER_COMMIT {
+        let Some((key, oldest)) = tx.range(EVENT_LOG, &[], None, false, 1)?.pop() else {
+            break;
+        };
+        if oldest.at_ms >= age_cutoff || oldest.seq == last {
             break;
         }
+        tx.delete(EVENT_LOG, &key)?;
+        pruned += 1;
     }
     Ok(())
 }
@@ -565,5 +582,76 @@ impl Store {
             std::fs::File::open(dir)?.sync_all()?;
         }
         Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path, max_events: u64) -> Store {
+        Store::open(
+            &dir.join("db.redb"),
+            1 << 20,
+            64,
+            Retention {
+                max_events,
+                max_age_secs: 3600,
+            },
+        )
+        .expect("open")
+    }
+
+    #[test]
+    fn events_are_numbered_without_gaps_and_pruned_by_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 5);
+        for i in 0..12u64 {
+            let seq = store
+                .write_blocking(move |tx| tx.emit("test", Audience::default(), None, &i))
+                .unwrap();
+            assert_eq!(seq, i + 1);
+        }
+        let (events, oldest) = store.events_after(0, 100).unwrap();
+        assert_eq!(oldest, Some(8));
+        assert_eq!(
+            events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![8, 9, 10, 11, 12]
+        );
+        assert_eq!(events[0].data, "7");
+        assert_eq!(store.last_event_seq().unwrap(), 12);
+        // Numbering survives a reopen.
+        drop(store);
+        let store = open(dir.path(), 5);
+        let seq = store
+            .write_blocking(|tx| tx.emit("test", Audience::default(), None, &0))
+            .unwrap();
+        assert_eq!(seq, 13);
+    }
+
+    #[test]
+    fn events_of_one_batch_share_the_commit_and_failed_jobs_emit_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 100);
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        store.on_events(move |events| {
+            sink.lock()
+                .unwrap()
+                .extend(events.into_iter().map(|e| e.seq))
+        });
+        let failed: Result<u64, StoreError> =
+            store.write_blocking(|_tx| Err(StoreError::Database("refused".into())));
+        assert!(failed.is_err());
+        store
+            .write_blocking(|tx| {
+                tx.emit("a", Audience::default(), None, &1)?;
+                tx.emit("b", Audience::default(), None, &2)
+            })
+            .unwrap();
+        assert_eq!(*seen.lock().unwrap(), vec![1, 2]);
+        let read_only: Result<u64, StoreError> =
+            store.read(|tx| tx.emit("c", Audience::default(), None, &3));
+        assert!(matches!(read_only, Err(StoreError::ReadOnly)));
     }
 }

@@ -151,14 +151,15 @@ fn run(
             txn.commit().map_err(StoreError::from)
         };
         let events = sink.take();
-        let committed = commit.is_ok();
-        for done in completions {
-            done(commit.clone());
-        }
-        if committed && !events.is_empty() {
+        // Events go out before the answers, so when a request returns its event is
+        // already queued for every live connection.
+        if commit.is_ok() && !events.is_empty() {
             if let Some(hook) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
                 hook(events);
             }
+        }
+        for done in completions {
+            done(commit.clone());
         }
     }
 }
