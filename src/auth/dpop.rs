@@ -329,7 +329,9 @@ impl DpopVerifier {
             return Err(DpopError::WrongType);
         }
         // (5) an asymmetric algorithm we support; "none" and HS*/RS* fail here.
-        if alg != "ES256" && alg != "EdDSA" {
+        // "Ed25519" is the fully specified name of EdDSA over Ed25519 (RFC 9864), which
+        // some DPoP libraries use.
+        if alg != "ES256" && alg != "EdDSA" && alg != "Ed25519" {
             return Err(DpopError::UnsupportedAlgorithm);
         }
         // (7) the jwk is a valid public key with no private part.
@@ -337,7 +339,8 @@ impl DpopVerifier {
             JoseError::PrivateKeyInJwk => DpopError::PrivateKeyInJwk,
             _ => DpopError::InvalidJwk,
         })?;
-        if jwk.alg() != alg {
+        let alg_fits_key = jwk.alg() == alg || (alg == "Ed25519" && jwk.alg() == "EdDSA");
+        if !alg_fits_key {
             return Err(DpopError::AlgorithmKeyMismatch);
         }
         // (8) htm, exact and case-sensitive.

@@ -369,8 +369,10 @@ impl Jws {
                     .verify(msg, &self.signature)
                     .map_err(|_| JoseError::BadSignature)
             }
-            (PublicJwk::Ed25519 { x }, "EdDSA") => ed25519_verify(x, msg, &self.signature),
-            (_, "ES256" | "EdDSA") => Err(JoseError::AlgorithmMismatch),
+            (PublicJwk::Ed25519 { x }, "EdDSA" | "Ed25519") => {
+                ed25519_verify(x, msg, &self.signature)
+            }
+            (_, "ES256" | "EdDSA" | "Ed25519") => Err(JoseError::AlgorithmMismatch),
             _ => Err(JoseError::UnsupportedAlgorithm),
         }
     }

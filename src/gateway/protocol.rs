@@ -49,7 +49,16 @@ pub enum ClientOp {
 
 /// Parses a client text frame.
 pub fn parse_client(text: &str) -> Result<ClientOp, String> {
-    serde_json::from_str(text).map_err(|e| format!("malformed frame: {e}"))
+    let op: ClientOp = serde_json::from_str(text).map_err(|e| format!("malformed frame: {e}"))?;
+    if matches!(op, ClientOp::Start | ClientOp::Ping) {
+        // serde does not apply `deny_unknown_fields` to unit variants of a tagged enum.
+        let fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(text).map_err(|e| format!("malformed frame: {e}"))?;
+        if let Some(extra) = fields.keys().find(|k| *k != "op") {
+            return Err(format!("malformed frame: unknown field `{extra}`"));
+        }
+    }
+    Ok(op)
 }
 
 /// A frame ready to send, shared among receivers.

@@ -169,6 +169,18 @@ where
         .await;
         return;
     };
+    // A ticket outlives the sign-out of its device by up to 30 s. Checked after
+    // subscribing: a sign-out before this point has removed the device already, one
+    // after it cuts this connection off.
+    if !app
+        .services
+        .device_active(user, &ticket.jkt)
+        .unwrap_or(false)
+    {
+        app.gateway.hub.unsubscribe(subscription.id);
+        close_with(&mut sink, close::SIGNED_OUT, "signed out".into()).await;
+        return;
+    }
     let (from_client_tx, from_client) = async_channel::bounded::<FromClient>(16);
     let reader = smol::spawn(async move {
         loop {
@@ -208,7 +220,17 @@ where
     };
     session.serve(&mut sink, &subscription, &from_client).await;
     reader.cancel().await;
-    if app.gateway.hub.unsubscribe(subscription.id) == PresenceChange::WentOffline {
+    let change = app.gateway.hub.unsubscribe(subscription.id);
+    // A connection the hub cut off (too slow, signed out) has left it already, so
+    // unsubscribing cannot tell whether it was the user's last one: ask.
+    let cut_off = matches!(
+        *subscription
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()),
+        Some(CutOff::TooSlow | CutOff::SignedOut)
+    );
+    if change == PresenceChange::WentOffline || (cut_off && !app.gateway.hub.is_online(user)) {
         announce_presence(&app, user, false);
     }
 }
@@ -409,7 +431,8 @@ impl Session {
                 first_page = false;
                 let last = app.services.store.last_event_seq().unwrap_or(0);
                 let missing = match oldest {
-                    Some(oldest) => seq + 1 < oldest,
+                    // 0 asks for everything still retained (README).
+                    Some(oldest) => seq != 0 && seq + 1 < oldest,
                     None => seq < last,
                 };
                 if missing || seq > last {

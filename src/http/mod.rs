@@ -98,6 +98,10 @@ pub async fn serve(
     for worker in workers {
         let _ = worker.join();
     }
+    // Connection tasks woken by `stop` that the workers left unrun still hold the app
+    // (and the executor holds them): run them to their end here, or the app, and with it
+    // the database and its lock, would outlive the server.
+    while executor.try_tick() {}
 }
 
 /// Adds `DPoP-Nonce` and CORS headers to every response, answers CORS preflights, and
@@ -106,8 +110,9 @@ struct Finish;
 
 #[tide::utils::async_trait]
 impl tide::Middleware<Arc<App>> for Finish {
-    async fn handle(&self, req: Req, next: tide::Next<'_, Arc<App>>) -> tide::Result {
+    async fn handle(&self, mut req: Req, next: tide::Next<'_, Arc<App>>) -> tide::Result {
         let app = req.state().clone();
+        let body_read = watch_body(&mut req);
         let preflight = req.method() == tide::http::Method::Options;
         let mut response = if preflight {
             tide::Response::new(204)
@@ -142,7 +147,91 @@ impl tide::Middleware<Arc<App>> for Finish {
             "DPoP-Nonce, WWW-Authenticate, Retry-After",
         );
         response.insert_header("Cache-Control", "no-store");
+        if !body_read.load(std::sync::atomic::Ordering::Relaxed) {
+            // Answered without reading the whole body (an early error, or a route that
+            // takes none). async-h1 drains the rest after the answer through a read-ahead
+            // buffer that can swallow the client's next request on this connection, which
+            // then waits for the 60 s header timeout. So this connection ends here.
+            response.insert_header("Connection", "close");
+        }
         Ok(response)
+    }
+}
+
+/// Wraps the request body so the returned flag turns true once all of it has been read.
+fn watch_body(req: &mut Req) -> Arc<std::sync::atomic::AtomicBool> {
+    let read = Arc::new(std::sync::atomic::AtomicBool::new(req.len() == Some(0)));
+    if !read.load(std::sync::atomic::Ordering::Relaxed) {
+        let had_content_type = req.header("Content-Type").is_some();
+        let body = req.take_body();
+        let (length, mime) = (body.len(), body.mime().clone());
+        let watched = WatchedBody {
+            inner: body,
+            remaining: length,
+            read: read.clone(),
+        };
+        let mut body = tide::Body::from_reader(watched, length);
+        body.set_mime(mime);
+        req.set_body(body);
+        if !had_content_type {
+            // take_body/set_body fill in a Content-Type the client never sent.
+            req.remove_header("Content-Type");
+        }
+    }
+    read
+}
+
+struct WatchedBody {
+    inner: tide::Body,
+    remaining: Option<usize>,
+    read: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl WatchedBody {
+    fn note(&mut self, n: usize, asked: bool) {
+        let rest = self.remaining.map(|r| r.saturating_sub(n));
+        self.remaining = rest;
+        if rest == Some(0) || (n == 0 && asked) {
+            self.read.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+// The body is already buffered (async-h1 hands tide a buffered reader); delegating
+// `AsyncBufRead` avoids a second 8 KiB buffer per request.
+impl futures_lite::AsyncBufRead for WatchedBody {
+    fn poll_fill_buf(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        let poll = std::pin::Pin::new(&mut this.inner).poll_fill_buf(cx);
+        if let std::task::Poll::Ready(Ok(buf)) = &poll {
+            if buf.is_empty() {
+                this.read.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        poll
+    }
+
+    fn consume(mut self: std::pin::Pin<&mut Self>, amt: usize) {
+        std::pin::Pin::new(&mut self.inner).consume(amt);
+        self.note(amt, false);
+    }
+}
+
+impl futures_lite::AsyncRead for WatchedBody {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        let poll = std::pin::Pin::new(&mut this.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &poll {
+            this.note(*n, !buf.is_empty());
+        }
+        poll
     }
 }
 
