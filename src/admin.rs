@@ -40,6 +40,20 @@ pub enum Command {
         /// Lifetime in seconds.
         max_age_secs: Option<u64>,
     },
+    /// Pin a peer's key (fetched from its `/.well-known/hearth`).
+    AddPeer {
+        /// Its URL.
+        url: String,
+        /// The fingerprint the administrator expects, if known.
+        fingerprint: Option<String>,
+    },
+    /// Forget a peer.
+    RemovePeer {
+        /// Its URL.
+        url: String,
+    },
+    /// List peers.
+    ListPeers,
     /// Write a consistent copy of the database.
     Backup {
         /// Destination file.
@@ -84,6 +98,28 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             Ok(
                 json!({ "code": invite.code, "url": format!("{}/invite/{}", s.origin, invite.code) }),
             )
+        }
+        Command::AddPeer { url, fingerprint } => {
+            let peer = crate::federation::add_peer(app, &url, fingerprint.as_deref())
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(crate::http::peer_view(&peer))
+        }
+        Command::RemovePeer { url } => {
+            let removed = crate::federation::remove_peer(app, &url)
+                .await
+                .map_err(|e| e.to_string())?;
+            if removed {
+                Ok(json!({ "removed": url }))
+            } else {
+                Err(format!("{url} is not a peer"))
+            }
+        }
+        Command::ListPeers => {
+            let peers = crate::federation::list_peers(app).map_err(|e| e.to_string())?;
+            Ok(Value::from(
+                peers.iter().map(crate::http::peer_view).collect::<Vec<_>>(),
+            ))
         }
         Command::Backup { path } => {
             let live = crate::app::database_path(&s.config);

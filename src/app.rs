@@ -40,6 +40,8 @@ pub struct App {
     pub scheme: &'static str,
     /// The realtime gateway.
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Federation state (replay guard, outbox wake-ups).
+    pub federation: crate::federation::Federation,
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
     pub executor: Arc<smol::Executor<'static>>,
 }
@@ -138,7 +140,9 @@ impl App {
         let highest = highest_id(&store)?;
         let gateway = Arc::new(crate::gateway::Gateway::new(config.gateway.clone()));
         crate::gateway::connect_store(&gateway, &store);
+        let federation = crate::federation::Federation::new(&config.federation);
         Ok(App {
+            federation,
             gateway,
             executor: Arc::new(smol::Executor::new()),
             services: Services {
@@ -218,7 +222,21 @@ pub async fn run_with(
     let app = Arc::new(App::open(config, origin, "http")?);
     let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
     ready(&app.services.origin);
+    let (stop_outbox, outbox_stopped) = async_channel::bounded::<()>(1);
+    let outbox = app
+        .executor
+        .spawn(crate::federation::outbox::run(app.clone(), outbox_stopped));
     crate::http::serve(listener, app.clone(), shutdown).await;
+    // The executor's threads have stopped: run the outbox worker here until it sees the
+    // stop and lets go of the app.
+    drop(stop_outbox);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while !outbox.is_finished() && std::time::Instant::now() < deadline {
+        if !app.executor.try_tick() {
+            smol::Timer::after(std::time::Duration::from_millis(2)).await;
+        }
+    }
+    drop(outbox);
     drop(admin);
     // Cancelled tasks (the admin listener's) let go of the app a moment later on their
     // executor's thread: wait for that (briefly), so that the database is closed and its

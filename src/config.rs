@@ -28,6 +28,54 @@ pub struct Config {
     pub storage: StorageConfig,
     /// Event log and realtime gateway settings.
     pub gateway: GatewayConfig,
+    /// Federation settings.
+    pub federation: FederationConfig,
+}
+
+/// Which servers may federate with this one.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PeerPolicy {
+    /// Only peers an administrator added (their keys pinned then).
+    Allowlist,
+    /// Any server; its key is pinned on first contact.
+    Open,
+}
+
+/// Federation settings.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// `allowlist` (default) or `open`.
+    pub policy: PeerPolicy,
+    /// Let outgoing calls (federation, push) reach loopback addresses. Off by default: a
+    /// peer or push URL must never point the server at itself. Tests and single-machine
+    /// development turn it on.
+    pub allow_loopback: bool,
+    /// How far a signed call's time may differ from ours, seconds. Default 60.
+    pub signature_window_secs: u64,
+    /// Most server-call ids remembered for replay protection. Default 100,000.
+    pub replay_capacity: usize,
+    /// Longest wait between retries of an outgoing call, seconds. Default 600.
+    pub max_retry_secs: u64,
+    /// Seconds before an outgoing call is given up. Default 7 days.
+    pub give_up_secs: u64,
+    /// Timeout of one outgoing request, seconds. Default 10.
+    pub request_timeout_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            policy: PeerPolicy::Allowlist,
+            allow_loopback: false,
+            signature_window_secs: 60,
+            replay_capacity: 100_000,
+            max_retry_secs: 600,
+            give_up_secs: 7 * 24 * 3600,
+            request_timeout_secs: 10,
+        }
+    }
 }
 
 /// Event log and realtime gateway settings.
@@ -167,6 +215,7 @@ impl Default for Config {
             limits: Limits::default(),
             storage: StorageConfig::default(),
             gateway: GatewayConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }

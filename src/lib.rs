@@ -17,6 +17,8 @@
 //!   members, invites, bans, messages, reactions, pins, files.
 //! - [`gateway`]: realtime events over websockets — the fan-out hub with bounded
 //!   per-connection queues, sessions with resume from the event log, typing and presence.
+//! - [`federation`]: pinned peers, signed server-to-server calls, the durable outbox, the
+//!   SSRF guard for every outgoing request, and the inbound calls (VerifyUser, …).
 //! - [`http`]: the accept loop (smol + async-h1), routes, error mapping, DPoP middleware.
 //! - [`admin`]: the local Unix-socket admin channel used by the CLI.
 //! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing)
@@ -29,6 +31,7 @@ pub mod app;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod model;

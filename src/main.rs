@@ -45,6 +45,11 @@ enum Commands {
         #[command(subcommand)]
         command: InviteCommand,
     },
+    /// Manage federation peers.
+    Peer {
+        #[command(subcommand)]
+        command: PeerCommand,
+    },
     /// Write a consistent copy of the database to FILE (works while the server runs).
     Backup {
         /// Destination file.
@@ -65,6 +70,25 @@ enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PeerCommand {
+    /// Pin a server's key (fetched from its /.well-known/hearth) and allow its users.
+    Add {
+        /// The server's URL, e.g. http://hearth-b.local:8080.
+        url: String,
+        /// Refuse unless the key's fingerprint is this (as its admin reads it to you).
+        #[arg(long)]
+        fingerprint: Option<String>,
+    },
+    /// Forget a peer.
+    Remove {
+        /// The server's URL.
+        url: String,
+    },
+    /// List peers and their key fingerprints.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -168,6 +192,33 @@ fn main() -> anyhow::Result<()> {
                 },
             )?;
             println!("{}", answer["url"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        Commands::Peer { command } => {
+            let (command, list) = match command {
+                PeerCommand::Add { url, fingerprint } => {
+                    (Command::AddPeer { url, fingerprint }, false)
+                }
+                PeerCommand::Remove { url } => (Command::RemovePeer { url }, false),
+                PeerCommand::List => (Command::ListPeers, true),
+            };
+            let answer = run_admin(&config, command)?;
+            let peers = if list {
+                answer.as_array().cloned().unwrap_or_default()
+            } else {
+                vec![answer]
+            };
+            for peer in peers {
+                if let Some(origin) = peer["origin"].as_str() {
+                    println!(
+                        "{origin}  {}  key fingerprint {}",
+                        peer["name"].as_str().unwrap_or(""),
+                        peer["fingerprint"].as_str().unwrap_or("")
+                    );
+                } else if let Some(removed) = peer["removed"].as_str() {
+                    println!("removed {removed}");
+                }
+            }
             Ok(())
         }
         Commands::Backup { file } => {

@@ -80,6 +80,8 @@ pub struct Client {
 struct Inner {
     device_key: SigningKey,
     identity: Mutex<Option<ed25519_dalek::SigningKey>>,
+    /// The home server's origin.
+    home: Mutex<Option<String>>,
     /// Signed-in sessions by the origin that issued them.
     sessions: Mutex<HashMap<String, Session>>,
     /// The latest DPoP nonce of each origin.
@@ -118,6 +120,7 @@ impl Client {
             inner: Arc::new(Inner {
                 device_key,
                 identity: Mutex::new(None),
+                home: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
                 nonces: Mutex::new(HashMap::new()),
                 transport: transport::Transport::default(),
@@ -166,6 +169,30 @@ impl Client {
     /// The refresh token at `origin`.
     pub fn refresh_token(&self, origin: &str) -> Option<String> {
         self.session(origin).map(|s| s.refresh_token)
+    }
+
+    /// The origin whose tokens authenticate requests to `origin`: its own session, or the
+    /// home server's.
+    fn issuer_for(&self, origin: &str) -> Option<String> {
+        if self.session(origin).is_some() {
+            return Some(origin.to_string());
+        }
+        self.home()
+    }
+
+    /// The home server (the first server this client signed in at, unless set).
+    pub fn home(&self) -> Option<String> {
+        self.inner
+            .home
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Makes `origin` the home server.
+    pub fn set_home(&self, origin: &str) -> Result<(), ClientError> {
+        *self.inner.home.lock().unwrap_or_else(|p| p.into_inner()) = Some(origin_of(origin)?);
+        Ok(())
     }
 
     fn session(&self, origin: &str) -> Option<Session> {
@@ -306,7 +333,10 @@ impl Client {
     /// Signs in with a device certificate signed by K_id.
     pub async fn login_certificate(&self, origin: &str) -> Result<(), ClientError> {
         let origin = origin_of(origin)?;
-        let certificate = self.device_certificate(&origin)?;
+        // The certificate names the user's home; at another server this is mzchat's login
+        // of a remote user, who gets that server's own tokens.
+        let home = self.home().unwrap_or_else(|| origin.clone());
+        let certificate = self.device_certificate(&home)?;
         let form = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", crate::auth::DEVICE_CERTIFICATE_GRANT)
             .append_pair("device_certificate", &certificate)
@@ -407,6 +437,10 @@ impl Client {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(origin.to_string(), session);
+            let mut home = self.inner.home.lock().unwrap_or_else(|p| p.into_inner());
+            if home.is_none() {
+                *home = Some(origin.to_string());
+            }
             return Ok(());
         }
     }
@@ -469,13 +503,18 @@ impl Client {
                 headers.push(("Content-Type", ct.to_string()));
             }
             if auth {
+                // The server's own session if we have one, else our home's token, which
+                // peers of the home accept (direct participation).
+                let issuer = self
+                    .issuer_for(&origin)
+                    .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
                 let mut session = self
-                    .session(&origin)
+                    .session(&issuer)
                     .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
                 if session.expires_at <= now() + REFRESH_MARGIN_SECS {
-                    self.refresh(&origin).await?;
+                    self.refresh(&issuer).await?;
                     session = self
-                        .session(&origin)
+                        .session(&issuer)
                         .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
                 }
                 headers.push(("Authorization", format!("DPoP {}", session.access_token)));
@@ -494,7 +533,11 @@ impl Client {
                 match response.error_code().as_deref() {
                     Some("use_dpop_nonce") => continue,
                     Some("invalid_token")
-                        if attempts == 1 && self.refresh(&origin).await.is_ok() =>
+                        if attempts == 1
+                            && self
+                                .refresh(&self.issuer_for(&origin).unwrap_or_default())
+                                .await
+                                .is_ok() =>
                     {
                         continue
                     }

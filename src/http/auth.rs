@@ -88,19 +88,21 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             let issuer = tokens::peek_issuer(&token)
                 .map_err(|e| ApiError::invalid_token(format!("malformed access token: {e}")))?;
             let services = &app.services;
-            if issuer != services.origin {
-                return Err(ApiError::invalid_token(format!(
-                    "tokens issued by {issuer} are not accepted here"
-                )));
-            }
-            let claims = tokens::verify_access_token(
-                &token,
-                &services.server_key.public_bytes(),
-                &services.origin,
-                t,
-                0,
-            )
-            .map_err(|e| ApiError::invalid_token(e.to_string()))?;
+            // Our own tokens, or (Refrain's path) tokens of a peer's users, checked with
+            // the peer's pinned key and without calling the peer.
+            let key = if issuer == services.origin {
+                services.server_key.public_bytes()
+            } else {
+                crate::federation::peer_key(app, &issuer)
+                    .await
+                    .map_err(|e| {
+                        ApiError::invalid_token(format!(
+                            "tokens issued by {issuer} are not accepted here: {e}"
+                        ))
+                    })?
+            };
+            let claims = tokens::verify_access_token(&token, &key, &issuer, t, 0)
+                .map_err(|e| ApiError::invalid_token(e.to_string()))?;
             app.token_cache.insert(&token, claims.clone());
             claims
         }
@@ -116,14 +118,22 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
     }
     let user =
         UserId::parse(&claims.sub).ok_or_else(|| ApiError::invalid_token("malformed subject"))?;
-    if !app
-        .services
-        .device_active(user, &claims.jkt)
-        .map_err(ApiError::from)?
-    {
-        return Err(ApiError::invalid_token(
-            "this device has been signed out or the account no longer exists",
-        ));
+    if claims.iss == app.services.origin {
+        if !app
+            .services
+            .device_active(user, &claims.jkt)
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::invalid_token(
+                "this device has been signed out or the account no longer exists",
+            ));
+        }
+    } else {
+        // A peer's user: their home manages devices; here they get a shadow account (and
+        // VerifyUser is queued to their home) on first use.
+        crate::federation::calls::ensure_shadow(app, user, &claims.iss)
+            .await
+            .map_err(|e| ApiError::invalid_token(e.to_string()))?;
     }
     Ok(Principal {
         user,

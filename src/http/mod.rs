@@ -3,6 +3,8 @@
 
 pub mod auth;
 pub mod error;
+mod federation;
+pub use federation::peer_view;
 mod gateway;
 mod routes;
 

@@ -88,6 +88,14 @@ pub fn install(server: &mut Server) {
 
     server.at("/api/v1/auth/logout").post(authed(logout));
     server
+        .at("/federation/v1/:call")
+        .post(open(super::federation::inbound));
+    server
+        .at("/api/v1/admin/peers")
+        .get(authed(super::federation::list_peers))
+        .post(authed(super::federation::add_peer))
+        .delete(authed(super::federation::remove_peer));
+    server
         .at("/api/v1/gateway/ticket")
         .post(authed(super::gateway::ticket));
     server
@@ -227,6 +235,36 @@ fn parse_form(body: &[u8]) -> Result<std::collections::HashMap<String, String>, 
     Ok(out)
 }
 
+/// mzchat's login on a remote server: a certificate naming another home server gets a
+/// shadow account here (if that home is a peer), so the grant can issue this server's own
+/// tokens.
+async fn remote_certificate_user(app: &App, certificate: &str) -> Result<(), ApiError> {
+    let Ok(cert) = crate::auth::device_cert::verify_device_certificate(certificate, now()) else {
+        // The grant itself reports what is wrong with it.
+        return Ok(());
+    };
+    if cert.homeserver == app.services.origin {
+        return Ok(());
+    }
+    let user = UserId::parse(&cert.sub).ok_or_else(|| {
+        oauth_error(
+            "invalid_grant",
+            "the certificate's subject is not a user id",
+        )
+    })?;
+    let home = crate::federation::normalize_origin(&cert.homeserver)
+        .map_err(|e| oauth_error("invalid_grant", e.to_string()))?;
+    crate::federation::peer_key(app, &home).await.map_err(|e| {
+        oauth_error(
+            "invalid_grant",
+            format!("users of {home} are not accepted here: {e}"),
+        )
+    })?;
+    crate::federation::calls::ensure_shadow(app, user, &home)
+        .await
+        .map_err(|e| oauth_error("invalid_grant", e.to_string()))
+}
+
 fn oauth_error(code: &str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)
 }
@@ -270,8 +308,9 @@ async fn token(mut req: Req) -> ApiResult {
         }
         "refresh_token" => s.refresh_grant(field("refresh_token")?, &proof.jkt).await,
         crate::auth::DEVICE_CERTIFICATE_GRANT => {
-            s.certificate_grant(field("device_certificate")?, &proof.jkt)
-                .await
+            let certificate = field("device_certificate")?;
+            remote_certificate_user(&app, certificate).await?;
+            s.certificate_grant(certificate, &proof.jkt).await
         }
         other => {
             return Err(oauth_error(

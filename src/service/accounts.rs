@@ -429,8 +429,19 @@ impl Services {
                 .map_err(|e| Error::Unauthorized(format!("invalid device certificate: {e}")))?,
         );
         let known = self.store.read(|tx| tx.get(USER, &user.0))?;
-        if known.is_none() {
+        let Some(known) = known else {
             return Err(Error::Unauthorized("unknown user".into()));
+        };
+        let home = if known.homeserver.is_empty() {
+            &self.origin
+        } else {
+            &known.homeserver
+        };
+        if &cert.homeserver != home {
+            return Err(Error::Unauthorized(format!(
+                "the device certificate names {} as home server, but this user's home is {home}",
+                cert.homeserver
+            )));
         }
         self.issue_tokens(user, jkt, Some(certificate.to_string()), "certified device")
             .await

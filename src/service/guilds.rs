@@ -557,7 +557,7 @@ impl Services {
                         channel.parent_id = Some(parent);
                     }
                 }
-                let overwrites_changed = update.overwrites.is_some();
+                let overwrites_changed = update.overwrites.is_some() || update.parent_id.is_some();
                 if let Some(list) = update.overwrites {
                     access.require(Permissions::MANAGE_ROLES)?;
                     check_overwrites(
@@ -814,6 +814,14 @@ impl Services {
                 let mut member = tx
                     .get(GUILD_MEMBER, &key)?
                     .ok_or(Error::NotFound("member"))?;
+                if user != actor {
+                    let target = GuildAccess::load(tx, guild_id, user)?;
+                    if !access.outranks(&target) {
+                        return Err(Error::Forbidden(
+                            "you cannot change the roles of a member whose highest role is at or above yours".into(),
+                        ));
+                    }
+                }
                 let has = member.roles.contains(&role_id);
                 if assign && !has {
                     member.roles.push(role_id);

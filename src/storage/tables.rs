@@ -44,7 +44,7 @@ macro_rules! stored {
 stored! {
     Present => 1, User => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
-    Vec<u8> => 1, u64 => 1, String => 1, Event => 1,
+    Vec<u8> => 1, u64 => 1, String => 1, Event => 1, Peer => 1, OutboxItem => 1,
 }
 
 /// Server-wide settings: name → value (server key, secrets, schema version).
@@ -89,6 +89,16 @@ pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
 /// event sequence number → event (the event log, pruned by count and age).
 pub const EVENT_LOG: Table<Event> = Table::new("event_log");
 
+/// peer origin → pinned peer.
+pub const PEER: Table<Peer> = Table::new("peer");
+/// outbox id → server-to-server call waiting for delivery.
+pub const OUTBOX: Table<OutboxItem> = Table::new("outbox");
+/// sender origin ‖ 0 ‖ call id (BE) → unix seconds received (deduplication of calls).
+pub const INBOX: Table<u64> = Table::new("inbox");
+
+/// remote user id → Push Delegation Token their home server gave this server.
+pub const PUSH_DELEGATION: Table<String> = Table::new("push_delegation");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -111,4 +121,8 @@ pub const ALL_TABLES: &[&str] = &[
     FILE.name,
     CHANNEL_FILE.name,
     EVENT_LOG.name,
+    PEER.name,
+    OUTBOX.name,
+    INBOX.name,
+    PUSH_DELEGATION.name,
 ];

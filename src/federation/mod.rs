@@ -1,0 +1,266 @@
+//! Federation by direct participation: pinned peers, signed server-to-server calls sent
+//! from a durable outbox with retry and back-off, and the inbound call endpoint. Servers
+//! never proxy user traffic; these calls carry only what federation needs (VerifyUser,
+//! and the other calls of the seeds as they land).
+
+pub mod calls;
+pub mod outbound;
+pub mod outbox;
+pub mod signature;
+
+use crate::app::App;
+use crate::config::PeerPolicy;
+use crate::model::{federation::fingerprint, Peer};
+use crate::service::now;
+use crate::storage::{tables::PEER, StoreError};
+use serde_json::Value;
+use signature::{ReplayGuard, SignatureError, SignedCall};
+
+/// Federation errors.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// The signature was refused.
+    #[error(transparent)]
+    Signature(#[from] SignatureError),
+    /// The peer could not be reached or answered nonsense.
+    #[error("{0}")]
+    Peer(String),
+    /// The outgoing request was refused by the SSRF guard or failed.
+    #[error(transparent)]
+    Outbound(#[from] outbound::OutboundError),
+    /// The key the peer shows is not the one the administrator expected.
+    #[error("{origin} shows key fingerprint {found}, not the expected {expected}")]
+    FingerprintMismatch {
+        /// Peer.
+        origin: String,
+        /// What it showed.
+        found: String,
+        /// What the administrator expected.
+        expected: String,
+    },
+    /// A call body was invalid.
+    #[error("invalid call: {0}")]
+    Invalid(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A service rule refused.
+    #[error(transparent)]
+    Service(#[from] crate::service::Error),
+}
+
+/// Federation state of one server.
+pub struct Federation {
+    /// Call ids seen recently.
+    pub replay: ReplayGuard,
+    wake_tx: async_channel::Sender<()>,
+    wake_rx: async_channel::Receiver<()>,
+}
+
+impl Federation {
+    /// New state for `config`.
+    pub fn new(config: &crate::config::FederationConfig) -> Federation {
+        let (wake_tx, wake_rx) = async_channel::bounded(1);
+        Federation {
+            replay: ReplayGuard::new(config.replay_capacity),
+            wake_tx,
+            wake_rx,
+        }
+    }
+
+    /// Signals of new outbox work.
+    pub fn wakeups(&self) -> &async_channel::Receiver<()> {
+        &self.wake_rx
+    }
+
+    /// Tells the outbox worker there is new work.
+    pub fn wake(&self) {
+        let _ = self.wake_tx.try_send(());
+    }
+}
+
+/// Normalizes an origin (`scheme://host[:port]`, no path).
+pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
+    let url = url::Url::parse(text.trim())
+        .map_err(|_| FederationError::Invalid(format!("{text} is not a URL")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(FederationError::Invalid(format!(
+            "{text} is not an http(s) origin"
+        )));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
+/// Fetches a server's `/.well-known/hearth`: its name and key.
+pub async fn fetch_identity(
+    app: &App,
+    origin: &str,
+) -> Result<(String, [u8; 32]), FederationError> {
+    let config = &app.services.config.federation;
+    let answer = outbound::send(
+        &format!("{origin}/.well-known/hearth"),
+        http_types::Method::Get,
+        &[],
+        Vec::new(),
+        config.allow_loopback,
+        std::time::Duration::from_secs(config.request_timeout_secs),
+    )
+    .await?;
+    if answer.status != 200 {
+        return Err(FederationError::Peer(format!(
+            "{origin} answered {} for its identity",
+            answer.status
+        )));
+    }
+    let value: Value = serde_json::from_slice(&answer.body)
+        .map_err(|_| FederationError::Peer(format!("{origin} sent an unreadable identity")))?;
+    let key = value["server_key"]
+        .as_str()
+        .and_then(|k| crate::auth::jose::b64u_decode(k).ok())
+        .and_then(|k| <[u8; 32]>::try_from(k.as_slice()).ok())
+        .ok_or_else(|| FederationError::Peer(format!("{origin} sent no valid server key")))?;
+    if value["origin"].as_str() != Some(origin) {
+        return Err(FederationError::Peer(format!(
+            "{origin} says its origin is {}",
+            value["origin"].as_str().unwrap_or("missing")
+        )));
+    }
+    Ok((
+        value["name"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .take(100)
+            .collect(),
+        key,
+    ))
+}
+
+/// Adds (or re-approves) a peer: fetches its identity, checks the fingerprint if the
+/// administrator gave one, and pins its key.
+pub async fn add_peer(
+    app: &App,
+    origin: &str,
+    expected_fingerprint: Option<&str>,
+) -> Result<Peer, FederationError> {
+    let origin = normalize_origin(origin)?;
+    if origin == app.services.origin {
+        return Err(FederationError::Invalid(
+            "a server cannot peer with itself".into(),
+        ));
+    }
+    let (name, key) = fetch_identity(app, &origin).await?;
+    let found = fingerprint(&key);
+    if let Some(expected) = expected_fingerprint {
+        if !expected.eq_ignore_ascii_case(&found) {
+            return Err(FederationError::FingerprintMismatch {
+                origin,
+                found,
+                expected: expected.to_string(),
+            });
+        }
+    }
+    let peer = Peer {
+        origin: origin.clone(),
+        name,
+        server_key: key,
+        added_at: now(),
+        approved: true,
+    };
+    let stored = peer.clone();
+    app.services
+        .store
+        .write(move |tx| {
+            tx.put(PEER, stored.origin.as_bytes(), &stored)?;
+            Ok::<_, StoreError>(())
+        })
+        .await?;
+    Ok(peer)
+}
+
+/// Removes a peer; its users' tokens stop working here.
+pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationError> {
+    let origin = normalize_origin(origin)?;
+    Ok(app
+        .services
+        .store
+        .write(move |tx| tx.delete(PEER, origin.as_bytes()))
+        .await?)
+}
+
+/// Every pinned peer.
+pub fn list_peers(app: &App) -> Result<Vec<Peer>, FederationError> {
+    Ok(app
+        .services
+        .store
+        .read(|tx| tx.range(PEER, &[], None, false, usize::MAX))?
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect())
+}
+
+/// The pinned key of `origin`; under the `open` policy an unknown server's key is fetched
+/// and pinned on first contact.
+pub async fn peer_key(app: &App, origin: &str) -> Result<[u8; 32], FederationError> {
+    if let Some(peer) = app
+        .services
+        .store
+        .read(|tx| tx.get(PEER, origin.as_bytes()))?
+    {
+        return Ok(peer.server_key);
+    }
+    if app.services.config.federation.policy == PeerPolicy::Open {
+        let origin = normalize_origin(origin)?;
+        let (name, key) = fetch_identity(app, &origin).await?;
+        let peer = Peer {
+            origin: origin.clone(),
+            name,
+            server_key: key,
+            added_at: now(),
+            approved: false,
+        };
+        app.services
+            .store
+            .write(move |tx| {
+                // Keep a key pinned meanwhile (first contact wins).
+                if tx.get(PEER, peer.origin.as_bytes())?.is_none() {
+                    tx.put(PEER, peer.origin.as_bytes(), &peer)?;
+                }
+                Ok::<_, StoreError>(())
+            })
+            .await?;
+        if let Some(peer) = app
+            .services
+            .store
+            .read(|tx| tx.get(PEER, origin.as_bytes()))?
+        {
+            return Ok(peer.server_key);
+        }
+    }
+    Err(SignatureError::UnknownPeer(origin.to_string()).into())
+}
+
+/// Verifies an inbound signed call, replay included.
+pub async fn verify_inbound(
+    app: &App,
+    method: &str,
+    path: &str,
+    signature: &str,
+    body: &[u8],
+) -> Result<SignedCall, FederationError> {
+    let issuer = signature::peek_issuer(signature)?;
+    let key = peer_key(app, &issuer).await?;
+    let window = app.services.config.federation.signature_window_secs;
+    let call = signature::verify(
+        signature,
+        &key,
+        &app.services.origin,
+        method,
+        path,
+        body,
+        now(),
+        window,
+    )?;
+    app.federation.replay.check(&call, now(), window)?;
+    Ok(call)
+}

@@ -1,0 +1,208 @@
+//! The durable outbox. A call is queued in the same commit as the change that causes it,
+//! so a crash loses nothing; a worker delivers queued calls, signed, retrying with
+//! exponential back-off while the peer is down, and gives up only after
+//! `give_up_secs`. Each call carries its outbox id, on which receivers deduplicate.
+
+use super::{calls, outbound, signature, FederationError};
+use crate::app::App;
+use crate::model::{Id, OutboxItem};
+use crate::service::now_ms;
+use crate::storage::{tables::OUTBOX, StoreError, Tx};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Most items looked at per round.
+const SCAN_LIMIT: usize = 10_000;
+/// Most calls in flight at once.
+const PARALLEL: usize = 8;
+
+/// Queues `call` to `target` with `body` (an object; its `id` is set to the call id).
+pub fn enqueue(
+    tx: &Tx,
+    id: Id,
+    target: &str,
+    call: &str,
+    mut body: Value,
+) -> Result<(), StoreError> {
+    if let Some(object) = body.as_object_mut() {
+        object.insert("id".into(), Value::from(id.0.to_string()));
+    }
+    let t = now_ms();
+    let item = OutboxItem {
+        id: id.0,
+        target: target.to_string(),
+        call: call.to_string(),
+        body: body.to_string(),
+        attempts: 0,
+        next_attempt_ms: t,
+        created_ms: t,
+        last_error: String::new(),
+    };
+    tx.put(OUTBOX, &id.to_be(), &item)
+}
+
+/// Every queued call (for administrators and tests).
+pub fn pending(app: &App) -> Result<Vec<OutboxItem>, StoreError> {
+    Ok(app
+        .services
+        .store
+        .read(|tx| tx.range(OUTBOX, &[], None, false, SCAN_LIMIT))?
+        .into_iter()
+        .map(|(_, item)| item)
+        .collect())
+}
+
+/// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … up to `max_secs`.
+pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
+    let secs = 1u64
+        .checked_shl(attempts.min(20))
+        .unwrap_or(u64::MAX)
+        .min(max_secs.max(1));
+    Duration::from_secs(secs)
+}
+
+/// Signs and sends one call.
+async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
+    let config = &app.services.config.federation;
+    let path = format!("/federation/v1/{}", item.call);
+    let body = item.body.clone().into_bytes();
+    let signature = signature::sign(
+        &app.services.server_key,
+        &app.services.origin,
+        &item.target,
+        "POST",
+        &path,
+        &body,
+        crate::service::now(),
+    );
+    Ok(outbound::send(
+        &format!("{}{}", item.target, path),
+        http_types::Method::Post,
+        &[
+            (signature::HEADER, signature),
+            ("Content-Type", "application/json".into()),
+        ],
+        body,
+        config.allow_loopback,
+        Duration::from_secs(config.request_timeout_secs),
+    )
+    .await?)
+}
+
+/// Attempts one item and records the outcome.
+async fn attempt(app: &App, item: OutboxItem) {
+    let config = app.services.config.federation.clone();
+    let outcome = send(app, &item).await;
+    let key = Id(item.id).to_be();
+    let result = match outcome {
+        Ok(answer) if calls::is_final(answer.status) => {
+            let item = item.clone();
+            app.services
+                .store
+                .write(move |tx| {
+                    tx.delete(OUTBOX, &key)?;
+                    calls::on_answer(tx, &item, answer.status, &answer.body)
+                })
+                .await
+        }
+        failure => {
+            let message = match failure {
+                Ok(answer) => format!("peer answered {}", answer.status),
+                Err(e) => e.to_string(),
+            };
+            let mut item = item;
+            item.attempts += 1;
+            item.last_error = message;
+            let give_up = now_ms().saturating_sub(item.created_ms) > config.give_up_secs * 1000;
+            item.next_attempt_ms =
+                now_ms() + backoff(item.attempts, config.max_retry_secs).as_millis() as u64;
+            app.services
+                .store
+                .write(move |tx| {
+                    if give_up {
+                        eprintln!(
+                            "hearth: giving up {} to {} after {} attempts: {}",
+                            item.call, item.target, item.attempts, item.last_error
+                        );
+                        tx.delete(OUTBOX, &key)?;
+                    } else {
+                        tx.put(OUTBOX, &key, &item)?;
+                    }
+                    Ok(())
+                })
+                .await
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("hearth: outbox bookkeeping failed: {e}");
+    }
+}
+
+/// Delivers queued calls until `stop` closes.
+pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
+    use futures_lite::FutureExt;
+    loop {
+        let items = match pending(&app) {
+            Ok(items) => items,
+            Err(e) => {
+                eprintln!("hearth: cannot read the outbox: {e}");
+                Vec::new()
+            }
+        };
+        let t = now_ms();
+        let (due, waiting): (Vec<_>, Vec<_>) =
+            items.into_iter().partition(|i| i.next_attempt_ms <= t);
+        for chunk in due.chunks(PARALLEL) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .cloned()
+                .map(|item| {
+                    let app = app.clone();
+                    app.executor
+                        .clone()
+                        .spawn(async move { attempt(&app, item).await })
+                })
+                .collect();
+            for task in tasks {
+                task.await;
+            }
+        }
+        if !due.is_empty() {
+            continue;
+        }
+        let next = waiting.iter().map(|i| i.next_attempt_ms).min();
+        let sleep = next
+            .map(|n| Duration::from_millis(n.saturating_sub(now_ms())))
+            .unwrap_or(Duration::from_secs(3600))
+            .min(Duration::from_secs(3600));
+        let stopped = async {
+            let _ = stop.recv().await;
+            true
+        }
+        .or(async {
+            let _ = app.federation.wakeups().recv().await;
+            false
+        })
+        .or(async {
+            smol::Timer::after(sleep).await;
+            false
+        })
+        .await;
+        if stopped {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        assert_eq!(backoff(0, 600), Duration::from_secs(1));
+        assert_eq!(backoff(3, 600), Duration::from_secs(8));
+        assert_eq!(backoff(30, 600), Duration::from_secs(600));
+    }
+}

@@ -1,0 +1,126 @@
+//! Inbound server-to-server calls (`POST /federation/v1/{call}`) and the administrators'
+//! peer API (`/api/v1/admin/peers`).
+
+use super::auth::Principal;
+use super::error::ApiError;
+use super::{json, json_body, no_content, read_body, ApiResult, Req};
+use crate::federation::{self, signature, FederationError};
+use crate::model::federation::fingerprint;
+use crate::model::Peer;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+impl From<FederationError> for ApiError {
+    fn from(error: FederationError) -> ApiError {
+        let message = error.to_string();
+        match error {
+            FederationError::Signature(e) => {
+                let code = match e {
+                    signature::SignatureError::UnknownPeer(_) => "not_a_peer",
+                    signature::SignatureError::Replay => "replayed_call",
+                    _ => "invalid_signature",
+                };
+                ApiError::new(401, code, message)
+            }
+            FederationError::FingerprintMismatch { .. } => {
+                ApiError::new(409, "fingerprint_mismatch", message)
+            }
+            FederationError::Invalid(_) => ApiError::new(400, "invalid_call", message),
+            FederationError::Peer(_) | FederationError::Outbound(_) => {
+                ApiError::new(502, "peer_unreachable", message)
+            }
+            FederationError::Service(e) => e.into(),
+            FederationError::Store(e) => crate::service::Error::Store(e).into(),
+        }
+    }
+}
+
+/// `POST /federation/v1/:call`.
+pub async fn inbound(mut req: Req) -> ApiResult {
+    let limit = req.state().services.config.limits.max_body_bytes;
+    let body = read_body(&mut req, limit).await?;
+    let signature = req
+        .header(signature::HEADER)
+        .map(|v| v.as_str().to_string())
+        .ok_or_else(|| {
+            ApiError::new(
+                401,
+                "invalid_signature",
+                "server calls must carry Hearth-Signature",
+            )
+        })?;
+    let call_name = req.param("call").unwrap_or("").to_string();
+    let path = req.url().path().to_string();
+    let app = req.state().clone();
+    let call = federation::verify_inbound(&app, "POST", &path, &signature, &body).await?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("the call body is not JSON: {e}"))
+    })?;
+    let (status, answer) = federation::calls::handle(&app, &call.iss, &call_name, &value).await?;
+    json(status, &answer)
+}
+
+fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
+    let user = req.state().services.get_user(me.user)?;
+    if user.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            403,
+            "forbidden",
+            "only server administrators manage peers",
+        ))
+    }
+}
+
+/// A peer as shown to administrators.
+pub fn peer_view(peer: &Peer) -> Value {
+    json!({
+        "origin": peer.origin,
+        "name": peer.name,
+        "server_key": crate::auth::jose::b64u(&peer.server_key),
+        "fingerprint": fingerprint(&peer.server_key),
+        "added_at": peer.added_at,
+        "approved": peer.approved,
+    })
+}
+
+/// `GET /api/v1/admin/peers`.
+pub async fn list_peers(req: Req, me: Principal) -> ApiResult {
+    require_admin(&req, &me)?;
+    let peers = federation::list_peers(req.state())?;
+    json(200, &peers.iter().map(peer_view).collect::<Vec<_>>())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPeer {
+    url: String,
+    #[serde(default)]
+    fingerprint: Option<String>,
+}
+
+/// `POST /api/v1/admin/peers` `{"url", "fingerprint"?}`.
+pub async fn add_peer(mut req: Req, me: Principal) -> ApiResult {
+    require_admin(&req, &me)?;
+    let body: AddPeer = json_body(&mut req).await?;
+    let peer = federation::add_peer(req.state(), &body.url, body.fingerprint.as_deref()).await?;
+    json(201, &peer_view(&peer))
+}
+
+#[derive(Deserialize)]
+struct PeerQuery {
+    url: String,
+}
+
+/// `DELETE /api/v1/admin/peers?url=…`.
+pub async fn remove_peer(req: Req, me: Principal) -> ApiResult {
+    require_admin(&req, &me)?;
+    let query: PeerQuery = req
+        .query()
+        .map_err(|_| ApiError::bad_request("invalid_query", "url is required"))?;
+    if !federation::remove_peer(req.state(), &query.url).await? {
+        return Err(ApiError::new(404, "unknown_peer", "no such peer"));
+    }
+    no_content()
+}
