@@ -42,16 +42,33 @@ impl TestServer {
     }
 
     pub fn start_config(config: Config, dir: Option<tempfile::TempDir>) -> TestServer {
+        Self::start_at("127.0.0.1:0", config, dir)
+    }
+
+    /// Starts a server on a given address (to restart one where its peers expect it).
+    pub fn start_at(address: &str, config: Config, dir: Option<tempfile::TempDir>) -> TestServer {
         let data = config.data_dir.clone();
-        let listener = smol::block_on(smol::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let listener = smol::block_on(smol::net::TcpListener::bind(address)).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = async_channel::bounded::<()>(1);
+        let (ready, is_ready) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
-            smol::block_on(hearth::app::run(listener, config, async move {
-                let _ = stopped.recv().await;
-            }))
+            smol::block_on(hearth::app::run_with(
+                listener,
+                config,
+                async move {
+                    let _ = stopped.recv().await;
+                },
+                move |_| {
+                    let _ = ready.send(());
+                },
+            ))
             .expect("server runs");
         });
+        // Return only once the database, keys and admin socket are open.
+        is_ready
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("server became ready");
         TestServer {
             origin: format!("http://{addr}"),
             addr,

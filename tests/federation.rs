@@ -1,0 +1,323 @@
+//! Federation by direct participation across real servers on loopback.
+
+mod common;
+use common::*;
+use hearth::client::Client;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn federating(dir: &std::path::Path) -> hearth::config::Config {
+    let mut config = test_config(dir.join("data"));
+    config.federation.allow_loopback = true;
+    config
+}
+
+fn start_federating() -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = federating(dir.path());
+    TestServer::start_config(config, Some(dir))
+}
+
+/// `hearth peer add URL --data DIR` (through the running server's admin socket).
+fn peer_add(server: &TestServer, url: &str) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["peer", "add", url, "--data"])
+        .arg(&server.data)
+        .output()
+        .expect("run hearth peer add")
+}
+
+async fn json_of(client: &Client, url: &str) -> Value {
+    client
+        .get(url)
+        .await
+        .expect("request")
+        .ok()
+        .expect("2xx")
+        .json()
+        .expect("json")
+}
+
+/// Polls `check` until it holds or `limit` passes.
+async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        smol::Timer::after(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+struct GuildOnB {
+    guild: String,
+    channel: String,
+    code: String,
+}
+
+async fn guild_on(owner: &Client, server: &TestServer) -> GuildOnB {
+    let guild = owner
+        .post(
+            &server.url("/api/v1/guilds"),
+            json!({"name": "Over the hill"}),
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
+    let invite = owner
+        .post(
+            &server.url(&format!("/api/v1/channels/{channel}/invites")),
+            json!({}),
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap()
+        .json()
+        .unwrap();
+    GuildOnB {
+        guild: guild["id"].as_str().unwrap().to_string(),
+        channel,
+        code: invite["code"].as_str().unwrap().to_string(),
+    }
+}
+
+#[test]
+fn a_user_of_a_uses_b_with_as_token_once_b_pins_a() {
+    let a = start_federating();
+    let b = start_federating();
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let bob = user(&b, "bob").await;
+        let on_b = guild_on(&bob, &b).await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+
+        // Not a peer yet: B refuses A's token, clearly.
+        let refused = alice
+            .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
+            .await
+            .unwrap();
+        assert_eq!(refused.status, 401);
+        assert_eq!(refused.error_code().as_deref(), Some("invalid_token"));
+        assert!(String::from_utf8_lossy(&refused.body).contains("not accepted"));
+
+        // The administrators pin each other's keys (shared trust); B's shows A's fingerprint.
+        assert!(peer_add(&a, &b.origin).status.success());
+        let out = peer_add(&b, &a.origin);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown = String::from_utf8_lossy(&out.stdout).to_string();
+        let identity: Value = Client::new()
+            .raw(&a.url("/.well-known/hearth"), "GET", &[], Vec::new())
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
+        let key: [u8; 32] =
+            hearth::auth::jose::b64u_decode(identity["server_key"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap();
+        assert!(
+            shown.contains(&hearth::model::federation::fingerprint(&key)),
+            "{shown}"
+        );
+
+        // Refrain's path: A's token and a proof for B, verified by B with A's pinned key.
+        let preview = Client::new()
+            .raw(
+                &b.url(&format!("/api/v1/invites/{}", on_b.code)),
+                "GET",
+                &[],
+                Vec::new(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(preview.status, 200);
+        alice
+            .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
+            .await
+            .unwrap()
+            .ok()
+            .expect("join with A's token");
+        let posted = alice
+            .post(
+                &b.url(&format!("/api/v1/channels/{}/messages", on_b.channel)),
+                json!({"content": "hello from A"}),
+            )
+            .await
+            .unwrap()
+            .ok()
+            .expect("post with A's token")
+            .json()
+            .unwrap();
+        assert_eq!(posted["author_id"], alice_id.as_str());
+
+        // VerifyUser runs in the background: B's shadow account gets A's profile.
+        let synced = eventually(Duration::from_secs(15), async || {
+            let seen = json_of(&bob, &b.url(&format!("/api/v1/users/{alice_id}"))).await;
+            seen["name"] == "alice" && seen["homeserver"] == a.origin.as_str()
+        })
+        .await;
+        assert!(synced, "B never learned alice's profile from A");
+        let members = json_of(
+            &bob,
+            &b.url(&format!("/api/v1/guilds/{}/members", on_b.guild)),
+        )
+        .await;
+        assert!(members
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["user_id"] == alice_id.as_str() && m["user"]["name"] == "alice"));
+    });
+}
+
+#[test]
+fn joining_is_fail_open_while_the_home_server_is_down() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut a = TestServer::start_config(federating(dir_a.path()), None);
+    let b = start_federating();
+    block_on(async {
+        let carol = user(&a, "carol").await;
+        let carol_id = carol.user_id(&a.origin).unwrap();
+        let bob = user(&b, "bob").await;
+        let on_b = guild_on(&bob, &b).await;
+        assert!(peer_add(&b, &a.origin).status.success());
+        assert!(peer_add(&a, &b.origin).status.success());
+
+        // A goes away; carol's access token (15 min) still works on B.
+        let address = a.addr.to_string();
+        a.stop();
+        carol
+            .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
+            .await
+            .unwrap()
+            .ok()
+            .expect("join while A is down");
+        carol
+            .post(
+                &b.url(&format!("/api/v1/channels/{}/messages", on_b.channel)),
+                json!({"content": "A is down but I am here"}),
+            )
+            .await
+            .unwrap()
+            .ok()
+            .expect("post while A is down");
+        smol::Timer::after(Duration::from_millis(500)).await;
+        let seen = json_of(&bob, &b.url(&format!("/api/v1/users/{carol_id}"))).await;
+        assert_ne!(
+            seen["name"], "carol",
+            "B cannot know carol's profile while A is down"
+        );
+
+        // A comes back where B expects it; the queued VerifyUser completes.
+        let _a = TestServer::start_at(&address, federating(dir_a.path()), None);
+        let synced = eventually(Duration::from_secs(30), async || {
+            json_of(&bob, &b.url(&format!("/api/v1/users/{carol_id}"))).await["name"] == "carol"
+        })
+        .await;
+        assert!(synced, "VerifyUser did not complete after A returned");
+    });
+}
+
+#[test]
+fn a_user_their_home_does_not_know_is_removed() {
+    let a = start_federating();
+    let b = start_federating();
+    block_on(async {
+        let bob = user(&b, "bob").await;
+        let on_b = guild_on(&bob, &b).await;
+        assert!(peer_add(&b, &a.origin).status.success());
+
+        // mzchat's path: a device certificate naming A as home, for a key A never saw.
+        let mallory = Client::new();
+        let hearth::auth::jose::SigningKey::EdDsa(identity) =
+            hearth::auth::jose::SigningKey::generate_ed25519()
+        else {
+            unreachable!()
+        };
+        mallory.set_identity(identity);
+        mallory.set_home(&a.origin).unwrap();
+        mallory
+            .login_certificate(&b.origin)
+            .await
+            .expect("B trusts the chain at once");
+        let mallory_id = mallory.user_id(&b.origin).unwrap();
+        mallory
+            .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
+            .await
+            .unwrap()
+            .ok()
+            .expect("fail-open join");
+
+        // Only now does A pin B, so B's VerifyUser, refused until then, is retried and
+        // answered. A says no such user: B removes the shadow account and its access.
+        assert!(peer_add(&a, &b.origin).status.success());
+        let member = format!("/api/v1/guilds/{}/members/{mallory_id}", on_b.guild);
+        let removed = eventually(Duration::from_secs(15), async || {
+            bob.get(&b.url(&member)).await.unwrap().status == 404
+        })
+        .await;
+        assert!(removed, "B kept a user A does not know");
+        let after = mallory.get(&b.url("/api/v1/users/@me")).await.unwrap();
+        assert_eq!(after.status, 401);
+    });
+}
+
+#[test]
+fn server_calls_are_refused_unless_signed_by_a_peer() {
+    let b = start_federating();
+    block_on(async {
+        let client = Client::new();
+        let call = b.url("/federation/v1/verify_user");
+        let body = json!({"id": "1", "user_id": "x"}).to_string().into_bytes();
+        let unsigned = client.raw(&call, "POST", &[], body.clone()).await.unwrap();
+        assert_eq!(unsigned.status, 401);
+        assert_eq!(unsigned.error_code().as_deref(), Some("invalid_signature"));
+        let garbage = client
+            .raw(
+                &call,
+                "POST",
+                &[("Hearth-Signature", "a.b.c".into())],
+                body.clone(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(garbage.status, 401);
+        let stranger = hearth::auth::server_key::ServerKey::generate();
+        let signature = hearth::federation::signature::sign(
+            &stranger,
+            "http://127.0.0.1:9",
+            &b.origin,
+            "POST",
+            "/federation/v1/verify_user",
+            &body,
+            hearth::service::now(),
+        );
+        let unknown = client
+            .raw(&call, "POST", &[("Hearth-Signature", signature)], body)
+            .await
+            .unwrap();
+        assert_eq!(unknown.status, 401);
+        assert_eq!(unknown.error_code().as_deref(), Some("not_a_peer"));
+    });
+}
+
+#[test]
+fn peers_on_the_box_itself_are_refused_by_default() {
+    let a = start_federating();
+    let b = TestServer::start();
+    let out = peer_add(&b, &a.origin);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("refusing to send"), "{stderr}");
+}
