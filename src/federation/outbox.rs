@@ -142,7 +142,14 @@ async fn attempt(app: &App, item: OutboxItem) {
 /// Delivers queued calls until `stop` closes.
 pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
     use futures_lite::FutureExt;
+    let mut next_prune = std::time::Instant::now();
     loop {
+        if std::time::Instant::now() >= next_prune {
+            if let Err(e) = calls::prune_inbox(&app).await {
+                eprintln!("hearth: cannot prune received call ids: {e}");
+            }
+            next_prune = std::time::Instant::now() + Duration::from_secs(3600);
+        }
         let items = match pending(&app) {
             Ok(items) => items,
             Err(e) => {

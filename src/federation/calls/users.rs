@@ -1,13 +1,10 @@
-//! The server-to-server calls: what the sender does with each answer, and what the
-//! receiver does with each call. Bodies are JSON objects with the sender's call `id`.
-//!
-//! - `verify_user` (host → home): `{id, user_id}` → 200 `{user: profile, push_token}` when
-//!   the user exists there and is homed there, 404 otherwise. The host then refreshes the
-//!   shadow account's profile and keeps the Push Delegation Token, or removes a user the
-//!   home says does not exist.
+//! Calls about users: `verify_user` (host → home): `{id, user_id}` → 200
+//! `{user: profile, push_token}` when the user exists and is homed there, 404 otherwise.
+//! The host then refreshes the shadow account's profile and keeps the Push Delegation
+//! Token, or removes a user the home says does not exist.
 
-use super::{outbox, FederationError};
 use crate::app::App;
+use crate::federation::{outbox, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
 use crate::service::now;
@@ -17,17 +14,13 @@ use serde_json::{json, Value};
 /// Lifetime of a Push Delegation Token, seconds.
 pub const PUSH_TOKEN_SECS: u64 = 30 * 24 * 3600;
 
-/// Whether an answer ends a call (delivered, or refused for good) rather than asking for
-/// a retry.
-pub fn is_final(status: u16) -> bool {
-    (200..300).contains(&status) || matches!(status, 400 | 403 | 404 | 409 | 410 | 422)
-}
-
-/// Applies the answer to a delivered call, in the commit that removes it from the outbox.
-pub fn on_answer(tx: &Tx, item: &OutboxItem, status: u16, body: &[u8]) -> Result<(), StoreError> {
-    if item.call != "verify_user" {
-        return Ok(());
-    }
+/// Applies VerifyUser's answer, in the commit that removes the call from the outbox.
+pub fn verify_user_answered(
+    tx: &Tx,
+    item: &OutboxItem,
+    status: u16,
+    body: &[u8],
+) -> Result<(), StoreError> {
     let request: Value = serde_json::from_str(&item.body).unwrap_or_default();
     let Some(user) = request["user_id"].as_str().and_then(UserId::parse) else {
         return Ok(());
@@ -161,23 +154,8 @@ pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), Fe
     Ok(())
 }
 
-/// Handles an inbound call from `from` (already verified). Returns status and body.
-pub async fn handle(
-    app: &App,
-    from: &str,
-    call: &str,
-    body: &Value,
-) -> Result<(u16, Value), FederationError> {
-    match call {
-        "verify_user" => verify_user(app, from, body),
-        other => Ok((
-            404,
-            json!({ "error": "unknown_call", "message": format!("no call named {other}") }),
-        )),
-    }
-}
-
-fn verify_user(app: &App, from: &str, body: &Value) -> Result<(u16, Value), FederationError> {
+/// Answers VerifyUser for a user homed here.
+pub fn verify_user(app: &App, from: &str, body: &Value) -> Result<(u16, Value), FederationError> {
     let user = body["user_id"]
         .as_str()
         .and_then(UserId::parse)
