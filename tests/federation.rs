@@ -321,3 +321,47 @@ fn peers_on_the_box_itself_are_refused_by_default() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refusing to send"), "{stderr}");
 }
+
+#[test]
+fn a_user_migrates_to_a_new_home_and_keeps_their_id() {
+    let a = start_federating();
+    let b = start_federating();
+    block_on(async {
+        assert!(peer_add(&a, &b.origin).status.success());
+        assert!(peer_add(&b, &a.origin).status.success());
+        let alice = user(&a, "alice").await;
+        let watcher = user(&a, "watcher").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+
+        alice
+            .migrate(&b.origin, &[&a.origin])
+            .await
+            .expect("migration at B");
+        assert_eq!(alice.home().as_deref(), Some(b.origin.as_str()));
+        let at_b = json_of(&alice, &b.url("/api/v1/users/@me")).await;
+        assert_eq!(at_b["id"], alice_id.as_str(), "the user id does not change");
+        assert_eq!(at_b["homeserver"], b.origin.as_str());
+
+        // A hears UpdateHomeServer and stops acting as home.
+        let moved = eventually(Duration::from_secs(15), async || {
+            json_of(&watcher, &a.url(&format!("/api/v1/users/{alice_id}"))).await["homeserver"]
+                == b.origin.as_str()
+        })
+        .await;
+        assert!(moved, "A never learned of the migration");
+        let fresh = Client::new();
+        let login = fresh
+            .login_password(&a.origin, "alice", "password-of-some-length")
+            .await;
+        assert!(login.is_err(), "A still signs alice in");
+
+        // B's tokens now work at A for her (A trusts B as her home).
+        let seen_by_a = alice.get(&a.url("/api/v1/users/@me")).await.unwrap();
+        assert_eq!(
+            seen_by_a.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&seen_by_a.body)
+        );
+    });
+}

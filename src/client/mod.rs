@@ -344,6 +344,47 @@ impl Client {
         self.token_request(&origin, form).await
     }
 
+    /// Moves this user's home to `new_home` (mzchat's migration): signs in there with a
+    /// device certificate naming it and a Migration Proof signed by K_id, and has it tell
+    /// `old_homes` to stop acting as home. The user id stays the same.
+    pub async fn migrate(&self, new_home: &str, old_homes: &[&str]) -> Result<(), ClientError> {
+        let new_home = origin_of(new_home)?;
+        let identity = self
+            .identity()
+            .ok_or_else(|| ClientError::Key("no identity key".into()))?;
+        let proof = crate::federation::calls::migration::make_proof(&identity, &new_home, now());
+        let certificate = self.certificate_for(&identity, &new_home);
+        let targets = old_homes
+            .iter()
+            .map(|o| origin_of(o))
+            .collect::<Result<Vec<_>, _>>()?
+            .join(",");
+        let form = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", crate::auth::DEVICE_CERTIFICATE_GRANT)
+            .append_pair("device_certificate", &certificate)
+            .append_pair("migration_new_homeserver", &proof.new_homeserver)
+            .append_pair("migration_timestamp", &proof.timestamp.to_string())
+            .append_pair("migration_signature", &proof.signature)
+            .append_pair("migration_targets", &targets)
+            .finish();
+        self.token_request(&new_home, form).await?;
+        // The old homes no longer sign this user in; the new home's tokens serve there.
+        let mut sessions = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for old in old_homes {
+            if let Ok(origin) = origin_of(old) {
+                if origin != new_home {
+                    sessions.remove(&origin);
+                }
+            }
+        }
+        drop(sessions);
+        self.set_home(&new_home)
+    }
+
     /// Fetches the key backup and unwraps K_id with the password (a new device after a
     /// password login).
     pub async fn recover_identity(&self, origin: &str, password: &str) -> Result<(), ClientError> {

@@ -265,6 +265,44 @@ async fn remote_certificate_user(app: &App, certificate: &str) -> Result<(), Api
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
 
+/// mzchat's migration at sign-in: the device-certificate grant with a Migration Proof
+/// (`migration_new_homeserver`, `migration_timestamp`, `migration_signature`) and the old
+/// servers to notify (`migration_targets`, comma-separated origins).
+async fn migrate(
+    app: &App,
+    certificate: &str,
+    form: &std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
+    let cert = crate::auth::device_cert::verify_device_certificate(certificate, now())
+        .map_err(|e| oauth_error("invalid_grant", format!("invalid device certificate: {e}")))?;
+    let user = UserId::parse(&cert.sub).ok_or_else(|| {
+        oauth_error(
+            "invalid_grant",
+            "the certificate's subject is not a user id",
+        )
+    })?;
+    let get = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
+    let proof = crate::federation::calls::migration::MigrationProof {
+        new_homeserver: get("migration_new_homeserver").to_string(),
+        timestamp: get("migration_timestamp").parse().map_err(|_| {
+            oauth_error(
+                "invalid_request",
+                "migration_timestamp must be unix seconds",
+            )
+        })?,
+        signature: get("migration_signature").to_string(),
+    };
+    let targets = get("migration_targets")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    crate::federation::calls::migration::migrate_here(app, user, proof, targets)
+        .await
+        .map_err(|e| oauth_error("invalid_grant", e.to_string()))
+}
+
 fn oauth_error(code: &str, message: impl Into<String>) -> ApiError {
     ApiError::bad_request(code, message)
 }
@@ -309,6 +347,9 @@ async fn token(mut req: Req) -> ApiResult {
         "refresh_token" => s.refresh_grant(field("refresh_token")?, &proof.jkt).await,
         crate::auth::DEVICE_CERTIFICATE_GRANT => {
             let certificate = field("device_certificate")?;
+            if form.contains_key("migration_signature") {
+                migrate(&app, certificate, &form).await?;
+            }
             remote_certificate_user(&app, certificate).await?;
             s.certificate_grant(certificate, &proof.jkt).await
         }

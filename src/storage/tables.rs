@@ -99,6 +99,9 @@ pub const INBOX: Table<u64> = Table::new("inbox");
 /// remote user id → Push Delegation Token their home server gave this server.
 pub const PUSH_DELEGATION: Table<String> = Table::new("push_delegation");
 
+/// user id → timestamp of the last migration applied for them.
+pub const USER_MIGRATION: Table<u64> = Table::new("user_migration");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -125,4 +128,5 @@ pub const ALL_TABLES: &[&str] = &[
     OUTBOX.name,
     INBOX.name,
     PUSH_DELEGATION.name,
+    USER_MIGRATION.name,
 ];

@@ -3,6 +3,7 @@
 //! that change state are deduplicated on (sender, id) in the commit that applies them, so
 //! a retried delivery takes effect once.
 
+pub mod migration;
 pub mod users;
 
 pub use users::{ensure_shadow, remove_user_everywhere, PUSH_TOKEN_SECS};
@@ -37,6 +38,7 @@ pub async fn handle(
 ) -> Result<(u16, Value), FederationError> {
     match call {
         "verify_user" => users::verify_user(app, from, body),
+        "update_homeserver" => migration::update_homeserver(app, from, body).await,
         other => Ok((
             404,
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),

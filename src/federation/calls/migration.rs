@@ -1,0 +1,239 @@
+//! Migration to a new home server, mzchat's flow exactly. The user signs in on the new
+//! home B with a device certificate and a Migration Proof: `migration_signature` is K_id's
+//! Ed25519 signature over the bytes `new_homeserver|migration_timestamp`. B checks it,
+//! becomes the user's home, and sends `update_homeserver` to the old servers the client
+//! lists; each checks the same signature and that the call comes from the new home, then
+//! stops acting as home for the user. The user id never changes. A proof older than the
+//! last migration applied for the user is refused, so an old proof cannot move them back.
+
+use crate::app::App;
+use crate::federation::{outbox, FederationError};
+use crate::model::*;
+use crate::service::now;
+use crate::storage::{tables::*, StoreError, Tx};
+use serde_json::{json, Value};
+
+/// How far a migration timestamp may be from now, seconds.
+pub const PROOF_WINDOW_SECS: u64 = 600;
+/// Most old servers one migration may notify.
+pub const MAX_TARGETS: usize = 16;
+
+/// A Migration Proof as the client sends it.
+#[derive(Debug, Clone)]
+pub struct MigrationProof {
+    /// The new home's origin.
+    pub new_homeserver: String,
+    /// Unix seconds.
+    pub timestamp: u64,
+    /// base64url Ed25519 signature by K_id over `new_homeserver|timestamp`.
+    pub signature: String,
+}
+
+/// The signed bytes.
+pub fn signed_bytes(new_homeserver: &str, timestamp: u64) -> Vec<u8> {
+    format!("{new_homeserver}|{timestamp}").into_bytes()
+}
+
+/// Makes a proof (client side).
+pub fn make_proof(
+    identity: &ed25519_dalek::SigningKey,
+    new_homeserver: &str,
+    timestamp: u64,
+) -> MigrationProof {
+    use ed25519_dalek::Signer;
+    let signature = identity.sign(&signed_bytes(new_homeserver, timestamp));
+    MigrationProof {
+        new_homeserver: new_homeserver.to_string(),
+        timestamp,
+        signature: crate::auth::jose::b64u(&signature.to_bytes()),
+    }
+}
+
+/// Checks a proof's signature by `user` and its time window.
+pub fn check_proof(user: UserId, proof: &MigrationProof, now: u64) -> Result<(), FederationError> {
+    let signature = crate::auth::jose::b64u_decode(&proof.signature)
+        .map_err(|_| FederationError::Invalid("migration_signature is not base64url".into()))?;
+    if !crate::auth::server_key::verify_raw(
+        &user.0,
+        &signed_bytes(&proof.new_homeserver, proof.timestamp),
+        &signature,
+    ) {
+        return Err(FederationError::Invalid(
+            "the migration signature does not verify with the user's identity key".into(),
+        ));
+    }
+    if proof.timestamp + PROOF_WINDOW_SECS < now || proof.timestamp > now + PROOF_WINDOW_SECS {
+        return Err(FederationError::Invalid(
+            "the migration timestamp is too far from now".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn last_migration(tx: &Tx, user: UserId) -> Result<u64, StoreError> {
+    Ok(tx.get(USER_MIGRATION, &user.0)?.unwrap_or(0))
+}
+
+/// On the new home: applies a migration at sign-in and queues `update_homeserver` to the
+/// listed old servers (which must be peers). Creates the account if this server has never
+/// seen the user.
+pub async fn migrate_here(
+    app: &App,
+    user: UserId,
+    proof: MigrationProof,
+    targets: Vec<String>,
+) -> Result<(), FederationError> {
+    if proof.new_homeserver != app.services.origin {
+        return Err(FederationError::Invalid(format!(
+            "the migration proof names {} as the new home, not this server ({})",
+            proof.new_homeserver, app.services.origin
+        )));
+    }
+    check_proof(user, &proof, now())?;
+    if targets.len() > MAX_TARGETS {
+        return Err(FederationError::Invalid(format!(
+            "at most {MAX_TARGETS} migration targets"
+        )));
+    }
+    let mut origins = Vec::new();
+    for target in &targets {
+        let origin = crate::federation::normalize_origin(target)?;
+        crate::federation::peer_key(app, &origin).await?;
+        if origin != app.services.origin && !origins.contains(&origin) {
+            origins.push(origin);
+        }
+    }
+    let ids: Vec<Id> = origins.iter().map(|_| app.services.next_id()).collect();
+    app.services
+        .store
+        .write(move |tx| {
+            if proof.timestamp <= last_migration(tx, user)? {
+                return Err(FederationError::Invalid(
+                    "a newer migration of this user is already applied".into(),
+                ));
+            }
+            let mut account = match tx.get(USER, &user.0)? {
+                Some(u) => u,
+                None => User {
+                    id: user,
+                    username: String::new(),
+                    password_hash: None,
+                    key_backup: None,
+                    homeserver: String::new(),
+                    profile: Profile {
+                        name: user.to_text().chars().take(8).collect(),
+                        ..Profile::default()
+                    },
+                    profile_synced: true,
+                    push_distributors: Vec::new(),
+                    fcm_tokens: Vec::new(),
+                    guild_order: Vec::new(),
+                    is_admin: false,
+                    created_at: now(),
+                },
+            };
+            account.homeserver = String::new();
+            account.profile_synced = true;
+            tx.put(USER, &user.0, &account)?;
+            tx.put(USER_MIGRATION, &user.0, &proof.timestamp)?;
+            for (origin, id) in origins.iter().zip(ids) {
+                outbox::enqueue(
+                    tx,
+                    id,
+                    origin,
+                    "update_homeserver",
+                    json!({
+                        "user_id": user,
+                        "new_homeserver": proof.new_homeserver,
+                        "migration_timestamp": proof.timestamp,
+                        "migration_signature": proof.signature,
+                    }),
+                )?;
+            }
+            Ok::<_, FederationError>(())
+        })
+        .await?;
+    app.federation.wake();
+    Ok(())
+}
+
+/// On an old server: `update_homeserver` from the new home.
+pub async fn update_homeserver(
+    app: &App,
+    from: &str,
+    body: &Value,
+) -> Result<(u16, Value), FederationError> {
+    let id = super::call_id(body)?;
+    let user = body["user_id"]
+        .as_str()
+        .and_then(UserId::parse)
+        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    let proof = MigrationProof {
+        new_homeserver: body["new_homeserver"].as_str().unwrap_or("").to_string(),
+        timestamp: body["migration_timestamp"].as_u64().unwrap_or(0),
+        signature: body["migration_signature"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    };
+    if proof.new_homeserver != from {
+        return Ok((
+            403,
+            json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
+        ));
+    }
+    check_proof(user, &proof, now())?;
+    let from = from.to_string();
+    app.services
+        .store
+        .write(move |tx| {
+            if !super::first_delivery(tx, &from, id)? {
+                return Ok((200, json!({ "applied": true })));
+            }
+            let Some(mut account) = tx.get(USER, &user.0)? else {
+                return Ok((404, json!({ "error": "unknown_user", "message": "no such user here" })));
+            };
+            if proof.timestamp <= last_migration(tx, user)? {
+                return Ok((409, json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
+            }
+            // Stop acting as home: no more sign-ins or tokens here for this user.
+            for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
+                for hash in &device.refresh_hashes {
+                    tx.delete(REFRESH_TOKEN, hash)?;
+                }
+            }
+            tx.delete_prefix(USER_DEVICE, &user.0)?;
+            if account.homeserver.is_empty() && !account.username.is_empty() {
+                tx.delete(USERNAME_USER, account.username.as_bytes())?;
+            }
+            account.homeserver = proof.new_homeserver.clone();
+            account.password_hash = None;
+            account.key_backup = None;
+            tx.put(USER, &user.0, &account)?;
+            tx.put(USER_MIGRATION, &user.0, &proof.timestamp)?;
+            Ok::<_, FederationError>((200, json!({ "applied": true })))
+        })
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_verify_only_for_their_key_text_and_time() {
+        let crate::auth::jose::SigningKey::EdDsa(key) =
+            crate::auth::jose::SigningKey::generate_ed25519()
+        else {
+            unreachable!()
+        };
+        let user = UserId(key.verifying_key().to_bytes());
+        let proof = make_proof(&key, "http://b.example", 1000);
+        assert!(check_proof(user, &proof, 1000).is_ok());
+        assert!(check_proof(user, &proof, 1000 + PROOF_WINDOW_SECS + 1).is_err());
+        let mut moved = proof.clone();
+        moved.new_homeserver = "http://evil.example".into();
+        assert!(check_proof(user, &moved, 1000).is_err());
+        assert!(check_proof(UserId([9; 32]), &proof, 1000).is_err());
+    }
+}
