@@ -365,3 +365,83 @@ fn a_user_migrates_to_a_new_home_and_keeps_their_id() {
         );
     });
 }
+
+#[test]
+fn one_client_uses_two_servers_at_once_with_events_from_both() {
+    let a = start_federating();
+    let b = start_federating();
+    block_on(async {
+        assert!(peer_add(&a, &b.origin).status.success());
+        assert!(peer_add(&b, &a.origin).status.success());
+        let alice = user(&a, "alice").await;
+        let bob = user(&b, "bob").await;
+        let on_a = guild_on(&alice, &a).await;
+        let on_b = guild_on(&bob, &b).await;
+        alice
+            .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
+            .await
+            .unwrap()
+            .ok()
+            .unwrap();
+        let events_a = alice.events(&a.origin, None).await.expect("stream from A");
+        let events_b = alice.events(&b.origin, None).await.expect("stream from B");
+        for events in [&events_a, &events_b] {
+            let ready = futures_lite::future::or(
+                async {
+                    while let Some(message) = events.next().await {
+                        if let hearth::client::GatewayMessage::Ready { .. } = message {
+                            return true;
+                        }
+                    }
+                    false
+                },
+                async {
+                    smol::Timer::after(Duration::from_secs(10)).await;
+                    false
+                },
+            )
+            .await;
+            assert!(ready, "an event stream never became ready");
+        }
+        // Each request goes to the server that hosts the resource.
+        alice
+            .post(
+                &a.url(&format!("/api/v1/channels/{}/messages", on_a.channel)),
+                json!({"content": "on A"}),
+            )
+            .await
+            .unwrap()
+            .ok()
+            .unwrap();
+        bob.post(
+            &b.url(&format!("/api/v1/channels/{}/messages", on_b.channel)),
+            json!({"content": "on B"}),
+        )
+        .await
+        .unwrap()
+        .ok()
+        .unwrap();
+        let (_, kind, data) = events_a
+            .next_event(Duration::from_secs(10))
+            .await
+            .expect("event from A");
+        assert_eq!(
+            (kind.as_str(), data["content"].as_str()),
+            ("message_create", Some("on A"))
+        );
+        let (_, kind, data) = events_b
+            .next_event(Duration::from_secs(10))
+            .await
+            .expect("event from B");
+        assert_eq!(
+            (kind.as_str(), data["content"].as_str()),
+            ("message_create", Some("on B"))
+        );
+        // Nothing crossed over: A never hosts B's guild.
+        let on_a_view = alice
+            .get(&a.url(&format!("/api/v1/guilds/{}", on_b.guild)))
+            .await
+            .unwrap();
+        assert_eq!(on_a_view.status, 404);
+    });
+}

@@ -28,6 +28,9 @@ pub struct Ticket {
     pub user: UserId,
     /// The device key thumbprint.
     pub jkt: String,
+    /// Whether the token behind it was this server's own (its devices are checked here);
+    /// a peer's user is checked by still having an account here.
+    pub local: bool,
     expires_at: u64,
 }
 
@@ -76,7 +79,7 @@ impl Gateway {
     }
 
     /// Issues a single-use ticket, or `None` when too many are outstanding.
-    pub fn issue_ticket(&self, user: UserId, jkt: &str, now: u64) -> Option<String> {
+    pub fn issue_ticket(&self, user: UserId, jkt: &str, local: bool, now: u64) -> Option<String> {
         let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
         if tickets.len() >= MAX_TICKETS {
             tickets.retain(|_, t| t.expires_at > now);
@@ -92,6 +95,7 @@ impl Gateway {
             Ticket {
                 user,
                 jkt: jkt.to_string(),
+                local,
                 expires_at: now + TICKET_SECS,
             },
         );

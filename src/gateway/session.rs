@@ -172,11 +172,14 @@ where
     // A ticket outlives the sign-out of its device by up to 30 s. Checked after
     // subscribing: a sign-out before this point has removed the device already, one
     // after it cuts this connection off.
-    if !app
-        .services
-        .device_active(user, &ticket.jkt)
-        .unwrap_or(false)
-    {
+    let still_signed_in = if ticket.local {
+        app.services
+            .device_active(user, &ticket.jkt)
+            .unwrap_or(false)
+    } else {
+        app.services.get_user(user).is_ok()
+    };
+    if !still_signed_in {
         app.gateway.hub.unsubscribe(subscription.id);
         close_with(&mut sink, close::SIGNED_OUT, "signed out".into()).await;
         return;

@@ -16,6 +16,8 @@ pub struct Principal {
     pub user: UserId,
     /// Thumbprint of the device key that signed the proof.
     pub jkt: String,
+    /// Whether this server issued the token (else a peer did, for a user it homes).
+    pub local: bool,
 }
 
 /// Every value of a header (a repeated header counts more than once).
@@ -138,5 +140,6 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
     Ok(Principal {
         user,
         jkt: claims.jkt,
+        local: claims.iss == app.services.origin,
     })
 }

@@ -13,7 +13,7 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
     let app = req.state();
     let ticket = app
         .gateway
-        .issue_ticket(me.user, &me.jkt, now())
+        .issue_ticket(me.user, &me.jkt, me.local, now())
         .ok_or_else(|| {
             ApiError::new(
                 429,
