@@ -54,6 +54,8 @@ pub enum Command {
     },
     /// List peers.
     ListPeers,
+    /// List server-to-server calls waiting in the outbox.
+    ListOutbox,
     /// Write a consistent copy of the database.
     Backup {
         /// Destination file.
@@ -76,6 +78,8 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                 .add_user(&username, &password, &identity_key, key_backup, admin)
                 .await
                 .map_err(|e| e.to_string())?;
+            // `user_created` was queued to the peers with the account.
+            app.federation.wake();
             Ok(json!({ "id": user.id, "username": user.username }))
         }
         Command::CreateInvite {
@@ -114,6 +118,24 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             } else {
                 Err(format!("{url} is not a peer"))
             }
+        }
+        Command::ListOutbox => {
+            let pending = crate::federation::outbox::pending(app).map_err(|e| e.to_string())?;
+            Ok(Value::from(
+                pending
+                    .iter()
+                    .map(|item| {
+                        json!({
+                            "id": item.id.to_string(),
+                            "target": item.target,
+                            "call": item.call,
+                            "attempts": item.attempts,
+                            "next_attempt_ms": item.next_attempt_ms,
+                            "last_error": item.last_error,
+                        })
+                    })
+                    .collect::<Vec<_>>(),
+            ))
         }
         Command::ListPeers => {
             let peers = crate::federation::list_peers(app).map_err(|e| e.to_string())?;

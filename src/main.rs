@@ -50,6 +50,8 @@ enum Commands {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// List server-to-server calls waiting for delivery (peer down, retrying).
+    Outbox,
     /// Write a consistent copy of the database to FILE (works while the server runs).
     Backup {
         /// Destination file.
@@ -218,6 +220,22 @@ fn main() -> anyhow::Result<()> {
                 } else if let Some(removed) = peer["removed"].as_str() {
                     println!("removed {removed}");
                 }
+            }
+            Ok(())
+        }
+        Commands::Outbox => {
+            let answer = run_admin(&config, Command::ListOutbox)?;
+            let items = answer.as_array().cloned().unwrap_or_default();
+            println!("{} call(s) waiting", items.len());
+            for item in items {
+                println!(
+                    "{} {} to {}: {} attempt(s); last error: {}",
+                    item["id"].as_str().unwrap_or(""),
+                    item["call"].as_str().unwrap_or(""),
+                    item["target"].as_str().unwrap_or(""),
+                    item["attempts"],
+                    item["last_error"].as_str().unwrap_or("")
+                );
             }
             Ok(())
         }
