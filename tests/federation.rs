@@ -445,3 +445,139 @@ fn one_client_uses_two_servers_at_once_with_events_from_both() {
         assert_eq!(on_a_view.status, 404);
     });
 }
+
+/// Starts a server whose server key is one the test knows, so the test can sign calls as
+/// that server.
+fn start_with_key(secret: [u8; 32]) -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = federating(dir.path());
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    let store = hearth::storage::Store::open(
+        &hearth::app::database_path(&config),
+        1 << 20,
+        16,
+        hearth::storage::Retention {
+            max_events: 100,
+            max_age_secs: 3600,
+        },
+    )
+    .expect("pre-create the database");
+    store
+        .write_blocking(move |tx| {
+            tx.put(
+                hearth::storage::tables::META,
+                b"server_key",
+                &secret.to_vec(),
+            )
+        })
+        .expect("store the key");
+    drop(store);
+    TestServer::start_config(config, Some(dir))
+}
+
+#[test]
+fn forged_replayed_expired_and_misdirected_calls_are_refused() {
+    let secret = [7u8; 32];
+    let key = hearth::auth::server_key::ServerKey::from_bytes(&secret);
+    let a = start_with_key(secret);
+    let b = start_federating();
+    block_on(async {
+        assert!(peer_add(&b, &a.origin).status.success());
+        let bob = user(&b, "bob").await;
+        let bob_id = bob.user_id(&b.origin).unwrap();
+        let client = Client::new();
+        let path = "/federation/v1/verify_user";
+        let call = |body: &Vec<u8>, signature: String| {
+            let client = client.clone();
+            let url = b.url(path);
+            let body = body.clone();
+            async move {
+                client
+                    .raw(&url, "POST", &[("Hearth-Signature", signature)], body)
+                    .await
+                    .unwrap()
+            }
+        };
+        let now = hearth::service::now();
+        let sign =
+            |body: &[u8], iat: u64, aud: &str, with: &hearth::auth::server_key::ServerKey| {
+                hearth::federation::signature::sign(with, &a.origin, aud, "POST", path, body, iat)
+            };
+        let body = json!({"id": "1", "user_id": bob_id})
+            .to_string()
+            .into_bytes();
+
+        // A genuine call from A: B answers for its own user.
+        let signature = sign(&body, now, &b.origin, &key);
+        let ok = call(&body, signature.clone()).await;
+        assert_eq!(ok.status, 200, "{}", String::from_utf8_lossy(&ok.body));
+        assert_eq!(ok.json().unwrap()["user"]["id"], bob_id.as_str());
+        // The same signed call again is a replay.
+        let replayed = call(&body, signature).await;
+        assert_eq!(replayed.status, 401);
+        assert_eq!(replayed.error_code().as_deref(), Some("replayed_call"));
+        // Too old, meant for another server, signed by another key, body swapped.
+        let old = call(&body, sign(&body, now - 3600, &b.origin, &key)).await;
+        assert_eq!(old.status, 401);
+        let elsewhere = call(&body, sign(&body, now, "http://127.0.0.1:9", &key)).await;
+        assert_eq!(elsewhere.status, 401);
+        let stranger = hearth::auth::server_key::ServerKey::generate();
+        let forged = call(&body, sign(&body, now, &b.origin, &stranger)).await;
+        assert_eq!(forged.status, 401);
+        assert_eq!(forged.error_code().as_deref(), Some("invalid_signature"));
+        let other = json!({"id": "2", "user_id": bob_id})
+            .to_string()
+            .into_bytes();
+        let swapped = call(&other, sign(&body, now, &b.origin, &key)).await;
+        assert_eq!(swapped.status, 401);
+
+        // A peer cannot act for users it does not home: B does not answer for A's users,
+        // and a migration of B's user needs that user's own signature.
+        let alice = user(&a, "alice").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+        let about_alice = json!({"id": "3", "user_id": alice_id})
+            .to_string()
+            .into_bytes();
+        let not_home = call(&about_alice, sign(&about_alice, now, &b.origin, &key)).await;
+        assert_eq!(not_home.status, 404);
+        let migrate_path = "/federation/v1/update_homeserver";
+        let hijack = json!({
+            "id": "4",
+            "user_id": bob_id,
+            "new_homeserver": a.origin,
+            "migration_timestamp": now,
+            "migration_signature": hearth::auth::jose::b64u(&key.sign_raw(format!("{}|{now}", a.origin).as_bytes())),
+        })
+        .to_string()
+        .into_bytes();
+        let signature = hearth::federation::signature::sign(
+            &key,
+            &a.origin,
+            &b.origin,
+            "POST",
+            migrate_path,
+            &hijack,
+            now,
+        );
+        let refused = client
+            .raw(
+                &b.url(migrate_path),
+                "POST",
+                &[("Hearth-Signature", signature)],
+                hijack,
+            )
+            .await
+            .unwrap();
+        assert!(
+            refused.status == 400 || refused.status == 403,
+            "{}",
+            refused.status
+        );
+        let still = json_of(&bob, &b.url("/api/v1/users/@me")).await;
+        assert_eq!(
+            still["homeserver"],
+            b.origin.as_str(),
+            "bob's home must not move"
+        );
+    });
+}
