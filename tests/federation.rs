@@ -581,3 +581,48 @@ fn forged_replayed_expired_and_misdirected_calls_are_refused() {
         );
     });
 }
+
+#[test]
+fn open_policy_pins_on_first_contact_and_device_certificates_log_in_remotely() {
+    let a = start_federating();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = federating(dir.path());
+    config.federation.policy = hearth::config::PeerPolicy::Open;
+    let b = TestServer::start_config(config, Some(dir));
+    block_on(async {
+        assert!(peer_add(&a, &b.origin).status.success());
+        let alice = user(&a, "alice").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+        // No administrator added A on B: the open policy pins A's key on first contact.
+        let me_on_b = alice.get(&b.url("/api/v1/users/@me")).await.unwrap();
+        assert_eq!(
+            me_on_b.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&me_on_b.body)
+        );
+        let listed = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["peer", "list", "--data"])
+            .arg(&b.data)
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&listed.stdout).contains(&a.origin));
+
+        // mzchat's login on B: a second device of alice, certified by K_id, gets B's own
+        // tokens for the same user id.
+        let laptop = Client::new();
+        laptop.set_identity(alice.identity().expect("K_id from registration"));
+        laptop.set_home(&a.origin).unwrap();
+        laptop
+            .login_certificate(&b.origin)
+            .await
+            .expect("certificate login on B");
+        assert_eq!(
+            laptop.user_id(&b.origin).as_deref(),
+            Some(alice_id.as_str())
+        );
+        let seen = json_of(&laptop, &b.url("/api/v1/users/@me")).await;
+        assert_eq!(seen["id"], alice_id.as_str());
+        assert_eq!(seen["homeserver"], a.origin.as_str());
+    });
+}
