@@ -62,6 +62,19 @@ pub struct FederationConfig {
     pub give_up_secs: u64,
     /// Timeout of one outgoing request, seconds. Default 10.
     pub request_timeout_secs: u64,
+    /// A remote user's cached profile older than this many seconds is refreshed from
+    /// their home (VerifyUser) when it is looked up; the cached one is served meanwhile.
+    /// Default 3600.
+    pub profile_refresh_secs: u64,
+    /// Send `profile_updated` to the peers that keep a shadow of a local user when the
+    /// user changes their profile, so peers see it at once rather than at the next
+    /// refresh. Default true.
+    pub push_profile_updates: bool,
+    /// How long a user search waits for each peer's answer, milliseconds. Default 2000.
+    pub search_timeout_ms: u64,
+    /// Most directory entries (remote users announced by `user_created`) kept per peer.
+    /// Default 20,000.
+    pub directory_max_per_peer: usize,
 }
 
 impl Default for FederationConfig {
@@ -74,6 +87,10 @@ impl Default for FederationConfig {
             max_retry_secs: 600,
             give_up_secs: 7 * 24 * 3600,
             request_timeout_secs: 10,
+            profile_refresh_secs: 3600,
+            push_profile_updates: true,
+            search_timeout_ms: 2000,
+            directory_max_per_peer: 20_000,
         }
     }
 }

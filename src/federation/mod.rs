@@ -4,6 +4,7 @@
 //! and the other calls of the seeds as they land).
 
 pub mod calls;
+pub mod directory;
 pub mod outbound;
 pub mod outbox;
 pub mod signature;
@@ -178,13 +179,18 @@ pub async fn add_peer(
     Ok(peer)
 }
 
-/// Removes a peer; its users' tokens stop working here.
+/// Removes a peer; its users' tokens stop working here, and the Push Delegation Tokens
+/// this server issued to it are revoked.
 pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationError> {
     let origin = normalize_origin(origin)?;
     Ok(app
         .services
         .store
-        .write(move |tx| tx.delete(PEER, origin.as_bytes()))
+        .write(move |tx| {
+            // Its Push Delegation Tokens stop working with the peering.
+            calls::push::revoke_host(tx, &origin)?;
+            tx.delete(PEER, origin.as_bytes())
+        })
         .await?)
 }
 

@@ -2,6 +2,9 @@
 //! so a crash loses nothing; a worker delivers queued calls, signed, retrying with
 //! exponential back-off while the peer is down, and gives up only after
 //! `give_up_secs`. Each call carries its outbox id, on which receivers deduplicate.
+//! Two kinds of item are no calls to a peer (see [`calls::push`]): `push_fanout`, a local
+//! job that expands a message's mentions into notifications, and `push_delivery`, a plain
+//! POST to a UnifiedPush distributor URL (through the same SSRF guard).
 
 use super::{calls, outbound, signature, FederationError};
 use crate::app::App;
@@ -64,6 +67,10 @@ pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
 
 /// Signs and sends one call.
 async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
+    if item.call == calls::push::DELIVERY {
+        // Not a server call: a plain POST to a UnifiedPush distributor.
+        return calls::push::deliver(app, item).await;
+    }
     let config = &app.services.config.federation;
     let path = format!("/federation/v1/{}", item.call);
     let body = item.body.clone().into_bytes();
@@ -92,11 +99,15 @@ async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, Federati
 
 /// Attempts one item and records the outcome.
 async fn attempt(app: &App, item: OutboxItem) {
+    if item.call == calls::push::FANOUT {
+        // A local job: expands into notifications and deliveries.
+        return calls::push::fan_out(app, item).await;
+    }
     let config = app.services.config.federation.clone();
     let outcome = send(app, &item).await;
     let key = Id(item.id).to_be();
     let result = match outcome {
-        Ok(answer) if calls::is_final(answer.status) => {
+        Ok(answer) if calls::is_final_for(&item.call, answer.status) => {
             let item = item.clone();
             app.services
                 .store
@@ -114,7 +125,8 @@ async fn attempt(app: &App, item: OutboxItem) {
             let mut item = item;
             item.attempts += 1;
             item.last_error = message;
-            let give_up = now_ms().saturating_sub(item.created_ms) > config.give_up_secs * 1000;
+            let give_up = now_ms().saturating_sub(item.created_ms)
+                > calls::give_up_secs(&item.call, config.give_up_secs) * 1000;
             item.next_attempt_ms =
                 now_ms() + backoff(item.attempts, config.max_retry_secs).as_millis() as u64;
             app.services

@@ -6,8 +6,9 @@ use super::auth::{authenticate, verify_proof, Principal};
 use super::error::ApiError;
 use super::{json, json_body, no_content, read_body, ApiResult, Req};
 use crate::app::App;
+use crate::federation::calls::{ban, push};
 use crate::model::{Id, UserId};
-use crate::service::{accounts, guilds, messages, now};
+use crate::service::{accounts, guilds, messages, now, Error};
 use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
@@ -96,6 +97,9 @@ pub fn install(server: &mut Server) {
         .post(authed(super::federation::add_peer))
         .delete(authed(super::federation::remove_peer));
     server
+        .at("/api/v1/admin/ban-notifications")
+        .get(authed(ban_notifications));
+    server
         .at("/api/v1/gateway/ticket")
         .post(authed(super::gateway::ticket));
     server
@@ -110,7 +114,10 @@ pub fn install(server: &mut Server) {
     server
         .at("/api/v1/users/@me")
         .get(authed(me))
-        .patch(authed(update_me));
+        .patch(authed(update_me))
+        .delete(authed(delete_me));
+    server.at("/api/v1/users/@me/relink").post(authed(relink));
+    server.at("/api/v1/users/search").get(authed(search_users));
     server
         .at("/api/v1/users/@me/key-backup")
         .get(authed(key_backup));
@@ -119,6 +126,11 @@ pub fn install(server: &mut Server) {
         .at("/api/v1/users/@me/devices/:device")
         .delete(authed(remove_device));
     server.at("/api/v1/users/@me/guilds").get(authed(my_guilds));
+    server
+        .at("/api/v1/users/@me/push-delegations")
+        .get(authed(push_delegations))
+        .put(authed(allow_push_delegation))
+        .delete(authed(revoke_push_delegation));
     server.at("/api/v1/users/:user_id").get(authed(user));
 
     server.at("/api/v1/guilds").post(authed(create_guild));
@@ -383,6 +395,8 @@ async fn revoke(mut req: Req) -> ApiResult {
 async fn register(mut req: Req) -> ApiResult {
     let body: accounts::Registration = json_body(&mut req).await?;
     let user = services(&req).register(body, "registered device").await?;
+    // `user_created` was queued to the peers with the account.
+    req.state().federation.wake();
     json(
         201,
         &accounts::PublicUser::of(&user, &services(&req).origin),
@@ -424,7 +438,61 @@ async fn me(req: Req, me: Principal) -> ApiResult {
 
 async fn update_me(mut req: Req, me: Principal) -> ApiResult {
     let update: accounts::ProfileUpdate = json_body(&mut req).await?;
-    json(200, &services(&req).update_me(me.user, update).await?)
+    let own = services(&req).update_me(me.user, update).await?;
+    // A profile change may have queued `profile_updated` to peers.
+    req.state().federation.wake();
+    json(200, &own)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteAccount {
+    password: String,
+}
+
+async fn delete_me(mut req: Req, me: Principal) -> ApiResult {
+    let body: DeleteAccount = json_body(&mut req).await?;
+    let app = req.state().clone();
+    app.services
+        .delete_account(&app.login_limiter, me.user, &body.password)
+        .await?;
+    app.gateway.hub.sign_out(me.user, None);
+    // `user_deleted` was queued to every peer in the same commit.
+    app.federation.wake();
+    no_content()
+}
+
+async fn relink(req: Req, me: Principal) -> ApiResult {
+    let own = services(&req).relink(me.user).await?;
+    req.state().federation.wake();
+    json(200, &own)
+}
+
+#[derive(Deserialize)]
+struct SearchQuery {
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn search_users(req: Req, _me: Principal) -> ApiResult {
+    let query: SearchQuery = req
+        .query()
+        .map_err(|_| ApiError::bad_request("invalid_query", "q is text, limit a number"))?;
+    let q = query.q.unwrap_or_default();
+    crate::federation::directory::check_query(&q).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "q must be 1 to {} characters",
+                crate::federation::directory::MAX_QUERY_CHARS
+            ),
+        )
+    })?;
+    let limit = query
+        .limit
+        .unwrap_or(crate::federation::directory::DEFAULT_SEARCH_LIMIT);
+    let found = crate::federation::directory::search(req.state(), &q, limit).await?;
+    json(200, &found)
 }
 
 async fn key_backup(req: Req, me: Principal) -> ApiResult {
@@ -445,17 +513,111 @@ async fn remove_device(req: Req, me: Principal) -> ApiResult {
     no_content()
 }
 
+async fn push_delegations(req: Req, me: Principal) -> ApiResult {
+    let list = push::list_delegations(req.state(), me.user).map_err(Error::Store)?;
+    json(200, &list)
+}
+
+#[derive(Deserialize)]
+struct HostQuery {
+    host: String,
+}
+
+fn host_query(req: &Req) -> Result<String, ApiError> {
+    let query: HostQuery = req
+        .query()
+        .map_err(|_| ApiError::bad_request("invalid_query", "host is required"))?;
+    crate::federation::normalize_origin(&query.host)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.to_string()))
+}
+
+/// `DELETE /users/@me/push-delegations?host=`: revokes the host's tokens and stops new ones.
+async fn revoke_push_delegation(req: Req, me: Principal) -> ApiResult {
+    let host = host_query(&req)?;
+    let (tokens, already) = push::revoke_delegation(req.state(), me.user, host)
+        .await
+        .map_err(Error::Store)?;
+    if tokens == 0 && already {
+        return Err(ApiError::new(
+            404,
+            "unknown_delegation",
+            "push to that host is already revoked",
+        ));
+    }
+    no_content()
+}
+
+/// `PUT /users/@me/push-delegations?host=`: lets a revoked host get tokens again.
+async fn allow_push_delegation(req: Req, me: Principal) -> ApiResult {
+    let host = host_query(&req)?;
+    if !push::allow_host(req.state(), me.user, host)
+        .await
+        .map_err(Error::Store)?
+    {
+        return Err(ApiError::new(
+            404,
+            "unknown_delegation",
+            "push to that host was not revoked",
+        ));
+    }
+    no_content()
+}
+
+#[derive(Deserialize)]
+struct BanNotificationQuery {
+    user_id: Option<String>,
+}
+
+async fn ban_notifications(req: Req, me: Principal) -> ApiResult {
+    if !services(&req).get_user(me.user)?.is_admin {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "only server administrators see ban notifications",
+        ));
+    }
+    let query: BanNotificationQuery = req
+        .query()
+        .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a user id"))?;
+    let user = query
+        .user_id
+        .map(|u| {
+            UserId::parse(&u)
+                .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id must be a user id"))
+        })
+        .transpose()?;
+    let list = ban::list(req.state(), user).map_err(Error::Store)?;
+    json(200, &list.iter().map(ban::view).collect::<Vec<_>>())
+}
+
 async fn my_guilds(req: Req, me: Principal) -> ApiResult {
     json(200, &services(&req).my_guilds(me.user)?)
 }
 
 async fn user(req: Req, me: Principal) -> ApiResult {
     let id = user_param(&req, "user_id", &me)?;
-    let user = services(&req).get_user(id)?;
-    json(
-        200,
-        &accounts::PublicUser::of(&user, &services(&req).origin),
-    )
+    let app = req.state();
+    // A shadow account's profile as cached here, or a remote user the directory knows.
+    let user = crate::federation::directory::lookup(app, id)
+        .map_err(Error::Store)?
+        .ok_or(Error::NotFound("user"))?;
+    if user.homeserver != app.services.origin {
+        crate::federation::directory::refresh_on_lookup(app, &[id]).await;
+    }
+    json(200, &user)
+}
+
+/// Refreshes the stale profiles of the remote users among `members` (served as cached).
+async fn refresh_members<'a>(app: &App, members: impl Iterator<Item = &'a guilds::MemberView>) {
+    let remote: Vec<UserId> = members
+        .filter(|m| {
+            m.user
+                .as_ref()
+                .is_some_and(|u| u.homeserver != app.services.origin)
+        })
+        .map(|m| m.member.user_id)
+        .collect();
+    crate::federation::directory::refresh_on_lookup(app, &remote).await;
 }
 
 // ---- guilds ----
@@ -573,16 +735,17 @@ async fn list_members(req: Req, me: Principal) -> ApiResult {
         None => None,
     };
     let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    json(
-        200,
-        &services(&req).list_members(me.user, guild, after, limit)?,
-    )
+    let members = services(&req).list_members(me.user, guild, after, limit)?;
+    refresh_members(req.state(), members.iter()).await;
+    json(200, &members)
 }
 
 async fn get_member(req: Req, me: Principal) -> ApiResult {
     let guild = id_param(&req, "guild_id")?;
     let user = user_param(&req, "user_id", &me)?;
-    json(200, &services(&req).get_member(me.user, guild, user)?)
+    let member = services(&req).get_member(me.user, guild, user)?;
+    refresh_members(req.state(), std::iter::once(&member)).await;
+    json(200, &member)
 }
 
 #[derive(Deserialize)]
@@ -661,12 +824,12 @@ async fn ban(mut req: Req, me: Principal) -> ApiResult {
     };
     let guild = id_param(&req, "guild_id")?;
     let user = user_param(&req, "user_id", &me)?;
-    json(
-        200,
-        &services(&req)
-            .ban(me.user, guild, user, body.reason)
-            .await?,
-    )
+    let ban = services(&req)
+        .ban(me.user, guild, user, body.reason)
+        .await?;
+    // A remote user's ban queued PropagateBan.
+    req.state().federation.wake();
+    json(200, &ban)
 }
 
 async fn unban(req: Req, me: Principal) -> ApiResult {
@@ -762,12 +925,14 @@ async fn list_messages(req: Req, me: Principal) -> ApiResult {
 async fn create_message(mut req: Req, me: Principal) -> ApiResult {
     let body: messages::NewMessage = json_body(&mut req).await?;
     let channel = id_param(&req, "channel_id")?;
-    json(
-        201,
-        &services(&req)
-            .create_message(me.user, channel, body)
-            .await?,
-    )
+    let posted = services(&req)
+        .create_message(me.user, channel, body)
+        .await?;
+    if push::wants_push(&posted.message) {
+        // Its push fan-out job was queued with it.
+        req.state().federation.wake();
+    }
+    json(201, &posted)
 }
 
 async fn get_message(req: Req, me: Principal) -> ApiResult {

@@ -48,3 +48,36 @@ pub fn fingerprint(key: &[u8; 32]) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// What a server knows of a remote user from their home's `user_created` and
+/// `profile_updated` calls: the directory searched when that home does not answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RemoteUser {
+    /// User id.
+    pub id: super::UserId,
+    /// Home server origin.
+    pub home: String,
+    /// Login name on the home server.
+    pub username: String,
+    /// Profile as the home last sent it.
+    pub profile: super::Profile,
+    /// The home's version of this profile (an id from the home's generator, so later
+    /// versions from the same home compare greater).
+    pub version: u64,
+    /// Unix seconds when it was last written here.
+    pub updated_at: u64,
+}
+
+/// How fresh a shadow account's profile is, and whether a refresh is on its way.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+pub struct ShadowSync {
+    /// The home the version below comes from.
+    pub home: String,
+    /// Unix seconds of the last authoritative profile from the home (0: never).
+    pub synced_at: u64,
+    /// The home's version of the profile applied last (see [`RemoteUser::version`]).
+    pub version: u64,
+    /// Outbox id of the VerifyUser call queued to refresh it, if one is (it counts as
+    /// pending while that call is still in the outbox).
+    pub pending_call: Option<u64>,
+}

@@ -3,11 +3,13 @@
 pub mod event;
 pub mod federation;
 pub mod ids;
+pub mod notify;
 pub mod permissions;
 pub mod types;
 
 pub use event::{Audience, Event};
-pub use federation::{OutboxItem, Peer};
+pub use federation::{OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};
+pub use notify::{BanNotification, PushGrant};
 pub use permissions::Permissions;
 pub use types::*;

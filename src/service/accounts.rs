@@ -3,6 +3,7 @@
 
 use super::{check_name, check_text, invalid, now, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
+use crate::federation::directory::{self, Flow};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,9 @@ pub struct OwnUser {
     pub guild_order: Vec<Id>,
     /// Whether the user administers this server.
     pub is_admin: bool,
+    /// Whether the profile here follows the home server (`false`: the user unlinked it
+    /// here; always `true` on the home).
+    pub profile_synced: bool,
 }
 
 /// A partial profile/settings update; absent fields stay as they are.
@@ -303,13 +307,18 @@ impl Services {
         };
         let user = self.new_user(id, username, Some(hash), req.key_backup, display, false);
         let stored = user.clone();
-        self.store
-            .write(move |tx| {
-                insert_user(tx, &stored)?;
-                tx.put(USER_DEVICE, &device_key(stored.id, &device.jkt), &device)?;
-                Ok::<_, Error>(())
-            })
-            .await?;
+        let origin = self.origin.clone();
+        directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
+            let peers = directory::peer_origins(tx)?;
+            if peers.len() > ids.len() {
+                return Ok(Flow::NeedIds(peers.len()));
+            }
+            insert_user(tx, &stored)?;
+            tx.put(USER_DEVICE, &device_key(stored.id, &device.jkt), &device)?;
+            announce_created(tx, ids, &peers, &stored, &origin)?;
+            Ok::<_, Error>(Flow::Done(()))
+        })
+        .await?;
         Ok(user)
     }
 
@@ -366,7 +375,17 @@ impl Services {
             is_admin,
         );
         let stored = user.clone();
-        self.store.write(move |tx| insert_user(tx, &stored)).await?;
+        let origin = self.origin.clone();
+        directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
+            let peers = directory::peer_origins(tx)?;
+            if peers.len() > ids.len() {
+                return Ok(Flow::NeedIds(peers.len()));
+            }
+            insert_user(tx, &stored)?;
+            announce_created(tx, ids, &peers, &stored, &origin)?;
+            Ok::<_, Error>(Flow::Done(()))
+        })
+        .await?;
         Ok(user)
     }
 
@@ -646,6 +665,7 @@ impl Services {
             fcm_tokens: user.fcm_tokens,
             guild_order: user.guild_order,
             is_admin: user.is_admin,
+            profile_synced: user.profile_synced,
         })
     }
 
@@ -716,57 +736,195 @@ impl Services {
         let presence = update.presence;
         let order = update.guild_order;
         let origin = self.origin.clone();
+        // A remote user's own name, avatar or bio here unlinks their profile here
+        // (mzchat's Unlinked): it stops following their home until they relink it.
+        let unlinks =
+            name.is_some() || avatar_url.is_some() || avatar_color.is_some() || bio.is_some();
+        let push_updates = self.config.federation.push_profile_updates;
+        let estimate = if push_updates {
+            directory::tracked_count(self, id)?
+        } else {
+            0
+        };
+        directory::write_with_ids(self, estimate, move |tx, ids| {
+            let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
+            let before = PublicUser::of(&user, &origin);
+            if let Some(v) = name {
+                user.profile.name = v;
+            }
+            if let Some(v) = avatar_url {
+                user.profile.avatar_url = v;
+            }
+            if let Some(v) = avatar_color {
+                user.profile.avatar_color = v;
+            }
+            if let Some(v) = bio {
+                user.profile.bio = v;
+            }
+            if let Some(v) = presence {
+                user.profile.presence = v;
+            }
+            if let Some(mut v) = order {
+                let mut seen = std::collections::HashSet::new();
+                v.retain(|g| seen.insert(*g));
+                user.guild_order = v;
+            }
+            if let Some(v) = push {
+                user.push_distributors = v;
+            }
+            if let Some(v) = fcm {
+                user.fcm_tokens = v;
+            }
+            let local = user.homeserver.is_empty();
+            if unlinks && !local {
+                user.profile_synced = false;
+            }
+            let after = PublicUser::of(&user, &origin);
+            let changed = serde_json::to_value(&before).ok() != serde_json::to_value(&after).ok();
+            // The peers that keep a shadow of a local user hear of a new profile at once.
+            let targets = if local && changed && push_updates {
+                directory::tracked_peers(tx, id)?
+            } else {
+                Vec::new()
+            };
+            if targets.len() > ids.len() {
+                return Ok(Flow::NeedIds(targets.len()));
+            }
+            tx.put(USER, &id.0, &user)?;
+            let guilds = tx
+                .scan_prefix(USER_GUILD, &id.0, usize::MAX)?
+                .into_iter()
+                .filter_map(|(key, _)| keys::read_id(&key, 32))
+                .collect();
+            let audience = Audience {
+                guilds,
+                channel: None,
+                users: vec![id],
+            };
+            tx.emit("user_update", audience, None, &after)?;
+            let body = serde_json::json!({ "user": after });
+            directory::queue_to(tx, ids, &targets, "profile_updated", &body)?;
+            Ok::<_, Error>(Flow::Done(()))
+        })
+        .await?;
+        self.own_user(id)
+    }
+
+    /// Deletes a local account, confirmed with its password: memberships, devices and
+    /// refresh tokens go (its access tokens stop working at once: every request checks
+    /// the device), the username is freed, messages stay attributed to the id, and
+    /// `user_deleted` is queued to every peer in the same commit. Refused while the user
+    /// owns guilds (delete them first).
+    pub async fn delete_account(
+        &self,
+        limiter: &LoginLimiter,
+        id: UserId,
+        password_text: &str,
+    ) -> Result<()> {
+        let user = self.get_user(id)?;
+        if !user.homeserver.is_empty() {
+            return Err(Error::Forbidden(format!(
+                "your account lives on {}; delete it there",
+                user.homeserver
+            )));
+        }
+        let Some(hash) = user.password_hash.clone() else {
+            return Err(Error::Forbidden(
+                "this account has no password to confirm its deletion with".into(),
+            ));
+        };
+        let t = now();
+        let failures = self.config.auth.login_failures_per_account;
+        let account_key = format!("user:{}", user.username);
+        limiter.check(&account_key, failures, t)?;
+        let candidate = password_text.to_string();
+        let ok = {
+            let _slot = self.password_slots.acquire().await;
+            smol::unblock(move || password::verify_password(&candidate, &hash)).await
+        };
+        if !ok {
+            limiter.hit(account_key, failures, t)?;
+            return Err(Error::Forbidden("wrong password".into()));
+        }
+        directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
+            if !tx.contains(USER, &id.0)? {
+                return Err(Error::NotFound("user"));
+            }
+            let mut owned = Vec::new();
+            for (key, _) in tx.scan_prefix(USER_GUILD, &id.0, usize::MAX)? {
+                let Some(guild) = keys::read_id(&key, 32) else {
+                    continue;
+                };
+                if tx
+                    .get(GUILD, &keys::id(guild))?
+                    .is_some_and(|g| g.owner == id)
+                {
+                    owned.push(guild.to_string());
+                }
+            }
+            if !owned.is_empty() {
+                return Err(Error::Conflict {
+                    code: "owns_guilds",
+                    message: format!(
+                        "you own guilds ({}); delete them before your account",
+                        owned.join(", ")
+                    ),
+                });
+            }
+            let peers = directory::peer_origins(tx)?;
+            if peers.len() > ids.len() {
+                return Ok(Flow::NeedIds(peers.len()));
+            }
+            crate::federation::calls::remove_user_everywhere(tx, id)?;
+            let body = serde_json::json!({ "user_id": id });
+            directory::queue_to(tx, ids, &peers, "user_deleted", &body)?;
+            Ok(Flow::Done(()))
+        })
+        .await
+    }
+
+    /// A remote user's relink of their profile here (mzchat's Synced): it follows their
+    /// home again, and a VerifyUser refresh is queued unless one is on its way. Returns
+    /// the own view, still with the old profile until the home answers.
+    pub async fn relink(&self, id: UserId) -> Result<OwnUser> {
+        let call_id = self.next_id();
         self.store
             .write(move |tx| {
                 let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
-                if let Some(v) = name {
-                    user.profile.name = v;
+                if user.homeserver.is_empty() {
+                    return Err(invalid(
+                        "not_remote",
+                        "your profile is kept on this server, your home; there is nothing to relink",
+                    ));
                 }
-                if let Some(v) = avatar_url {
-                    user.profile.avatar_url = v;
-                }
-                if let Some(v) = avatar_color {
-                    user.profile.avatar_color = v;
-                }
-                if let Some(v) = bio {
-                    user.profile.bio = v;
-                }
-                if let Some(v) = presence {
-                    user.profile.presence = v;
-                }
-                if let Some(mut v) = order {
-                    let mut seen = std::collections::HashSet::new();
-                    v.retain(|g| seen.insert(*g));
-                    user.guild_order = v;
-                }
-                if let Some(v) = push {
-                    user.push_distributors = v;
-                }
-                if let Some(v) = fcm {
-                    user.fcm_tokens = v;
-                }
-                tx.put(USER, &id.0, &user)?;
-                let guilds = tx
-                    .scan_prefix(USER_GUILD, &id.0, usize::MAX)?
-                    .into_iter()
-                    .filter_map(|(key, _)| keys::read_id(&key, 32))
-                    .collect();
-                let audience = Audience {
-                    guilds,
-                    channel: None,
-                    users: vec![id],
+                let state = tx.get(SHADOW_SYNC, &id.0)?.unwrap_or_default();
+                let pending = match state.pending_call {
+                    Some(call) => tx.contains(OUTBOX, &Id(call).to_be())?,
+                    None => false,
                 };
-                tx.emit(
-                    "user_update",
-                    audience,
-                    None,
-                    &PublicUser::of(&user, &origin),
-                )?;
-                Ok::<_, Error>(())
+                user.profile_synced = true;
+                tx.put(USER, &id.0, &user)?;
+                if !pending {
+                    directory::queue_verify(tx, id, &user.homeserver, call_id)?;
+                }
+                Ok(())
             })
             .await?;
         self.own_user(id)
     }
+}
+
+/// Queues `user_created` for a new local user to each of `peers`.
+fn announce_created(
+    tx: &Tx,
+    ids: &[Id],
+    peers: &[String],
+    user: &User,
+    origin: &str,
+) -> Result<()> {
+    let body = serde_json::json!({ "user": PublicUser::of(user, origin) });
+    directory::queue_to(tx, ids, peers, "user_created", &body)?;
+    Ok(())
 }
 
 /// Key of a device row.

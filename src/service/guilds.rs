@@ -946,7 +946,9 @@ impl Services {
             .await
     }
 
-    /// Bans a user (member or not) the actor outranks (BAN_MEMBERS); removes them.
+    /// Bans a user (member or not) the actor outranks (BAN_MEMBERS); removes them. For a
+    /// remote user, PropagateBan to their home is queued in the same commit (the caller
+    /// wakes the outbox).
     pub async fn ban(
         &self,
         actor: UserId,
@@ -955,6 +957,7 @@ impl Services {
         reason: String,
     ) -> Result<Ban> {
         let reason = check_text("reason", &reason, self.config.limits.max_text_chars)?;
+        let propagate_id = self.next_id();
         self.store
             .write(move |tx| {
                 let access = GuildAccess::load(tx, guild_id, actor)?;
@@ -980,9 +983,12 @@ impl Services {
                     banned_by: actor,
                     created_at: now(),
                 };
+                let guild_name = access.guild.name.clone();
                 let was_member = remove_member(tx, guild_id, target)?;
                 tx.put(GUILD_BAN, &keys::id_user(guild_id, target), &ban)?;
                 bump(tx, access.guild)?;
+                // A remote user's home hears of it (PropagateBan), in this commit.
+                crate::federation::calls::ban::queue(tx, propagate_id, &ban, &guild_name)?;
                 if was_member {
                     emit_member_remove(tx, guild_id, target)?;
                 }
@@ -997,7 +1003,7 @@ impl Services {
             .await
     }
 
-    /// Lifts a ban (BAN_MEMBERS).
+    /// Lifts a ban (BAN_MEMBERS). The user's home is not told: only bans are propagated.
     pub async fn unban(&self, actor: UserId, guild_id: Id, target: UserId) -> Result<()> {
         self.store
             .write(move |tx| {

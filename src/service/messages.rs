@@ -2,6 +2,7 @@
 
 use super::access::channel_access;
 use super::{check_text, invalid, now_ms, Error, Result, Services};
+use crate::federation::calls::push;
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use serde::{Deserialize, Serialize};
@@ -151,7 +152,8 @@ fn load_message(tx: &Tx, channel: Id, message: Id) -> Result<Message> {
 
 impl Services {
     /// Posts a message (SEND_MESSAGES; attachments need ATTACH_FILES; `@everyone` only
-    /// notifies with MENTION_EVERYONE).
+    /// notifies with MENTION_EVERYONE). Mentions queue push notifications in the same
+    /// commit ([`push::queue_fanout`]).
     pub async fn create_message(
         &self,
         actor: UserId,
@@ -180,6 +182,8 @@ impl Services {
             ));
         }
         let id = self.next_id();
+        let push_id =
+            (!mentions.is_empty() || !mention_roles.is_empty() || everyone).then(|| self.next_id());
         self.store
             .write(move |tx| {
                 let (channel, access) = channel_access(tx, channel_id, actor)?;
@@ -259,6 +263,11 @@ impl Services {
                     None,
                     &message,
                 )?;
+                // Mentions notify by push: a fan-out job in this commit (the caller wakes
+                // the outbox when the message mentions anyone).
+                if let Some(push_id) = push_id.filter(|_| push::wants_push(&message)) {
+                    push::queue_fanout(tx, push_id, &message)?;
+                }
                 Ok(MessageView {
                     message,
                     reactions: Vec::new(),

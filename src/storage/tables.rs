@@ -45,6 +45,7 @@ stored! {
     Present => 1, User => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Event => 1, Peer => 1, OutboxItem => 1,
+    BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
 }
 
 /// Server-wide settings: name → value (server key, secrets, schema version).
@@ -98,9 +99,29 @@ pub const INBOX: Table<u64> = Table::new("inbox");
 
 /// remote user id → Push Delegation Token their home server gave this server.
 pub const PUSH_DELEGATION: Table<String> = Table::new("push_delegation");
+/// user id ‖ host origin ‖ 0 ‖ host's call id (BE) → ban notification (PropagateBan).
+pub const BAN_NOTIFICATION: Table<BanNotification> = Table::new("ban_notification");
+/// user id ‖ host origin ‖ 0 ‖ jti → Push Delegation Token issued to that host.
+pub const PUSH_GRANT: Table<PushGrant> = Table::new("push_grant");
+/// user id ‖ host origin → unix seconds the user revoked push for that host (no new
+/// Push Delegation Tokens are issued to it until the user allows it again).
+pub const PUSH_REVOKED: Table<u64> = Table::new("push_revoked");
 
 /// user id → timestamp of the last migration applied for them.
 pub const USER_MIGRATION: Table<u64> = Table::new("user_migration");
+
+/// remote user id ‖ home origin → the home's call id of the `user_deleted` that removed
+/// them: their tokens and new shadow accounts from that home are refused.
+pub const USER_TOMBSTONE: Table<u64> = Table::new("user_tombstone");
+/// remote user id → what their home broadcast about them (`user_created`, `profile_updated`).
+pub const DIRECTORY: Table<RemoteUser> = Table::new("directory");
+/// home origin ‖ 0 ‖ user id → (index of the directory by home).
+pub const DIRECTORY_BY_HOME: Table<Present> = Table::new("directory_by_home");
+/// remote user id → freshness of their shadow account's profile.
+pub const SHADOW_SYNC: Table<ShadowSync> = Table::new("shadow_sync");
+/// local user id ‖ peer origin → unix seconds of that peer's last VerifyUser for them (the
+/// peers that keep a shadow account, which get `profile_updated`).
+pub const USER_PEER: Table<u64> = Table::new("user_peer");
 
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
@@ -128,5 +149,13 @@ pub const ALL_TABLES: &[&str] = &[
     OUTBOX.name,
     INBOX.name,
     PUSH_DELEGATION.name,
+    BAN_NOTIFICATION.name,
+    PUSH_GRANT.name,
+    PUSH_REVOKED.name,
     USER_MIGRATION.name,
+    USER_TOMBSTONE.name,
+    DIRECTORY.name,
+    DIRECTORY_BY_HOME.name,
+    SHADOW_SYNC.name,
+    USER_PEER.name,
 ];

@@ -3,14 +3,16 @@
 //! that change state are deduplicated on (sender, id) in the commit that applies them, so
 //! a retried delivery takes effect once.
 
+pub mod ban;
 pub mod migration;
+pub mod push;
 pub mod users;
 
 pub use users::{ensure_shadow, remove_user_everywhere, PUSH_TOKEN_SECS};
 
 use super::FederationError;
 use crate::app::App;
-use crate::model::OutboxItem;
+use crate::model::{OutboxItem, UserId};
 use crate::service::now;
 use crate::storage::{keys, tables::INBOX, StoreError, Tx};
 use serde_json::{json, Value};
@@ -21,10 +23,28 @@ pub fn is_final(status: u16) -> bool {
     (200..300).contains(&status) || matches!(status, 400 | 403 | 404 | 409 | 410 | 422)
 }
 
+/// [`is_final`] for one kind of outbox item: a UnifiedPush distributor is no peer, and any
+/// 4xx from it but 408 and 429 is final.
+pub fn is_final_for(call: &str, status: u16) -> bool {
+    match call {
+        push::DELIVERY => push::delivery_final(status),
+        _ => is_final(status),
+    }
+}
+
+/// How long an outbox item of `call` is retried before it is given up, seconds.
+pub fn give_up_secs(call: &str, configured: u64) -> u64 {
+    match call {
+        push::DELIVERY | push::NOTIFICATION | push::FANOUT => configured.min(push::GIVE_UP_SECS),
+        _ => configured,
+    }
+}
+
 /// Applies the answer to a delivered call, in the commit that removes it from the outbox.
 pub fn on_answer(tx: &Tx, item: &OutboxItem, status: u16, body: &[u8]) -> Result<(), StoreError> {
     match item.call.as_str() {
         "verify_user" => users::verify_user_answered(tx, item, status, body),
+        push::NOTIFICATION => push::notification_answered(tx, item, status),
         _ => Ok(()),
     }
 }
@@ -37,8 +57,31 @@ pub async fn handle(
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     match call {
-        "verify_user" => users::verify_user(app, from, body),
+        "verify_user" => {
+            let (status, mut answer) = users::verify_user(app, from, body).await?;
+            // The Push Delegation Token handed out is one recorded here (push::issue_token),
+            // so that it can be listed and revoked.
+            let user = body["user_id"].as_str().and_then(UserId::parse);
+            if let (200, Some(user)) = (status, user) {
+                match push::issue_token(app, from, user).await? {
+                    Some(token) => answer["push_token"] = Value::from(token),
+                    // The user revoked push for this host.
+                    None => {
+                        if let Some(fields) = answer.as_object_mut() {
+                            fields.remove("push_token");
+                        }
+                    }
+                }
+            }
+            Ok((status, answer))
+        }
+        ban::CALL => ban::propagate_ban(app, from, body).await,
+        push::NOTIFICATION => push::push_notification(app, from, body).await,
         "update_homeserver" => migration::update_homeserver(app, from, body).await,
+        "user_created" => users::user_created(app, from, body).await,
+        "user_deleted" => users::user_deleted(app, from, body).await,
+        "profile_updated" => users::profile_updated(app, from, body).await,
+        "search_users" => crate::federation::directory::search_users(app, body),
         other => Ok((
             404,
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),

@@ -1,10 +1,26 @@
-//! Calls about users: `verify_user` (host → home): `{id, user_id}` → 200
-//! `{user: profile, push_token}` when the user exists and is homed there, 404 otherwise.
-//! The host then refreshes the shadow account's profile and keeps the Push Delegation
-//! Token, or removes a user the home says does not exist.
+//! Calls about users. Bodies carry the sender's call `id` (a decimal string).
+//!
+//! - `verify_user` (host → home): `{id, user_id}` → 200 `{user: profile, push_token,
+//!   version}` when the user exists and is homed there, 404 otherwise. The home notes that
+//!   the host keeps a shadow of the user (so it sends it `profile_updated`). The host
+//!   refreshes the shadow account's profile (unless the user unlinked it there) and keeps
+//!   the Push Delegation Token, or removes a user the home says does not exist.
+//! - `user_created` (home → every peer): `{id, user: profile}`. Recorded in the
+//!   directory of remote users; lifts an earlier deletion of the same id by that home.
+//! - `user_deleted` (home → every peer): `{id, user_id}`. The receiver removes the shadow
+//!   account with every membership and device (`remove_user_everywhere`) and records a
+//!   tombstone, so the user's still-valid access tokens and any new shadow account from
+//!   that home are refused at once. From a server that is not the user's home: 403.
+//! - `profile_updated` (home → peers that keep a shadow): `{id, user: profile}`. Applied
+//!   to a synced shadow and to the directory. From a server that is not the home: 403.
+//!
+//! A profile's `version` is an id from the home's generator (the call id, or a fresh id in
+//! VerifyUser's answer), so a late retry never overwrites a newer profile. State changes
+//! are deduplicated with `first_delivery`.
 
+use super::first_delivery;
 use crate::app::App;
-use crate::federation::{outbox, FederationError};
+use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
 use crate::service::now;
@@ -13,6 +29,113 @@ use serde_json::{json, Value};
 
 /// Lifetime of a Push Delegation Token, seconds.
 pub const PUSH_TOKEN_SECS: u64 = 30 * 24 * 3600;
+
+/// Reads a profile a peer sent (`{username, name, avatar_url, avatar_color, bio,
+/// presence}`), cleaned: bounded lengths, no control characters, http(s) avatars only.
+pub fn profile_from_json(value: &Value) -> (String, Profile) {
+    let text = |name: &str, max: usize| -> String {
+        value[name]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(max)
+            .collect()
+    };
+    let avatar_url = text("avatar_url", 512);
+    let avatar_url = if avatar_url.starts_with("http://") || avatar_url.starts_with("https://") {
+        avatar_url
+    } else {
+        String::new()
+    };
+    let avatar_color = text("avatar_color", 7);
+    let avatar_color = if avatar_color.len() == 7
+        && avatar_color.starts_with('#')
+        && avatar_color[1..].bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        avatar_color
+    } else {
+        String::new()
+    };
+    (
+        text("username", 32),
+        Profile {
+            name: text("name", 100),
+            avatar_url,
+            avatar_color,
+            bio: text("bio", 1000),
+            presence: serde_json::from_value(value["presence"].clone()).unwrap_or_default(),
+        },
+    )
+}
+
+/// A version sent as a decimal string (or a number).
+fn version_of(value: &Value) -> u64 {
+    value
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .or_else(|| value.as_u64())
+        .unwrap_or(0)
+}
+
+/// Tells the user's guilds (and the user) that their profile changed.
+fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
+    let guilds = tx
+        .scan_prefix(USER_GUILD, &user.id.0, usize::MAX)?
+        .into_iter()
+        .filter_map(|(key, _)| keys::read_id(&key, 32))
+        .collect();
+    tx.emit(
+        "user_update",
+        Audience {
+            guilds,
+            channel: None,
+            users: vec![user.id],
+        },
+        None,
+        // Shadows always name their home, so this server's origin is not needed.
+        &PublicUser::of(user, ""),
+    )?;
+    Ok(())
+}
+
+/// Applies a profile from `home` at `version` to a shadow account: notes that the profile
+/// was confirmed now, and (if the user has not unlinked it and it is not older than what
+/// was applied) takes it over. Returns whether the shadow changed.
+fn apply_home_profile(
+    tx: &Tx,
+    shadow: &mut User,
+    home: &str,
+    version: u64,
+    profile: &Value,
+) -> Result<bool, StoreError> {
+    let mut state = tx.get(SHADOW_SYNC, &shadow.id.0)?.unwrap_or_default();
+    if state.home != home {
+        state = ShadowSync {
+            home: home.to_string(),
+            pending_call: state.pending_call,
+            ..ShadowSync::default()
+        };
+    }
+    let newer = version >= state.version;
+    state.synced_at = now();
+    let mut changed = false;
+    if newer {
+        state.version = version;
+        if shadow.profile_synced {
+            let (username, fresh) = profile_from_json(profile);
+            if shadow.profile != fresh || shadow.username != username {
+                shadow.profile = fresh;
+                shadow.username = username;
+                tx.put(USER, &shadow.id.0, shadow)?;
+                emit_user_update(tx, shadow)?;
+                changed = true;
+            }
+        }
+    }
+    tx.put(SHADOW_SYNC, &shadow.id.0, &state)?;
+    Ok(changed)
+}
 
 /// Applies VerifyUser's answer, in the commit that removes the call from the outbox.
 pub fn verify_user_answered(
@@ -36,30 +159,25 @@ pub fn verify_user_answered(
         remove_user_everywhere(tx, user)?;
         return Ok(());
     }
+    let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+    if state.pending_call == Some(item.id) {
+        state.pending_call = None;
+        tx.put(SHADOW_SYNC, &user.0, &state)?;
+    }
     if !(200..300).contains(&status) {
+        // Refused for good: try again after the refresh age, not at every lookup.
+        state.synced_at = now();
+        tx.put(SHADOW_SYNC, &user.0, &state)?;
         return Ok(());
     }
     let answer: Value = serde_json::from_slice(body).unwrap_or_default();
-    if shadow.profile_synced {
-        let profile = &answer["user"];
-        let text = |name: &str, max: usize| -> String {
-            profile[name]
-                .as_str()
-                .unwrap_or("")
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(max)
-                .collect()
-        };
-        shadow.profile.name = text("name", 100);
-        shadow.profile.avatar_url = text("avatar_url", 512);
-        shadow.profile.avatar_color = text("avatar_color", 7);
-        shadow.profile.bio = text("bio", 1000);
-        shadow.username = text("username", 32);
-        shadow.profile.presence =
-            serde_json::from_value(profile["presence"].clone()).unwrap_or_default();
-        tx.put(USER, &user.0, &shadow)?;
-    }
+    apply_home_profile(
+        tx,
+        &mut shadow,
+        &item.target,
+        version_of(&answer["version"]),
+        &answer["user"],
+    )?;
     if let Some(token) = answer["push_token"].as_str().filter(|t| t.len() <= 4096) {
         tx.put(PUSH_DELEGATION, &user.0, &token.to_string())?;
     }
@@ -67,7 +185,8 @@ pub fn verify_user_answered(
 }
 
 /// Deletes a user's account here with every membership and device (their messages stay,
-/// attributed to the id).
+/// attributed to the id), and what federation kept about them (directory entry, profile
+/// freshness, the peers that kept a shadow).
 pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
     for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
         if let Some(guild) = keys::read_id(&key, 32) {
@@ -93,14 +212,35 @@ pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
         }
     }
     tx.delete(PUSH_DELEGATION, &user.0)?;
+    tx.delete(SHADOW_SYNC, &user.0)?;
+    tx.delete_prefix(USER_PEER, &user.0)?;
+    directory::forget(tx, user)?;
     tx.delete(USER, &user.0)?;
     Ok(())
 }
 
+fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
+    keys::join(&[&user.0, home.as_bytes()])
+}
+
+/// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
+pub fn deleted_by_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
+    tx.contains(USER_TOMBSTONE, &tombstone_key(user, home))
+}
+
+fn deleted_error() -> FederationError {
+    FederationError::Service(crate::service::Error::Forbidden(
+        "this account was deleted by its home server".into(),
+    ))
+}
+
 /// Makes sure a remote user has a shadow account here, queueing VerifyUser to their home
-/// the first time. Fails if the user is known with another home server.
+/// the first time. Fails if the user is known with another home server, or if that home
+/// deleted them.
 pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), FederationError> {
-    let known = app.services.store.read(|tx| tx.get(USER, &user.0))?;
+    let (known, deleted) = app.services.store.read(|tx| {
+        Ok::<_, StoreError>((tx.get(USER, &user.0)?, deleted_by_home(tx, user, home)?))
+    })?;
     match known {
         Some(u) if u.homeserver == home => return Ok(()),
         Some(_) => {
@@ -108,6 +248,7 @@ pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), Fe
                 "this user is not homed at {home}"
             )));
         }
+        None if deleted => return Err(deleted_error()),
         None => {}
     }
     let home = home.to_string();
@@ -119,17 +260,30 @@ pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), Fe
             if tx.contains(USER, &user.0)? {
                 return Ok(false);
             }
-            let short: String = user.to_text().chars().take(8).collect();
+            if deleted_by_home(tx, user, &home)? {
+                return Err(deleted_error());
+            }
+            // Start from what the home announced, if it did; VerifyUser confirms it.
+            let announced = tx
+                .get(DIRECTORY, &user.0)?
+                .filter(|entry| entry.home == home);
+            let (username, profile) = match announced {
+                Some(entry) => (entry.username, entry.profile),
+                None => (
+                    String::new(),
+                    Profile {
+                        name: user.to_text().chars().take(8).collect(),
+                        ..Profile::default()
+                    },
+                ),
+            };
             let shadow = User {
                 id: user,
-                username: String::new(),
+                username,
                 password_hash: None,
                 key_backup: None,
                 homeserver: home.clone(),
-                profile: Profile {
-                    name: short,
-                    ..Profile::default()
-                },
+                profile,
                 profile_synced: true,
                 push_distributors: Vec::new(),
                 fcm_tokens: Vec::new(),
@@ -138,14 +292,8 @@ pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), Fe
                 created_at: now(),
             };
             tx.put(USER, &user.0, &shadow)?;
-            outbox::enqueue(
-                tx,
-                call_id,
-                &home,
-                "verify_user",
-                json!({ "user_id": user }),
-            )?;
-            Ok::<_, StoreError>(true)
+            directory::queue_verify(tx, user, &home, call_id)?;
+            Ok::<_, FederationError>(true)
         })
         .await?;
     if created {
@@ -154,12 +302,19 @@ pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), Fe
     Ok(())
 }
 
-/// Answers VerifyUser for a user homed here.
-pub fn verify_user(app: &App, from: &str, body: &Value) -> Result<(u16, Value), FederationError> {
+/// Answers VerifyUser for a user homed here, and notes that `from` keeps their shadow.
+pub async fn verify_user(
+    app: &App,
+    from: &str,
+    body: &Value,
+) -> Result<(u16, Value), FederationError> {
     let user = body["user_id"]
         .as_str()
         .and_then(UserId::parse)
         .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    // Made before the profile is read, so a `profile_updated` queued after this answer's
+    // snapshot always carries a greater version.
+    let version = app.services.next_id();
     let local = app.services.store.read(|tx| tx.get(USER, &user.0))?;
     let Some(local) = local.filter(|u| u.homeserver.is_empty()) else {
         return Ok((
@@ -167,6 +322,7 @@ pub fn verify_user(app: &App, from: &str, body: &Value) -> Result<(u16, Value), 
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ));
     };
+    directory::track_peer(app, user, from).await?;
     let t = now();
     let push_token = app.services.server_key.sign_jws(
         {
@@ -188,6 +344,188 @@ pub fn verify_user(app: &App, from: &str, body: &Value) -> Result<(u16, Value), 
         json!({
             "user": PublicUser::of(&local, &app.services.origin),
             "push_token": push_token,
+            "version": version.0.to_string(),
         }),
     ))
+}
+
+fn not_home(message: impl Into<String>) -> (u16, Value) {
+    (
+        403,
+        json!({ "error": "not_home_server", "message": message.into() }),
+    )
+}
+
+/// The user a profile-carrying call is about, checked to be homed at the sender.
+fn announced_user(
+    from: &str,
+    body: &Value,
+) -> Result<Result<UserId, (u16, Value)>, FederationError> {
+    let user = body["user"]["id"]
+        .as_str()
+        .and_then(UserId::parse)
+        .ok_or_else(|| FederationError::Invalid("user.id is not a user id".into()))?;
+    if body["user"]["homeserver"].as_str() != Some(from) {
+        return Ok(Err(not_home(format!(
+            "{from} may only announce users homed there"
+        ))));
+    }
+    Ok(Ok(user))
+}
+
+/// Whether `from` may speak for `user` here: not a user homed here, not a shadow of a
+/// user homed elsewhere.
+fn check_home(tx: &Tx, user: UserId, from: &str) -> Result<Option<(u16, Value)>, StoreError> {
+    if let Some(u) = tx.get(USER, &user.0)? {
+        if u.homeserver.is_empty() {
+            return Ok(Some(not_home("this user is homed here")));
+        }
+        if u.homeserver != from {
+            return Ok(Some(not_home(format!(
+                "this user is homed at {}, not {from}",
+                u.homeserver
+            ))));
+        }
+    } else if let Some(entry) = tx.get(DIRECTORY, &user.0)? {
+        if entry.home != from {
+            return Ok(Some(not_home(format!(
+                "this user is homed at {}, not {from}",
+                entry.home
+            ))));
+        }
+    }
+    Ok(None)
+}
+
+/// `user_created` from the user's home: recorded in the directory.
+pub async fn user_created(
+    app: &App,
+    from: &str,
+    body: &Value,
+) -> Result<(u16, Value), FederationError> {
+    let id = super::call_id(body)?;
+    let user = match announced_user(from, body)? {
+        Ok(user) => user,
+        Err(refused) => return Ok(refused),
+    };
+    let from = from.to_string();
+    let profile = body["user"].clone();
+    let cap = app.services.config.federation.directory_max_per_peer;
+    app.services
+        .store
+        .write(move |tx| {
+            if let Some(refused) = check_home(tx, user, &from)? {
+                return Ok(refused);
+            }
+            let tombstone = tx.get(USER_TOMBSTONE, &tombstone_key(user, &from))?;
+            if tombstone.is_some_and(|deleted| deleted > id) {
+                // Announced before the deletion we already applied.
+                return Ok((200, json!({ "recorded": false })));
+            }
+            if !first_delivery(tx, &from, id)? {
+                return Ok((200, json!({ "recorded": false })));
+            }
+            if tombstone.is_some() {
+                // The home made the account again after deleting it.
+                tx.delete(USER_TOMBSTONE, &tombstone_key(user, &from))?;
+            }
+            let (username, profile) = profile_from_json(&profile);
+            let recorded = directory::record(
+                tx,
+                &RemoteUser {
+                    id: user,
+                    home: from.clone(),
+                    username,
+                    profile,
+                    version: id,
+                    updated_at: now(),
+                },
+                cap,
+            )?;
+            Ok((200, json!({ "recorded": recorded })))
+        })
+        .await
+}
+
+/// `user_deleted` from the user's home: the shadow account goes, with its access.
+pub async fn user_deleted(
+    app: &App,
+    from: &str,
+    body: &Value,
+) -> Result<(u16, Value), FederationError> {
+    let id = super::call_id(body)?;
+    let user = body["user_id"]
+        .as_str()
+        .and_then(UserId::parse)
+        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    let from = from.to_string();
+    let (status, answer) = app
+        .services
+        .store
+        .write(move |tx| {
+            if let Some(refused) = check_home(tx, user, &from)? {
+                return Ok::<_, FederationError>(refused);
+            }
+            if !first_delivery(tx, &from, id)? {
+                return Ok((200, json!({ "removed": false })));
+            }
+            let known = tx.contains(USER, &user.0)?;
+            remove_user_everywhere(tx, user)?;
+            let key = tombstone_key(user, &from);
+            let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
+            tx.put(USER_TOMBSTONE, &key, &deleted)?;
+            Ok((200, json!({ "removed": known })))
+        })
+        .await?;
+    if status == 200 {
+        app.gateway.hub.sign_out(user, None);
+    }
+    Ok((status, answer))
+}
+
+/// `profile_updated` from the user's home: applied to a synced shadow and the directory.
+pub async fn profile_updated(
+    app: &App,
+    from: &str,
+    body: &Value,
+) -> Result<(u16, Value), FederationError> {
+    let id = super::call_id(body)?;
+    let user = match announced_user(from, body)? {
+        Ok(user) => user,
+        Err(refused) => return Ok(refused),
+    };
+    let from = from.to_string();
+    let profile = body["user"].clone();
+    let cap = app.services.config.federation.directory_max_per_peer;
+    app.services
+        .store
+        .write(move |tx| {
+            if let Some(refused) = check_home(tx, user, &from)? {
+                return Ok(refused);
+            }
+            if !first_delivery(tx, &from, id)? {
+                return Ok((200, json!({ "applied": false })));
+            }
+            let mut applied = false;
+            if let Some(mut shadow) = tx.get(USER, &user.0)? {
+                applied = apply_home_profile(tx, &mut shadow, &from, id, &profile)?;
+            }
+            if tx.contains(DIRECTORY, &user.0)? {
+                let (username, fresh) = profile_from_json(&profile);
+                directory::record(
+                    tx,
+                    &RemoteUser {
+                        id: user,
+                        home: from.clone(),
+                        username,
+                        profile: fresh,
+                        version: id,
+                        updated_at: now(),
+                    },
+                    cap,
+                )?;
+            }
+            Ok((200, json!({ "applied": applied })))
+        })
+        .await
 }
