@@ -626,3 +626,185 @@ fn open_policy_pins_on_first_contact_and_device_certificates_log_in_remotely() {
         assert_eq!(seen["homeserver"], a.origin.as_str());
     });
 }
+
+#[test]
+fn queued_calls_survive_sigkill_and_arrive_once() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut a = TestServer::start_config(federating(dir_a.path()), None);
+    let address_a = a.addr.to_string();
+    // B is the real binary on a fixed port, so it keeps its origin across restarts.
+    let dir_b = tempfile::tempdir().unwrap();
+    let config_b = write_light_config(dir_b.path(), "[federation]\nallow_loopback = true");
+    let data_b = dir_b.path().join("data");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen_b = format!("127.0.0.1:{port}");
+    let serve_b = || {
+        HearthProcess::spawn(&[
+            "--config".as_ref(),
+            config_b.as_os_str(),
+            "serve".as_ref(),
+            "--data".as_ref(),
+            data_b.as_os_str(),
+            "--listen".as_ref(),
+            std::ffi::OsStr::new(&listen_b),
+        ])
+    };
+    let mut b = serve_b();
+    let b_origin = b.origin.clone();
+    let admin_add = |data: &std::path::Path, config: Option<&std::path::Path>, name: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
+            .args(["user", "add", name, "--password-stdin", "--admin", "--data"])
+            .arg(data)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"admin-password-1\n")
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    };
+    let peer = |from_data: &std::path::Path, config: Option<&std::path::Path>, to: &str| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"));
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let out = command
+            .args(["peer", "add", to, "--data"])
+            .arg(from_data)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    peer(&a.data, None, &b_origin);
+    peer(&data_b, Some(&config_b), &a.origin);
+    admin_add(&a.data, None, "root");
+
+    block_on(async {
+        const BANNED: usize = 12;
+        let owner = Client::new();
+        owner
+            .register(&b_origin, "owner", "password-of-some-length")
+            .await
+            .unwrap();
+        let guild = owner
+            .post(
+                &format!("{b_origin}/api/v1/guilds"),
+                json!({"name": "Strict"}),
+            )
+            .await
+            .unwrap()
+            .ok()
+            .unwrap()
+            .json()
+            .unwrap();
+        let g = guild["id"].as_str().unwrap().to_string();
+        let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
+        let invite = owner
+            .post(
+                &format!("{b_origin}/api/v1/channels/{channel}/invites"),
+                json!({}),
+            )
+            .await
+            .unwrap()
+            .ok()
+            .unwrap()
+            .json()
+            .unwrap();
+        let code = invite["code"].as_str().unwrap().to_string();
+        let mut ids = Vec::new();
+        for i in 0..BANNED {
+            let c = user(&a, &format!("troll{i}")).await;
+            c.post(&format!("{b_origin}/api/v1/invites/{code}"), json!({}))
+                .await
+                .unwrap()
+                .ok()
+                .unwrap();
+            ids.push(c.user_id(&a.origin).unwrap());
+        }
+        // Let the joins' VerifyUser calls through, then take A away and ban everyone:
+        // the PropagateBan calls wait in B's outbox.
+        let verified = eventually(Duration::from_secs(15), async || {
+            hearth_outbox_len(&data_b, &config_b) == 0
+        })
+        .await;
+        assert!(verified);
+        a.stop();
+        for id in &ids {
+            owner
+                .put(
+                    &format!("{b_origin}/api/v1/guilds/{g}/bans/{id}"),
+                    Some(json!({"reason": "spam"})),
+                )
+                .await
+                .unwrap()
+                .ok()
+                .unwrap();
+        }
+        assert_eq!(hearth_outbox_len(&data_b, &config_b), BANNED);
+        // SIGKILL B with the calls pending, restart it, and bring A back.
+        b.kill();
+        b = serve_b();
+        assert_eq!(
+            hearth_outbox_len(&data_b, &config_b),
+            BANNED,
+            "the outbox survived"
+        );
+        let a2 = TestServer::start_at(&address_a, federating(dir_a.path()), None);
+        let root = Client::new();
+        root.login_password(&a2.origin, "root", "admin-password-1")
+            .await
+            .unwrap();
+        let all_arrived = eventually(Duration::from_secs(30), async || {
+            hearth_outbox_len(&data_b, &config_b) == 0
+        })
+        .await;
+        assert!(all_arrived, "calls still waiting after A came back");
+        let notes = json_of(&root, &a2.url("/api/v1/admin/ban-notifications")).await;
+        let notes = notes.as_array().cloned().unwrap_or_default();
+        assert_eq!(
+            notes.len(),
+            BANNED,
+            "each ban recorded exactly once: {notes:?}"
+        );
+        for id in &ids {
+            assert_eq!(
+                notes.iter().filter(|n| n["user_id"] == id.as_str()).count(),
+                1
+            );
+        }
+    });
+    b.kill();
+}
+
+/// Calls waiting in a server's outbox, through `hearth outbox`.
+fn hearth_outbox_len(data: &std::path::Path, config: &std::path::Path) -> usize {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .arg("--config")
+        .arg(config)
+        .args(["outbox", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX)
+}
