@@ -234,12 +234,25 @@ fn main() {
         let start = Instant::now();
         let deadline = start + Duration::from_secs(120);
         let mut done = false;
+        let mut first_delivery: Option<Instant> = None;
         while Instant::now() < deadline {
-            if b.outbox_len() == 0 {
+            let left = b.outbox_len();
+            if left < queued && first_delivery.is_none() {
+                first_delivery = Some(Instant::now());
+            }
+            if left == 0 {
                 done = true;
                 break;
             }
-            smol::Timer::after(Duration::from_millis(20)).await;
+            smol::Timer::after(Duration::from_millis(10)).await;
+        }
+        if let Some(first) = first_delivery {
+            let window = first.elapsed().max(Duration::from_millis(10));
+            println!(
+                "outbox: once the retry was due, {queued} calls went out in {:.0} ms ({:.0} calls/s, signed, one connection each)",
+                window.as_secs_f64() * 1000.0,
+                queued as f64 / window.as_secs_f64()
+            );
         }
         let elapsed = start.elapsed();
         if done {
