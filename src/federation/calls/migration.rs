@@ -164,10 +164,7 @@ pub async fn update_homeserver(
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     let id = super::call_id(body)?;
-    let user = body["user_id"]
-        .as_str()
-        .and_then(UserId::parse)
-        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    let user = super::body_user(body)?;
     let proof = MigrationProof {
         new_homeserver: body["new_homeserver"].as_str().unwrap_or("").to_string(),
         timestamp: body["migration_timestamp"].as_u64().unwrap_or(0),
@@ -197,12 +194,7 @@ pub async fn update_homeserver(
                 return Ok((409, json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
             }
             // Stop acting as home: no more sign-ins or tokens here for this user.
-            for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
-                for hash in &device.refresh_hashes {
-                    tx.delete(REFRESH_TOKEN, hash)?;
-                }
-            }
-            tx.delete_prefix(USER_DEVICE, &user.0)?;
+            super::users::sign_out_all_devices(tx, user)?;
             if account.homeserver.is_empty() && !account.username.is_empty() {
                 tx.delete(USERNAME_USER, account.username.as_bytes())?;
             }

@@ -89,6 +89,14 @@ pub async fn handle(
     }
 }
 
+/// The `user_id` of a call body.
+pub fn body_user(body: &Value) -> Result<crate::model::UserId, FederationError> {
+    body["user_id"]
+        .as_str()
+        .and_then(crate::model::UserId::parse)
+        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))
+}
+
 /// The call id a sender put in the body.
 pub fn call_id(body: &Value) -> Result<u64, FederationError> {
     body["id"]

@@ -371,10 +371,7 @@ pub async fn push_notification(
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     let call_id = super::call_id(body)?;
-    let user = body["user_id"]
-        .as_str()
-        .and_then(UserId::parse)
-        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    let user = super::body_user(body)?;
     let notice = Notice {
         host: from.to_string(),
         user,

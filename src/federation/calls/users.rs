@@ -184,6 +184,18 @@ pub fn verify_user_answered(
     Ok(())
 }
 
+/// Removes every device of a user here with its refresh tokens (access tokens stop
+/// working at once: each request checks its device).
+pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
+    for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
+        for hash in &device.refresh_hashes {
+            tx.delete(REFRESH_TOKEN, hash)?;
+        }
+    }
+    tx.delete_prefix(USER_DEVICE, &user.0)?;
+    Ok(())
+}
+
 /// Deletes a user's account here with every membership and device (their messages stay,
 /// attributed to the id), and what federation kept about them (directory entry, profile
 /// freshness, the peers that kept a shadow).
@@ -200,12 +212,7 @@ pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
         }
     }
     tx.delete_prefix(USER_GUILD, &user.0)?;
-    for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
-        for hash in &device.refresh_hashes {
-            tx.delete(REFRESH_TOKEN, hash)?;
-        }
-    }
-    tx.delete_prefix(USER_DEVICE, &user.0)?;
+    sign_out_all_devices(tx, user)?;
     if let Some(u) = tx.get(USER, &user.0)? {
         if !u.username.is_empty() && u.homeserver.is_empty() {
             tx.delete(USERNAME_USER, u.username.as_bytes())?;
@@ -308,10 +315,7 @@ pub async fn verify_user(
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
-    let user = body["user_id"]
-        .as_str()
-        .and_then(UserId::parse)
-        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    let user = super::body_user(body)?;
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
     let version = app.services.next_id();
@@ -454,10 +458,7 @@ pub async fn user_deleted(
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     let id = super::call_id(body)?;
-    let user = body["user_id"]
-        .as_str()
-        .and_then(UserId::parse)
-        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))?;
+    let user = super::body_user(body)?;
     let from = from.to_string();
     let (status, answer) = app
         .services
