@@ -48,10 +48,14 @@ pub enum PeerPolicy {
 pub struct FederationConfig {
     /// `allowlist` (default) or `open`.
     pub policy: PeerPolicy,
-    /// Let outgoing calls (federation, push) reach loopback addresses. Off by default: a
-    /// peer or push URL must never point the server at itself. Tests and single-machine
-    /// development turn it on.
+    /// Let outgoing calls (federation, push) reach this box itself: loopback and its own
+    /// addresses. Off by default: a peer or push URL must never point the server at its
+    /// own services. Tests and single-machine development turn it on.
     pub allow_loopback: bool,
+    /// URL prefixes of push distributors running on this box (e.g. ntfy at
+    /// `http://hearth.local:2586/`) that deliveries may reach despite the rule above.
+    /// Default none.
+    pub local_push_distributors: Vec<String>,
     /// How far a signed call's time may differ from ours, seconds. Default 60.
     pub signature_window_secs: u64,
     /// Most server-call ids remembered for replay protection. Default 100,000.
@@ -82,6 +86,7 @@ impl Default for FederationConfig {
         FederationConfig {
             policy: PeerPolicy::Allowlist,
             allow_loopback: false,
+            local_push_distributors: Vec::new(),
             signature_window_secs: 60,
             replay_capacity: 100_000,
             max_retry_secs: 600,

@@ -860,3 +860,32 @@ fn a_ban_on_b_reaches_as_administrators_once() {
         assert_eq!(denied.error_code().as_deref(), Some("forbidden"));
     });
 }
+
+#[test]
+fn a_distributor_the_administrator_named_on_the_box_is_reached() {
+    // ntfy running on the Pi itself: named in `local_push_distributors`, it is reached
+    // although the box is otherwise off limits; other URLs on the box still are not.
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = federating(dir.path());
+    config.federation.allow_loopback = false;
+    config.federation.local_push_distributors = vec![sink.url("/up/")];
+    let a = TestServer::start_config(config, Some(dir));
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+        set_distributors(&alice, &a, &[sink.url("/up/alice"), sink.url("/elsewhere")]).await;
+        let dave = user(&a, "dave").await;
+        let on_a = guild_on(&dave, &a, "Kitchen").await;
+        ok_json(
+            alice
+                .post(&a.url(&format!("/api/v1/invites/{}", on_a.code)), json!({}))
+                .await,
+        )
+        .await;
+        post(&dave, &a, &on_a.channel, &format!("<@{alice_id}> dinner")).await;
+        settles_at(&sink, "/up/alice", 1).await;
+        smol::Timer::after(Duration::from_millis(500)).await;
+        assert_eq!(sink.total(), 1, "only the named distributor may be reached");
+    });
+}

@@ -29,7 +29,9 @@ pub enum OutboundError {
     },
 }
 
-/// Whether `ip` may be the target of an outgoing request.
+/// Whether `ip` may be the target of an outgoing request. `allow_loopback` lets a
+/// request reach this box itself (loopback and its own addresses): for development, and
+/// for services on the box the administrator named (a local push distributor).
 pub fn allowed(ip: IpAddr, allow_loopback: bool, own: &[IpAddr]) -> bool {
     let ip = match ip {
         IpAddr::V6(v6) => v6
@@ -38,10 +40,10 @@ pub fn allowed(ip: IpAddr, allow_loopback: bool, own: &[IpAddr]) -> bool {
             .unwrap_or(IpAddr::V6(v6)),
         v4 => v4,
     };
-    if ip.is_loopback() {
+    if ip.is_loopback() || own.contains(&ip) {
         return allow_loopback;
     }
-    if ip.is_unspecified() || ip.is_multicast() || own.contains(&ip) {
+    if ip.is_unspecified() || ip.is_multicast() {
         return false;
     }
     match ip {
@@ -161,6 +163,23 @@ pub async fn send(
         .await
 }
 
+/// Whether `url` lies under one of the administrator's `prefixes` (same scheme, host
+/// and port; path below the prefix's path).
+pub fn under_prefix(url: &str, prefixes: &[String]) -> bool {
+    let Ok(url) = url::Url::parse(url) else {
+        return false;
+    };
+    prefixes.iter().any(|prefix| {
+        let Ok(prefix) = url::Url::parse(prefix) else {
+            return false;
+        };
+        url.scheme() == prefix.scheme()
+            && url.host_str() == prefix.host_str()
+            && url.port_or_known_default() == prefix.port_or_known_default()
+            && url.path().starts_with(prefix.path())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +216,21 @@ mod tests {
             assert!(allowed(ip(good), false, &own), "{good} must be allowed");
         }
         assert!(allowed(ip("127.0.0.1"), true, &own));
+        assert!(allowed(ip("192.168.1.10"), true, &own));
         assert!(!allowed(ip("169.254.1.1"), true, &own));
+    }
+
+    #[test]
+    fn prefixes_match_on_origin_and_path() {
+        let prefixes = vec!["http://hearth.local:2586/".to_string()];
+        assert!(under_prefix(
+            "http://hearth.local:2586/upAbc?up=1",
+            &prefixes
+        ));
+        assert!(!under_prefix("http://hearth.local:25860/upAbc", &prefixes));
+        assert!(!under_prefix("http://hearth.local/upAbc", &prefixes));
+        assert!(!under_prefix("https://hearth.local:2586/upAbc", &prefixes));
+        assert!(!under_prefix("http://hearth.local.evil:2586/", &prefixes));
     }
 
     #[test]

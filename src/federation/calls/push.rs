@@ -749,10 +749,13 @@ pub async fn post_to_distributor(
 /// Sends a `push_delivery` outbox item.
 pub async fn deliver(app: &App, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
     let config = &app.services.config.federation;
+    // A distributor the administrator named as running on this box may be reached.
+    let allow_box = config.allow_loopback
+        || outbound::under_prefix(&item.target, &config.local_push_distributors);
     post_to_distributor(
         &item.target,
         item.body.clone().into_bytes(),
-        config.allow_loopback,
+        allow_box,
         Duration::from_secs(config.request_timeout_secs),
     )
     .await
