@@ -23,6 +23,8 @@
 //! - [`admin`]: the local Unix-socket admin channel used by the CLI.
 //! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing)
 //!   used by the CLI, the tests and the benches.
+//! - [`voice`]: the pure voice-mixing core — jitter buffers, talking detection, mix-minus
+//!   with a limiter, and tone generation/detection for tests; no I/O or codec.
 //!
 //! `src/main.rs` is the thin CLI.
 
@@ -37,3 +39,4 @@ pub mod http;
 pub mod model;
 pub mod service;
 pub mod storage;
+pub mod voice;
