@@ -4,13 +4,7 @@ mod common;
 use common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant};
-
-fn federating(dir: &std::path::Path) -> hearth::config::Config {
-    let mut config = test_config(dir.join("data"));
-    config.federation.allow_loopback = true;
-    config
-}
+use std::time::Duration;
 
 fn start_federating() -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -36,18 +30,6 @@ async fn json_of(client: &Client, url: &str) -> Value {
         .expect("2xx")
         .json()
         .expect("json")
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        smol::Timer::after(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 struct GuildOnB {

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 // ---- the sink ----
 
@@ -169,12 +169,6 @@ fn serve_one(mut stream: TcpStream, received: &Received, identity: Option<&Value
 
 // ---- servers ----
 
-fn federating(dir: &std::path::Path) -> Config {
-    let mut config = test_config(dir.join("data"));
-    config.federation.allow_loopback = true;
-    config
-}
-
 /// A federating server on a data directory that stays put across restarts, and its key.
 struct Node {
     dir: tempfile::TempDir,
@@ -283,18 +277,6 @@ async fn ok_json(response: Result<Response, hearth::client::ClientError>) -> Val
         .unwrap_or_else(|e| panic!("{status}: {text}: {e:?}"))
         .json()
         .unwrap_or(Value::Null)
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        smol::Timer::after(Duration::from_millis(50)).await;
-    }
-    false
 }
 
 struct Guild {

@@ -10,12 +10,6 @@ use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "password-of-some-length";
 
-fn federating(dir: &std::path::Path) -> hearth::config::Config {
-    let mut config = test_config(dir.join("data"));
-    config.federation.allow_loopback = true;
-    config
-}
-
 fn start_federating_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> TestServer {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = federating(dir.path());
@@ -56,18 +50,6 @@ async fn json_of(client: &Client, url: &str) -> Value {
         String::from_utf8_lossy(&answer.body)
     );
     answer.json().expect("json")
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check().await {
-            return true;
-        }
-        smol::Timer::after(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 struct Guild {

@@ -336,3 +336,23 @@ pub async fn channel_history(
     assert_eq!(down, up, "paging with before and with after disagree");
     newest_first
 }
+
+/// A test configuration whose outgoing calls may reach loopback (where the test's other
+/// servers are).
+pub fn federating(dir: &std::path::Path) -> Config {
+    let mut config = test_config(dir.join("data"));
+    config.federation.allow_loopback = true;
+    config
+}
+
+/// Polls `check` every 50 ms until it holds or `limit` passes.
+pub async fn eventually(limit: std::time::Duration, mut check: impl AsyncFnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return true;
+        }
+        smol::Timer::after(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}
