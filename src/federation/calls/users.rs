@@ -401,6 +401,30 @@ fn check_home(tx: &Tx, user: UserId, from: &str) -> Result<Option<(u16, Value)>,
     Ok(None)
 }
 
+/// Records a profile the user's home `from` announced (call `id`) in the directory.
+fn record_announced(
+    tx: &Tx,
+    user: UserId,
+    from: &str,
+    id: u64,
+    profile: &Value,
+    cap: usize,
+) -> Result<bool, StoreError> {
+    let (username, profile) = profile_from_json(profile);
+    directory::record(
+        tx,
+        &RemoteUser {
+            id: user,
+            home: from.to_string(),
+            username,
+            profile,
+            version: id,
+            updated_at: now(),
+        },
+        cap,
+    )
+}
+
 /// `user_created` from the user's home: recorded in the directory.
 pub async fn user_created(
     app: &App,
@@ -433,19 +457,7 @@ pub async fn user_created(
                 // The home made the account again after deleting it.
                 tx.delete(USER_TOMBSTONE, &tombstone_key(user, &from))?;
             }
-            let (username, profile) = profile_from_json(&profile);
-            let recorded = directory::record(
-                tx,
-                &RemoteUser {
-                    id: user,
-                    home: from.clone(),
-                    username,
-                    profile,
-                    version: id,
-                    updated_at: now(),
-                },
-                cap,
-            )?;
+            let recorded = record_announced(tx, user, &from, id, &profile, cap)?;
             Ok((200, json!({ "recorded": recorded })))
         })
         .await
@@ -512,19 +524,7 @@ pub async fn profile_updated(
                 applied = apply_home_profile(tx, &mut shadow, &from, id, &profile)?;
             }
             if tx.contains(DIRECTORY, &user.0)? {
-                let (username, fresh) = profile_from_json(&profile);
-                directory::record(
-                    tx,
-                    &RemoteUser {
-                        id: user,
-                        home: from.clone(),
-                        username,
-                        profile: fresh,
-                        version: id,
-                        updated_at: now(),
-                    },
-                    cap,
-                )?;
+                record_announced(tx, user, &from, id, &profile, cap)?;
             }
             Ok((200, json!({ "applied": applied })))
         })
