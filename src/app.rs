@@ -40,6 +40,8 @@ pub struct App {
     pub scheme: &'static str,
     /// The realtime gateway.
     pub gateway: Arc<crate::gateway::Gateway>,
+    /// Voice rooms.
+    pub voice: crate::voice::Voice,
     /// Federation state (replay guard, outbox wake-ups).
     pub federation: crate::federation::Federation,
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
@@ -141,7 +143,9 @@ impl App {
         let gateway = Arc::new(crate::gateway::Gateway::new(config.gateway.clone()));
         crate::gateway::connect_store(&gateway, &store);
         let federation = crate::federation::Federation::new(&config.federation);
+        let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone());
         Ok(App {
+            voice,
             federation,
             gateway,
             executor: Arc::new(smol::Executor::new()),

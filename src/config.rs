@@ -30,6 +30,52 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// Federation settings.
     pub federation: FederationConfig,
+    /// Voice rooms and the mixer.
+    pub voice: VoiceConfig,
+}
+
+/// Voice rooms and the mixer. The defaults suit a Raspberry Pi 4.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VoiceConfig {
+    /// Participants per voice room, at most. Default 100.
+    pub max_participants: usize,
+    /// Bitrate of the mixed stream each listener receives, bits/s (6,000..=128,000).
+    /// Default 32,000: clear wideband speech at 4 kB/s per listener.
+    pub bitrate: u32,
+    /// Opus encoder complexity, 0 (cheapest) ..= 10 (best). Default 5: about 180 µs per
+    /// frame on one x86 core here, a quarter of what 10 costs on a Pi for little audible loss.
+    pub complexity: u8,
+    /// Opus in-band forward error correction in the mixed stream, so a listener can
+    /// recover a lost packet from the next one. Default on.
+    pub fec: bool,
+    /// Expected packet loss, percent (0..=50), which tunes how much FEC the encoder adds.
+    /// Default 5.
+    pub expected_loss_percent: u8,
+    /// Largest Opus packet a client may send, bytes (excluding the 6-byte frame header).
+    /// Default 1,275 (the largest single Opus frame).
+    pub max_packet_bytes: usize,
+    /// Longest playout delay the per-talker jitter buffer adapts to, in 20 ms frames
+    /// (1..=50). Default 6 (120 ms).
+    pub max_jitter_frames: u32,
+    /// Frames queued to one listener before further frames to it are dropped (a listener
+    /// that cannot keep up loses audio, never slows the room). Default 25 (500 ms).
+    pub queue_frames: usize,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        VoiceConfig {
+            max_participants: 100,
+            bitrate: 32_000,
+            complexity: 5,
+            fec: true,
+            expected_loss_percent: 5,
+            max_packet_bytes: 1275,
+            max_jitter_frames: 6,
+            queue_frames: 25,
+        }
+    }
 }
 
 /// Which servers may federate with this one.
@@ -238,6 +284,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             gateway: GatewayConfig::default(),
             federation: FederationConfig::default(),
+            voice: VoiceConfig::default(),
         }
     }
 }

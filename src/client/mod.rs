@@ -14,8 +14,10 @@
 
 mod events;
 mod transport;
+mod voice;
 
 pub use events::{EventStream, GatewayMessage};
+pub use voice::{VoiceConnection, VoiceEvent, VoicePlayer};
 
 use crate::auth::dpop::make_proof;
 use crate::auth::jose::SigningKey;

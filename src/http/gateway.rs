@@ -45,6 +45,39 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
 /// and is then closed with code 4001 and a reason, since browsers cannot read the status
 /// of a refused handshake.
 pub async fn upgrade(req: Req) -> ApiResult {
+    let app = req.state().clone();
+    let ticket = query_ticket(&req).and_then(|t| app.gateway.redeem_ticket(&t, now()));
+    let max = app.gateway.config.max_frame_bytes;
+    accept_websocket(&req, max, 1024, move |ws| {
+        crate::gateway::session::run(app, ws, ticket)
+    })
+    .await
+}
+
+/// The `ticket` query parameter.
+pub(super) fn query_ticket(req: &Req) -> Option<String> {
+    req.url()
+        .query_pairs()
+        .find(|(k, _)| k == "ticket")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// The upgraded connection a websocket runs over.
+pub(super) type Upgraded = tide::http::upgrade::Connection;
+
+/// Answers a websocket handshake (101) and runs `session` over the socket once the
+/// connection is handed over, on the app's executor. `max_message` bounds each frame and
+/// message the peer sends.
+pub(super) async fn accept_websocket<F, Fut>(
+    req: &Req,
+    max_message: usize,
+    read_buffer: usize,
+    session: F,
+) -> ApiResult
+where
+    F: FnOnce(async_tungstenite::WebSocketStream<Upgraded>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let header = |name: &str| req.header(name).map(|v| v.as_str().to_string());
     let wants_websocket = header("Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
         && header("Connection").is_some_and(|c| {
@@ -65,24 +98,18 @@ pub async fn upgrade(req: Req) -> ApiResult {
                 .with_header("Sec-WebSocket-Version", "13".into()),
         );
     }
-    let app = req.state().clone();
-    let ticket = req
-        .url()
-        .query_pairs()
-        .find(|(k, _)| k == "ticket")
-        .and_then(|(_, v)| app.gateway.redeem_ticket(&v, now()));
     let mut response = tide::http::Response::new(tide::StatusCode::SwitchingProtocols);
     response.insert_header("Upgrade", "websocket");
     response.insert_header("Connection", "Upgrade");
     response.insert_header("Sec-WebSocket-Accept", derive_accept_key(key.as_bytes()));
     let upgraded = response.recv_upgrade().await;
     let config = WebSocketConfig::default()
-        .read_buffer_size(1024)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(0)
-        .max_message_size(Some(app.gateway.config.max_frame_bytes))
-        .max_frame_size(Some(app.gateway.config.max_frame_bytes));
-    let executor = app.executor.clone();
-    executor
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message));
+    req.state()
+        .executor
         .spawn(async move {
             if let Some(connection) = upgraded.await {
                 let ws = async_tungstenite::WebSocketStream::from_raw_socket(
@@ -91,7 +118,7 @@ pub async fn upgrade(req: Req) -> ApiResult {
                     Some(config),
                 )
                 .await;
-                crate::gateway::session::run(app, ws, ticket).await;
+                session(ws).await;
             }
         })
         .detach();

@@ -7,6 +7,7 @@ mod federation;
 pub use federation::peer_view;
 mod gateway;
 mod routes;
+mod voice;
 
 use crate::app::App;
 use error::ApiError;
@@ -92,8 +93,11 @@ pub async fn serve(
     // Close websockets cleanly (each gets a close frame with its resume point) before
     // the executor stops.
     app.gateway.hub.shutdown();
+    app.voice.shutdown();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while app.gateway.sessions_running() > 0 && std::time::Instant::now() < deadline {
+    while (app.gateway.sessions_running() > 0 || app.voice.sessions_running() > 0)
+        && std::time::Instant::now() < deadline
+    {
         smol::Timer::after(std::time::Duration::from_millis(10)).await;
     }
     drop(stop);

@@ -46,7 +46,7 @@ where
     }
 }
 
-fn id_param(req: &Req, name: &str) -> Result<Id, ApiError> {
+pub(super) fn id_param(req: &Req, name: &str) -> Result<Id, ApiError> {
     req.param(name).ok().and_then(Id::parse).ok_or_else(|| {
         ApiError::new(
             404,
@@ -56,7 +56,7 @@ fn id_param(req: &Req, name: &str) -> Result<Id, ApiError> {
     })
 }
 
-fn user_param(req: &Req, name: &str, me: &Principal) -> Result<UserId, ApiError> {
+pub(super) fn user_param(req: &Req, name: &str, me: &Principal) -> Result<UserId, ApiError> {
     let raw = req.param(name).unwrap_or("");
     if raw == "@me" {
         return Ok(me.user);
@@ -105,6 +105,17 @@ pub fn install(server: &mut Server) {
     server
         .at("/api/v1/gateway")
         .get(open(super::gateway::upgrade));
+    server
+        .at("/api/v1/channels/:channel_id/voice")
+        .post(authed(super::voice::ticket))
+        .get(authed(super::voice::participants));
+    server.at("/api/v1/voice").get(open(super::voice::upgrade));
+    server
+        .at("/api/v1/guilds/:guild_id/voice")
+        .get(authed(super::voice::guild_states));
+    server
+        .at("/api/v1/guilds/:guild_id/voice/:user_id")
+        .patch(authed(super::voice::moderate));
     server
         .at("/api/v1/channels/:channel_id/typing")
         .post(authed(typing));

@@ -8,6 +8,7 @@ pub mod files;
 pub mod guilds;
 pub mod messages;
 pub mod visibility;
+pub mod voice;
 
 use crate::auth::server_key::ServerKey;
 use crate::config::Config;

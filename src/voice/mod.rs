@@ -54,3 +54,20 @@ pub const FRAME_SAMPLES: usize = 960;
 pub const FRAME_MICROS: u64 = 20_000;
 /// One decoded 20 ms frame.
 pub type PcmFrame = [i16; FRAME_SAMPLES];
+
+pub mod registry;
+pub mod room;
+pub mod wire;
+
+pub use registry::{Voice, VoiceState, VoiceTicket};
+pub use room::{MixMode, RoomCore, VoiceFlags};
+
+/// Microseconds on a process-wide monotonic clock: packet arrival times for the jitter
+/// buffers.
+pub fn now_micros() -> u64 {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    EPOCH
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_micros() as u64
+}
