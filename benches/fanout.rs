@@ -54,7 +54,7 @@ fn start_server() -> Server {
     std::fs::File::create(&config)
         .and_then(|mut f| {
             f.write_all(
-                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n[gateway]\nmax_connections_per_user = 2000\n",
+                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n[gateway]\nmax_connections_per_user = 2000\n[tls]\nenabled = false\n[discovery]\nenabled = false\n",
             )
         })
         .expect("config");

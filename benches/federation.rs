@@ -37,7 +37,7 @@ fn write_config(dir: &Path) -> PathBuf {
     std::fs::File::create(&path)
         .and_then(|mut f| {
             f.write_all(
-                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 100000\nlogin_attempts_per_address = 1000000\n[federation]\nallow_loopback = true\n",
+                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 100000\nlogin_attempts_per_address = 1000000\n[federation]\nallow_loopback = true\n[tls]\nenabled = false\n[discovery]\nenabled = false\n",
             )
         })
         .expect("config");

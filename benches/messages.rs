@@ -104,7 +104,11 @@ fn main() {
         "# hearth bench: default argon2, generous login limits\n\
          [auth]\n\
          login_failures_per_account = 1000\n\
-         login_attempts_per_address = 100000\n",
+         login_attempts_per_address = 100000\n\
+         [tls]\n\
+         enabled = false\n\
+         [discovery]\n\
+         enabled = false\n",
     )
     .expect("write config");
 

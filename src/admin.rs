@@ -54,6 +54,15 @@ pub enum Command {
     },
     /// List peers.
     ListPeers,
+    /// List the Hearth servers heard on the LAN (mDNS), with fingerprints and conflicts.
+    ListDiscovered,
+    /// Pin the key a discovered server announced, once its fingerprint is confirmed.
+    AddDiscoveredPeer {
+        /// Its origin, as listed by `ListDiscovered`.
+        origin: String,
+        /// Its key fingerprint, as its administrator reads it out.
+        fingerprint: String,
+    },
     /// List server-to-server calls waiting in the outbox.
     ListOutbox,
     /// Write a consistent copy of the database.
@@ -136,6 +145,18 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                     })
                     .collect::<Vec<_>>(),
             ))
+        }
+        Command::ListDiscovered => crate::discovery::listing(app).map_err(|e| e.to_string()),
+        Command::AddDiscoveredPeer {
+            origin,
+            fingerprint,
+        } => {
+            let (peer, tls) = crate::discovery::add_discovered_peer(app, &origin, &fingerprint)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut view = crate::http::peer_view(&peer);
+            view["tls_fingerprint"] = Value::from(tls);
+            Ok(view)
         }
         Command::ListPeers => {
             let peers = crate::federation::list_peers(app).map_err(|e| e.to_string())?;

@@ -24,6 +24,9 @@ pub enum StartError {
     /// Something stored is unusable.
     #[error("{0}")]
     Invalid(String),
+    /// The TLS certificate or key is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// One running server's state, shared by every connection.
@@ -38,6 +41,8 @@ pub struct App {
     pub login_limiter: LoginLimiter,
     /// `http` or `https`, as the listener serves it.
     pub scheme: &'static str,
+    /// SHA-256 of the TLS certificate (lowercase hex), when serving HTTPS.
+    pub tls_fingerprint: std::sync::OnceLock<String>,
     /// The realtime gateway.
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Voice rooms.
@@ -46,6 +51,8 @@ pub struct App {
     pub federation: crate::federation::Federation,
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
     pub executor: Arc<smol::Executor<'static>>,
+    /// Hearth servers heard on the LAN (mDNS), filled while [`run_with`] runs.
+    pub discovered: Arc<crate::discovery::Discovered>,
 }
 
 fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], StartError> {
@@ -100,7 +107,8 @@ pub fn admin_socket_path(config: &Config) -> std::path::PathBuf {
     let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
     let uid = std::fs::metadata(&config.data_dir)
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
-        .unwrap_or(0);
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        .unwrap_or_else(|_| unsafe { libc::geteuid() });
     std::env::temp_dir()
         .join(format!("hearth-{uid}"))
         .join(format!("{name}.sock"))
@@ -142,9 +150,15 @@ impl App {
         let highest = highest_id(&store)?;
         let gateway = Arc::new(crate::gateway::Gateway::new(config.gateway.clone()));
         crate::gateway::connect_store(&gateway, &store);
-        let federation = crate::federation::Federation::new(&config.federation);
+        let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
         let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone());
+        let discovered = Arc::new(crate::discovery::Discovered::new(
+            server_key.public_bytes(),
+            &origin,
+            &config.name,
+        ));
         Ok(App {
+            discovered,
             voice,
             federation,
             gateway,
@@ -162,6 +176,7 @@ impl App {
             token_cache,
             login_limiter: LoginLimiter::default(),
             scheme,
+            tls_fingerprint: std::sync::OnceLock::new(),
         })
     }
 }
@@ -198,7 +213,16 @@ fn highest_id(store: &Store) -> Result<u64, StoreError> {
 pub fn origin_for(config: &Config, local: std::net::SocketAddr) -> String {
     match &config.public_url {
         Some(url) => url.trim_end_matches('/').to_string(),
-        None => format!("http://{local}"),
+        None => format!("{}://{local}", scheme_of(config)),
+    }
+}
+
+/// `https` unless TLS is turned off.
+pub fn scheme_of(config: &Config) -> &'static str {
+    if config.tls.enabled {
+        "https"
+    } else {
+        "http"
     }
 }
 
@@ -222,15 +246,39 @@ pub async fn run_with(
 ) -> Result<(), StartError> {
     let local = listener.local_addr()?;
     let origin = origin_for(&config, local);
+    // The directory exists before its admin socket path is worked out, so the server and
+    // the CLI derive the same path (it depends on the directory's owner and real path).
+    std::fs::create_dir_all(&config.data_dir)?;
     let admin_path = admin_socket_path(&config);
-    let app = Arc::new(App::open(config, origin, "http")?);
+    let tls = if config.tls.enabled {
+        let tls = crate::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
+        eprintln!(
+            "hearth: TLS certificate {} SHA-256 fingerprint {}",
+            tls.source.display(),
+            crate::tls::display_fingerprint(&tls.fingerprint)
+        );
+        Some(tls)
+    } else {
+        None
+    };
+    let scheme = scheme_of(&config);
+    let app = Arc::new(App::open(config, origin, scheme)?);
+    if let Some(tls) = &tls {
+        let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
+    }
     let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
     ready(&app.services.origin);
+    // LAN discovery starts once requests are served; it never holds up or fails the start.
+    let discovery = crate::discovery::start(&app, local);
     let (stop_outbox, outbox_stopped) = async_channel::bounded::<()>(1);
     let outbox = app
         .executor
         .spawn(crate::federation::outbox::run(app.clone(), outbox_stopped));
-    crate::http::serve(listener, app.clone(), shutdown).await;
+    crate::http::serve(listener, app.clone(), tls.map(|t| t.acceptor), shutdown).await;
+    // Withdraw the announcement (mDNS goodbye) before anything else stops.
+    if let Some(discovery) = discovery {
+        discovery.stop().await;
+    }
     // The executor's threads have stopped: run the outbox worker here until it sees the
     // stop and lets go of the app.
     drop(stop_outbox);

@@ -32,6 +32,54 @@ pub struct Config {
     pub federation: FederationConfig,
     /// Voice rooms and the mixer.
     pub voice: VoiceConfig,
+    /// HTTPS.
+    pub tls: TlsConfig,
+    /// LAN discovery (mDNS / DNS-SD).
+    pub discovery: DiscoveryConfig,
+}
+
+/// LAN discovery: the server announces itself as `_hearth._tcp.local.` over multicast DNS
+/// and lists the other Hearth servers it hears, for administrators to peer with.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiscoveryConfig {
+    /// Announce this server and browse for others on the LAN. Default true. Nothing is
+    /// sent while the server listens on loopback only (nobody on the LAN could reach it).
+    pub enabled: bool,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig { enabled: true }
+    }
+}
+
+/// HTTPS settings. TLS is on unless turned off; with no certificate configured the server
+/// makes a self-signed one at first start and clients pin its fingerprint.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Serve HTTPS. Default true; `false` serves plain HTTP (development on localhost).
+    pub enabled: bool,
+    /// The owner's own certificate chain (PEM), with `key_file`. Default: a self-signed
+    /// certificate in `DATA_DIR/tls/`, made at first start.
+    pub cert_file: Option<PathBuf>,
+    /// The private key (PEM) of `cert_file`.
+    pub key_file: Option<PathBuf>,
+    /// DNS names of the self-signed certificate (`localhost` and `HOSTNAME.local` are
+    /// added). Default `["hearth.local"]`.
+    pub names: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: true,
+            cert_file: None,
+            key_file: None,
+            names: vec!["hearth.local".into()],
+        }
+    }
 }
 
 /// Voice rooms and the mixer. The defaults suit a Raspberry Pi 4.
@@ -285,6 +333,8 @@ impl Default for Config {
             gateway: GatewayConfig::default(),
             federation: FederationConfig::default(),
             voice: VoiceConfig::default(),
+            tls: TlsConfig::default(),
+            discovery: DiscoveryConfig::default(),
         }
     }
 }

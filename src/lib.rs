@@ -19,6 +19,8 @@
 //!   per-connection queues, sessions with resume from the event log, typing and presence.
 //! - [`federation`]: pinned peers, signed server-to-server calls, the durable outbox, the
 //!   SSRF guard for every outgoing request, and the inbound calls (VerifyUser, …).
+//! - [`discovery`]: LAN discovery over mDNS — announces `_hearth._tcp.local.` with the
+//!   server key, and lists the servers heard (conflicting claims marked) for peering.
 //! - [`http`]: the accept loop (smol + async-h1), routes, error mapping, DPoP middleware.
 //! - [`admin`]: the local Unix-socket admin channel used by the CLI.
 //! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing)
@@ -33,10 +35,12 @@ pub mod app;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod model;
 pub mod service;
 pub mod storage;
+pub mod tls;
 pub mod voice;

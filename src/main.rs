@@ -9,6 +9,8 @@ use hearth::config::Config;
 use hearth::model::Id;
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -275,7 +277,8 @@ fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Va
         .parse()
         .with_context(|| format!("listen address {} is not host:port", config.listen))?;
     let origin = app::origin_for(config, listen);
-    let app = App::open(config.clone(), origin, "http").context("opening the data directory")?;
+    let app = App::open(config.clone(), origin, app::scheme_of(config))
+        .context("opening the data directory")?;
     smol::block_on(admin::execute(&app, command)).map_err(|e| anyhow!(e))
 }
 
@@ -283,13 +286,18 @@ fn serve(config: Config) -> anyhow::Result<()> {
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen.as_str()))
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
+    let scheme = app::scheme_of(&config);
     let (stop, stopped) = async_channel::bounded::<()>(1);
+    let stopping = Arc::new(AtomicBool::new(false));
     let mut signals = signal_hook::iterator::Signals::new([
         signal_hook::consts::SIGINT,
         signal_hook::consts::SIGTERM,
     ])?;
+    let stopping_flag = stopping.clone();
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
+            stopping_flag.store(true, Ordering::SeqCst);
+            service_manager::stopping();
             let _ = stop.try_send(());
         }
     });
@@ -302,11 +310,124 @@ fn serve(config: Config) -> anyhow::Result<()> {
         },
         |origin| {
             eprintln!(
-                "hearth: listening on http://{local} as {origin} (data in {})",
+                "hearth: listening on {scheme}://{local} as {origin} (data in {})",
                 data_dir.display()
-            )
+            );
+            service_manager::ready(origin, local, scheme, stopping);
         },
     ))?;
     eprintln!("hearth: stopped");
     Ok(())
+}
+
+/// Talking to systemd when it runs `hearth serve` as a `Type=notify` service
+/// (`systemd/hearth.service`): readiness, stopping, and watchdog pings that stop when the
+/// server stops answering. Everything here is inert unless systemd set `NOTIFY_SOCKET`.
+mod service_manager {
+    use sd_notify::NotifyState;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn active() -> bool {
+        std::env::var_os("NOTIFY_SOCKET").is_some()
+    }
+
+    fn notify(states: &[NotifyState]) {
+        if let Err(e) = sd_notify::notify(states) {
+            eprintln!("hearth: cannot notify systemd: {e}");
+        }
+    }
+
+    /// The server is open and its listener bound: sends `READY=1` with a status naming the
+    /// origin and, when systemd watches us (`WatchdogSec=`), starts the health checker.
+    pub fn ready(origin: &str, local: SocketAddr, scheme: &str, stopping: Arc<AtomicBool>) {
+        if !active() || stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let status = format!("serving {origin} (listening on {local})");
+        notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+        let Some(timeout) = sd_notify::watchdog_enabled() else {
+            return;
+        };
+        let url = format!("{scheme}://{}/.well-known/hearth", probe_address(local));
+        let started = std::thread::Builder::new()
+            .name("hearth-watchdog".into())
+            .spawn(move || watchdog(&url, timeout, &stopping));
+        if let Err(e) = started {
+            // No pings means systemd restarts us: better than running unwatched.
+            eprintln!("hearth: cannot start the watchdog thread: {e}");
+        }
+    }
+
+    /// Shutdown has begun (a signal arrived).
+    pub fn stopping() {
+        if active() {
+            notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+        }
+    }
+
+    /// Where this box reaches its own listener: loopback for a wildcard bind.
+    fn probe_address(local: SocketAddr) -> SocketAddr {
+        let ip = match local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        SocketAddr::new(ip, local.port())
+    }
+
+    /// Pings `WATCHDOG=1` every half `timeout`, each time only after the server answered
+    /// `GET /.well-known/hearth` on a fresh connection within a quarter of `timeout`: the
+    /// accept loop, the TLS handshake, the connection executor and the router all had to
+    /// work. A wedged server thus misses pings and systemd restarts it; a probe that is
+    /// merely slow still leaves successive pings at most ¾ `timeout` apart.
+    fn watchdog(url: &str, timeout: Duration, stopping: &AtomicBool) {
+        let period = timeout / 2;
+        let limit = timeout / 4;
+        let mut next = Instant::now();
+        loop {
+            if stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            match smol::block_on(check(url, limit)) {
+                Ok(()) if !stopping.load(Ordering::SeqCst) => notify(&[NotifyState::Watchdog]),
+                Ok(()) => return,
+                Err(e) => {
+                    eprintln!(
+                        "hearth: health check of {url} failed ({e}); not pinging the watchdog"
+                    )
+                }
+            }
+            next += period;
+            let now = Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            } else {
+                next = now;
+            }
+        }
+    }
+
+    async fn check(url: &str, limit: Duration) -> Result<(), String> {
+        use futures_lite::FutureExt;
+        let probe = async {
+            // A new client each time: a new connection, so the accept loop is tested too.
+            let answer = hearth::client::Client::new()
+                .send(url, "GET", None, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            match answer.status {
+                200 => Ok(()),
+                status => Err(format!("status {status}")),
+            }
+        };
+        probe
+            .or(async {
+                smol::Timer::after(limit).await;
+                Err(format!("no answer within {limit:?}"))
+            })
+            .await
+    }
 }

@@ -13,8 +13,8 @@ const FORM: &str = "application/x-www-form-urlencoded";
 struct Case {
     name: String,
     method: &'static str,
-    /// Path under `/api/v1` (or `~/` for the root) with `{g}`, `{c}`, `{m}` for the
-    /// guild, channel and first message.
+    /// Path under `/api/v1` (or `~/` for the root) with `{g}`, `{c}`, `{m}`, `{vc}` for
+    /// the guild, (text) channel, first message and voice channel.
     path: String,
     content_type: Option<&'static str>,
     body: Vec<u8>,
@@ -72,6 +72,7 @@ struct Place {
     guild: String,
     channel: String,
     message: String,
+    voice: String,
 }
 
 impl Place {
@@ -80,7 +81,8 @@ impl Place {
         let path = path
             .replace("{g}", &self.guild)
             .replace("{c}", &self.channel)
-            .replace("{m}", &self.message);
+            .replace("{m}", &self.message)
+            .replace("{vc}", &self.voice);
         match path.strip_prefix('~') {
             Some(outside) => outside.to_string(),
             None => format!("/api/v1{path}"),
@@ -172,6 +174,16 @@ async fn world(server: TestServer) -> World {
         .as_str()
         .expect("a first channel")
         .to_string();
+    let voice = ok_json(
+        &alice,
+        "POST",
+        &server.url(&format!("/api/v1/guilds/{guild_id}/channels")),
+        Some(json!({"name": "Lounge", "kind": "voice"})),
+    )
+    .await["id"]
+        .as_str()
+        .expect("a voice channel")
+        .to_string();
     let mut posted = Vec::new();
     for text in ["first", "second: ünïcödé ✓", "third\nwith a newline"] {
         let m = ok_json(
@@ -187,6 +199,7 @@ async fn world(server: TestServer) -> World {
         guild: guild_id,
         channel,
         message: posted[0].0.clone(),
+        voice,
     };
     World {
         server,
@@ -662,6 +675,231 @@ fn cases(w: &World) -> Vec<Case> {
         case("PATCH on discovery", "PATCH", "~/.well-known/hearth")
             .no_auth()
             .expect(405, "method_not_allowed"),
+        // Voice. Alice owns the guild and is not connected to voice.
+        case(
+            "voice ticket for a text channel",
+            "POST",
+            "/channels/{c}/voice",
+        )
+        .json(json!({}))
+        .expect(400, "not_voice"),
+        case("voice list of a text channel", "GET", "/channels/{c}/voice").expect(400, "not_voice"),
+        case("voice ticket, unknown channel", "POST", "/channels/1/voice")
+            .json(json!({}))
+            .expect(404, "unknown_channel"),
+        case(
+            "voice ticket, garbage channel id",
+            "POST",
+            "/channels/abc/voice",
+        )
+        .json(json!({}))
+        .expect(404, "unknown_channel"),
+        case(
+            "voice ticket, id past u64",
+            "POST",
+            "/channels/18446744073709551616/voice",
+        )
+        .json(json!({}))
+        .expect(404, "unknown_channel"),
+        case(
+            "voice list, negative channel id",
+            "GET",
+            "/channels/-1/voice",
+        )
+        .expect(404, "unknown_channel"),
+        case(
+            "voice list, largest id",
+            "GET",
+            "/channels/18446744073709551615/voice",
+        )
+        .expect(404, "unknown_channel"),
+        case("guild voice, unknown guild", "GET", "/guilds/1/voice").expect(404, "unknown_guild"),
+        case("guild voice, garbage guild id", "GET", "/guilds/g1/voice")
+            .expect(404, "unknown_guild"),
+        case(
+            "voice moderation, unknown guild",
+            "PATCH",
+            "/guilds/1/voice/@me",
+        )
+        .json(json!({"mute": true}))
+        .expect(404, "unknown_guild"),
+        case(
+            "voice moderation, garbage guild id",
+            "PATCH",
+            "/guilds/%00/voice/@me",
+        )
+        .json(json!({"mute": true}))
+        .status(404),
+        case(
+            "voice moderation, garbage user id",
+            "PATCH",
+            "/guilds/{g}/voice/not-a-user",
+        )
+        .json(json!({"mute": true}))
+        .expect(404, "unknown_user"),
+        case(
+            "voice moderation, not a member",
+            "PATCH",
+            &format!("/guilds/{{g}}/voice/{unknown_user}"),
+        )
+        .json(json!({"mute": true}))
+        .status(404),
+        case(
+            "moving someone not in voice",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": w.place.voice}))
+        .expect(404, "not_in_voice"),
+        case(
+            "disconnecting someone not in voice",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": null}))
+        .expect(404, "not_in_voice"),
+        case(
+            "voice moderation, no fields",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({}))
+        .expect(400, "invalid_body"),
+        case(
+            "voice moderation, only nulls",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"mute": null, "deaf": null}))
+        .expect(400, "invalid_body"),
+        case("mute is a string", "PATCH", "/guilds/{g}/voice/@me")
+            .json(json!({"mute": "yes"}))
+            .expect(400, "invalid_json"),
+        case("deaf is a number", "PATCH", "/guilds/{g}/voice/@me")
+            .json(json!({"deaf": 1}))
+            .expect(400, "invalid_json"),
+        case(
+            "voice channel_id is a boolean",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": true}))
+        .expect(400, "invalid_json"),
+        case(
+            "voice channel_id is not an id",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": "lounge"}))
+        .expect(400, "invalid_json"),
+        case(
+            "voice channel_id past u64",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": "18446744073709551616"}))
+        .expect(400, "invalid_json"),
+        case(
+            "voice channel_id is negative",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": -1}))
+        .expect(400, "invalid_json"),
+        case(
+            "voice channel_id is a list",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"channel_id": [w.place.voice]}))
+        .expect(400, "invalid_json"),
+        case("unknown moderation field", "PATCH", "/guilds/{g}/voice/@me")
+            .json(json!({"mute": true, "suppress": true}))
+            .expect(400, "invalid_json"),
+        case(
+            "own state through moderation",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .json(json!({"self_mute": true}))
+        .expect(400, "invalid_json"),
+        case("duplicate mute", "PATCH", "/guilds/{g}/voice/@me")
+            .raw(Some(JSON), r#"{"mute": true, "mute": false}"#)
+            .expect(400, "invalid_json"),
+        case(
+            "voice moderation, truncated JSON",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some(JSON), r#"{"mute": tru"#)
+        .expect(400, "invalid_json"),
+        case(
+            "voice moderation, empty body",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some(JSON), "")
+        .expect(400, "invalid_json"),
+        case(
+            "voice moderation, null body",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some(JSON), "null")
+        .expect(400, "invalid_json"),
+        case(
+            "voice moderation, array body",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some(JSON), r#"[{"mute": true}]"#)
+        .expect(400, "invalid_json"),
+        case(
+            "voice moderation, form body",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some(FORM), "mute=true")
+        .expect(400, "invalid_json"),
+        case(
+            "voice moderation, text body",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some("text/plain"), "mute")
+        .expect(400, "invalid_json"),
+        case(
+            "oversize voice moderation",
+            "PATCH",
+            "/guilds/{g}/voice/@me",
+        )
+        .raw(Some(JSON), big("channel_id"))
+        .expect(413, "body_too_large"),
+        // The voice socket: websocket only.
+        case("voice socket without upgrade", "GET", "/voice")
+            .no_auth()
+            .expect(426, "upgrade_required"),
+        case(
+            "voice socket with a ticket, without upgrade",
+            "GET",
+            "/voice?ticket=nope",
+        )
+        .no_auth()
+        .expect(426, "upgrade_required"),
+        case("voice socket, signed in, without upgrade", "GET", "/voice")
+            .expect(426, "upgrade_required"),
+        case("POST on the voice socket", "POST", "/voice")
+            .json(json!({}))
+            .expect(405, "method_not_allowed"),
+        case(
+            "DELETE on a voice channel's voice",
+            "DELETE",
+            "/channels/{vc}/voice",
+        )
+        .expect(405, "method_not_allowed"),
+        case("POST on a guild's voice", "POST", "/guilds/{g}/voice")
+            .json(json!({}))
+            .expect(405, "method_not_allowed"),
         // The token endpoint takes forms only.
         case("JSON token request", "POST", "~/oauth/token")
             .json(json!({"grant_type": "password", "username": "alice", "password": "x"}))
@@ -696,6 +934,115 @@ fn bad_input_gets_a_clear_4xx_and_nothing_is_lost() {
             failures.len(),
             failures.join("\n")
         );
+        assert_intact(&w).await;
+    });
+}
+
+/// Moving a member who is connected to voice somewhere that is not a voice channel of the
+/// guild gets a clear 4xx, and they stay where they were.
+#[test]
+fn voice_moves_to_bad_targets_get_a_clear_4xx() {
+    let server = TestServer::start();
+    block_on(async {
+        let w = world(server).await;
+        let s = &w.server;
+        let p = &w.place;
+        let category = ok_json(
+            &w.alice,
+            "POST",
+            &s.url(&format!("/api/v1/guilds/{}/channels", p.guild)),
+            Some(json!({"name": "Rooms", "kind": "category"})),
+        )
+        .await["id"]
+            .as_str()
+            .expect("a category")
+            .to_string();
+        let elsewhere = ok_json(
+            &w.alice,
+            "POST",
+            &s.url("/api/v1/guilds"),
+            Some(json!({"name": "Elsewhere"})),
+        )
+        .await;
+        let other_guild = elsewhere["id"].as_str().expect("guild id").to_string();
+        let other_voice = ok_json(
+            &w.alice,
+            "POST",
+            &s.url(&format!("/api/v1/guilds/{other_guild}/channels")),
+            Some(json!({"name": "Far", "kind": "voice"})),
+        )
+        .await["id"]
+            .as_str()
+            .expect("a voice channel")
+            .to_string();
+        let joined = w
+            .alice
+            .join_voice(&s.origin, &p.voice)
+            .await
+            .expect("alice joins voice");
+        let moving = |name: &str, to: Value| case(name, "PATCH", "/guilds/{g}/voice/@me").json(to);
+        let cases = vec![
+            moving("move to a text channel", json!({"channel_id": p.channel}))
+                .expect(400, "not_voice"),
+            moving("move to a category", json!({"channel_id": category})).expect(400, "not_voice"),
+            moving("move to an unknown channel", json!({"channel_id": "1"}))
+                .expect(404, "unknown_channel"),
+            moving("move to channel 0", json!({"channel_id": 0})).expect(404, "unknown_channel"),
+            moving(
+                "move to another guild's voice channel",
+                json!({"channel_id": other_voice}),
+            )
+            .expect(404, "unknown_channel"),
+            moving("move to a garbage id", json!({"channel_id": "../../voice"}))
+                .expect(400, "invalid_json"),
+            // Moderating in a guild one is not connected in: nobody to move.
+            case(
+                "move within a guild one is not in voice in",
+                "PATCH",
+                &format!("/guilds/{other_guild}/voice/@me"),
+            )
+            .json(json!({"channel_id": other_voice}))
+            .expect(404, "not_in_voice"),
+        ];
+        let mut failures = Vec::new();
+        for c in &cases {
+            let r = send(&w.alice, s, p, c).await;
+            if let Err(e) = check_error(&c.name, &r, c.status, c.code) {
+                failures.push(e);
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} bad moves were mishandled:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        // Still connected, still in the channel joined.
+        let here = ok_json(
+            &w.alice,
+            "GET",
+            &s.url(&format!("/api/v1/channels/{}/voice", p.voice)),
+            None,
+        )
+        .await;
+        let alice_id = w.alice.user_id(&s.origin).expect("user id");
+        assert!(
+            here.as_array()
+                .is_some_and(|list| list.iter().any(|v| v["user_id"] == alice_id.as_str())),
+            "alice left {} after the bad moves: {here}",
+            p.voice
+        );
+        let all = ok_json(
+            &w.alice,
+            "GET",
+            &s.url(&format!("/api/v1/guilds/{}/voice", p.guild)),
+            None,
+        )
+        .await;
+        assert_eq!(all.as_array().map(Vec::len), Some(1), "{all}");
+        assert_eq!(all[0]["channel_id"], p.voice.as_str(), "{all}");
+        assert_eq!(all[0]["mute"], false, "{all}");
+        joined.leave().await;
         assert_intact(&w).await;
     });
 }
@@ -910,6 +1257,13 @@ fn random_bodies_never_cause_a_server_error() {
                 JSON,
                 true,
                 json!({"content": "first"}).to_string(),
+            ),
+            (
+                "PATCH",
+                format!("/api/v1/guilds/{}/voice/@me", p.guild),
+                JSON,
+                true,
+                json!({"mute": false, "deaf": false}).to_string(),
             ),
             (
                 "POST",

@@ -1,5 +1,5 @@
-//! Every authenticated route of the README's protocol table (and the account routes next
-//! to it), each called by five callers:
+//! Every authenticated route of the README's protocol table (and the account and voice
+//! routes next to it), each called by five callers:
 //!
 //! - **a** nobody: no token at all → 401 with a `WWW-Authenticate: DPoP …` challenge;
 //! - **b** a signed-in user who is not a member of the guild → 404 (the guild, channel or
@@ -92,6 +92,8 @@ enum Prep {
     SecondDevice,
     /// A fresh user (the caller of d).
     FreshUser,
+    /// The victim is connected to voice channel `{vc}` for the whole row.
+    VictimInVoice,
 }
 
 #[derive(Clone, Copy)]
@@ -185,9 +187,13 @@ impl Row {
         self
     }
     fn name(&self) -> String {
-        match self.body {
+        let name = match self.body {
             Body::Json(text) if text.len() > 2 => format!("{} {} {text}", self.method, self.path),
             _ => format!("{} {}", self.method, self.path),
+        };
+        match self.prep {
+            Prep::VictimInVoice => format!("{name} (victim in voice)"),
+            _ => name,
         }
     }
 }
@@ -398,6 +404,83 @@ fn rows() -> Vec<Row> {
             .caller(4, Who::Granted, Exp::Is(200)),
         // Revoking: the creator or MANAGE_GUILD.
         guild_row("DELETE", "/invites/{code}", none, P::MANAGE_GUILD, 204),
+        // ---- voice ----
+        // A ticket: CONNECT in a voice channel (SPEAK is not needed: without it one
+        // joins to listen only).
+        guild_row("POST", "/channels/{vc}/voice", v, P::CONNECT, 200).json("{}"),
+        // Who is in a voice channel: seeing it is enough; unseen, it is unknown.
+        guild_row("GET", "/channels/{vc}/voice", none, v, 200)
+            .expect(2, Exp::Is(404))
+            .expect(3, Exp::Is(404)),
+        // Everyone in the guild's voice channels: any member (filtered to what they see).
+        member_row("GET", "/guilds/{g}/voice", 200),
+        // Muting or deafening a member who is not connected: guild-wide permissions.
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            none,
+            P::MUTE_MEMBERS,
+            200,
+        )
+        .json(r#"{"mute": true}"#),
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            none,
+            P::DEAFEN_MEMBERS,
+            200,
+        )
+        .json(r#"{"deaf": true}"#),
+        // A member connected to {vc}: the permissions in that channel, where voice
+        // permissions count only with CONNECT (c2 without CONNECT alone is refused too).
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            v,
+            P::CONNECT | P::MUTE_MEMBERS,
+            200,
+        )
+        .json(r#"{"mute": true}"#)
+        .prep(Prep::VictimInVoice),
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            v,
+            P::CONNECT | P::DEAFEN_MEMBERS,
+            200,
+        )
+        .json(r#"{"deaf": true}"#)
+        .prep(Prep::VictimInVoice),
+        // Moving: MOVE_MEMBERS in both channels (the victim may connect to both).
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            v,
+            P::CONNECT | P::MOVE_MEMBERS,
+            200,
+        )
+        .json(r#"{"channel_id": "{vc2}"}"#)
+        .prep(Prep::VictimInVoice),
+        // Disconnecting: MOVE_MEMBERS.
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            v,
+            P::CONNECT | P::MOVE_MEMBERS,
+            200,
+        )
+        .json(r#"{"channel_id": null}"#)
+        .prep(Prep::VictimInVoice),
+        // Moving a member who is not connected: 404 `not_in_voice`, but only for a caller
+        // who could move members; others get 403 and learn nothing about who is connected.
+        guild_row(
+            "PATCH",
+            "/guilds/{g}/voice/{victim}",
+            none,
+            P::MOVE_MEMBERS,
+            404,
+        )
+        .json(r#"{"channel_id": "{vc}"}"#),
     ]
 }
 
@@ -495,6 +578,27 @@ async fn guild_fixture(server: &TestServer, cast: &Cast, row: &Row) -> Vec<(&'st
         )
         .await;
     }
+    // Two voice channels the victim (a member by now) may always connect to, through a
+    // member overwrite, so that cutting @everyone down does not disconnect them (rows
+    // with Prep::VictimInVoice).
+    let victim_may_connect = json!([{
+        "target": {"member": uid(server, &cast.victim)},
+        "allow": (P::VIEW_CHANNEL | P::CONNECT | P::SPEAK).bits(),
+        "deny": 0,
+    }]);
+    let mut voice = Vec::new();
+    for name in ["voice", "voice-2"] {
+        let channel = must(
+            server,
+            o,
+            "POST",
+            &format!("/guilds/{g}/channels"),
+            json!({"name": name, "kind": "voice", "overwrites": victim_may_connect}),
+        )
+        .await;
+        voice.push(sid(&channel, "id"));
+    }
+    let [vc, vc2] = <[String; 2]>::try_from(voice).expect("two voice channels");
     for (member, r) in [(&cast.allbut, &allbut), (&cast.granted, &granted)] {
         let path = format!("/guilds/{g}/members/{}/roles/{r}", uid(server, member));
         must(server, o, "PUT", &path, Value::Null).await;
@@ -577,6 +681,8 @@ async fn guild_fixture(server: &TestServer, cast: &Cast, row: &Row) -> Vec<(&'st
         ("{allbut}", allbut),
         ("{file}", file),
         ("{code}", code),
+        ("{vc}", vc),
+        ("{vc2}", vc2),
     ]
 }
 
@@ -596,14 +702,10 @@ async fn check(
     client: Option<&Client>,
     method: &str,
     url: &str,
-    body: Body,
+    (content_type, bytes): (Option<&str>, &[u8]),
     want: u16,
 ) -> (u16, Option<String>) {
-    let (content_type, bytes) = match body {
-        Body::Empty => (None, Vec::new()),
-        Body::Json(text) => (Some("application/json"), text.as_bytes().to_vec()),
-        Body::Bytes(ct, b) => (Some(ct), b.to_vec()),
-    };
+    let bytes = bytes.to_vec();
     let answer: Response = match client {
         None => {
             let mut headers: Vec<(&str, String)> = Vec::new();
@@ -662,15 +764,40 @@ async fn run_row(server: &TestServer, cast: &Cast, row: &Row) -> Vec<Cell> {
         }
         fresh = Some(f);
     }
+    let mut voice = None;
+    if row.prep == Prep::VictimInVoice {
+        let (_, vc) = vars
+            .iter()
+            .find(|(k, _)| *k == "{vc}")
+            .expect("a voice channel");
+        let joined = cast
+            .victim
+            .join_voice(&server.origin, vc)
+            .await
+            .expect("the victim joins voice");
+        voice = Some(joined);
+    }
+    // Placeholders are `{name}`; JSON bodies have braces of their own.
     let fill = |template: &str| {
         let mut text = template.to_string();
         for (k, v) in &vars {
             text = text.replace(k, v);
         }
-        assert!(!text.contains('{'), "unfilled placeholder in {text}");
+        let unfilled = text.split('{').skip(1).any(|rest| {
+            rest.split_once('}').is_some_and(|(name, _)| {
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
+        });
+        assert!(!unfilled, "unfilled placeholder in {text}");
         text
     };
     let url = server.url(&format!("/api/v1{}", fill(row.path)));
+    let (content_type, bytes) = match row.body {
+        Body::Empty => (None, Vec::new()),
+        Body::Json(text) => (Some("application/json"), fill(text).into_bytes()),
+        Body::Bytes(ct, b) => (Some(ct), b.to_vec()),
+    };
+    let payload = (content_type, bytes.as_slice());
 
     let mut cells = Vec::new();
     for (i, &(who, exp)) in row.callers.iter().enumerate() {
@@ -687,7 +814,7 @@ async fn run_row(server: &TestServer, cast: &Cast, row: &Row) -> Vec<Cell> {
                     Who::Victim => Some(&cast.victim),
                     Who::Fresh => Some(fresh.as_ref().expect("a fresh user")),
                 };
-                let (got, problem) = check(who, client, row.method, &url, row.body, want).await;
+                let (got, problem) = check(who, client, row.method, &url, payload, want).await;
                 (Some(got), problem)
             }
         };
@@ -714,7 +841,7 @@ async fn run_row(server: &TestServer, cast: &Cast, row: &Row) -> Vec<Cell> {
                     )
                     .await;
                     let (got, problem) =
-                        check(who, Some(&cast.allbut), row.method, &url, row.body, want).await;
+                        check(who, Some(&cast.allbut), row.method, &url, payload, want).await;
                     cells.push(Cell {
                         column: format!("c2 without {name} only"),
                         who,
@@ -735,6 +862,10 @@ async fn run_row(server: &TestServer, cast: &Cast, row: &Row) -> Vec<Cell> {
                 .await;
             }
         }
+    }
+
+    if let Some(joined) = voice {
+        joined.leave().await;
     }
 
     // Signing out must take effect at once.
@@ -851,7 +982,7 @@ fn every_route_checks_who_is_calling() {
         );
     }
     // Every route of the table is in the matrix.
-    assert!(rows.len() >= 49, "the matrix lost rows: {}", rows.len());
+    assert!(rows.len() >= 60, "the matrix lost rows: {}", rows.len());
     println!(
         "{} routes × callers checked in {:?}",
         rows.len(),

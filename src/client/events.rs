@@ -141,18 +141,10 @@ impl Client {
             origin: origin.to_string(),
             message: e,
         };
-        let parsed =
-            url::Url::parse(origin).map_err(|_| ClientError::BadUrl(origin.to_string()))?;
-        let host = parsed
-            .host_str()
-            .unwrap_or("127.0.0.1")
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_string();
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        let tcp = smol::net::TcpStream::connect((host.as_str(), port))
+        let stream = crate::tls::connect_origin(origin, self.tls_pins())
             .await
-            .map_err(|e| network(e.to_string()))?;
-        let (mut ws, _) = async_tungstenite::client_async(url.as_str(), tcp)
+            .map_err(|e| super::transport::connect_error(origin, e))?;
+        let (mut ws, _) = async_tungstenite::client_async(url.as_str(), stream)
             .await
             .map_err(|e| network(e.to_string()))?;
         let start = match last {

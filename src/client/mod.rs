@@ -13,7 +13,7 @@
 //! ```
 
 mod events;
-mod transport;
+pub(crate) mod transport;
 mod voice;
 
 pub use events::{EventStream, GatewayMessage};
@@ -60,6 +60,17 @@ pub enum ClientError {
     /// The answer was not what the protocol promises.
     #[error("unexpected answer: {0}")]
     Protocol(String),
+    /// The server's TLS certificate is not the one pinned for it: someone may be
+    /// impersonating it, or its owner replaced the certificate. Nothing was sent.
+    #[error("the TLS certificate of {origin} changed (pinned SHA-256 {pinned}, presented {presented}); refusing to connect")]
+    CertificateChanged {
+        /// Which server.
+        origin: String,
+        /// The fingerprint pinned at first use.
+        pinned: String,
+        /// The fingerprint it presented now.
+        presented: String,
+    },
     /// Key handling failed (e.g. wrong password for the key backup).
     #[error("key error: {0}")]
     Key(String),
@@ -111,6 +122,12 @@ impl Default for Client {
 }
 
 impl Client {
+    /// The TLS certificate fingerprints this client pinned (at first use, or set by the
+    /// caller, e.g. from a fingerprint the server's owner read out of its log or mDNS).
+    pub fn tls_pins(&self) -> &crate::tls::Pins {
+        &self.inner.transport.pins
+    }
+
     /// A client with a fresh ES256 device key (what a browser's WebCrypto would make).
     pub fn new() -> Client {
         Client::with_device_key(SigningKey::generate_es256())

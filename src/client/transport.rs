@@ -1,6 +1,7 @@
 //! HTTP/1.1 over smol TCP with async-h1, keeping idle connections per origin for reuse.
 
 use super::{origin_of, ClientError};
+use crate::tls::{connect_origin, ClientStream, ConnectError, Pins};
 use futures_lite::AsyncReadExt;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -63,29 +64,35 @@ impl Response {
 /// Connection pool and sender.
 #[derive(Default)]
 pub struct Transport {
-    idle: Mutex<HashMap<String, Vec<smol::net::TcpStream>>>,
+    idle: Mutex<HashMap<String, Vec<ClientStream>>>,
+    /// TLS certificate fingerprints pinned per origin.
+    pub pins: Pins,
+}
+
+/// Maps a failed connection to the client's error.
+pub fn connect_error(origin: &str, e: ConnectError) -> ClientError {
+    match e {
+        ConnectError::Changed { pinned, presented } => ClientError::CertificateChanged {
+            origin: origin.to_string(),
+            pinned,
+            presented,
+        },
+        ConnectError::Other(message) => ClientError::Network {
+            origin: origin.to_string(),
+            message,
+        },
+    }
 }
 
 impl Transport {
-    async fn connect(&self, origin: &str) -> Result<smol::net::TcpStream, ClientError> {
-        let url = url::Url::parse(origin).map_err(|_| ClientError::BadUrl(origin.to_string()))?;
-        let host = url
-            .host_str()
-            .ok_or_else(|| ClientError::BadUrl(origin.to_string()))?;
-        let port = url.port_or_known_default().unwrap_or(80);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let stream = smol::net::TcpStream::connect((host, port))
+    async fn connect(&self, origin: &str) -> Result<ClientStream, ClientError> {
+        connect_origin(origin, &self.pins)
             .await
-            .map_err(|e| ClientError::Network {
-                origin: origin.to_string(),
-                message: e.to_string(),
-            })?;
-        let _ = stream.set_nodelay(true);
-        Ok(stream)
+            .map_err(|e| connect_error(origin, e))
     }
 
     /// An idle connection the server has not closed (one whose read side would block).
-    async fn take_idle(&self, origin: &str) -> Option<smol::net::TcpStream> {
+    async fn take_idle(&self, origin: &str) -> Option<ClientStream> {
         loop {
             let stream = self
                 .idle
@@ -93,17 +100,13 @@ impl Transport {
                 .unwrap_or_else(|p| p.into_inner())
                 .get_mut(origin)?
                 .pop()?;
-            let mut probe = [0u8; 1];
-            if futures_lite::future::poll_once(stream.peek(&mut probe))
-                .await
-                .is_none()
-            {
+            if !stream.idle_poisoned().await {
                 return Some(stream);
             }
         }
     }
 
-    fn put_idle(&self, origin: &str, stream: smol::net::TcpStream) {
+    fn put_idle(&self, origin: &str, stream: ClientStream) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let list = idle.entry(origin.to_string()).or_default();
         if list.len() < POOL_PER_ORIGIN {
@@ -161,7 +164,7 @@ impl Transport {
     async fn exchange(
         &self,
         origin: &str,
-        stream: smol::net::TcpStream,
+        stream: ClientStream,
         req: http_types::Request,
     ) -> Result<Response, ClientError> {
         let network = |message: String| ClientError::Network {

@@ -28,13 +28,13 @@ pub enum VoiceEvent {
     },
 }
 
-type Ws = async_tungstenite::WebSocketStream<smol::net::TcpStream>;
+type Ws = async_tungstenite::WebSocketStream<crate::tls::ClientStream>;
 
 /// One open voice connection. Dropping it closes the socket (the server sees a leave).
 pub struct VoiceConnection {
     /// The server's `ready` op: guild, channel, own state, participants, audio format.
     pub ready: Value,
-    sink: smol::lock::Mutex<async_tungstenite::WebSocketSender<smol::net::TcpStream>>,
+    sink: smol::lock::Mutex<async_tungstenite::WebSocketSender<crate::tls::ClientStream>>,
     events: async_channel::Receiver<VoiceEvent>,
     encoder: std::sync::Mutex<(opus::Encoder, u16, u32)>,
     _reader: smol::Task<()>,
@@ -60,29 +60,25 @@ impl Client {
             .as_str()
             .ok_or_else(|| ClientError::Protocol("voice ticket without url".into()))?
             .to_string();
-        VoiceConnection::open(&origin, &url).await
+        VoiceConnection::open(&origin, &url, self.tls_pins()).await
     }
 }
 
 impl VoiceConnection {
     /// Opens the voice socket at `url` (from a ticket) and waits for `ready`.
-    pub async fn open(origin: &str, url: &str) -> Result<VoiceConnection, ClientError> {
+    pub async fn open(
+        origin: &str,
+        url: &str,
+        pins: &crate::tls::Pins,
+    ) -> Result<VoiceConnection, ClientError> {
         let network = |e: String| ClientError::Network {
             origin: origin.to_string(),
             message: e,
         };
-        let parsed = url::Url::parse(origin).map_err(|_| ClientError::BadUrl(origin.into()))?;
-        let host = parsed
-            .host_str()
-            .unwrap_or("127.0.0.1")
-            .trim_matches(|c| c == '[' || c == ']')
-            .to_string();
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        let tcp = smol::net::TcpStream::connect((host.as_str(), port))
+        let stream = crate::tls::connect_origin(origin, pins)
             .await
-            .map_err(|e| network(e.to_string()))?;
-        tcp.set_nodelay(true).map_err(|e| network(e.to_string()))?;
-        let (ws, _): (Ws, _) = async_tungstenite::client_async(url, tcp)
+            .map_err(|e| super::transport::connect_error(origin, e))?;
+        let (ws, _): (Ws, _) = async_tungstenite::client_async(url, stream)
             .await
             .map_err(|e| network(e.to_string()))?;
         let (sink, mut stream) = ws.split();
@@ -323,8 +319,15 @@ impl VoicePlayer {
         let mut out = Vec::new();
         if let Some((seq, ts)) = self.last {
             let lost = frame.seq.wrapping_sub(seq).wrapping_sub(1);
-            if lost >= 0x8000 {
-                return out; // behind what was played
+            let behind = frame.seq.wrapping_sub(seq) as i16;
+            if behind <= 0 && behind > -(MAX_FILL as i16) {
+                return out; // a duplicate, or behind what was played
+            }
+            if lost >= 0x8000 || frame.timestamp.wrapping_sub(ts) >= 0x8000_0000 {
+                // Far behind, or time ran backwards: a new stream (the server restarted
+                // the room). Play it from here.
+                self.last = None;
+                return self.play(frame);
             }
             let frames_between =
                 (frame.timestamp.wrapping_sub(ts) / wire::FRAME_TS).saturating_sub(1);

@@ -416,6 +416,7 @@ pub async fn call_now(
         bytes,
         allow_loopback,
         timeout,
+        &app.federation.tls_pins,
     );
     async { Ok(send.await?) }
         .or(async {

@@ -54,16 +54,20 @@ pub enum FederationError {
 pub struct Federation {
     /// Call ids seen recently.
     pub replay: ReplayGuard,
+    /// TLS certificates of peers and push distributors, pinned at first contact and kept
+    /// in `DATA_DIR/tls/pins`.
+    pub tls_pins: crate::tls::Pins,
     wake_tx: async_channel::Sender<()>,
     wake_rx: async_channel::Receiver<()>,
 }
 
 impl Federation {
     /// New state for `config`.
-    pub fn new(config: &crate::config::FederationConfig) -> Federation {
+    pub fn new(config: &crate::config::FederationConfig, data_dir: &std::path::Path) -> Federation {
         let (wake_tx, wake_rx) = async_channel::bounded(1);
         Federation {
             replay: ReplayGuard::new(config.replay_capacity),
+            tls_pins: crate::tls::Pins::in_file(data_dir.join("tls").join("pins")),
             wake_tx,
             wake_rx,
         }
@@ -105,6 +109,7 @@ pub async fn fetch_identity(
         Vec::new(),
         config.allow_loopback,
         std::time::Duration::from_secs(config.request_timeout_secs),
+        &app.federation.tls_pins,
     )
     .await?;
     if answer.status != 200 {

@@ -117,24 +117,40 @@ pub async fn send(
     body: Vec<u8>,
     allow_loopback: bool,
     timeout: Duration,
+    pins: &crate::tls::Pins,
 ) -> Result<Answer, OutboundError> {
     use futures_lite::{AsyncReadExt, FutureExt};
     let (parsed, address) = resolve(url, allow_loopback).await?;
-    if parsed.scheme() == "https" {
-        // TLS to peers arrives with the LAN work; until then only plain http is spoken.
-        return Err(OutboundError::Failed {
-            url: url.to_string(),
-            message: "https peers are not supported yet".into(),
-        });
-    }
     let failed = |message: String| OutboundError::Failed {
         url: url.to_string(),
         message,
     };
     let exchange = async {
-        let stream = smol::net::TcpStream::connect(address)
+        let tcp = smol::net::TcpStream::connect(address)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        let _ = tcp.set_nodelay(true);
+        // https: pinned on first use, a changed certificate refused (the calls are signed
+        // with the pinned server key as well; TLS keeps them private on the LAN).
+        let stream = if parsed.scheme() == "https" {
+            let origin = parsed.origin().ascii_serialization();
+            let host = parsed
+                .host_str()
+                .unwrap_or_default()
+                .trim_matches(|c| c == '[' || c == ']');
+            let tls = crate::tls::connect(&origin, host, tcp, pins)
+                .await
+                .map_err(|e| match e {
+                    crate::tls::ConnectError::Changed { pinned, presented } => failed(format!(
+                        "the TLS certificate of {origin} changed (pinned SHA-256 {pinned}, \
+                         presented {presented}); refusing to send"
+                    )),
+                    crate::tls::ConnectError::Other(m) => failed(m),
+                })?;
+            crate::tls::ClientStream::Tls(crate::tls::Shared::new(tls))
+        } else {
+            crate::tls::ClientStream::Plain(tcp)
+        };
         let mut request = http_types::Request::new(method, parsed.clone());
         for (name, value) in headers {
             request.append_header(*name, value.as_str());

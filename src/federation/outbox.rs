@@ -93,6 +93,7 @@ async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, Federati
         body,
         config.allow_loopback,
         Duration::from_secs(config.request_timeout_secs),
+        &app.federation.tls_pins,
     )
     .await?)
 }

@@ -1,5 +1,6 @@
 //! Inbound server-to-server calls (`POST /federation/v1/{call}`) and the administrators'
-//! peer API (`/api/v1/admin/peers`).
+//! peer API (`/api/v1/admin/peers`, and `/api/v1/admin/discovered` for servers heard on
+//! the LAN).
 
 use super::auth::Principal;
 use super::error::ApiError;
@@ -123,4 +124,42 @@ pub async fn remove_peer(req: Req, me: Principal) -> ApiResult {
         return Err(ApiError::new(404, "unknown_peer", "no such peer"));
     }
     no_content()
+}
+
+/// `GET /api/v1/admin/discovered`: the Hearth servers heard on the LAN (mDNS), with their
+/// fingerprints, whether each is a peer already, and conflicts.
+pub async fn list_discovered(req: Req, me: Principal) -> ApiResult {
+    require_admin(&req, &me)?;
+    json(200, &crate::discovery::listing(req.state())?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddDiscovered {
+    origin: String,
+    fingerprint: String,
+}
+
+impl From<crate::discovery::AddError> for ApiError {
+    fn from(error: crate::discovery::AddError) -> ApiError {
+        use crate::discovery::AddError;
+        let message = error.to_string();
+        match error {
+            AddError::NotFound(_) => ApiError::new(404, "not_discovered", message),
+            AddError::Conflict { .. } => ApiError::new(409, "discovery_conflict", message),
+            AddError::Federation(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /api/v1/admin/discovered` `{"origin", "fingerprint"}`: pins the key the server at
+/// `origin` announced, if `fingerprint` is its fingerprint and nothing conflicts with it.
+pub async fn add_discovered(mut req: Req, me: Principal) -> ApiResult {
+    require_admin(&req, &me)?;
+    let body: AddDiscovered = json_body(&mut req).await?;
+    let (peer, tls) =
+        crate::discovery::add_discovered_peer(req.state(), &body.origin, &body.fingerprint).await?;
+    let mut view = peer_view(&peer);
+    view["tls_fingerprint"] = Value::from(tls);
+    json(201, &view)
 }

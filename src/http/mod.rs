@@ -16,6 +16,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::future::Future;
 use std::sync::Arc;
 
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A request with the app as state.
 pub type Req = tide::Request<Arc<App>>;
 /// What handlers return.
@@ -34,6 +37,7 @@ pub fn build(app: Arc<App>) -> tide::Server<Arc<App>> {
 pub async fn serve(
     listener: smol::net::TcpListener,
     app: Arc<App>,
+    tls: Option<futures_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let server = build(app.clone());
@@ -65,13 +69,38 @@ pub async fn serve(
                     let _ = stream.set_nodelay(true);
                     let server = server.clone();
                     let stopped = stopped.clone();
+                    let tls = tls.clone();
                     executor
                         .spawn(async move {
-                            let connection = async_h1::accept(stream, |mut req| {
+                            let respond = move |mut req: http_types::Request| {
                                 req.set_peer_addr(Some(peer.to_string()));
                                 let server = server.clone();
                                 async move { server.respond(req).await }
-                            });
+                            };
+                            let connection = async move {
+                                match tls {
+                                    None => async_h1::accept(stream, respond).await,
+                                    Some(acceptor) => {
+                                        let handshake =
+                                            async { acceptor.accept(stream).await.ok() }
+                                                .or(async {
+                                                    smol::Timer::after(TLS_HANDSHAKE_TIMEOUT).await;
+                                                    None
+                                                })
+                                                .await;
+                                        match handshake {
+                                            Some(tls) => {
+                                                async_h1::accept(
+                                                    crate::tls::Shared::new(tls),
+                                                    respond,
+                                                )
+                                                .await
+                                            }
+                                            None => Ok(()),
+                                        }
+                                    }
+                                }
+                            };
                             let _ = connection
                                 .or(async {
                                     let _ = stopped.recv().await;

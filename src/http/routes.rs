@@ -97,6 +97,10 @@ pub fn install(server: &mut Server) {
         .post(authed(super::federation::add_peer))
         .delete(authed(super::federation::remove_peer));
     server
+        .at("/api/v1/admin/discovered")
+        .get(authed(super::federation::list_discovered))
+        .post(authed(super::federation::add_discovered));
+    server
         .at("/api/v1/admin/ban-notifications")
         .get(authed(ban_notifications));
     server
@@ -235,7 +239,7 @@ async fn well_known(req: Req) -> ApiResult {
             "version": env!("CARGO_PKG_VERSION"),
             "server_key": s.server_key.public_key_b64u(),
             "origin": s.origin,
-            "tls_fingerprint": null,
+            "tls_fingerprint": req.state().tls_fingerprint.get(),
             "registration": s.config.registration,
             "token_endpoint": format!("{}/oauth/token", s.origin),
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],

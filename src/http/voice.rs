@@ -149,6 +149,9 @@ pub async fn moderate(mut req: Req, me: Principal) -> ApiResult {
     }
     if let Some(to) = body.channel_id {
         let Some(from) = seat else {
+            // Only someone who could move members learns whether a member is connected.
+            app.services
+                .voice_moderation(me.user, guild, None, Permissions::MOVE_MEMBERS)?;
             return Err(ApiError::new(
                 404,
                 "not_in_voice",
@@ -161,7 +164,9 @@ pub async fn moderate(mut req: Req, me: Principal) -> ApiResult {
             app.services
                 .voice_moderation(me.user, guild, Some(to), Permissions::MOVE_MEMBERS)?;
             let access = app.services.voice_access(target, to).map_err(|e| match e {
-                crate::service::Error::Invalid { .. } => ApiError::from(e),
+                crate::service::Error::Invalid { .. } | crate::service::Error::Store(_) => {
+                    ApiError::from(e)
+                }
                 _ => ApiError::new(
                     403,
                     "forbidden",
@@ -173,7 +178,8 @@ pub async fn moderate(mut req: Req, me: Principal) -> ApiResult {
             }
         }
     }
-    let mut state = app.voice.moderate(guild, target, body.mute, body.deaf);
+    // The move first: when the target room is full nothing has changed yet.
+    let mut state = None;
     match body.channel_id {
         Some(Some(to)) => {
             state = Some(app.voice.move_user(target, to).map_err(|e| match e {
@@ -191,9 +197,14 @@ pub async fn moderate(mut req: Req, me: Principal) -> ApiResult {
         Some(None) => {
             app.voice
                 .disconnect(target, close::DISCONNECTED, "disconnected by a moderator");
-            state = None;
         }
         None => {}
+    }
+    if body.mute.is_some() || body.deaf.is_some() {
+        let moderated = app.voice.moderate(guild, target, body.mute, body.deaf);
+        if body.channel_id != Some(None) {
+            state = moderated;
+        }
     }
     json(
         200,
@@ -291,7 +302,9 @@ async fn run(app: Arc<App>, ws: WebSocketStream<Upgraded>, ticket: Option<VoiceT
         .await;
         return;
     };
-    let (tx, rx) = async_channel::bounded::<Outbound>(app.voice.config.queue_frames.max(1) + 8);
+    let (tx, rx) = async_channel::bounded::<Outbound>(
+        app.voice.config.queue_frames.max(1) + crate::voice::room::CONTROL_SLOTS,
+    );
     let joined = match app.voice.join(
         ticket.user,
         access.guild,
@@ -528,13 +541,9 @@ async fn serve(
                     } => {
                         // The new state comes back as a `state` op through the room
                         // queue (and to everyone on the gateway).
-                        if app
-                            .voice
-                            .set_self(user, conn, self_mute, self_deaf)
-                            .is_none()
-                        {
-                            return;
-                        }
+                        // A connection being replaced has no seat any more: nothing to do,
+                        // its close is on the way.
+                        app.voice.set_self(user, conn, self_mute, self_deaf);
                     }
                 }
             }

@@ -143,6 +143,8 @@ pub struct JitterStats {
     pub stalls: u64,
     /// Times the timeline was forgotten (long silence or a sender restart).
     pub resets: u64,
+    /// Times the timeline restarted at a late packet because the path got slower.
+    pub restarts: u64,
 }
 
 /// A buffered packet; its timestamp is implied by its slot.
@@ -181,6 +183,8 @@ pub struct JitterBuffer {
     quiet_ticks: u32,
     /// Consecutive pops that found the buffer empty.
     underruns: u32,
+    /// Late packets dropped in a row.
+    late_run: u32,
     /// Arrival time and timestamp of the previous packet, for the jitter estimate.
     previous: Option<(u64, u32)>,
     /// RFC 3550 interarrival jitter, microseconds (reported, not steered by).
@@ -222,6 +226,7 @@ impl JitterBuffer {
             played: 0,
             quiet_ticks: 0,
             underruns: 0,
+            late_run: 0,
             previous: None,
             jitter_us: 0.0,
             sender_ts: 0,
@@ -292,9 +297,19 @@ impl JitterBuffer {
                 slot = 0;
             } else {
                 self.stats.late = self.stats.late.saturating_add(1);
+                self.late_run = self.late_run.saturating_add(1);
+                // Late packets while nothing is held: the path got slower for good (a
+                // latency step, a sender clock running slow). Dropping every packet from
+                // now on would silence the talker while they keep talking; restart the
+                // timeline at this packet instead, which adds the delay they now need.
+                if self.is_empty() && (self.underruns > 0 || self.late_run >= 2) {
+                    self.stats.restarts = self.stats.restarts.saturating_add(1);
+                    self.start(seq, timestamp, payload);
+                }
                 return;
             }
         }
+        self.late_run = 0;
         if slot >= capacity {
             // Too far ahead to hold: drop the oldest slots to make room (a burst, or a
             // sender running ahead of us).
@@ -515,6 +530,7 @@ impl JitterBuffer {
         self.base_ts = timestamp;
         self.state = State::Buffering { ticks: 0 };
         self.underruns = 0;
+        self.late_run = 0;
     }
 
     /// Forgets the timeline; the jitter estimate is kept, since it describes the path.
@@ -1126,5 +1142,42 @@ mod tests {
             assert!(jb.slots.len() <= 100);
         }
         assert!(jb.target_frames() >= 1);
+    }
+
+    #[test]
+    fn a_lasting_latency_step_is_absorbed_not_silenced() {
+        // Steady arrivals, then from frame 100 on every packet comes 100 ms later than
+        // before, and the sender never pauses.
+        for phase in [0, 3_000, 9_000, 17_000] {
+            let (outs, jb) = simulate(400, phase, 7, 1000, |k| {
+                let step = if k >= 100 { 100_000 } else { 0 };
+                Some(u64::from(k) * FRAME_MICROS + 1_000 + step)
+            });
+            // Well after the step the talker is heard again, frame after frame.
+            let tail = &outs[outs.len() - 150..outs.len() - 20];
+            let frames = tail.iter().filter(|o| matches!(o, Out::F(_))).count();
+            assert!(
+                frames >= tail.len() - 2,
+                "phase {phase}: only {frames} of {} ticks played a frame; stats {:?}",
+                tail.len(),
+                jb.stats()
+            );
+        }
+    }
+
+    #[test]
+    fn a_slow_sender_clock_does_not_silence_the_talker() {
+        // The sender's clock runs 0.5% slow: packets drift later and later.
+        let (outs, jb) = simulate(3000, 5_000, 1, 0, |k| {
+            Some(u64::from(k) * FRAME_MICROS * 1005 / 1000 + 2_000)
+        });
+        let tail = &outs[outs.len() - 500..outs.len() - 20];
+        let frames = tail.iter().filter(|o| matches!(o, Out::F(_))).count();
+        assert!(
+            frames * 100 >= tail.len() * 95,
+            "only {frames} of {} ticks played; stats {:?}",
+            tail.len(),
+            jb.stats()
+        );
     }
 }

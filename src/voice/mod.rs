@@ -71,3 +71,17 @@ pub fn now_micros() -> u64 {
         .elapsed()
         .as_micros() as u64
 }
+
+/// The mixed streams' timestamp for "now": a process-wide 48 kHz clock from a random
+/// start, in whole frames. Rooms start their timelines from it, so a listener moved to
+/// another room sees timestamps move on by the time that passed.
+pub fn stream_timestamp_now() -> u32 {
+    static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(|| {
+        let mut bytes = [0u8; 4];
+        crate::service::random_bytes(&mut bytes);
+        u32::from_be_bytes(bytes)
+    });
+    let frames = now_micros() / FRAME_MICROS;
+    base.wrapping_add((frames as u32).wrapping_mul(FRAME_SAMPLES as u32))
+}

@@ -83,6 +83,7 @@ pub type Route = Arc<Mutex<Arc<RoomShared>>>;
 
 struct Seat {
     conn: ConnId,
+    stream: room::OutStream,
     guild: Id,
     channel: Id,
     flags: VoiceFlags,
@@ -270,11 +271,13 @@ impl Voice {
             suppress,
         };
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let stream = room::OutStream::new();
         shared.command(Command::Join {
             conn,
             user,
             flags,
             tx: tx.clone(),
+            stream: stream.clone(),
         });
         if let Some(room) = registry.rooms.get_mut(&channel) {
             room.members += 1;
@@ -285,6 +288,7 @@ impl Voice {
             user,
             Seat {
                 conn,
+                stream,
                 guild,
                 channel,
                 flags,
@@ -451,12 +455,13 @@ impl Voice {
         let Some(seat) = registry.seats.get(&user) else {
             return Err(JoinError::NotConnected);
         };
-        let (conn, from, guild, flags, tx) = (
+        let (conn, from, guild, flags, tx, seq) = (
             seat.conn,
             seat.channel,
             seat.guild,
             seat.flags,
             seat.tx.clone(),
+            seat.stream.clone(),
         );
         if from == to {
             return Ok(VoiceState {
@@ -486,6 +491,7 @@ impl Voice {
             user,
             flags,
             tx: tx.clone(),
+            stream: seq,
         });
         if let Some(room) = registry.rooms.get_mut(&to) {
             room.members += 1;

@@ -78,6 +78,9 @@ pub enum Command {
         flags: VoiceFlags,
         /// Where their frames go.
         tx: async_channel::Sender<Outbound>,
+        /// Their outgoing stream's numbering; kept by the connection, so a move to
+        /// another room continues their stream.
+        stream: OutStream,
     },
     /// A participant leaves (their socket closed, they moved or were disconnected).
     Leave(ConnId),
@@ -169,10 +172,19 @@ impl RoomShared {
     }
 
     /// Queues a packet for the next tick; false when the inbox is full (it is dropped).
+    /// Each connection has its own share, so one sender's burst cannot crowd out the
+    /// others' packets.
     pub fn packet(&self, packet: Inbound) -> bool {
         let participants = self.members.load(Ordering::Relaxed).max(1);
         let mut inbox = self.lock();
-        if inbox.packets.len() >= INBOX_PACKETS_PER_PARTICIPANT * participants {
+        let mine = inbox
+            .packets
+            .iter()
+            .filter(|p| p.conn == packet.conn)
+            .count();
+        if mine >= INBOX_PACKETS_PER_PARTICIPANT
+            || inbox.packets.len() >= INBOX_PACKETS_PER_PARTICIPANT * participants
+        {
             return false;
         }
         inbox.packets.push(packet);
@@ -189,6 +201,46 @@ impl RoomShared {
         std::mem::swap(&mut inbox.packets, packets);
     }
 }
+
+/// The numbering of one listener's stream: sequence numbers +1 per frame sent, and
+/// timestamps that never go back, also when the listener is moved to a room whose clock
+/// started at another moment.
+#[derive(Clone, Debug)]
+pub struct OutStream(Arc<Mutex<(u16, Option<u32>)>>);
+
+impl OutStream {
+    /// A stream starting at a random sequence number.
+    pub fn new() -> OutStream {
+        let mut start = [0u8; 2];
+        crate::service::random_bytes(&mut start);
+        OutStream(Arc::new(Mutex::new((u16::from_be_bytes(start), None))))
+    }
+
+    /// Numbers the next frame, stamped `timestamp` by its room: (seq, timestamp), the
+    /// timestamp at least one frame after the previous one.
+    pub fn next(&self, timestamp: u32) -> (u16, u32) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (seq, last) = *state;
+        let stamp = match last {
+            Some(last) if (timestamp.wrapping_sub(last) as i32) < wire::FRAME_TS as i32 => {
+                last.wrapping_add(wire::FRAME_TS)
+            }
+            _ => timestamp,
+        };
+        *state = (seq.wrapping_add(1), Some(stamp));
+        (seq, stamp)
+    }
+}
+
+impl Default for OutStream {
+    fn default() -> Self {
+        OutStream::new()
+    }
+}
+
+/// Slots at the end of every participant's queue that audio never takes, so control
+/// messages (state, moved, close) always fit.
+pub const CONTROL_SLOTS: usize = 8;
 
 /// How listeners who are not talking get their audio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -217,7 +269,7 @@ struct Participant {
     talking: bool,
     encoder: Option<opus::Encoder>,
     ticks_since_talking: u32,
-    out_seq: u16,
+    out: OutStream,
 }
 
 /// A speaking change, reported after a tick.
@@ -265,6 +317,12 @@ impl RoomCore {
         }
     }
 
+    /// Sets the timestamp of tick 0 (the room thread derives it from a process-wide clock,
+    /// so a listener moved between rooms sees time move on, not jump at random).
+    pub fn set_timestamp_base(&mut self, base: u32) {
+        self.out_ts_base = base;
+    }
+
     /// Participants in the room.
     pub fn len(&self) -> usize {
         self.participants.len()
@@ -283,12 +341,11 @@ impl RoomCore {
                 user,
                 flags,
                 tx,
+                stream,
             } => {
                 if self.index.contains_key(&conn) {
                     return true;
                 }
-                let mut seq = [0u8; 2];
-                crate::service::random_bytes(&mut seq);
                 self.index.insert(conn, self.participants.len());
                 self.participants.push(Participant {
                     conn,
@@ -302,7 +359,7 @@ impl RoomCore {
                     talking: false,
                     encoder: None,
                     ticks_since_talking: KEEP_ENCODER_TICKS,
-                    out_seq: u16::from_be_bytes(seq),
+                    out: stream,
                 });
             }
             Command::Leave(conn) => {
@@ -425,8 +482,17 @@ impl RoomCore {
         let mut sent = 0u64;
         let mut dropped = 0u64;
         let mut deliver = |p: &mut Participant, payload: &[u8]| {
-            let frame = wire::encode_frame(p.out_seq, timestamp, payload);
-            p.out_seq = p.out_seq.wrapping_add(1);
+            let (seq, timestamp) = p.out.next(timestamp);
+            let frame = wire::encode_frame(seq, timestamp, payload);
+            // The last slots of a queue are kept for control messages (a moderator's
+            // disconnect must get through to a listener who is behind).
+            let full =
+                p.tx.capacity()
+                    .is_some_and(|c| p.tx.len() + CONTROL_SLOTS >= c);
+            if full {
+                dropped += 1;
+                return;
+            }
             match p.tx.try_send(Outbound::Audio(frame)) {
                 Ok(()) => sent += 1,
                 Err(_) => dropped += 1,
@@ -574,7 +640,7 @@ pub fn spawn(
     let thread_shared = shared.clone();
     let handle = std::thread::Builder::new()
         .name(format!("voice-{}", shared.channel.0))
-        .stack_size(256 * 1024)
+        .stack_size(1024 * 1024)
         .spawn(move || run(thread_shared, settings, jitter, gateway))?;
     Ok(RoomThread {
         shared,
@@ -589,6 +655,7 @@ fn run(
     gateway: Arc<crate::gateway::Gateway>,
 ) {
     let mut core = RoomCore::new(settings, jitter, MixMode::Shared);
+    core.set_timestamp_base(super::stream_timestamp_now());
     let mut commands = Vec::new();
     let mut packets = Vec::new();
     let frame = Duration::from_micros(FRAME_MICROS);

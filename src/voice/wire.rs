@@ -46,8 +46,8 @@ pub fn encode_frame(seq: u16, timestamp: u32, payload: &[u8]) -> Vec<u8> {
 pub enum Reject {
     /// Not a voice frame at all (short header, empty or malformed Opus packet).
     Malformed(String),
-    /// Larger than the configured packet limit.
-    TooLarge(usize),
+    /// Larger than the configured packet limit: (frame bytes, the limit on frames).
+    TooLarge(usize, usize),
     /// A valid Opus packet, but not 20 ms mono 48 kHz.
     WrongFormat(String),
 }
@@ -57,7 +57,7 @@ impl Reject {
     pub fn close_code(&self) -> u16 {
         match self {
             Reject::Malformed(_) => close::MALFORMED,
-            Reject::TooLarge(_) => close::TOO_LARGE,
+            Reject::TooLarge(..) => close::TOO_LARGE,
             Reject::WrongFormat(_) => close::WRONG_FORMAT,
         }
     }
@@ -66,7 +66,9 @@ impl Reject {
     pub fn reason(&self) -> String {
         let mut text = match self {
             Reject::Malformed(why) => format!("malformed voice frame: {why}"),
-            Reject::TooLarge(n) => format!("voice frame too large: {n} bytes"),
+            Reject::TooLarge(n, limit) => {
+                format!("voice frame too large: {n} bytes (at most {limit})")
+            }
             Reject::WrongFormat(why) => {
                 format!("expected 20 ms mono 48 kHz Opus: {why}")
             }
@@ -120,7 +122,7 @@ pub fn parse_frame(bytes: &[u8], max_packet: usize) -> Result<VoiceFrame, Reject
     }
     let payload = &bytes[HEADER_BYTES..];
     if payload.len() > max_packet {
-        return Err(Reject::TooLarge(bytes.len()));
+        return Err(Reject::TooLarge(bytes.len(), HEADER_BYTES + max_packet));
     }
     check_packet(payload)?;
     Ok(VoiceFrame {
@@ -266,7 +268,7 @@ mod tests {
         ));
         assert!(matches!(
             parse_frame(&encode_frame(1, 1, &vec![0xfc; 2000]), 1275),
-            Err(Reject::TooLarge(_))
+            Err(Reject::TooLarge(..))
         ));
         let ten_ms = packet(10.0, opus::Channels::Mono);
         assert!(matches!(

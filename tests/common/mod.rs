@@ -26,6 +26,11 @@ pub fn test_config(data: PathBuf) -> Config {
     config.auth.argon2_iterations = 1;
     config.auth.login_failures_per_account = 1000;
     config.auth.login_attempts_per_address = 100_000;
+    // Plain HTTP, as configured for development; tests/tls.rs runs the default (HTTPS).
+    config.tls.enabled = false;
+    // Tests never send multicast on the host's network; tests/discovery.rs turns it on
+    // inside network namespaces of its own.
+    config.discovery.enabled = false;
     config
 }
 
@@ -51,7 +56,7 @@ impl TestServer {
         let listener = smol::block_on(smol::net::TcpListener::bind(address)).expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = async_channel::bounded::<()>(1);
-        let (ready, is_ready) = std::sync::mpsc::channel::<()>();
+        let (ready, is_ready) = std::sync::mpsc::channel::<String>();
         let thread = std::thread::spawn(move || {
             smol::block_on(hearth::app::run_with(
                 listener,
@@ -59,18 +64,18 @@ impl TestServer {
                 async move {
                     let _ = stopped.recv().await;
                 },
-                move |_| {
-                    let _ = ready.send(());
+                move |origin| {
+                    let _ = ready.send(origin.to_string());
                 },
             ))
             .expect("server runs");
         });
         // Return only once the database, keys and admin socket are open.
-        is_ready
+        let origin = is_ready
             .recv_timeout(std::time::Duration::from_secs(30))
             .expect("server became ready");
         TestServer {
-            origin: format!("http://{addr}"),
+            origin,
             addr,
             data,
             _dir: dir,
@@ -120,7 +125,8 @@ pub fn write_light_config(dir: &std::path::Path, top: &str) -> PathBuf {
     let path = dir.join("hearth.toml");
     let text = format!(
         "{top}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n\
-         login_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n"
+         login_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n\
+         [tls]\nenabled = false\n[discovery]\nenabled = false\n"
     );
     std::fs::write(&path, text).expect("write hearth.toml");
     path
@@ -198,8 +204,10 @@ impl HearthProcess {
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(pipe).lines() {
                 let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = found.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or("");
+                    let addr = url.split("://").nth(1).unwrap_or(url);
+                    let _ = found.send(addr.to_string());
                 }
                 let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
                 log.push_str(&line);

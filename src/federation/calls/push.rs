@@ -717,6 +717,7 @@ pub async fn post_to_distributor(
     body: Vec<u8>,
     allow_loopback: bool,
     timeout: Duration,
+    pins: &crate::tls::Pins,
 ) -> Result<outbound::Answer, FederationError> {
     let refused = |why: String| {
         eprintln!("hearth: not delivering a push notification to {url}: {why}");
@@ -725,9 +726,6 @@ pub async fn post_to_distributor(
             body: why.into_bytes(),
         })
     };
-    if url::Url::parse(url).is_ok_and(|u| u.scheme() == "https") {
-        return refused("https distributors are not supported yet".into());
-    }
     match outbound::send(
         url,
         http_types::Method::Post,
@@ -735,6 +733,7 @@ pub async fn post_to_distributor(
         body,
         allow_loopback,
         timeout,
+        pins,
     )
     .await
     {
@@ -757,6 +756,7 @@ pub async fn deliver(app: &App, item: &OutboxItem) -> Result<outbound::Answer, F
         item.body.clone().into_bytes(),
         allow_box,
         Duration::from_secs(config.request_timeout_secs),
+        &app.federation.tls_pins,
     )
     .await
 }
@@ -849,6 +849,7 @@ mod tests {
             b"{}".to_vec(),
             false,
             Duration::from_secs(2),
+            &crate::tls::Pins::default(),
         ))
         .expect("a refusal is a final answer, not an error to retry");
         assert_eq!(answer.status, 403);
@@ -865,6 +866,7 @@ mod tests {
             b"{}".to_vec(),
             true,
             Duration::from_millis(300),
+            &crate::tls::Pins::default(),
         ));
         assert!(sent.is_err(), "nobody answers HTTP on the test listener");
         assert!(

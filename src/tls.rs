@@ -1,0 +1,531 @@
+//! TLS for a box on a LAN: no public CA can vouch for `hearth.local`, so the server makes a
+//! self-signed certificate at first start (or uses the owner's own), publishes its SHA-256
+//! fingerprint (log, `/.well-known/hearth`, mDNS), and clients pin the fingerprint they
+//! first saw per origin and refuse a changed one. Rustls with the ring provider on both
+//! ends.
+
+use futures_lite::{AsyncRead, AsyncWrite};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+/// The ring crypto provider, shared by every config.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// SHA-256 of a certificate's DER, lowercase hex: how fingerprints are written everywhere.
+pub fn fingerprint(der: &[u8]) -> String {
+    Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A fingerprint in the colon-separated upper-case form people compare by eye.
+pub fn display_fingerprint(hex: &str) -> String {
+    hex.as_bytes()
+        .chunks(2)
+        .map(|pair| String::from_utf8_lossy(pair).to_uppercase())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The server's TLS identity.
+pub struct ServerTls {
+    /// Wraps accepted connections.
+    pub acceptor: futures_rustls::TlsAcceptor,
+    /// SHA-256 of the leaf certificate, lowercase hex.
+    pub fingerprint: String,
+    /// Where the certificate came from (a path), for the log.
+    pub source: PathBuf,
+}
+
+/// Why TLS could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// Reading or writing the certificate or key failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Which file.
+        path: PathBuf,
+        /// What happened.
+        source: std::io::Error,
+    },
+    /// The certificate or key is unusable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
+    move |source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+impl ServerTls {
+    /// Loads the owner's certificate and key when configured, else the self-signed pair
+    /// in `data_dir/tls/`, making it on first start.
+    pub fn load_or_make(
+        config: &crate::config::TlsConfig,
+        data_dir: &Path,
+    ) -> Result<ServerTls, TlsError> {
+        let (cert_path, key_path) = match (&config.cert_file, &config.key_file) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            (None, None) => {
+                let dir = data_dir.join("tls");
+                let cert = dir.join("cert.pem");
+                let key = dir.join("key.pem");
+                if !cert.exists() || !key.exists() {
+                    make_self_signed(&dir, &cert, &key, &config.names)?;
+                }
+                (cert, key)
+            }
+            _ => {
+                return Err(TlsError::Invalid(
+                    "[tls] cert_file and key_file go together: give both or neither".into(),
+                ))
+            }
+        };
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+            .map_err(|e| TlsError::Invalid(format!("{}: {e}", cert_path.display())))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Invalid(format!("{}: {e}", cert_path.display())))?;
+        let Some(leaf) = certs.first() else {
+            return Err(TlsError::Invalid(format!(
+                "{}: no certificate in the file",
+                cert_path.display()
+            )));
+        };
+        let fingerprint = fingerprint(leaf.as_ref());
+        let key = PrivateKeyDer::from_pem_file(&key_path)
+            .map_err(|e| TlsError::Invalid(format!("{}: {e}", key_path.display())))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Invalid(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Invalid(format!("certificate and key: {e}")))?;
+        Ok(ServerTls {
+            acceptor: futures_rustls::TlsAcceptor::from(Arc::new(server)),
+            fingerprint,
+            source: cert_path,
+        })
+    }
+}
+
+/// Makes a self-signed certificate for `names` (plus `localhost` and this host's
+/// `NAME.local`) with a fresh P-256 key; the key file is readable by the owner only.
+fn make_self_signed(dir: &Path, cert: &Path, key: &Path, names: &[String]) -> Result<(), TlsError> {
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let mut all: Vec<String> = names.to_vec();
+    for extra in ["localhost".to_string(), format!("{}.local", host_name())] {
+        if !all.contains(&extra) {
+            all.push(extra);
+        }
+    }
+    let made = rcgen::generate_simple_self_signed(all)
+        .map_err(|e| TlsError::Invalid(format!("making a certificate: {e}")))?;
+    let key_tmp = key.with_extension("pem.tmp");
+    write_private(&key_tmp, made.signing_key.serialize_pem().as_bytes())?;
+    std::fs::rename(&key_tmp, key).map_err(io_error(key))?;
+    // Both files are synced before they take their names, so a power cut right after
+    // the first start leaves either no certificate (made again) or a whole one.
+    let cert_tmp = cert.with_extension("pem.tmp");
+    write_private(&cert_tmp, made.cert.pem().as_bytes())?;
+    std::fs::rename(&cert_tmp, cert).map_err(io_error(cert))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_error(path))?;
+    file.write_all(bytes).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))
+}
+
+/// This machine's host name (`hearth` on the image).
+pub fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates on success.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "hearth".into();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let name = String::from_utf8_lossy(&buf[..end]).into_owned();
+    if name.is_empty() {
+        "hearth".into()
+    } else {
+        name
+    }
+}
+
+// ---- the client side: trust on first use, then pinned ----
+
+/// Fingerprints pinned per origin (`https://host:port`), shared by a client's connections;
+/// optionally kept in a file (the server's pins of its peers), like SSH's `known_hosts`.
+#[derive(Clone, Debug, Default)]
+pub struct Pins {
+    inner: Arc<Mutex<HashMap<String, String>>>,
+    file: Option<Arc<PathBuf>>,
+}
+
+impl Pins {
+    /// Pins kept in `file` (one `origin fingerprint` per line), loaded now.
+    pub fn in_file(file: PathBuf) -> Pins {
+        let mut map = HashMap::new();
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            for line in text.lines() {
+                if let Some((origin, fp)) = line.split_once(' ') {
+                    map.insert(origin.to_string(), fp.trim().to_string());
+                }
+            }
+        }
+        Pins {
+            inner: Arc::new(Mutex::new(map)),
+            file: Some(Arc::new(file)),
+        }
+    }
+
+    /// The pinned fingerprint of `origin`.
+    pub fn get(&self, origin: &str) -> Option<String> {
+        self.lock().get(origin).cloned()
+    }
+
+    /// Pins `fingerprint` (lowercase hex SHA-256) for `origin`, replacing any pin.
+    pub fn set(&self, origin: &str, fingerprint: &str) {
+        let mut map = self.lock();
+        map.insert(origin.to_string(), fingerprint.to_ascii_lowercase());
+        self.save(&map);
+    }
+
+    /// Forgets the pin of `origin` (the owner confirmed a new certificate).
+    pub fn remove(&self, origin: &str) {
+        let mut map = self.lock();
+        if map.remove(origin).is_some() {
+            self.save(&map);
+        }
+    }
+
+    /// Every pin, to save and restore.
+    pub fn all(&self) -> HashMap<String, String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the pins to their file, if they have one (atomically, synced: pins are
+    /// rare and must survive a power cut).
+    fn save(&self, map: &HashMap<String, String>) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let mut lines: Vec<String> = map.iter().map(|(o, f)| format!("{o} {f}\n")).collect();
+        lines.sort();
+        let tmp = file.with_extension("tmp");
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            if let Some(dir) = file.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(lines.concat().as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, file.as_ref())
+        })();
+        if let Err(e) = written {
+            eprintln!("hearth: cannot save TLS pins to {}: {e}", file.display());
+        }
+    }
+}
+
+/// Accepts the certificate pinned for one origin, or any certificate the first time (and
+/// pins it); refuses a different one, remembering what it saw for the error.
+#[derive(Debug)]
+struct PinningVerifier {
+    origin: String,
+    pins: Pins,
+    refused: Mutex<Option<String>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinningVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let seen = fingerprint(end_entity.as_ref());
+        let mut pins = self.pins.lock();
+        match pins.get(&self.origin) {
+            Some(pinned) if *pinned == seen => Ok(ServerCertVerified::assertion()),
+            Some(_) => {
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+            None => {
+                pins.insert(self.origin.clone(), seen);
+                self.pins.save(&pins);
+                Ok(ServerCertVerified::assertion())
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// Why a TLS connection was not made.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// The server presented another certificate than the one pinned for it.
+    Changed {
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The one presented.
+        presented: String,
+    },
+    /// Any other failure.
+    Other(String),
+}
+
+/// Opens a TLS connection to `origin` over `tcp`, checking the server against `pins`.
+pub async fn connect(
+    origin: &str,
+    host: &str,
+    tcp: smol::net::TcpStream,
+    pins: &Pins,
+) -> Result<futures_rustls::client::TlsStream<smol::net::TcpStream>, ConnectError> {
+    let provider = provider();
+    let verifier = Arc::new(PinningVerifier {
+        origin: origin.to_string(),
+        pins: pins.clone(),
+        refused: Mutex::new(None),
+        provider: provider.clone(),
+    });
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::Other(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| ConnectError::Other(format!("server name {host}: {e}")))?;
+    let connector = futures_rustls::TlsConnector::from(Arc::new(config));
+    match connector.connect(name, tcp).await {
+        Ok(stream) => Ok(stream),
+        Err(e) => {
+            let refused = verifier
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match refused {
+                Some(presented) => Err(ConnectError::Changed {
+                    pinned: pins.get(origin).unwrap_or_default(),
+                    presented,
+                }),
+                None => Err(ConnectError::Other(e.to_string())),
+            }
+        }
+    }
+}
+
+/// A stream shared by clones: async-h1 wants a `Clone` connection (it keeps one for
+/// upgrades), which a TLS stream is not. Each poll takes the lock only for that poll, so a
+/// reader waiting for data does not block a writer.
+pub struct Shared<S>(Arc<Mutex<S>>);
+
+impl<S> Clone for Shared<S> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<S> Shared<S> {
+    /// Wraps a stream.
+    pub fn new(stream: S) -> Shared<S> {
+        Shared(Arc::new(Mutex::new(stream)))
+    }
+
+    /// Runs `f` on the stream.
+    pub fn with<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Shared<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Shared<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *inner).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let mut inner = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Pin::new(&mut *inner).poll_close(cx)
+    }
+}
+
+/// A client connection, plain or TLS.
+#[derive(Clone)]
+pub enum ClientStream {
+    /// `http://`.
+    Plain(smol::net::TcpStream),
+    /// `https://`, pinned.
+    Tls(Shared<futures_rustls::client::TlsStream<smol::net::TcpStream>>),
+}
+
+impl ClientStream {
+    /// Whether the peer has sent something or closed while the connection sat idle (for
+    /// TLS, a close_notify or any record), so it must not be reused.
+    pub async fn idle_poisoned(&self) -> bool {
+        let tcp = match self {
+            ClientStream::Plain(tcp) => tcp.clone(),
+            ClientStream::Tls(shared) => shared.with(|s| s.get_ref().0.clone()),
+        };
+        let mut probe = [0u8; 1];
+        futures_lite::future::poll_once(tcp.peek(&mut probe))
+            .await
+            .is_some()
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_close(cx),
+            ClientStream::Tls(s) => Pin::new(s).poll_close(cx),
+        }
+    }
+}
+
+/// Connects to `origin` (`http://` or `https://`), pinning per `pins`.
+pub async fn connect_origin(origin: &str, pins: &Pins) -> Result<ClientStream, ConnectError> {
+    let url =
+        url::Url::parse(origin).map_err(|_| ConnectError::Other(format!("bad URL {origin}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| ConnectError::Other(format!("no host in {origin}")))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let tcp = smol::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| ConnectError::Other(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    match url.scheme() {
+        "https" | "wss" => Ok(ClientStream::Tls(Shared::new(
+            connect(origin, &host, tcp, pins).await?,
+        ))),
+        _ => Ok(ClientStream::Plain(tcp)),
+    }
+}
