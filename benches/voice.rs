@@ -1021,8 +1021,8 @@ fn real_server() {
     }
     if sent.late.iter().any(|d| *d > Duration::from_millis(5)) {
         println!(
-            "  A sent late by more than 5 ms (a busy machine): the room's jitter buffer rightly \
-             grows its delay by a frame, and keeps it for some seconds"
+            "  A sent late by more than 5 ms in some cycle (a busy machine): the room's jitter \
+             buffer may rightly add a frame of delay after it, for some seconds"
         );
     }
 

@@ -85,7 +85,13 @@ enum PeerCommand {
         /// Refuse unless the key's fingerprint is this (as its admin reads it to you).
         #[arg(long)]
         fingerprint: Option<String>,
+        /// Pin the key the server announced on the LAN (see `peer discovered`) instead of
+        /// fetching it; needs --fingerprint.
+        #[arg(long, requires = "fingerprint")]
+        discovered: bool,
     },
+    /// List the Hearth servers heard on the LAN (mDNS): fingerprints, peers, conflicts.
+    Discovered,
     /// Forget a peer.
     Remove {
         /// The server's URL.
@@ -200,8 +206,24 @@ fn main() -> anyhow::Result<()> {
         }
         Commands::Peer { command } => {
             let (command, list) = match command {
-                PeerCommand::Add { url, fingerprint } => {
-                    (Command::AddPeer { url, fingerprint }, false)
+                PeerCommand::Add {
+                    url,
+                    fingerprint: Some(fingerprint),
+                    discovered: true,
+                } => (
+                    Command::AddDiscoveredPeer {
+                        origin: url,
+                        fingerprint,
+                    },
+                    false,
+                ),
+                PeerCommand::Add {
+                    url, fingerprint, ..
+                } => (Command::AddPeer { url, fingerprint }, false),
+                PeerCommand::Discovered => {
+                    let answer = run_admin(&config, Command::ListDiscovered)?;
+                    print!("{}", hearth::discovery::format_listing(&answer));
+                    return Ok(());
                 }
                 PeerCommand::Remove { url } => (Command::RemovePeer { url }, false),
                 PeerCommand::List => (Command::ListPeers, true),
