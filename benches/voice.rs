@@ -278,6 +278,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// One room of `talkers` + `listeners` in `mode`, ticked until `budget` is spent.
+/// Most talkers mixed per tick in the runs (the server's `[voice] max_mixed_talkers`);
+/// unlimited for (a) and (b), the server's default for (c).
+static MAX_MIXED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(usize::MAX);
+
 fn run_room(
     mode: MixMode,
     talkers: usize,
@@ -288,6 +292,7 @@ fn run_room(
     voices.ensure(talkers);
     let voices = &voices.0;
     let mut core = RoomCore::new(EncoderSettings::default(), JitterConfig::default(), mode);
+    core.set_max_mixed(MAX_MIXED.load(std::sync::atomic::Ordering::Relaxed));
     let stats = RoomStats::default();
     let people = talkers + listeners;
     let mut queues = Vec::with_capacity(people);
@@ -1122,6 +1127,17 @@ fn mixing() {
         &[4, 10, 25, 50, 100, 150],
         &mut voices,
     );
+
+    // (c) The server as configured by default: everyone talks, the loudest 8 are mixed.
+    let default_cap = hearth::config::VoiceConfig::default().max_mixed_talkers;
+    MAX_MIXED.store(default_cap, std::sync::atomic::Ordering::Relaxed);
+    sweep(
+        &format!("(c) N people, all talking, loudest {default_cap} mixed (server default)"),
+        Scenario::AllTalking,
+        &[25, 50, 100, 150],
+        &mut voices,
+    );
+    MAX_MIXED.store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
 
     println!(
         "\nlargest room whose mean tick fits on one core (straight-line fit of the sweep, then a check run)"

@@ -109,6 +109,9 @@ pub struct VoiceConfig {
     /// Frames queued to one listener before further frames to it are dropped (a listener
     /// that cannot keep up loses audio, never slows the room). Default 25 (500 ms).
     pub queue_frames: usize,
+    /// Most people mixed at once: when more talk at the same moment, the loudest this
+    /// many are heard. Bounds a tick's encodes whatever happens. Default 8.
+    pub max_mixed_talkers: usize,
 }
 
 impl Default for VoiceConfig {
@@ -122,6 +125,7 @@ impl Default for VoiceConfig {
             max_packet_bytes: 1275,
             max_jitter_frames: 6,
             queue_frames: 25,
+            max_mixed_talkers: 8,
         }
     }
 }

@@ -601,8 +601,12 @@ impl JitterBuffer {
             let spacing = arrival as f64 - prev_arrival as f64;
             let ts_step = timestamp.wrapping_sub(prev_ts) as i32;
             let deviation = (spacing - f64::from(ts_step) * MICROS_PER_TS).abs();
-            // A deviation as long as a reset is a restart or a pause, not network jitter.
-            if deviation.is_finite() && deviation < self.reset_after_micros() as f64 {
+            // A deviation as long as a reset is a restart or a pause, not network jitter;
+            // so is a silence that long even when the timestamps followed the clock
+            // through it (push-to-talk, a capture restart): the sender may come back on
+            // another sub-frame phase, which is not network delay.
+            let limit = self.reset_after_micros() as f64;
+            if deviation.is_finite() && deviation < limit && spacing < limit {
                 self.jitter_us += (deviation as f32 - self.jitter_us) * EWMA_GAIN;
                 self.sender_ts = self.sender_ts.wrapping_add(i64::from(ts_step));
                 continuous = true;
@@ -1179,5 +1183,17 @@ mod tests {
             tail.len(),
             jb.stats()
         );
+    }
+
+    #[test]
+    fn a_talker_coming_back_on_another_phase_after_a_pause_gets_no_extra_delay() {
+        // Two seconds of silence whose timestamps follow the clock (push-to-talk), and the
+        // sender resumes 8 ms later within the frame: a new phase, not network delay.
+        let (_, jb) = simulate(300, 0, 3, 0, |k| match k {
+            0..100 => Some(u64::from(k) * FRAME_MICROS + 1_000),
+            100..200 => None,
+            _ => Some(u64::from(k) * FRAME_MICROS + 9_000),
+        });
+        assert_eq!(jb.target_frames(), 1, "stats {:?}", jb.stats());
     }
 }

@@ -252,8 +252,14 @@ impl Voice {
             None => {
                 let (settings, jitter) = self.settings();
                 let shared = Arc::new(RoomShared::new(guild, channel));
-                let thread = room::spawn(shared.clone(), settings, jitter, self.gateway.clone())
-                    .map_err(|_| JoinError::NoThread)?;
+                let thread = room::spawn(
+                    shared.clone(),
+                    settings,
+                    jitter,
+                    self.config.max_mixed_talkers,
+                    self.gateway.clone(),
+                )
+                .map_err(|_| JoinError::NoThread)?;
                 registry.rooms.insert(channel, Room { thread, members: 0 });
                 shared
             }
@@ -479,8 +485,14 @@ impl Voice {
             None => {
                 let (settings, jitter) = self.settings();
                 let shared = Arc::new(RoomShared::new(guild, to));
-                let thread = room::spawn(shared.clone(), settings, jitter, self.gateway.clone())
-                    .map_err(|_| JoinError::NoThread)?;
+                let thread = room::spawn(
+                    shared.clone(),
+                    settings,
+                    jitter,
+                    self.config.max_mixed_talkers,
+                    self.gateway.clone(),
+                )
+                .map_err(|_| JoinError::NoThread)?;
                 registry.rooms.insert(to, Room { thread, members: 0 });
                 shared
             }

@@ -295,6 +295,8 @@ pub struct RoomCore {
     speaking: Vec<SpeakingChange>,
     /// Per-listener encoders for [`MixMode::PerListener`].
     naive: HashMap<ConnId, opus::Encoder>,
+    /// Most talkers mixed per tick: the loudest this many.
+    max_mixed: usize,
 }
 
 impl RoomCore {
@@ -314,6 +316,7 @@ impl RoomCore {
             out_ts_base: u32::from_be_bytes(base),
             speaking: Vec::new(),
             naive: HashMap::new(),
+            max_mixed: usize::MAX,
         }
     }
 
@@ -321,6 +324,14 @@ impl RoomCore {
     /// so a listener moved between rooms sees time move on, not jump at random).
     pub fn set_timestamp_base(&mut self, base: u32) {
         self.out_ts_base = base;
+    }
+
+    /// Mixes only the `k` loudest talkers of each tick (at least 1). Everyone else talking
+    /// at the same moment is left out of the mix and hears it like a listener, so a room
+    /// where everybody talks at once costs N decodes and k + 1 encodes per tick, not N
+    /// encodes. Default: no limit.
+    pub fn set_max_mixed(&mut self, k: usize) {
+        self.max_mixed = k.max(1);
     }
 
     /// Participants in the room.
@@ -461,6 +472,28 @@ impl RoomCore {
             }
         }
         stats.decodes.fetch_add(decodes, Ordering::Relaxed);
+        let candidates = self.participants.iter().filter(|p| p.talking).count();
+        if candidates > self.max_mixed {
+            // Keep the loudest; the others hear the mix like everyone else this tick.
+            let mut levels: Vec<f32> = self
+                .participants
+                .iter()
+                .filter(|p| p.talking)
+                .map(|p| p.vad.level_dbfs())
+                .collect();
+            levels.sort_by(|a, b| b.total_cmp(a));
+            let threshold = levels[self.max_mixed - 1];
+            let mut kept = 0;
+            for p in &mut self.participants {
+                if p.talking {
+                    if kept < self.max_mixed && p.vad.level_dbfs() >= threshold {
+                        kept += 1;
+                    } else {
+                        p.talking = false;
+                    }
+                }
+            }
+        }
 
         let timestamp = self
             .out_ts_base
@@ -635,13 +668,14 @@ pub fn spawn(
     shared: Arc<RoomShared>,
     settings: EncoderSettings,
     jitter: JitterConfig,
+    max_mixed: usize,
     gateway: Arc<crate::gateway::Gateway>,
 ) -> std::io::Result<RoomThread> {
     let thread_shared = shared.clone();
     let handle = std::thread::Builder::new()
         .name(format!("voice-{}", shared.channel.0))
         .stack_size(1024 * 1024)
-        .spawn(move || run(thread_shared, settings, jitter, gateway))?;
+        .spawn(move || run(thread_shared, settings, jitter, max_mixed, gateway))?;
     Ok(RoomThread {
         shared,
         handle: Some(handle),
@@ -652,9 +686,11 @@ fn run(
     shared: Arc<RoomShared>,
     settings: EncoderSettings,
     jitter: JitterConfig,
+    max_mixed: usize,
     gateway: Arc<crate::gateway::Gateway>,
 ) {
     let mut core = RoomCore::new(settings, jitter, MixMode::Shared);
+    core.set_max_mixed(max_mixed);
     core.set_timestamp_base(super::stream_timestamp_now());
     let mut commands = Vec::new();
     let mut packets = Vec::new();
@@ -713,6 +749,111 @@ fn publish_speaking(
                 "user_id": change.user,
                 "speaking": change.speaking,
             }),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::voice::{sine, tone_power, SAMPLE_RATE};
+
+    fn user(i: u8) -> UserId {
+        UserId([i; 32])
+    }
+
+    /// Runs a room where talkers 0..n send tones of the given frequencies and amplitudes
+    /// and one listener (conn 100) listens; returns what the listener decoded over the
+    /// last 25 ticks.
+    fn listen(talkers: &[(f32, f32)], max_mixed: usize) -> Vec<i16> {
+        let mut core = RoomCore::new(
+            EncoderSettings::default(),
+            JitterConfig::default(),
+            MixMode::Shared,
+        );
+        core.set_max_mixed(max_mixed);
+        let (tx, rx) = async_channel::bounded(1000);
+        core.apply(Command::Join {
+            conn: 100,
+            user: user(100),
+            flags: VoiceFlags::default(),
+            tx,
+            stream: OutStream::new(),
+        });
+        let mut encoders = Vec::new();
+        let mut talker_queues = Vec::new();
+        for i in 0..talkers.len() {
+            let (tx, rx) = async_channel::bounded(1000);
+            talker_queues.push(rx);
+            core.apply(Command::Join {
+                conn: i as u64,
+                user: user(i as u8),
+                flags: VoiceFlags::default(),
+                tx,
+                stream: OutStream::new(),
+            });
+            encoders.push(wire::encoder(EncoderSettings::default()).unwrap());
+        }
+        let stats = RoomStats::default();
+        let mut decoder = wire::decoder().unwrap();
+        let mut heard = Vec::new();
+        for k in 0..100u32 {
+            for (i, &(freq, amp)) in talkers.iter().enumerate() {
+                let start = f64::from(k) * FRAME_SAMPLES as f64;
+                let pcm = sine(
+                    freq,
+                    amp,
+                    FRAME_SAMPLES,
+                    std::f64::consts::TAU * f64::from(freq) * start / 48_000.0,
+                );
+                let packet = encoders[i].encode_vec(&pcm, 1500).unwrap();
+                core.receive(Inbound {
+                    conn: i as u64,
+                    seq: k as u16,
+                    timestamp: k * 960,
+                    payload: packet,
+                    arrival: u64::from(k) * FRAME_MICROS,
+                });
+            }
+            core.tick(u64::from(k), &stats);
+            while let Ok(Outbound::Audio(frame)) = rx.try_recv() {
+                let mut pcm = [0i16; FRAME_SAMPLES];
+                decoder
+                    .decode(&frame[wire::HEADER_BYTES..], &mut pcm, false)
+                    .unwrap();
+                if k >= 75 {
+                    heard.extend_from_slice(&pcm);
+                }
+            }
+        }
+        heard
+    }
+
+    #[test]
+    fn only_the_loudest_talkers_are_mixed_beyond_the_limit() {
+        let talkers = [
+            (400.0, 9000.0),
+            (700.0, 7000.0),
+            (1100.0, 2000.0),
+            (1600.0, 1500.0),
+        ];
+        let all = listen(&talkers, usize::MAX);
+        for (freq, _) in talkers {
+            assert!(
+                tone_power(&all, freq, SAMPLE_RATE) > 1e-4,
+                "{freq} Hz missing"
+            );
+        }
+        let two = listen(&talkers, 2);
+        assert!(tone_power(&two, 400.0, SAMPLE_RATE) > 1e-3);
+        assert!(tone_power(&two, 700.0, SAMPLE_RATE) > 1e-3);
+        assert!(
+            tone_power(&two, 1100.0, SAMPLE_RATE) < 1e-5,
+            "a quiet talker was mixed"
+        );
+        assert!(
+            tone_power(&two, 1600.0, SAMPLE_RATE) < 1e-5,
+            "a quiet talker was mixed"
         );
     }
 }
