@@ -23,10 +23,14 @@
 //!   server key, and lists the servers heard (conflicting claims marked) for peering.
 //! - [`http`]: the accept loop (smol + async-h1), routes, error mapping, DPoP middleware.
 //! - [`admin`]: the local Unix-socket admin channel used by the CLI.
-//! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing)
-//!   used by the CLI, the tests and the benches.
-//! - [`voice`]: the pure voice-mixing core — jitter buffers, talking detection, mix-minus
-//!   with a limiter, and tone generation/detection for tests; no I/O or codec.
+//! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing,
+//!   event streams, voice) used by the CLI, the tests and the benches.
+//! - [`voice`]: voice rooms — the wire format and its checks, one thread per active room
+//!   on a 20 ms clock (jitter buffers, Opus FEC/PLC, talking detection, mix-minus with a
+//!   limiter, one shared encode for everyone not talking), the in-memory registry of who
+//!   is where, and tone generation/detection for tests.
+//! - [`tls`]: the self-signed certificate made at first start, fingerprints, and pinning
+//!   on first use for the client and for federation.
 //!
 //! `src/main.rs` is the thin CLI.
 

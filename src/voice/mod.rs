@@ -1,6 +1,8 @@
-//! The pure core of voice mixing (DESIGN.md §6): no I/O, no codec, no clock. The room task
-//! that owns a socket per participant, an Opus decoder per talker and the encoders wires
-//! these pieces together.
+//! Voice rooms mixed on the box (DESIGN.md §6). [`jitter`], [`mixer`], [`vad`] and
+//! [`tone`] are pure (no I/O, no codec, no clock); [`room`] wires them to Opus and a
+//! 20 ms clock on a thread per active room; [`registry`] knows who is where; [`wire`] is
+//! the frame format. The websocket side is `crate::http` (voice), the client side
+//! `crate::client` (`VoiceConnection`, `VoicePlayer`).
 //!
 //! # Design
 //!
