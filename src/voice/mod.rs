@@ -11,10 +11,10 @@
 //! (48 kHz sample index of the frame's first sample, +960 per frame, both wrapping), and
 //! receives one Opus stream, however many people are in the room.
 //!
-//! - **Per-room 20 ms clock.** One task per active room ticks every 20 ms from a fixed
+//! - **Per-room 20 ms clock.** One thread per active room ticks every 20 ms from a fixed
 //!   start instant (deadline = start + k·20 ms, not "sleep 20 ms", so it does not drift).
 //!   Every tick pops one frame from every talker's jitter buffer, mixes, encodes, sends. A
-//!   room with nobody in it has no task.
+//!   room with nobody in it has no thread.
 //! - **Jitter buffer per talker** ([`jitter::JitterBuffer`]): packets are slotted by
 //!   timestamp, so reordering, duplicates, wrap-around and pauses in sending (DTX) are
 //!   handled in one place; the playout delay adapts to the measured arrival jitter between
