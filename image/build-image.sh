@@ -196,34 +196,16 @@ libc6-dev-arm64-cross cmake xz-utils zstd"
     mkdir -p "$WORK" "$out"
     local t0=$SECONDS
 
-    # 1. Hearth for aarch64, cross-built with Debian's gcc-aarch64-linux-gnu. The
-    #    environment replaces a .cargo/config.toml; libopus is built by cmake.
-    local bin=${HEARTH_BIN:-}
+    # 1. Hearth for aarch64, cross-built with Debian's gcc-aarch64-linux-gnu.
+    local bin=${HEARTH_BIN:-} commit="unknown (HEARTH_BIN given)"
     if [ -z "$bin" ]; then
-        log "cross-building hearth for $TARGET"
-        cat >"$WORK/toolchain-aarch64.cmake" <<'EOF'
-set(CMAKE_SYSTEM_NAME Linux)
-set(CMAKE_SYSTEM_PROCESSOR aarch64)
-set(CMAKE_C_COMPILER aarch64-linux-gnu-gcc)
-set(CMAKE_FIND_ROOT_PATH /usr/aarch64-linux-gnu)
-set(CMAKE_FIND_ROOT_PATH_MODE_PROGRAM NEVER)
-set(CMAKE_FIND_ROOT_PATH_MODE_LIBRARY ONLY)
-set(CMAKE_FIND_ROOT_PATH_MODE_INCLUDE ONLY)
-EOF
-        (
-            cd "$REPO"
-            export CARGO_TARGET_DIR=$WORK/target
-            export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-            export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-            export AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar
-            export CMAKE_TOOLCHAIN_FILE_aarch64_unknown_linux_gnu=$WORK/toolchain-aarch64.cmake
-            # No build paths in the binary: the same source gives the same bytes.
-            export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo --remap-path-prefix=$REPO=/hearth"
-            cargo build --locked --release --target "$TARGET"
-        )
-        bin=$WORK/target/$TARGET/release/hearth
-        log "hearth built: $(stat -c %s "$bin") bytes"
+        commit=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
+        git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
+            commit="$commit + uncommitted changes"
+        log "cross-building hearth for $TARGET (image/cross-build.sh)"
+        bin=$(CARGO_TARGET_DIR=$WORK/target "$REPO/image/cross-build.sh")
     fi
+    bin=$(readlink -f "$bin")
 
     # 2. The root file system.
     local rootfs=$WORK/rootfs
@@ -236,7 +218,6 @@ EOF
         iproute2 netbase ca-certificates
         systemd-timesyncd systemd-resolved avahi-daemon
     )
-    HEARTH_IMAGE_BIN=$bin HEARTH_IMAGE_NAME=$name \
     mmdebstrap --mode=root --arch=arm64 --variant=minbase \
         --include="$(IFS=,; echo "${pkgs[*]}")" \
         "${aptopts[@]}" \
@@ -350,7 +331,7 @@ EOF
         echo "security_mirror=$secmirror"
         echo "snapshot=${SNAPSHOT:-}"
         echo "source_date_epoch=$SOURCE_DATE_EPOCH"
-        echo "hearth_commit=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock systemd 2>/dev/null || echo +dirty)"
+        echo "hearth_commit=$commit"
         echo "hearth_sha256=$(sha256sum "$bin" | cut -d' ' -f1)"
         echo "kernel=$(ls "$WORK/bootfs" | sed -n 's/^vmlinuz-//p')"
     } >"$out/$IMAGE_NAME.build-info"
@@ -367,9 +348,14 @@ EOF
     cat "$out/$IMAGE_NAME.img.sha256" >&2
 }
 
-case "${1:-}" in
-    essential-hook) shift; essential_hook "$@" ;;
-    customize) shift; customize "$@" ;;
-    -h|--help) sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//' ;;
-    *) build "$@" ;;
-esac
+# One compound command, read whole before it runs, that exits: bash reads no further from
+# this file, so editing it during a (long) build does not break that build.
+{
+    case "${1:-}" in
+        essential-hook) shift; essential_hook "$@" ;;
+        customize) shift; customize "$@" ;;
+        -h|--help) sed -n '2,22p' "$SELF" | sed 's/^# \{0,1\}//' ;;
+        *) build "$@" ;;
+    esac
+    exit
+}

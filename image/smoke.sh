@@ -6,6 +6,7 @@
 #
 #   image/smoke.sh IMAGE [TIMEOUT_SECONDS]       (default 600)
 #
+# SMOKE_CONSOLE=FILE keeps the guest's serial console log there.
 # The image file is not changed: the guest writes to a qcow2 overlay 2 GiB larger than
 # the image (so the first-boot growth of the root partition runs too), deleted afterwards.
 # Guest network: qemu user mode, one port forwarded from 127.0.0.1 to the guest's 443.
@@ -108,6 +109,11 @@ grep -a -E 'hearth-grow-root|Welcome to|hearth login:|Failed to start|Hearth' "$
 if ! grep -aq 'hearth-grow-root: partition .* grown' "$tmp/console.log"; then
     echo "smoke: note: the console shows no root partition growth (yet)" >&2
 fi
+if grep -aq 'FAILED' "$tmp/console.log"; then
+    echo "smoke: note: units failed during boot:" >&2
+    grep -a 'FAILED' "$tmp/console.log" | sed 's/\x1b\[[0-9;]*m//g' >&2
+fi
+[ -z "${SMOKE_CONSOLE:-}" ] || cp "$tmp/console.log" "$SMOKE_CONSOLE"
 if [ "$status" = 0 ]; then echo "smoke: PASS (${elapsed}s to answer)"; fi
 if [ "$status" != 0 ]; then
     echo "--- last 40 console lines ---" >&2
