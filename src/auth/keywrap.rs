@@ -1,7 +1,16 @@
 //! Client-side wrap of the identity key under the user's password.
 //!
 //! The server stores the resulting blob but cannot open it: the wrapping key
-//! is argon2id(password, salt), and the password never leaves the client.
+//! is derived from the password, which never leaves the client, and the secret is
+//! sealed with AES-256-GCM (additional data `hearth-keywrap-v1`). Two KDFs:
+//!
+//! - `argon2id` (what this crate writes): `{"v":1,"kdf":"argon2id","m","t","p","salt",
+//!   "nonce","ct"}`.
+//! - `pbkdf2-sha256` (what the web client writes, since browsers' WebCrypto has PBKDF2
+//!   but no Argon2): `{"v":1,"kdf":"pbkdf2-sha256","i","salt","nonce","ct"}`, key =
+//!   PBKDF2-HMAC-SHA256(password, salt, i iterations, 32 bytes).
+//!
+//! Both are opened here, so a key backed up from a browser can be recovered by the CLI.
 
 use super::jose::{b64u, b64u_decode};
 use super::password::PasswordParams;
@@ -83,32 +92,86 @@ pub fn wrap_secret(
     serde_json::to_string(&blob).map_err(|_| WrapError::Crypto)
 }
 
-/// Decrypts a blob from [`wrap_secret`]. KDF costs are capped (see
-/// [`super::password::MAX_M_COST_KIB`] and friends) before any work is done,
-/// so a hostile blob cannot exhaust memory or CPU.
+/// The web client's form of the blob.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pbkdf2Blob {
+    v: u32,
+    kdf: String,
+    i: u32,
+    salt: String,
+    nonce: String,
+    ct: String,
+}
+
+/// Most PBKDF2 iterations a blob may ask for (about 3 s on a Raspberry Pi 4), so a hostile
+/// blob cannot make a client spin; the web client writes 600,000 (OWASP 2023).
+pub const MAX_PBKDF2_ITERATIONS: u32 = 5_000_000;
+
+fn pbkdf2_key(password: &str, salt: &[u8], iterations: u32) -> Result<LessSafeKey, WrapError> {
+    let iterations = std::num::NonZeroU32::new(iterations)
+        .filter(|i| i.get() <= MAX_PBKDF2_ITERATIONS)
+        .ok_or(WrapError::ParamsOutOfRange)?;
+    let mut key = [0u8; 32];
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        salt,
+        password.as_bytes(),
+        &mut key,
+    );
+    let unbound = UnboundKey::new(&AES_256_GCM, &key).map_err(|_| WrapError::Crypto)?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+/// Decodes salt (16 bytes), nonce (12) and ciphertext (at least a tag).
+fn sealed_parts(
+    salt: &str,
+    nonce: &str,
+    ct: &str,
+) -> Result<(Vec<u8>, [u8; 12], Vec<u8>), WrapError> {
+    let salt = b64u_decode(salt).map_err(|_| WrapError::Malformed)?;
+    let nonce: [u8; 12] = b64u_decode(nonce)
+        .ok()
+        .and_then(|n| n.try_into().ok())
+        .ok_or(WrapError::Malformed)?;
+    let ct = b64u_decode(ct).map_err(|_| WrapError::Malformed)?;
+    if salt.len() != 16 || ct.len() < AES_256_GCM.tag_len() {
+        return Err(WrapError::Malformed);
+    }
+    Ok((salt, nonce, ct))
+}
+
+/// Decrypts a blob from [`wrap_secret`] or from the web client. KDF costs are capped (see
+/// [`super::password::MAX_M_COST_KIB`] and friends, [`MAX_PBKDF2_ITERATIONS`]) before any
+/// work is done, so a hostile blob cannot exhaust memory or CPU.
 pub fn unwrap_secret(blob: &str, password: &str) -> Result<Vec<u8>, WrapError> {
     if blob.len() > MAX_BLOB_LEN {
         return Err(WrapError::Malformed);
     }
-    let blob: Blob = serde_json::from_str(blob).map_err(|_| WrapError::Malformed)?;
-    if blob.v != 1 || blob.kdf != "argon2id" {
+    let value: serde_json::Value = serde_json::from_str(blob).map_err(|_| WrapError::Malformed)?;
+    if value["v"] != 1 {
         return Err(WrapError::Unsupported);
     }
-    let salt = b64u_decode(&blob.salt).map_err(|_| WrapError::Malformed)?;
-    let nonce: [u8; 12] = b64u_decode(&blob.nonce)
-        .ok()
-        .and_then(|n| n.try_into().ok())
-        .ok_or(WrapError::Malformed)?;
-    let mut ct = b64u_decode(&blob.ct).map_err(|_| WrapError::Malformed)?;
-    if salt.len() != 16 || ct.len() < AES_256_GCM.tag_len() {
-        return Err(WrapError::Malformed);
-    }
-    let params = PasswordParams {
-        m_cost_kib: blob.m,
-        t_cost: blob.t,
-        p_cost: blob.p,
+    let (key, nonce, mut ct) = match value["kdf"].as_str() {
+        Some("argon2id") => {
+            let blob: Blob = serde_json::from_value(value).map_err(|_| WrapError::Malformed)?;
+            let (salt, nonce, ct) = sealed_parts(&blob.salt, &blob.nonce, &blob.ct)?;
+            let params = PasswordParams {
+                m_cost_kib: blob.m,
+                t_cost: blob.t,
+                p_cost: blob.p,
+            };
+            (aead_key(password, &salt, &params)?, nonce, ct)
+        }
+        Some("pbkdf2-sha256") => {
+            let blob: Pbkdf2Blob =
+                serde_json::from_value(value).map_err(|_| WrapError::Malformed)?;
+            let (salt, nonce, ct) = sealed_parts(&blob.salt, &blob.nonce, &blob.ct)?;
+            (pbkdf2_key(password, &salt, blob.i)?, nonce, ct)
+        }
+        _ => return Err(WrapError::Unsupported),
     };
-    let key = aead_key(password, &salt, &params)?;
     // With valid parameters, an authentication failure means the key was
     // wrong, i.e. the password (or the blob was tampered with).
     let plain = key
@@ -146,6 +209,60 @@ mod tests {
             unwrap_secret(&blob, "hunter3"),
             Err(WrapError::WrongPassword)
         );
+    }
+
+    /// A blob as the web client writes it (WebCrypto PBKDF2 + AES-GCM), made here with
+    /// ring the same way: the CLI must open what a browser backed up.
+    fn pbkdf2_blob(secret: &[u8], password: &str, iterations: u32) -> String {
+        let salt = [7u8; 16];
+        let nonce = [9u8; 12];
+        let key = pbkdf2_key(password, &salt, iterations).unwrap();
+        let mut ct = secret.to_vec();
+        key.seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(AAD), &mut ct)
+            .unwrap();
+        serde_json::json!({
+            "v": 1, "kdf": "pbkdf2-sha256", "i": iterations,
+            "salt": b64u(&salt), "nonce": b64u(&nonce), "ct": b64u(&ct),
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn web_client_pbkdf2_blobs_open() {
+        let secret = [5u8; 32];
+        let blob = pbkdf2_blob(&secret, "correct horse", 1000);
+        assert_eq!(unwrap_secret(&blob, "correct horse").unwrap(), secret);
+        assert_eq!(
+            unwrap_secret(&blob, "wrong horse"),
+            Err(WrapError::WrongPassword)
+        );
+        let mut v: Value = serde_json::from_str(&blob).unwrap();
+        v["i"] = (MAX_PBKDF2_ITERATIONS + 1).into();
+        assert_eq!(
+            unwrap_secret(&v.to_string(), "correct horse"),
+            Err(WrapError::ParamsOutOfRange)
+        );
+        v["i"] = 0.into();
+        assert_eq!(
+            unwrap_secret(&v.to_string(), "correct horse"),
+            Err(WrapError::ParamsOutOfRange)
+        );
+        v["i"] = 1000.into();
+        v["m"] = 64.into();
+        assert_eq!(
+            unwrap_secret(&v.to_string(), "correct horse"),
+            Err(WrapError::Malformed)
+        );
+    }
+
+    #[test]
+    fn pbkdf2_known_answer() {
+        // Made independently with Python (hashlib.pbkdf2_hmac and the `cryptography`
+        // package's AESGCM): secret 00..1f, password "correct horse", 1000 iterations,
+        // salt 16 × 07, nonce 12 × 09.
+        let blob = r#"{"v":1,"kdf":"pbkdf2-sha256","i":1000,"salt":"BwcHBwcHBwcHBwcHBwcHBw","nonce":"CQkJCQkJCQkJCQkJ","ct":"VgRkbjPLXAy2G8IQ1VHS0OU-xTQlw63L7EnDBbLCutUiGCgQQS91nXQlx5dfu6_J"}"#;
+        let expected: Vec<u8> = (0u8..32).collect();
+        assert_eq!(unwrap_secret(blob, "correct horse").unwrap(), expected);
     }
 
     #[test]
