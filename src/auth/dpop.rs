@@ -10,6 +10,14 @@
 //! flooding valid proofs can therefore rotate nonces faster, which costs
 //! honest clients one `use_dpop_nonce` retry, never a missed replay.
 //!
+//! Check 11 (creation time) uses the nonce when the proof carries one: §4.3 allows "a
+//! server managed timestamp via the nonce claim", and a nonce of the current or previous
+//! epoch proves the proof was made within the last two epochs by the server's own clock.
+//! The client's `iat` is then not compared with the server's clock at all. This matters on
+//! a Raspberry Pi, which has no real-time clock: after a power cut on a LAN without NTP it
+//! runs hours behind its users' phones, and an `iat` window would refuse every proof.
+//! Without a nonce (only when `require_nonce` is off) the `iat` window applies.
+//!
 //! Binding a proof to an access token is the caller's check: compare
 //! [`VerifiedProof::jkt`] with the token's `cnf.jkt`.
 
@@ -351,24 +359,27 @@ impl DpopVerifier {
         if !htu_matches(htu, req.url) {
             return Err(DpopError::HtuMismatch);
         }
-        // (11) iat window.
-        if iat > now.saturating_add(self.config.iat_leeway_secs) {
-            return Err(DpopError::IatInFuture);
+        // (10) nonce: authentic, and of the current or previous epoch.
+        let nonce_epoch = nonce.map(|n| self.nonce_epoch(n)).transpose()?;
+        if let Some(epoch) = nonce_epoch {
+            let current = self.lock().advance(now, self.config.nonce_epoch_secs);
+            check_epoch(epoch, current)?;
         }
-        if iat < now.saturating_sub(self.config.max_age_secs) {
-            return Err(DpopError::IatTooOld);
+        // (11) creation time: by the nonce's epoch when there is a nonce (just checked),
+        // else by the iat window.
+        if nonce_epoch.is_none() {
+            if iat > now.saturating_add(self.config.iat_leeway_secs) {
+                return Err(DpopError::IatInFuture);
+            }
+            if iat < now.saturating_sub(self.config.max_age_secs) {
+                return Err(DpopError::IatTooOld);
+            }
         }
         // (12) ath binds the proof to the presented access token.
         if let (Some(token), Some(ath)) = (req.access_token, ath) {
             if !super::ct_eq(ath.as_bytes(), sha256_b64u(token.as_bytes()).as_bytes()) {
                 return Err(DpopError::AthMismatch);
             }
-        }
-        // (10) nonce: authentic, and of the current or previous epoch.
-        let nonce_epoch = nonce.map(|n| self.nonce_epoch(n)).transpose()?;
-        if let Some(epoch) = nonce_epoch {
-            let current = self.lock().advance(now, self.config.nonce_epoch_secs);
-            check_epoch(epoch, current)?;
         }
         // (6) signature, with the key from the header.
         jws.verify(&jwk).map_err(|e| match e {
@@ -894,20 +905,43 @@ mod tests {
     }
 
     #[test]
-    fn check_11_iat_window() {
+    fn check_11_creation_time_by_nonce_or_iat() {
+        // With a nonce, the nonce dates the proof: a client clock hours away from the
+        // server's (a Pi without RTC after a power cut) does not matter.
         let v = verifier();
         let key = SigningKey::generate_es256();
-        let p = tampered(&key, &v, |_, c| {
-            drop(c.insert("iat".into(), json!(NOW - 301)))
-        });
-        assert_eq!(check(&v, &p, Some(TOKEN)), Err(DpopError::IatTooOld));
-        let p = tampered(&key, &v, |_, c| {
-            drop(c.insert("iat".into(), json!(NOW + 61)))
-        });
-        assert_eq!(check(&v, &p, Some(TOKEN)), Err(DpopError::IatInFuture));
-        for iat in [NOW - 300, NOW + 60] {
+        for iat in [NOW - 3 * 3600, NOW + 3 * 3600, NOW - 301, NOW + 61, NOW] {
             let p = tampered(&key, &v, |_, c| drop(c.insert("iat".into(), json!(iat))));
-            assert!(check(&v, &p, Some(TOKEN)).is_ok());
+            assert!(check(&v, &p, Some(TOKEN)).is_ok(), "iat {iat} with a nonce");
+        }
+        // ... but the nonce itself must be recent (two epochs at most).
+        let later = NOW + 600;
+        let p = make_proof(&key, "GET", URL, Some(TOKEN), Some(&v.nonce(NOW)), later);
+        let err = v.verify(&request(&[&p], Some(TOKEN)), later).unwrap_err();
+        assert_eq!(err, DpopError::StaleNonce);
+
+        // Without nonces (development only), the iat window applies.
+        let v = DpopVerifier::new(
+            [7u8; 32],
+            DpopConfig {
+                require_nonce: false,
+                ..DpopConfig::default()
+            },
+        );
+        let at = |iat: u64| make_proof(&key, "GET", URL, Some(TOKEN), None, iat);
+        let p = at(NOW - 301);
+        assert_eq!(
+            v.verify(&request(&[&p], Some(TOKEN)), NOW).unwrap_err(),
+            DpopError::IatTooOld
+        );
+        let p = at(NOW + 61);
+        assert_eq!(
+            v.verify(&request(&[&p], Some(TOKEN)), NOW).unwrap_err(),
+            DpopError::IatInFuture
+        );
+        for iat in [NOW - 300, NOW + 60] {
+            let p = at(iat);
+            assert!(v.verify(&request(&[&p], Some(TOKEN)), NOW).is_ok());
         }
     }
 
