@@ -124,12 +124,11 @@ fn pbkdf2_key(password: &str, salt: &[u8], iterations: u32) -> Result<LessSafeKe
     Ok(LessSafeKey::new(unbound))
 }
 
+/// Salt, nonce and ciphertext of a blob.
+type SealedParts = (Vec<u8>, [u8; 12], Vec<u8>);
+
 /// Decodes salt (16 bytes), nonce (12) and ciphertext (at least a tag).
-fn sealed_parts(
-    salt: &str,
-    nonce: &str,
-    ct: &str,
-) -> Result<(Vec<u8>, [u8; 12], Vec<u8>), WrapError> {
+fn sealed_parts(salt: &str, nonce: &str, ct: &str) -> Result<SealedParts, WrapError> {
     let salt = b64u_decode(salt).map_err(|_| WrapError::Malformed)?;
     let nonce: [u8; 12] = b64u_decode(nonce)
         .ok()
