@@ -12,7 +12,7 @@
 //! - **Search** (Refrain's proxied search): `search_users` asks every approved peer at
 //!   once, with a short timeout, and merges their answers with local matches.
 
-use super::{outbound, outbox, signature, FederationError};
+use super::{outbound, outbox, FederationError};
 use crate::app::App;
 use crate::model::*;
 use crate::service::accounts::PublicUser;
@@ -394,38 +394,14 @@ pub async fn call_now(
     }
     let path = format!("/federation/v1/{call}");
     let bytes = body.to_string().into_bytes();
-    let signed = signature::sign(
-        &app.services.server_key,
-        &app.services.origin,
-        target,
-        "POST",
-        &path,
-        &bytes,
-        now(),
-    );
-    let url = format!("{target}{path}");
-    let allow_loopback = app.services.config.federation.allow_loopback;
-    let headers = [
-        (signature::HEADER, signed),
-        ("Content-Type", "application/json".into()),
-    ];
-    let send = outbound::send(
-        &url,
-        http_types::Method::Post,
-        &headers,
-        bytes,
-        allow_loopback,
-        timeout,
-        &app.federation.tls_pins,
-    );
-    async { Ok(send.await?) }
-        .or(async {
-            smol::Timer::after(timeout).await;
-            Err(FederationError::Peer(format!(
-                "{target} did not answer in time"
-            )))
-        })
-        .await
+    let send = super::send_signed(app, target, &path, bytes, timeout);
+    send.or(async {
+        smol::Timer::after(timeout).await;
+        Err(FederationError::Peer(format!(
+            "{target} did not answer in time"
+        )))
+    })
+    .await
 }
 
 /// What a peer answered to `search_users`: its own users only, cleaned and bounded.

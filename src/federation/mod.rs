@@ -4,6 +4,7 @@
 //! and the other calls of the seeds as they land).
 
 pub mod calls;
+pub mod clock;
 pub mod directory;
 pub mod outbound;
 pub mod outbox;
@@ -57,6 +58,8 @@ pub struct Federation {
     /// TLS certificates of peers and push distributors, pinned at first contact and kept
     /// in `DATA_DIR/tls/pins`.
     pub tls_pins: crate::tls::Pins,
+    /// Peers' clocks, relative to ours.
+    pub clocks: clock::PeerClocks,
     wake_tx: async_channel::Sender<()>,
     wake_rx: async_channel::Receiver<()>,
 }
@@ -68,6 +71,7 @@ impl Federation {
         Federation {
             replay: ReplayGuard::new(config.replay_capacity),
             tls_pins: crate::tls::Pins::in_file(data_dir.join("tls").join("pins")),
+            clocks: clock::PeerClocks::new(),
             wake_tx,
             wake_rx,
         }
@@ -249,6 +253,65 @@ pub async fn peer_key(app: &App, origin: &str) -> Result<[u8; 32], FederationErr
         }
     }
     Err(SignatureError::UnknownPeer(origin.to_string()).into())
+}
+
+/// The pinned key of `origin`, if it is a peer (never fetches).
+pub fn pinned_key(app: &App, origin: &str) -> Option<[u8; 32]> {
+    app.services
+        .store
+        .read(|tx| tx.get(PEER, origin.as_bytes()))
+        .ok()
+        .flatten()
+        .map(|peer| peer.server_key)
+}
+
+/// Signs a call to `target` in the target's time ([`clock`]) and sends it. When the target
+/// refuses it with `clock_skew`, measures the target's clock and sends the call once more,
+/// signed anew (a new `jti`, so it is not a replay).
+pub async fn send_signed(
+    app: &App,
+    target: &str,
+    path: &str,
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<outbound::Answer, FederationError> {
+    let mut remeasured = false;
+    loop {
+        let signed = signature::sign(
+            &app.services.server_key,
+            &app.services.origin,
+            target,
+            "POST",
+            path,
+            &body,
+            app.federation.clocks.peer_time(target, now()),
+        );
+        let answer = outbound::send(
+            &format!("{target}{path}"),
+            http_types::Method::Post,
+            &[
+                (signature::HEADER, signed),
+                ("Content-Type", "application/json".into()),
+            ],
+            body.clone(),
+            app.services.config.federation.allow_loopback,
+            timeout,
+            &app.federation.tls_pins,
+        )
+        .await?;
+        let skewed = answer.status == 401
+            && serde_json::from_slice::<serde_json::Value>(&answer.body)
+                .is_ok_and(|v| v["error"] == signature::CLOCK_SKEW);
+        if skewed && !remeasured {
+            if let Some(key) = pinned_key(app, target) {
+                if clock::remeasure(app, target, &key).await {
+                    remeasured = true;
+                    continue;
+                }
+            }
+        }
+        return Ok(answer);
+    }
 }
 
 /// Verifies an inbound signed call, replay included.

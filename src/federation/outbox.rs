@@ -6,7 +6,7 @@
 //! job that expands a message's mentions into notifications, and `push_delivery`, a plain
 //! POST to a UnifiedPush distributor URL (through the same SSRF guard).
 
-use super::{calls, outbound, signature, FederationError};
+use super::{calls, outbound, FederationError};
 use crate::app::App;
 use crate::model::{Id, OutboxItem};
 use crate::service::now_ms;
@@ -73,29 +73,14 @@ async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, Federati
     }
     let config = &app.services.config.federation;
     let path = format!("/federation/v1/{}", item.call);
-    let body = item.body.clone().into_bytes();
-    let signature = signature::sign(
-        &app.services.server_key,
-        &app.services.origin,
+    super::send_signed(
+        app,
         &item.target,
-        "POST",
         &path,
-        &body,
-        crate::service::now(),
-    );
-    Ok(outbound::send(
-        &format!("{}{}", item.target, path),
-        http_types::Method::Post,
-        &[
-            (signature::HEADER, signature),
-            ("Content-Type", "application/json".into()),
-        ],
-        body,
-        config.allow_loopback,
+        item.body.clone().into_bytes(),
         Duration::from_secs(config.request_timeout_secs),
-        &app.federation.tls_pins,
     )
-    .await?)
+    .await
 }
 
 /// Attempts one item and records the outcome.

@@ -15,6 +15,9 @@ use std::sync::Mutex;
 pub const HEADER: &str = "Hearth-Signature";
 /// The JWS `typ`.
 pub const TYP: &str = "hearth-s2s+jwt";
+/// The error code of a call refused for its time (the sender measures our clock and
+/// tries again: see [`super::clock`]).
+pub const CLOCK_SKEW: &str = "clock_skew";
 
 /// Why a signed call was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

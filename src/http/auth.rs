@@ -59,6 +59,34 @@ pub fn verify_proof(
     )
 }
 
+/// Verifies a peer's access token against the peer's clock (see
+/// [`crate::federation::clock`]); when it looks expired or not yet valid, the peer's clock
+/// is measured again (rate-limited) and the token checked once more. The claims returned
+/// carry `exp` in this server's time, for the token cache.
+async fn peer_token(
+    app: &crate::app::App,
+    token: &str,
+    key: &[u8; 32],
+    issuer: &str,
+    t: u64,
+) -> Result<tokens::AccessClaims, ApiError> {
+    let clocks = &app.federation.clocks;
+    let check = || tokens::verify_access_token(token, key, issuer, clocks.peer_time(issuer, t), 0);
+    let claims = match check() {
+        Err(tokens::TokenError::Expired | tokens::TokenError::NotYetValid)
+            if crate::federation::clock::remeasure(app, issuer, key).await =>
+        {
+            check()
+        }
+        other => other,
+    };
+    let mut claims = claims.map_err(|e| ApiError::invalid_token(e.to_string()))?;
+    claims.exp = claims
+        .exp
+        .saturating_add_signed(clocks.offset(issuer).saturating_neg());
+    Ok(claims)
+}
+
 /// Authenticates an API request: `Authorization: DPoP <token>` plus a `DPoP` proof.
 pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
     let app = req.state();
@@ -103,8 +131,12 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
                         ))
                     })?
             };
-            let claims = tokens::verify_access_token(&token, &key, &issuer, t, 0)
-                .map_err(|e| ApiError::invalid_token(e.to_string()))?;
+            let claims = if issuer == services.origin {
+                tokens::verify_access_token(&token, &key, &issuer, t, 0)
+                    .map_err(|e| ApiError::invalid_token(e.to_string()))?
+            } else {
+                peer_token(app, &token, &key, &issuer, t).await?
+            };
             app.token_cache.insert(&token, claims.clone());
             claims
         }

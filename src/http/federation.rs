@@ -16,10 +16,17 @@ impl From<FederationError> for ApiError {
         let message = error.to_string();
         match error {
             FederationError::Signature(e) => {
-                let code = match e {
-                    signature::SignatureError::UnknownPeer(_) => "not_a_peer",
-                    signature::SignatureError::Replay => "replayed_call",
-                    _ => "invalid_signature",
+                let (code, message) = match e {
+                    signature::SignatureError::UnknownPeer(_) => ("not_a_peer", message),
+                    signature::SignatureError::Replay => ("replayed_call", message),
+                    signature::SignatureError::Expired => (
+                        signature::CLOCK_SKEW,
+                        format!(
+                            "{message}: this server's clock reads {} (see its /.well-known/hearth `time`)",
+                            crate::service::now()
+                        ),
+                    ),
+                    _ => ("invalid_signature", message),
                 };
                 ApiError::new(401, code, message)
             }

@@ -181,7 +181,9 @@ impl tide::Middleware<Arc<App>> for Finish {
             "Access-Control-Expose-Headers",
             "DPoP-Nonce, WWW-Authenticate, Retry-After",
         );
-        response.insert_header("Cache-Control", "no-store");
+        if response.header("Cache-Control").is_none() {
+            response.insert_header("Cache-Control", "no-store");
+        }
         if !body_read.load(std::sync::atomic::Ordering::Relaxed) {
             // Answered without reading the whole body (an early error, or a route that
             // takes none). async-h1 drains the rest after the answer through a read-ahead

@@ -243,6 +243,7 @@ async fn well_known(req: Req) -> ApiResult {
             "registration": s.config.registration,
             "token_endpoint": format!("{}/oauth/token", s.origin),
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "time": crate::service::now(),
         }),
     )
 }

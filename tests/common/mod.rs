@@ -189,9 +189,15 @@ impl HearthProcess {
     /// Starts `hearth ARGS`, reads the bound address from its `listening on` line and
     /// waits until it answers HTTP (so its admin socket exists too).
     pub fn spawn<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> HearthProcess {
+        HearthProcess::spawn_command(hearth_command(args))
+    }
+
+    /// Like [`HearthProcess::spawn`], for a command that runs `hearth serve` (e.g. under
+    /// `faketime`).
+    pub fn spawn_command(mut command: std::process::Command) -> HearthProcess {
         use std::io::BufRead;
         use std::process::Stdio;
-        let mut child = hearth_command(args)
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
