@@ -4,7 +4,7 @@
 //! adds; and the bytes per second a listener receives.
 //!
 //! `cargo bench --bench voice` (about two minutes, bounded). Linux, loopback only.
-//! `cargo bench --bench voice -- mixing` or `-- latency` runs one half.
+//! `cargo bench --bench voice -- mixing`, `-- latency` or `-- sockets` runs one part.
 //!
 //! **Mixing cost.** `RoomCore` is driven directly on the bench's thread: no sockets, no
 //! room thread, a synthetic clock. Each talker's input is a speech-like signal (eight
@@ -46,6 +46,17 @@
 //! (printed per onset) it rightly adds a frame of delay for some seconds, so run this on a
 //! quiet machine (the load average is printed). Then A talks (speech-like signal) for 5 s
 //! and B's received bytes per second are measured in the steady state.
+//!
+//! **Sockets: the whole server per listener.** The mixing cost above leaves out writing
+//! each listener's frame to its websocket. Here the release binary serves one voice room
+//! where 4 talkers (real voice sockets, speech-like packets on an absolute 20 ms schedule)
+//! talk while listeners are added: 0, 100, 250, 500, 1,000 (each a user with its own
+//! voice socket, reading on this process's executor). At each step, after 2 s to settle,
+//! the server process's CPU time (user + system, from `/proc/PID/stat`) and resident
+//! memory are read over 5 s, and the frames each listener received are counted. The
+//! slope of CPU against listeners is what one more listener costs the whole server:
+//! room thread, websocket tasks, TCP writes. This process (talkers and listeners) runs on
+//! the same two cores and competes with the server, so the figures are upper bounds.
 
 use hearth::auth::jose::SigningKey;
 use hearth::client::{Client, VoiceConnection, VoiceEvent, VoicePlayer};
@@ -666,15 +677,20 @@ impl Drop for Server {
 /// Starts the release binary on 127.0.0.1 with plain HTTP (`[tls] enabled = false`; a
 /// build without that section is started without it).
 fn start_server() -> Server {
+    start_server_with("")
+}
+
+/// [`start_server`] with more configuration (TOML sections) appended.
+fn start_server_with(extra: &str) -> Server {
     for tls_section in [true, false] {
-        if let Some(server) = try_start_server(tls_section) {
+        if let Some(server) = try_start_server(tls_section, extra) {
             return server;
         }
     }
     panic!("hearth serve did not start (see its messages above)");
 }
 
-fn try_start_server(tls_section: bool) -> Option<Server> {
+fn try_start_server(tls_section: bool, extra: &str) -> Option<Server> {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("hearth.toml");
     let mut text = String::from(
@@ -683,6 +699,7 @@ fn try_start_server(tls_section: bool) -> Option<Server> {
     if tls_section {
         text.push_str("[tls]\nenabled = false\n");
     }
+    text.push_str(extra);
     std::fs::File::create(&config)
         .and_then(|mut f| f.write_all(text.as_bytes()))
         .expect("config");
@@ -1071,6 +1088,9 @@ fn main() {
     if run("latency") {
         real_server();
     }
+    if run("sockets") {
+        sockets();
+    }
     println!(
         "\nvoice bench took {:.0} s; load average at the end: {}",
         started.elapsed().as_secs_f64(),
@@ -1153,4 +1173,248 @@ fn mixing() {
     }
     println!("goals: ≥ 500 people with 4 talkers, ≥ 100 all talking, in one core's 20 ms");
     println!("mixing part took {:.0} s", started.elapsed().as_secs_f64());
+}
+
+// ---------------------------------------------------------------- sockets
+
+/// Listeners in the room at each step of the end-to-end run.
+const SOCKET_STEPS: [usize; 5] = [0, 100, 250, 500, 1000];
+const SOCKET_TALKERS: usize = 4;
+const SOCKET_SETTLE: Duration = Duration::from_secs(2);
+const SOCKET_WINDOW: Duration = Duration::from_secs(5);
+
+/// CPU seconds (user + system) the process `pid` has used.
+fn process_cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command's closing parenthesis, from field 3 (state) on.
+    let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields[11].parse::<f64>().unwrap_or(0.0) + fields[12].parse::<f64>().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    ticks / per_second
+}
+
+/// Resident memory of the process `pid`, MiB.
+fn process_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// A new user, member of the guild behind `code`.
+async fn member(origin: &str, name: &str, code: &str) -> Client {
+    let client = Client::with_device_key(SigningKey::generate_ed25519());
+    client
+        .register(origin, name, PASSWORD)
+        .await
+        .expect("register");
+    post(
+        &client,
+        &format!("{origin}/api/v1/invites/{code}"),
+        json!({}),
+    )
+    .await;
+    client
+}
+
+/// A new user, member of the guild behind `code`, in the voice channel `voice`.
+async fn voice_member(origin: &str, name: &str, code: &str, voice: &str) -> VoiceConnection {
+    member(origin, name, code)
+        .await
+        .join_voice(origin, voice)
+        .await
+        .expect("join voice")
+}
+
+fn sockets() {
+    let most = *SOCKET_STEPS.iter().max().unwrap_or(&0);
+    let server = start_server_with(&format!(
+        "[voice]\nmax_participants = {}\n",
+        most + SOCKET_TALKERS + 1
+    ));
+    let origin = server.origin.clone();
+    let pid = server.child.id();
+    println!(
+        "\nsockets: the release server on {origin}, one room, {SOCKET_TALKERS} talkers, listeners added step by step"
+    );
+    let owner = Client::with_device_key(SigningKey::generate_ed25519());
+    let (code, voice) = smol::block_on(async {
+        owner
+            .register(&origin, "owner", PASSWORD)
+            .await
+            .expect("register");
+        let guild = post(
+            &owner,
+            &format!("{origin}/api/v1/guilds"),
+            json!({"name": "Bench"}),
+        )
+        .await;
+        let gid = guild["id"].as_str().expect("guild id").to_string();
+        let text = guild["channels"][0]["id"]
+            .as_str()
+            .expect("channel")
+            .to_string();
+        let voice = post(
+            &owner,
+            &format!("{origin}/api/v1/guilds/{gid}/channels"),
+            json!({"name": "voice", "kind": "voice"}),
+        )
+        .await;
+        let invite = post(
+            &owner,
+            &format!("{origin}/api/v1/channels/{text}/invites"),
+            json!({}),
+        )
+        .await;
+        (
+            invite["code"].as_str().expect("code").to_string(),
+            voice["id"].as_str().expect("voice id").to_string(),
+        )
+    });
+
+    // Talkers on their own thread, on an absolute 20 ms schedule.
+    let mut voices = Voices(Vec::new());
+    voices.ensure(SOCKET_TALKERS);
+    let talkers: Vec<VoiceConnection> = smol::block_on(async {
+        let mut talkers = Vec::new();
+        for t in 0..SOCKET_TALKERS {
+            talkers.push(voice_member(&origin, &format!("talker{t}"), &code, &voice).await);
+        }
+        talkers
+    });
+    let done = Arc::new(AtomicBool::new(false));
+    let talking = {
+        let done = done.clone();
+        let packets: Vec<Vec<Vec<u8>>> = voices.0[..SOCKET_TALKERS].to_vec();
+        std::thread::spawn(move || {
+            smol::block_on(async {
+                let start = Instant::now();
+                let mut k: u32 = 0;
+                while !done.load(Ordering::Relaxed) {
+                    smol::Timer::at(start + Duration::from_micros(FRAME_MICROS) * k).await;
+                    for (t, talker) in talkers.iter().enumerate() {
+                        let frame = hearth::voice::wire::VoiceFrame {
+                            seq: k as u16,
+                            timestamp: k.wrapping_mul(FRAME_SAMPLES as u32),
+                            payload: packets[t][k as usize % packets[t].len()].clone(),
+                        };
+                        let _ = talker.send_frame(&frame).await;
+                    }
+                    k += 1;
+                }
+                for talker in talkers {
+                    talker.leave().await;
+                }
+            })
+        })
+    };
+
+    println!(
+        "{:>9} {:>10} {:>12} {:>14} {:>10} {:>16} {:>10}",
+        "listeners",
+        "server CPU",
+        "CPU/listener",
+        "RSS before MiB",
+        "RSS MiB",
+        "frames/s each",
+        "cut off"
+    );
+    let mut listeners: Vec<VoiceConnection> = Vec::new();
+    let mut points: Vec<(f64, f64)> = Vec::new();
+    let mut rss: Vec<(f64, f64)> = Vec::new();
+    for &n in &SOCKET_STEPS {
+        // Users first (registration, login, joining the guild), then their voice sockets:
+        // the memory before and after shows what the sockets take.
+        let users: Vec<Client> = smol::block_on(async {
+            let mut users = Vec::new();
+            for i in listeners.len()..n {
+                users.push(member(&origin, &format!("listener{i}"), &code).await);
+            }
+            users
+        });
+        let before = process_rss_mib(pid);
+        smol::block_on(async {
+            for user in &users {
+                listeners.push(user.join_voice(&origin, &voice).await.expect("join voice"));
+            }
+        });
+        std::thread::sleep(SOCKET_SETTLE);
+        for l in &listeners {
+            l.drain();
+        }
+        let cpu0 = process_cpu_secs(pid);
+        let t0 = Instant::now();
+        std::thread::sleep(SOCKET_WINDOW);
+        let cpu = process_cpu_secs(pid) - cpu0;
+        let wall = t0.elapsed().as_secs_f64();
+        let mut per_second = Vec::new();
+        let mut cut = 0;
+        for l in &listeners {
+            let events = l.drain();
+            if events
+                .iter()
+                .any(|e| matches!(e, VoiceEvent::Closed { .. }))
+            {
+                cut += 1;
+            }
+            let audio = events
+                .iter()
+                .filter(|e| matches!(e, VoiceEvent::Audio(_)))
+                .count();
+            per_second.push(audio as f64 / wall);
+        }
+        let load = cpu / wall;
+        points.push((n as f64, load));
+        let memory = process_rss_mib(pid);
+        rss.push((n as f64, memory));
+        let (mean, min) = if per_second.is_empty() {
+            (0.0, 0.0)
+        } else {
+            (
+                per_second.iter().sum::<f64>() / per_second.len() as f64,
+                per_second.iter().cloned().fold(f64::INFINITY, f64::min),
+            )
+        };
+        let per_listener = if n > 0 {
+            format!(
+                "{:.1} µs/frame",
+                (load - points[0].1) * 1e6 / (n as f64 * 50.0)
+            )
+        } else {
+            "—".into()
+        };
+        println!(
+            "{:>9} {:>9.1}% {:>12} {:>14.1} {:>10.1} {:>16} {:>10}",
+            n,
+            load * 100.0,
+            per_listener,
+            before,
+            memory,
+            if n > 0 {
+                format!("{mean:.1} (min {min:.1})")
+            } else {
+                "—".into()
+            },
+            cut
+        );
+    }
+    done.store(true, Ordering::Relaxed);
+    let _ = talking.join();
+    let (_, slope) = fit(&points);
+    let (_, rss_slope) = fit(&rss);
+    println!(
+        "fit: each listener adds {:.2} % of a core ({:.1} µs CPU per frame sent), so one core carries about {:.0} listeners with the room; {:.1} KiB of server memory per listener",
+        slope * 100.0,
+        slope * 1e6 / 50.0,
+        if slope > 0.0 { 1.0 / slope } else { f64::INFINITY },
+        rss_slope * 1024.0
+    );
 }

@@ -1792,3 +1792,58 @@ fn a_moved_listeners_stream_stays_continuous() {
         }
     });
 }
+
+/// A room larger than one frame's worth of participants: the joiner's `ready` lists the
+/// first 50 and says how many there are; `participants` frames bring the rest, before any
+/// audio. (A thousand-person list in one frame once cost every connection 200 KB for as
+/// long as it lived: a websocket keeps the capacity of the largest frame it sent.)
+#[test]
+fn a_large_room_is_listed_in_pages() {
+    let server = TestServer::start();
+    block_on(async {
+        let count = 57;
+        let mut clients = Vec::new();
+        for i in 0..count {
+            clients.push(user(&server, &format!("p{i:02}")).await);
+        }
+        let members: Vec<&Client> = clients[1..].iter().collect();
+        let s = space(&server, &clients[0], &members, 1).await;
+        let v = &s.voice[0];
+        let mut conns = Vec::new();
+        for c in &clients[..count - 1] {
+            conns.push(c.join_voice(&server.origin, v).await.expect("join"));
+        }
+        let last = clients[count - 1]
+            .join_voice(&server.origin, v)
+            .await
+            .expect("join");
+        assert_eq!(last.ready["participant_count"], count);
+        let mut listed: Vec<String> = last.ready["participants"]
+            .as_array()
+            .expect("participants")
+            .iter()
+            .map(|p| p["user_id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(listed.len(), 50, "the first page is full");
+        while listed.len() < count {
+            match last.recv(WAIT).await {
+                Some(VoiceEvent::Op(op)) if op["op"] == "participants" => {
+                    let page = op["participants"].as_array().expect("a page");
+                    assert!(!page.is_empty() && page.len() <= 50, "{op}");
+                    listed.extend(
+                        page.iter()
+                            .map(|p| p["user_id"].as_str().unwrap().to_string()),
+                    );
+                }
+                Some(VoiceEvent::Op(_)) => {}
+                other => panic!("expected the rest of the participants, got {other:?}"),
+            }
+        }
+        let all_ids = sorted(clients.iter().map(|c| uid(&server, c)).collect());
+        assert_eq!(sorted(listed), all_ids);
+        last.leave().await;
+        for c in conns {
+            c.leave().await;
+        }
+    });
+}

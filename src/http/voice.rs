@@ -266,6 +266,52 @@ async fn send(sink: &mut Sink, message: Message, within: Duration) -> bool {
     .await
 }
 
+/// Participants listed per frame at join: `ready` carries the first ones, `participants`
+/// frames the rest. Small frames matter: a websocket's write buffer keeps the capacity of
+/// the largest frame it sent for as long as the connection lives, so one list of a
+/// thousand participants would cost each of a thousand connections 200 KB.
+pub const PARTICIPANTS_PER_FRAME: usize = 50;
+
+/// Sends `ready`, then the rest of the participants in `participants` frames. Nothing of
+/// it is kept once sent.
+async fn send_ready(
+    app: &App,
+    sink: &mut Sink,
+    ticket: &VoiceTicket,
+    state: crate::voice::registry::VoiceState,
+    participants: Vec<crate::voice::registry::VoiceState>,
+) -> bool {
+    let mut pages = participants.chunks(PARTICIPANTS_PER_FRAME);
+    let ready = json!({
+        "op": "ready",
+        "guild_id": state.guild_id,
+        "channel_id": state.channel_id,
+        "user_id": ticket.user,
+        "state": state,
+        "participants": pages.next().unwrap_or_default(),
+        "participant_count": participants.len(),
+        "audio": {
+            "codec": "opus",
+            "sample_rate": crate::voice::SAMPLE_RATE,
+            "channels": 1,
+            "frame_ms": 20,
+            "header_bytes": wire::HEADER_BYTES,
+            "max_packet_bytes": app.voice.config.max_packet_bytes,
+        },
+    })
+    .to_string();
+    if !send(sink, Message::Text(ready.into()), Duration::from_secs(5)).await {
+        return false;
+    }
+    for page in pages {
+        let frame = json!({"op": "participants", "participants": page}).to_string();
+        if !send(sink, Message::Text(frame.into()), Duration::from_secs(5)).await {
+            return false;
+        }
+    }
+    true
+}
+
 async fn close_with(sink: &mut Sink, code: u16, reason: String) {
     let _ = send(sink, close_frame(code, reason), Duration::from_secs(2)).await;
     let _ = async { sink.close(None).await }
@@ -324,29 +370,7 @@ async fn run(app: Arc<App>, ws: WebSocketStream<Upgraded>, ticket: Option<VoiceT
         }
     };
     let conn = joined.conn;
-    let ready = json!({
-        "op": "ready",
-        "guild_id": joined.state.guild_id,
-        "channel_id": joined.state.channel_id,
-        "user_id": ticket.user,
-        "state": joined.state,
-        "participants": joined.participants,
-        "audio": {
-            "codec": "opus",
-            "sample_rate": crate::voice::SAMPLE_RATE,
-            "channels": 1,
-            "frame_ms": 20,
-            "header_bytes": wire::HEADER_BYTES,
-            "max_packet_bytes": app.voice.config.max_packet_bytes,
-        },
-    });
-    if send(
-        &mut sink,
-        Message::Text(ready.to_string().into()),
-        Duration::from_secs(5),
-    )
-    .await
-    {
+    if send_ready(&app, &mut sink, &ticket, joined.state, joined.participants).await {
         let (from_client_tx, from_client) = async_channel::bounded::<FromClient>(8);
         let reader = smol::spawn(read_loop(
             stream,
