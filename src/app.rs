@@ -39,6 +39,8 @@ pub struct App {
     pub token_cache: AccessTokenCache,
     /// Login attempt counters.
     pub login_limiter: LoginLimiter,
+    /// Device links waiting for approval (in memory).
+    pub device_links: crate::auth::device_link::DeviceLinks,
     /// `http` or `https`, as the listener serves it.
     pub scheme: &'static str,
     /// SHA-256 of the TLS certificate (lowercase hex), when serving HTTPS.
@@ -174,6 +176,7 @@ impl App {
             },
             dpop,
             token_cache,
+            device_links: crate::auth::device_link::DeviceLinks::new(),
             login_limiter: LoginLimiter::default(),
             scheme,
             tls_fingerprint: std::sync::OnceLock::new(),

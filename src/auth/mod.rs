@@ -6,6 +6,7 @@
 //! pass the current time as unix seconds (`now`).
 
 pub mod device_cert;
+pub mod device_link;
 pub mod dpop;
 pub mod jose;
 pub mod keywrap;

@@ -22,6 +22,7 @@ pub use voice::{VoiceConnection, VoiceEvent, VoicePlayer};
 use crate::auth::dpop::make_proof;
 use crate::auth::jose::SigningKey;
 use crate::auth::{device_cert, keywrap, password::PasswordParams};
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -76,6 +77,19 @@ pub enum ClientError {
     Key(String),
 }
 
+/// A device link opened by a new device ([`Client::open_device_link`]).
+#[derive(Clone, Debug)]
+pub struct DeviceLink {
+    /// The home server.
+    pub origin: String,
+    /// The code to show, `XXXX-XXXX`.
+    pub code: String,
+    /// The secret mailbox id the approval arrives in.
+    pub mailbox: String,
+    /// The thumbprint of this device's key, to show beside the code.
+    pub jkt: String,
+}
+
 #[derive(Clone, Debug)]
 struct Session {
     access_token: String,
@@ -93,6 +107,8 @@ pub struct Client {
 struct Inner {
     device_key: SigningKey,
     identity: Mutex<Option<ed25519_dalek::SigningKey>>,
+    /// A device certificate received through a device link (when this device has no K_id).
+    certificate: Mutex<Option<String>>,
     /// The home server's origin.
     home: Mutex<Option<String>>,
     /// Signed-in sessions by the origin that issued them.
@@ -139,6 +155,7 @@ impl Client {
             inner: Arc::new(Inner {
                 device_key,
                 identity: Mutex::new(None),
+                certificate: Mutex::new(None),
                 home: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
                 nonces: Mutex::new(HashMap::new()),
@@ -325,12 +342,143 @@ impl Client {
         )
     }
 
-    /// A device certificate for this client's device key, signed by K_id.
+    /// A device certificate for this client's device key: signed by K_id now, or the one
+    /// received through a device link (which names the home it was made for).
     pub fn device_certificate(&self, homeserver: &str) -> Result<String, ClientError> {
+        if let Some(identity) = self.identity() {
+            return Ok(self.certificate_for(&identity, homeserver));
+        }
+        self.inner
+            .certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| ClientError::Key("no identity key and no device certificate".into()))
+    }
+
+    /// New device: opens a device link at `origin` (the user's home) for this client's
+    /// device key. Show [`DeviceLink::code`] (and the key's thumbprint) to the user, who
+    /// approves it on a device already signed in; then [`Client::finish_device_link`].
+    /// `username` (optional) names the account to join: only its owner may approve.
+    pub async fn open_device_link(
+        &self,
+        origin: &str,
+        username: Option<&str>,
+        device_name: &str,
+    ) -> Result<DeviceLink, ClientError> {
+        let origin = origin_of(origin)?;
+        let mut body = json!({
+            "device_key": self.inner.device_key.public_jwk().to_json(),
+            "device_name": device_name,
+        });
+        if let Some(username) = username {
+            body["username"] = Value::from(username);
+        }
+        let opened = self
+            .send(
+                &format!("{origin}/api/v1/device-links"),
+                "POST",
+                Some(body),
+                false,
+            )
+            .await?
+            .ok()?
+            .json()?;
+        let field = |name: &str| {
+            opened[name]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| ClientError::Protocol(format!("device link without {name}")))
+        };
+        Ok(DeviceLink {
+            origin,
+            code: field("code")?,
+            mailbox: field("mailbox")?,
+            jkt: field("jkt")?,
+        })
+    }
+
+    /// Signed-in device with K_id: what the code typed by the user stands for
+    /// (`{"code","jkt","device_key","device_name","expires_in"}`), to compare with the new
+    /// device's screen.
+    pub async fn show_device_link(&self, origin: &str, code: &str) -> Result<Value, ClientError> {
+        let origin = origin_of(origin)?;
+        let code = utf8_percent_encode(code, NON_ALPHANUMERIC).to_string();
+        self.get(&format!("{origin}/api/v1/device-links/{code}"))
+            .await?
+            .ok()?
+            .json()
+    }
+
+    /// Signed-in device with K_id: approves the link `code` for the device key `jkt` (the
+    /// thumbprint the user confirmed), with a device certificate signed by K_id.
+    pub async fn approve_device_link(
+        &self,
+        origin: &str,
+        code: &str,
+        jkt: &str,
+    ) -> Result<(), ClientError> {
+        let origin = origin_of(origin)?;
         let identity = self
             .identity()
-            .ok_or_else(|| ClientError::Key("no identity key".into()))?;
-        Ok(self.certificate_for(&identity, homeserver))
+            .ok_or_else(|| ClientError::Key("no identity key to sign with".into()))?;
+        let issued = now();
+        let certificate = device_cert::issue_device_certificate(
+            &identity,
+            &device_cert::DeviceCertificate {
+                sub: device_cert::user_id_from_public(&identity.verifying_key().to_bytes()),
+                jkt: jkt.to_string(),
+                homeserver: origin.clone(),
+                iat: issued,
+                exp: issued + 365 * 24 * 3600,
+            },
+        );
+        let code = utf8_percent_encode(code, NON_ALPHANUMERIC).to_string();
+        self.post(
+            &format!("{origin}/api/v1/device-links/{code}"),
+            json!({ "device_certificate": certificate }),
+        )
+        .await?
+        .ok()?;
+        Ok(())
+    }
+
+    /// New device: waits (polling every half second, up to `timeout`) for the link to be
+    /// approved, then signs in at the home with the certificate it brought.
+    pub async fn finish_device_link(
+        &self,
+        link: &DeviceLink,
+        timeout: std::time::Duration,
+    ) -> Result<(), ClientError> {
+        let url = format!(
+            "{}/api/v1/device-links/mailbox/{}",
+            link.origin, link.mailbox
+        );
+        let deadline = std::time::Instant::now() + timeout;
+        let certificate = loop {
+            let answer = self.send(&url, "GET", None, false).await?.ok()?.json()?;
+            if answer["status"] == "approved" {
+                break answer["device_certificate"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| ClientError::Protocol("approval without certificate".into()))?;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(ClientError::Protocol(
+                    "the device link was not approved in time".into(),
+                ));
+            }
+            smol::Timer::after(std::time::Duration::from_millis(500)).await;
+        };
+        *self
+            .inner
+            .certificate
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(certificate);
+        if self.home().is_none() {
+            self.set_home(&link.origin)?;
+        }
+        self.login_certificate(&link.origin).await
     }
 
     /// Signs in with the password grant (RFC 6749 §4.3) bound to this device key.

@@ -6,6 +6,7 @@ pub mod error;
 mod federation;
 pub use federation::peer_view;
 mod gateway;
+mod links;
 mod routes;
 mod voice;
 

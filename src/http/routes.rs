@@ -89,6 +89,17 @@ pub fn install(server: &mut Server) {
 
     server.at("/api/v1/auth/logout").post(authed(logout));
     server
+        .at("/api/v1/device-links")
+        .post(open(super::links::open));
+    server
+        .at("/api/v1/device-links/:code")
+        .get(authed(super::links::show))
+        .post(authed(super::links::approve));
+    server
+        .at("/api/v1/device-links/mailbox/:mailbox")
+        .get(open(super::links::poll))
+        .delete(open(super::links::cancel));
+    server
         .at("/federation/v1/:call")
         .post(open(super::federation::inbound));
     server
@@ -379,7 +390,8 @@ async fn token(mut req: Req) -> ApiResult {
                 migrate(&app, certificate, &form).await?;
             }
             remote_certificate_user(&app, certificate).await?;
-            s.certificate_grant(certificate, &proof.jkt).await
+            let name = app.device_links.take_name(&proof.jkt);
+            s.certificate_grant(certificate, &proof.jkt, name).await
         }
         other => {
             return Err(oauth_error(

@@ -435,7 +435,12 @@ impl Services {
     }
 
     /// The device-certificate grant: K_id vouches for the DPoP key `jkt`.
-    pub async fn certificate_grant(&self, certificate: &str, jkt: &str) -> Result<TokenGrant> {
+    pub async fn certificate_grant(
+        &self,
+        certificate: &str,
+        jkt: &str,
+        device_name: Option<String>,
+    ) -> Result<TokenGrant> {
         let cert = device_cert::verify_device_certificate(certificate, now())
             .map_err(|e| Error::Unauthorized(format!("invalid device certificate: {e}")))?;
         if cert.jkt != jkt {
@@ -462,7 +467,8 @@ impl Services {
                 cert.homeserver
             )));
         }
-        self.issue_tokens(user, jkt, Some(certificate.to_string()), "certified device")
+        let name = device_name.unwrap_or_else(|| "certified device".into());
+        self.issue_tokens(user, jkt, Some(certificate.to_string()), &name)
             .await
     }
 
@@ -948,6 +954,18 @@ fn insert_user(tx: &Tx, user: &User) -> Result<()> {
     tx.put(USER, &user.id.0, user)?;
     tx.put(USERNAME_USER, user.username.as_bytes(), &user.id.0.to_vec())?;
     Ok(())
+}
+
+impl Services {
+    /// The local account with this login name (case-insensitive), if any.
+    pub fn user_by_username(&self, username: &str) -> Result<Option<UserId>> {
+        let name = username.trim().to_ascii_lowercase();
+        Ok(self
+            .store
+            .read(|tx| find_user_by_name(tx, &name))?
+            .filter(|u| u.homeserver.is_empty() || u.homeserver == self.origin)
+            .map(|u| u.id))
+    }
 }
 
 /// Looks a local user up by login name.
