@@ -1288,6 +1288,23 @@ fn random_bodies_never_cause_a_server_error() {
                 false,
                 "token=abc".into(),
             ),
+            (
+                "POST",
+                "/api/v1/device-links".into(),
+                JSON,
+                false,
+                json!({"device_key": {"kty": "OKP", "crv": "Ed25519",
+                       "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+                       "device_name": "fuzz", "username": "alice"})
+                .to_string(),
+            ),
+            (
+                "POST",
+                "/api/v1/device-links/ABCD-EFGH".into(),
+                JSON,
+                true,
+                json!({"device_certificate": "c", "key_transfer": "k"}).to_string(),
+            ),
         ];
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         let mut failures = Vec::new();
