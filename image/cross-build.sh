@@ -87,7 +87,10 @@ listen = "127.0.0.1:0"
 [discovery]
 enabled = false
 EOF
-    run serve --config "$tmp/hearth.toml" --data "$tmp/data" >"$tmp/log" 2>&1 &
+    # Started directly (not through `run`), so that $! is the server itself and the
+    # cleanup's kill reaches it.
+    qemu-aarch64-static -L /usr/aarch64-linux-gnu "$bin" serve \
+        --config "$tmp/hearth.toml" --data "$tmp/data" >"$tmp/log" 2>&1 &
     pid=$!
     url=
     for _ in $(seq 1 600); do

@@ -1,7 +1,7 @@
 //! Boxes whose clocks are wrong. A Raspberry Pi has no real-time clock: after a power cut
 //! on a LAN without NTP it runs behind by the length of the outage. Here a real `hearth`
-//! runs under `faketime` (libfaketime, Debian package `faketime`, installed by
-//! `.ci/setup`) three hours behind, and clients and a peer on the right time use it.
+//! runs with libfaketime preloaded (Debian package `faketime`, installed by `.ci/setup`)
+//! three hours behind, and clients and a peer on the right time use it.
 
 mod common;
 
@@ -12,8 +12,10 @@ use std::time::Duration;
 
 const SKEW_SECS: u64 = 3 * 3600;
 
-fn faketime() -> &'static str {
-    let path = "/usr/bin/faketime";
+/// libfaketime, preloaded into `hearth` itself (not through the `faketime` program,
+/// which would stand between the test and the server and outlive a kill).
+fn libfaketime() -> &'static str {
+    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
     assert!(
         std::path::Path::new(path).exists(),
         "{path} is missing: run `bash .ci/setup` (it installs Debian's faketime)"
@@ -30,14 +32,11 @@ fn serve_behind(dir: &std::path::Path, federating: bool) -> HearthProcess {
         text.push_str("[federation]\nallow_loopback = true\n");
         std::fs::write(&config, text).unwrap();
     }
-    let mut command = std::process::Command::new(faketime());
+    let mut command = hearth_command(&["--config".as_ref(), config.as_os_str()]);
     command
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", format!("-{SKEW_SECS}"))
         .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
-        .arg("-f")
-        .arg(format!("-{SKEW_SECS}s"))
-        .arg(env!("CARGO_BIN_EXE_hearth"))
-        .arg("--config")
-        .arg(&config)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.join("data"));
     HearthProcess::spawn_command(command)
