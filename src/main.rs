@@ -52,6 +52,8 @@ enum Commands {
         #[command(subcommand)]
         command: PeerCommand,
     },
+    /// List the pinned peers and the Hearth servers heard on the LAN.
+    Peers,
     /// List server-to-server calls waiting for delivery (peer down, retrying).
     Outbox,
     /// Write a consistent copy of the database to FILE (works while the server runs).
@@ -245,6 +247,26 @@ fn main() -> anyhow::Result<()> {
                     println!("removed {removed}");
                 }
             }
+            Ok(())
+        }
+        Commands::Peers => {
+            let pinned = run_admin(&config, Command::ListPeers)?;
+            let pinned = pinned.as_array().cloned().unwrap_or_default();
+            if pinned.is_empty() {
+                println!("Pinned peers: none (add one with `hearth peer add URL`)");
+            } else {
+                println!("Pinned peers:");
+                for peer in pinned {
+                    println!(
+                        "  {}  {}  key fingerprint {}",
+                        peer["origin"].as_str().unwrap_or(""),
+                        peer["name"].as_str().unwrap_or(""),
+                        peer["fingerprint"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            let answer = run_admin(&config, Command::ListDiscovered)?;
+            print!("{}", hearth::discovery::format_listing(&answer));
             Ok(())
         }
         Commands::Outbox => {

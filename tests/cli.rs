@@ -200,6 +200,13 @@ fn user_add_with_the_server_running_goes_through_the_admin_socket() {
     block_on(carol.login_password(&server.origin, "carol", "carol-password-1"))
         .expect("carol still logs in with her password");
     assert_eq!(me(&carol, &server)["id"], id.as_str());
+    // `hearth peers`: the pinned peers (none) and what LAN discovery found (it is off in
+    // tests).
+    let peers = env.run(&["peers"], None);
+    assert!(peers.status.success(), "{}", text(&peers.stderr));
+    let listing = text(&peers.stdout);
+    assert!(listing.contains("Pinned peers: none"), "{listing}");
+    assert!(listing.contains("LAN discovery is off"), "{listing}");
     server.kill();
     assert_secret_not_stored(&env, &id, &secret);
 }
