@@ -760,16 +760,11 @@ async fn post(client: &Client, url: &str, body: Value) -> Value {
         .expect("json")
 }
 
-/// Two users in one voice channel: (A, B).
-async fn two_in_voice(origin: &str) -> (VoiceConnection, VoiceConnection) {
-    let a = Client::with_device_key(SigningKey::generate_ed25519());
-    a.register(origin, "alice", PASSWORD)
-        .await
-        .expect("register");
-    let b = Client::with_device_key(SigningKey::generate_ed25519());
-    b.register(origin, "bob", PASSWORD).await.expect("register");
+/// `owner` makes a guild with a voice channel at `origin`; returns (invite code, voice
+/// channel id).
+async fn voice_guild(owner: &Client, origin: &str) -> (String, String) {
     let guild = post(
-        &a,
+        owner,
         &format!("{origin}/api/v1/guilds"),
         json!({"name": "Bench"}),
     )
@@ -780,19 +775,32 @@ async fn two_in_voice(origin: &str) -> (VoiceConnection, VoiceConnection) {
         .expect("channel")
         .to_string();
     let voice = post(
-        &a,
+        owner,
         &format!("{origin}/api/v1/guilds/{gid}/channels"),
         json!({"name": "voice", "kind": "voice"}),
     )
     .await;
-    let vid = voice["id"].as_str().expect("voice id").to_string();
     let invite = post(
-        &a,
+        owner,
         &format!("{origin}/api/v1/channels/{text}/invites"),
         json!({}),
     )
     .await;
-    let code = invite["code"].as_str().expect("code");
+    (
+        invite["code"].as_str().expect("code").to_string(),
+        voice["id"].as_str().expect("voice id").to_string(),
+    )
+}
+
+/// Two users in one voice channel: (A, B).
+async fn two_in_voice(origin: &str) -> (VoiceConnection, VoiceConnection) {
+    let a = Client::with_device_key(SigningKey::generate_ed25519());
+    a.register(origin, "alice", PASSWORD)
+        .await
+        .expect("register");
+    let b = Client::with_device_key(SigningKey::generate_ed25519());
+    b.register(origin, "bob", PASSWORD).await.expect("register");
+    let (code, vid) = voice_guild(&a, origin).await;
     post(&b, &format!("{origin}/api/v1/invites/{code}"), json!({})).await;
     let va = a.join_voice(origin, &vid).await.expect("A joins voice");
     let vb = b.join_voice(origin, &vid).await.expect("B joins voice");
@@ -1251,33 +1259,7 @@ fn sockets() {
             .register(&origin, "owner", PASSWORD)
             .await
             .expect("register");
-        let guild = post(
-            &owner,
-            &format!("{origin}/api/v1/guilds"),
-            json!({"name": "Bench"}),
-        )
-        .await;
-        let gid = guild["id"].as_str().expect("guild id").to_string();
-        let text = guild["channels"][0]["id"]
-            .as_str()
-            .expect("channel")
-            .to_string();
-        let voice = post(
-            &owner,
-            &format!("{origin}/api/v1/guilds/{gid}/channels"),
-            json!({"name": "voice", "kind": "voice"}),
-        )
-        .await;
-        let invite = post(
-            &owner,
-            &format!("{origin}/api/v1/channels/{text}/invites"),
-            json!({}),
-        )
-        .await;
-        (
-            invite["code"].as_str().expect("code").to_string(),
-            voice["id"].as_str().expect("voice id").to_string(),
-        )
+        voice_guild(&owner, &origin).await
     });
 
     // Talkers on their own thread, on an absolute 20 ms schedule.

@@ -108,25 +108,8 @@ fn clients_on_the_right_time_use_a_box_running_hours_behind() {
             json!({"name": "after the power cut"}),
         )
         .await;
-        let channels = ok_json(
-            &alice,
-            "GET",
-            &server.url(&format!(
-                "/api/v1/guilds/{}/channels",
-                guild["id"].as_str().unwrap()
-            )),
-            json!({}),
-        )
-        .await;
-        let channel = channels
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["kind"] == "text")
-            .expect("a text channel")["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let channel =
+            first_text_channel(&alice, &server.origin, guild["id"].as_str().unwrap()).await;
         let messages = server.url(&format!("/api/v1/channels/{channel}/messages"));
         ok_json(&alice, "POST", &messages, json!({"content": "still here"})).await;
         let history = ok_json(&alice, "GET", &messages, json!({})).await;
@@ -193,32 +176,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
 
         // Alice joins and posts on B with A's token (Refrain's path): by B's clock it
         // was issued 3 h in the future. B measures A's clock and accepts it.
-        let guild_b = ok_json(
-            &bob,
-            "POST",
-            &b.url("/api/v1/guilds"),
-            json!({"name": "on B"}),
-        )
-        .await;
-        let guild_b = guild_b["id"].as_str().unwrap().to_string();
-        let channel_b = first_text_channel(&bob, &b.origin, &guild_b).await;
-        let invite = ok_json(
-            &bob,
-            "POST",
-            &b.url(&format!("/api/v1/channels/{channel_b}/invites")),
-            json!({}),
-        )
-        .await;
-        ok_json(
-            &alice,
-            "POST",
-            &b.url(&format!(
-                "/api/v1/invites/{}",
-                invite["code"].as_str().unwrap()
-            )),
-            json!({}),
-        )
-        .await;
+        let channel_b = guild_joined_by(&bob, &alice, &b.origin, "on B").await;
         let posted = ok_json(
             &alice,
             "POST",
@@ -272,32 +230,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
         );
 
         // Bob uses A with B's token: by A's clock it expired hours ago.
-        let guild_a = ok_json(
-            &alice,
-            "POST",
-            &a.url("/api/v1/guilds"),
-            json!({"name": "on A"}),
-        )
-        .await;
-        let guild_a = guild_a["id"].as_str().unwrap().to_string();
-        let channel_a = first_text_channel(&alice, &a.origin, &guild_a).await;
-        let invite = ok_json(
-            &alice,
-            "POST",
-            &a.url(&format!("/api/v1/channels/{channel_a}/invites")),
-            json!({}),
-        )
-        .await;
-        ok_json(
-            &bob,
-            "POST",
-            &a.url(&format!(
-                "/api/v1/invites/{}",
-                invite["code"].as_str().unwrap()
-            )),
-            json!({}),
-        )
-        .await;
+        let channel_a = guild_joined_by(&alice, &bob, &a.origin, "on A").await;
         ok_json(
             &bob,
             "POST",
@@ -333,4 +266,33 @@ async fn first_text_channel(client: &Client, origin: &str, guild: &str) -> Strin
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// `owner` makes a guild at `origin`, and `guest` joins it by invite; returns the guild's
+/// first text channel.
+async fn guild_joined_by(owner: &Client, guest: &Client, origin: &str, name: &str) -> String {
+    let guild = ok_json(
+        owner,
+        "POST",
+        &format!("{origin}/api/v1/guilds"),
+        json!({ "name": name }),
+    )
+    .await;
+    let channel = first_text_channel(owner, origin, guild["id"].as_str().unwrap()).await;
+    let invite = ok_json(
+        owner,
+        "POST",
+        &format!("{origin}/api/v1/channels/{channel}/invites"),
+        json!({}),
+    )
+    .await;
+    let code = invite["code"].as_str().unwrap();
+    ok_json(
+        guest,
+        "POST",
+        &format!("{origin}/api/v1/invites/{code}"),
+        json!({}),
+    )
+    .await;
+    channel
 }

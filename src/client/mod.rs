@@ -122,6 +122,21 @@ fn now() -> u64 {
     crate::service::now()
 }
 
+/// A device certificate for the key `jkt` at `homeserver`, signed by K_id, valid a year.
+fn certify(identity: &ed25519_dalek::SigningKey, jkt: &str, homeserver: &str) -> String {
+    let issued = now();
+    device_cert::issue_device_certificate(
+        identity,
+        &device_cert::DeviceCertificate {
+            sub: device_cert::user_id_from_public(&identity.verifying_key().to_bytes()),
+            jkt: jkt.to_string(),
+            homeserver: homeserver.to_string(),
+            iat: issued,
+            exp: issued + 365 * 24 * 3600,
+        },
+    )
+}
+
 /// `scheme://host:port` of a URL.
 pub fn origin_of(url: &str) -> Result<String, ClientError> {
     let parsed = url::Url::parse(url).map_err(|_| ClientError::BadUrl(url.to_string()))?;
@@ -329,17 +344,7 @@ impl Client {
     }
 
     fn certificate_for(&self, identity: &ed25519_dalek::SigningKey, homeserver: &str) -> String {
-        let issued = now();
-        device_cert::issue_device_certificate(
-            identity,
-            &device_cert::DeviceCertificate {
-                sub: device_cert::user_id_from_public(&identity.verifying_key().to_bytes()),
-                jkt: self.device_thumbprint(),
-                homeserver: homeserver.to_string(),
-                iat: issued,
-                exp: issued + 365 * 24 * 3600,
-            },
-        )
+        certify(identity, &self.device_thumbprint(), homeserver)
     }
 
     /// A device certificate for this client's device key: signed by K_id now, or the one
@@ -422,17 +427,7 @@ impl Client {
         let identity = self
             .identity()
             .ok_or_else(|| ClientError::Key("no identity key to sign with".into()))?;
-        let issued = now();
-        let certificate = device_cert::issue_device_certificate(
-            &identity,
-            &device_cert::DeviceCertificate {
-                sub: device_cert::user_id_from_public(&identity.verifying_key().to_bytes()),
-                jkt: jkt.to_string(),
-                homeserver: origin.clone(),
-                iat: issued,
-                exp: issued + 365 * 24 * 3600,
-            },
-        );
+        let certificate = certify(&identity, jkt, &origin);
         let code = utf8_percent_encode(code, NON_ALPHANUMERIC).to_string();
         self.post(
             &format!("{origin}/api/v1/device-links/{code}"),

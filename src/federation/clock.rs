@@ -16,10 +16,9 @@
 //! measures again when needed. Replay protection is unchanged, since every receiver still
 //! checks times against its own clock; only the sender's reading of that clock improves.
 
-use super::{outbound, FederationError};
+use super::FederationError;
 use crate::app::App;
 use crate::service::now;
-use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -120,27 +119,9 @@ pub async fn remeasure(app: &App, peer: &str, pinned_key: &[u8; 32]) -> bool {
 }
 
 async fn measure(app: &App, peer: &str, pinned_key: &[u8; 32]) -> Result<i64, FederationError> {
-    let config = &app.services.config.federation;
     let started = std::time::SystemTime::now();
-    let answer = outbound::send(
-        &format!("{peer}/.well-known/hearth"),
-        http_types::Method::Get,
-        &[],
-        Vec::new(),
-        config.allow_loopback,
-        std::time::Duration::from_secs(config.request_timeout_secs),
-        &app.federation.tls_pins,
-    )
-    .await?;
+    let value = super::fetch_well_known(app, peer).await?;
     let elapsed = started.elapsed().unwrap_or_default();
-    if answer.status != 200 {
-        return Err(FederationError::Peer(format!(
-            "{peer} answered {} for its identity",
-            answer.status
-        )));
-    }
-    let value: Value = serde_json::from_slice(&answer.body)
-        .map_err(|_| FederationError::Peer(format!("{peer} sent an unreadable identity")))?;
     let key = value["server_key"]
         .as_str()
         .and_then(|k| crate::auth::jose::b64u_decode(k).ok());

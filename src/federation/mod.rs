@@ -100,11 +100,8 @@ pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
     Ok(url.origin().ascii_serialization())
 }
 
-/// Fetches a server's `/.well-known/hearth`: its name and key.
-pub async fn fetch_identity(
-    app: &App,
-    origin: &str,
-) -> Result<(String, [u8; 32]), FederationError> {
+/// A server's `/.well-known/hearth`, as JSON (any answer but 200 with JSON is an error).
+pub async fn fetch_well_known(app: &App, origin: &str) -> Result<Value, FederationError> {
     let config = &app.services.config.federation;
     let answer = outbound::send(
         &format!("{origin}/.well-known/hearth"),
@@ -122,8 +119,16 @@ pub async fn fetch_identity(
             answer.status
         )));
     }
-    let value: Value = serde_json::from_slice(&answer.body)
-        .map_err(|_| FederationError::Peer(format!("{origin} sent an unreadable identity")))?;
+    serde_json::from_slice(&answer.body)
+        .map_err(|_| FederationError::Peer(format!("{origin} sent an unreadable identity")))
+}
+
+/// Fetches a server's `/.well-known/hearth`: its name and key.
+pub async fn fetch_identity(
+    app: &App,
+    origin: &str,
+) -> Result<(String, [u8; 32]), FederationError> {
+    let value = fetch_well_known(app, origin).await?;
     let key = value["server_key"]
         .as_str()
         .and_then(|k| crate::auth::jose::b64u_decode(k).ok())
