@@ -1818,27 +1818,46 @@ fn a_large_room_is_listed_in_pages() {
             .await
             .expect("join");
         assert_eq!(last.ready["participant_count"], count);
-        let mut listed: Vec<String> = last.ready["participants"]
-            .as_array()
-            .expect("participants")
-            .iter()
-            .map(|p| p["user_id"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(listed.len(), 50, "the first page is full");
-        while listed.len() < count {
-            match last.recv(WAIT).await {
-                Some(VoiceEvent::Op(op)) if op["op"] == "participants" => {
+        let ids = |list: &[Value]| -> Vec<String> {
+            list.iter()
+                .map(|p| p["user_id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(
+            last.ready["participants"].as_array().expect("a list").len(),
+            50,
+            "the first page is full"
+        );
+        // The client library gathers the pages.
+        let listed = ids(&last.participants);
+        // On the wire: a raw socket sees `ready` (counted by open_raw) and then pages of at
+        // most 50, before any audio.
+        let url = must(
+            &clients[0],
+            "POST",
+            &api(&server, &format!("/channels/{v}/voice")),
+            Some(json!({})),
+        )
+        .await["url"]
+            .as_str()
+            .expect("url")
+            .to_string();
+        let mut raw = open_raw(&server, &url).await.expect("raw join");
+        let mut paged = 0;
+        while paged < count - 50 {
+            match within(WAIT, raw.next()).await.flatten() {
+                Some(Ok(Message::Text(text))) => {
+                    let op: Value = serde_json::from_str(text.as_str()).expect("json");
+                    assert_eq!(op["op"], "participants", "{op}");
                     let page = op["participants"].as_array().expect("a page");
                     assert!(!page.is_empty() && page.len() <= 50, "{op}");
-                    listed.extend(
-                        page.iter()
-                            .map(|p| p["user_id"].as_str().unwrap().to_string()),
-                    );
+                    paged += page.len();
                 }
-                Some(VoiceEvent::Op(_)) => {}
-                other => panic!("expected the rest of the participants, got {other:?}"),
+                other => panic!("expected participant pages, got {other:?}"),
             }
         }
+        assert_eq!(paged, count - 50);
+        raw.close(None).await.expect("close");
         let all_ids = sorted(clients.iter().map(|c| uid(&server, c)).collect());
         assert_eq!(sorted(listed), all_ids);
         last.leave().await;

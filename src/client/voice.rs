@@ -32,8 +32,12 @@ type Ws = async_tungstenite::WebSocketStream<crate::tls::ClientStream>;
 
 /// One open voice connection. Dropping it closes the socket (the server sees a leave).
 pub struct VoiceConnection {
-    /// The server's `ready` op: guild, channel, own state, participants, audio format.
+    /// The server's `ready` op: guild, channel, own state, the first participants, audio
+    /// format.
     pub ready: Value,
+    /// Everyone in the room when this connection joined (`ready` and the `participants`
+    /// pages that follow it), in the server's order.
+    pub participants: Vec<Value>,
     sink: smol::lock::Mutex<async_tungstenite::WebSocketSender<crate::tls::ClientStream>>,
     events: async_channel::Receiver<VoiceEvent>,
     encoder: std::sync::Mutex<(opus::Encoder, u16, u32)>,
@@ -109,6 +113,40 @@ impl VoiceConnection {
                 "expected ready, got {ready}"
             )));
         }
+        // The rest of the participant list follows in pages, before any audio.
+        let mut participants: Vec<Value> = ready["participants"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let count = ready["participant_count"]
+            .as_u64()
+            .map_or(participants.len(), |n| n as usize);
+        while participants.len() < count {
+            let page = futures_lite::future::or(async { stream.next().await }, async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                None
+            })
+            .await;
+            let page: Value = match page {
+                Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str())
+                    .map_err(|e| ClientError::Protocol(format!("bad voice frame: {e}")))?,
+                other => {
+                    return Err(ClientError::Protocol(format!(
+                        "expected the rest of the participants, got {other:?}"
+                    )))
+                }
+            };
+            match page["participants"].as_array() {
+                Some(list) if page["op"] == "participants" && !list.is_empty() => {
+                    participants.extend(list.iter().cloned())
+                }
+                _ => {
+                    return Err(ClientError::Protocol(format!(
+                        "expected a participants page, got {page}"
+                    )))
+                }
+            }
+        }
         let (tx, events) = async_channel::bounded(4096);
         let reader = smol::spawn(async move {
             while let Some(frame) = stream.next().await {
@@ -166,6 +204,7 @@ impl VoiceConnection {
         crate::service::random_bytes(&mut start);
         Ok(VoiceConnection {
             ready,
+            participants,
             sink: smol::lock::Mutex::new(sink),
             events,
             encoder: std::sync::Mutex::new((
