@@ -9,6 +9,7 @@ mod gateway;
 mod links;
 mod routes;
 mod voice;
+mod web;
 
 use crate::app::App;
 use error::ApiError;

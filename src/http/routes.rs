@@ -77,6 +77,9 @@ fn services(req: &Req) -> &crate::service::Services {
 }
 
 pub fn install(server: &mut Server) {
+    server.at("/").get(super::web::index);
+    server.at("/invite/:code").get(super::web::index);
+    server.at("/web/:file").get(super::web::file);
     server.at("/.well-known/hearth").get(open(well_known));
     server.at("/oauth/token").post(open(token));
     server.at("/oauth/revoke").post(open(revoke));
