@@ -31,6 +31,7 @@ const s = {
   lastTypingSent: 0,
   replyTo: null,
   invite: null, // code from /invite/CODE
+  link: null, // the device link this browser waits on
   identityNote: '',
 };
 
@@ -139,6 +140,89 @@ async function signIn(username, password) {
     s.identityNote = e.reason === 'unsupported' ? e.message : `identity key not recovered: ${e.message}`;
   }
   await saveState();
+}
+
+// Linking this browser from a device already signed in (no password typed here).
+const CERT_GRANT = 'urn:hearth:params:oauth:grant-type:device-certificate';
+
+async function startLink() {
+  $('auth-error').textContent = '';
+  const device = await freshDevice();
+  const username = $('auth-username').value.trim();
+  const body = { device_key: device.jwk, device_name: `Browser (${navigator.platform || 'web'})` };
+  if (username) body.username = username;
+  let link;
+  try {
+    link = await publicRequest(origin, 'POST', '/api/v1/device-links', body);
+  } catch (e) {
+    showError('auth-error', e);
+    return;
+  }
+  $('link-code').textContent = link.code;
+  $('link-jkt').textContent = link.jkt.slice(0, 12);
+  $('link-box').hidden = false;
+  $('link-start').hidden = true;
+  s.link = link;
+  const deadline = Date.now() + link.expires_in * 1000;
+  while (s.link === link && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1500));
+    if (s.link !== link) return;
+    let answer;
+    try {
+      answer = await publicRequest(origin, 'GET', `/api/v1/device-links/mailbox/${link.mailbox}`);
+    } catch (e) {
+      break;
+    }
+    if (answer.status !== 'approved') continue;
+    s.link = null;
+    s.state = { ...device, username: username || '' };
+    s.api = newApi();
+    try {
+      await s.api.token({ grant_type: CERT_GRANT, device_certificate: answer.device_certificate });
+      s.identityNote = 'signed in by another device (its identity key stays there)';
+      await saveState();
+      $('link-box').hidden = true;
+      $('link-start').hidden = false;
+      await showApp();
+    } catch (e) {
+      s.state = null;
+      s.api = null;
+      showError('auth-error', e);
+    }
+    return;
+  }
+  if (s.link === link) {
+    s.link = null;
+    $('link-box').hidden = true;
+    $('link-start').hidden = false;
+    $('auth-error').textContent = 'The code expired; start again.';
+  }
+}
+
+async function cancelLink() {
+  const link = s.link;
+  s.link = null;
+  $('link-box').hidden = true;
+  $('link-start').hidden = false;
+  if (link) await publicRequest(origin, 'DELETE', `/api/v1/device-links/mailbox/${link.mailbox}`).catch(() => {});
+}
+
+function approveLinkDialog() {
+  const [row, code] = field('Code shown on the new device', { required: '', maxlength: '12', dataset: { testid: 'link-code-input' } });
+  const shown = el('p', { class: 'muted', dataset: { testid: 'link-device' } });
+  let checked = null;
+  dialog('Link a new device', [row, shown], async () => {
+    if (!checked || checked.typed !== code.value) {
+      // First look: show the device's name and key, then approve on the second press.
+      const link = await s.api.request('GET', `/api/v1/device-links/${encodeURIComponent(code.value)}`);
+      checked = { typed: code.value, link };
+      shown.textContent = `${link.device_name || 'A device'} with key ${link.jkt.slice(0, 12)}: if the new device shows the same, press OK again.`;
+      throw new Error('Check the key, then press OK again.');
+    }
+    const wk = await publicRequest(origin, 'GET', '/.well-known/hearth');
+    const certificate = await keys.deviceCertificate(s.state.identity, checked.link.jkt, wk.origin);
+    await s.api.request('POST', `/api/v1/device-links/${encodeURIComponent(code.value)}`, { device_certificate: certificate });
+  });
 }
 
 function newApi() {
@@ -546,7 +630,7 @@ function removeMessage(channelId, id) {
 function dialog(title, content, onOk) {
   const d = $('dialog');
   $('dialog-title').textContent = title;
-  $('dialog-body').replaceChildren(...content);
+  $('dialog-body').replaceChildren(...content.filter((c) => c != null));
   $('dialog-error').textContent = '';
   $('dialog-ok').hidden = !onOk;
   $('dialog-cancel').textContent = onOk ? 'Cancel' : 'Close';
@@ -646,9 +730,14 @@ function settings() {
         },
       }, 'Sign out'))));
   }).catch(() => {});
+  const link = s.state.identity ? el('button', {
+    type: 'button',
+    dataset: { testid: 'link-approve' },
+    onclick: () => { $('dialog').close(); approveLinkDialog(); },
+  }, 'Link a new device') : null;
   const out = el('button', { type: 'button', class: 'danger', dataset: { testid: 'sign-out' }, onclick: () => { $('dialog').close(); signOut(); } }, 'Sign out of this browser');
   const identity = el('p', { class: 'muted', dataset: { testid: 'identity-status' }, text: s.state.identity ? 'Your identity key is on this device.' : `No identity key on this device. ${s.identityNote}` });
-  dialog('Settings', [row, el('h4', { text: 'Devices' }), devices, identity, out], async () => {
+  dialog('Settings', [row, el('h4', { text: 'Devices' }), devices, identity, link, out], async () => {
     s.me = await s.api.request('PATCH', '/api/v1/users/@me', { name: name.value });
     s.users.set(s.me.id, s.me);
     $('me-name').textContent = s.me.name || s.me.username;
@@ -763,6 +852,8 @@ function typed() {
 // ---------------------------------------------------------------- start
 
 function wire() {
+  $('link-start').addEventListener('click', startLink);
+  $('link-cancel').addEventListener('click', cancelLink);
   $('tab-signin').addEventListener('click', () => authMode(false));
   $('tab-signup').addEventListener('click', () => authMode(true));
   $('auth-form').addEventListener('submit', async (e) => {

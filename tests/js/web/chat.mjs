@@ -181,6 +181,23 @@ try {
   }
   await message(again, 'Welcome, Bob!').waitFor();
 
+  step('a tablet is linked from the signed-in browser, without a password');
+  const tablet = await person('alice-tablet');
+  await tablet.page.goto(origin);
+  await tablet.page.getByTestId('username').fill('alice');
+  await tablet.page.getByTestId('link-start').click();
+  await tablet.page.getByTestId('link-code').filter({ hasText: /^[0-9A-Z]{4}-[0-9A-Z]{4}$/ }).waitFor();
+  const code = await tablet.page.getByTestId('link-code').textContent();
+  const jkt = await tablet.page.getByTestId('link-jkt').textContent();
+  await again.page.getByTestId('settings-open').click();
+  await again.page.getByTestId('link-approve').click();
+  await again.page.getByTestId('link-code-input').fill(code.toLowerCase());
+  await again.page.getByTestId('dialog-ok').click();
+  await again.page.getByTestId('link-device').filter({ hasText: jkt }).waitFor();
+  await again.page.getByTestId('dialog-ok').click();
+  await tablet.page.getByTestId('me-name').filter({ hasText: 'Alice' }).waitFor();
+  await message(tablet, 'Welcome, Bob!').waitFor();
+
   if (problems.length) throw new Error(problems.join('\n'));
   console.log('all steps passed');
   await browser.close();
