@@ -76,22 +76,6 @@ async fn assert_behind(origin: &str) {
     );
 }
 
-async fn ok_json(client: &Client, method: &str, url: &str, body: Value) -> Value {
-    let answer = match method {
-        "POST" => client.post(url, body).await,
-        "PATCH" => client.patch(url, body).await,
-        _ => client.get(url).await,
-    }
-    .expect("request");
-    assert!(
-        (200..300).contains(&answer.status),
-        "{method} {url}: {} {}",
-        answer.status,
-        String::from_utf8_lossy(&answer.body)
-    );
-    answer.json().unwrap_or(Value::Null)
-}
-
 #[test]
 fn clients_on_the_right_time_use_a_box_running_hours_behind() {
     let dir = tempfile::tempdir().unwrap();
@@ -101,7 +85,7 @@ fn clients_on_the_right_time_use_a_box_running_hours_behind() {
         // Registration carries a device certificate dated by the client (3 h "in the
         // future" for the box); every request carries a DPoP proof dated the same way.
         let alice = user_at(&server.origin, "alice").await;
-        let guild = ok_json(
+        let guild = api_json(
             &alice,
             "POST",
             &server.url("/api/v1/guilds"),
@@ -111,8 +95,8 @@ fn clients_on_the_right_time_use_a_box_running_hours_behind() {
         let channel =
             first_text_channel(&alice, &server.origin, guild["id"].as_str().unwrap()).await;
         let messages = server.url(&format!("/api/v1/channels/{channel}/messages"));
-        ok_json(&alice, "POST", &messages, json!({"content": "still here"})).await;
-        let history = ok_json(&alice, "GET", &messages, json!({})).await;
+        api_json(&alice, "POST", &messages, json!({"content": "still here"})).await;
+        let history = api_json(&alice, "GET", &messages, json!({})).await;
         assert_eq!(history[0]["content"], "still here");
 
         // A password login on a second device, and a token refresh.
@@ -122,7 +106,7 @@ fn clients_on_the_right_time_use_a_box_running_hours_behind() {
             .await
             .expect("password login while the box is behind");
         phone.refresh(&server.origin).await.expect("refresh");
-        let history = ok_json(&phone, "GET", &messages, json!({})).await;
+        let history = api_json(&phone, "GET", &messages, json!({})).await;
         assert_eq!(history[0]["content"], "still here");
     });
 }
@@ -177,7 +161,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
         // Alice joins and posts on B with A's token (Refrain's path): by B's clock it
         // was issued 3 h in the future. B measures A's clock and accepts it.
         let channel_b = guild_joined_by(&bob, &alice, &b.origin, "on B").await;
-        let posted = ok_json(
+        let posted = api_json(
             &alice,
             "POST",
             &b.url(&format!("/api/v1/channels/{channel_b}/messages")),
@@ -188,7 +172,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
 
         // B → A: VerifyUser, signed by B in A's time; B's shadow of alice gets her profile.
         let verified = eventually(Duration::from_secs(20), async || {
-            let seen = ok_json(
+            let seen = api_json(
                 &bob,
                 "GET",
                 &b.url(&format!("/api/v1/users/{alice_id}")),
@@ -205,7 +189,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
         );
 
         // A → B: a profile update, refused once for its time, then re-signed in B's time.
-        ok_json(
+        api_json(
             &alice,
             "PATCH",
             &a.url("/api/v1/users/@me"),
@@ -213,7 +197,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
         )
         .await;
         let updated = eventually(Duration::from_secs(20), async || {
-            let seen = ok_json(
+            let seen = api_json(
                 &bob,
                 "GET",
                 &b.url(&format!("/api/v1/users/{alice_id}")),
@@ -231,7 +215,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
 
         // Bob uses A with B's token: by A's clock it expired hours ago.
         let channel_a = guild_joined_by(&alice, &bob, &a.origin, "on A").await;
-        ok_json(
+        api_json(
             &bob,
             "POST",
             &a.url(&format!("/api/v1/channels/{channel_a}/messages")),
@@ -250,7 +234,7 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
 }
 
 async fn first_text_channel(client: &Client, origin: &str, guild: &str) -> String {
-    let channels = ok_json(
+    let channels = api_json(
         client,
         "GET",
         &format!("{origin}/api/v1/guilds/{guild}/channels"),
@@ -271,7 +255,7 @@ async fn first_text_channel(client: &Client, origin: &str, guild: &str) -> Strin
 /// `owner` makes a guild at `origin`, and `guest` joins it by invite; returns the guild's
 /// first text channel.
 async fn guild_joined_by(owner: &Client, guest: &Client, origin: &str, name: &str) -> String {
-    let guild = ok_json(
+    let guild = api_json(
         owner,
         "POST",
         &format!("{origin}/api/v1/guilds"),
@@ -279,7 +263,7 @@ async fn guild_joined_by(owner: &Client, guest: &Client, origin: &str, name: &st
     )
     .await;
     let channel = first_text_channel(owner, origin, guild["id"].as_str().unwrap()).await;
-    let invite = ok_json(
+    let invite = api_json(
         owner,
         "POST",
         &format!("{origin}/api/v1/channels/{channel}/invites"),
@@ -287,7 +271,7 @@ async fn guild_joined_by(owner: &Client, guest: &Client, origin: &str, name: &st
     )
     .await;
     let code = invite["code"].as_str().unwrap();
-    ok_json(
+    api_json(
         guest,
         "POST",
         &format!("{origin}/api/v1/invites/{code}"),

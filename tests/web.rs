@@ -69,18 +69,7 @@ fn the_page_and_its_files_are_served_with_a_strict_policy_and_revalidated() {
 
 #[test]
 fn two_people_chat_in_the_browser() {
-    for (path, what) in [
-        ("/usr/bin/chromium", "Debian's chromium"),
-        (
-            "tests/js/node_modules/playwright-core/package.json",
-            "playwright-core (npm ci in tests/js)",
-        ),
-    ] {
-        assert!(
-            std::path::Path::new(path).exists(),
-            "{what} is missing: run `bash .ci/setup`"
-        );
-    }
+    require_browser();
     let server = TestServer::start();
     let out = std::process::Command::new("node")
         .arg("tests/js/web/chat.mjs")

@@ -35,6 +35,8 @@ assets![
     "app.js",
     "api.js",
     "crypto.js",
+    "voice.js",
+    "voice-worklet.js",
     "style.css",
     "icon.svg"
 ];

@@ -30,6 +30,7 @@ const s = {
   typing: new Map(), // channel id -> Map user id -> expires (ms)
   lastTypingSent: 0,
   replyTo: null,
+  voice: null, // {call, channel, guild, name, muted, deafened} while in a voice channel
   invite: null, // code from /invite/CODE
   link: null, // the device link this browser waits on
   identityNote: '',
@@ -233,6 +234,7 @@ function newApi() {
 }
 
 async function signedOut(message) {
+  if (s.voice) await leaveVoice().catch(() => {});
   if (s.api) s.api.close();
   s.api = null;
   s.state = null;
@@ -379,10 +381,58 @@ async function showVoice(channel) {
   }
   for (const p of people) await ensureUser(p.user_id);
   const names = people.map((p) => nameOf(p.user_id, s.guild));
+  const here = s.voice && s.voice.channel === channel.id;
   dialog(`🔊 ${channel.name}`, [
     el('p', { text: names.length ? `In this voice channel: ${names.join(', ')}` : 'Nobody is in this voice channel.' }),
-    el('p', { class: 'muted', text: 'Voice in the browser is not part of this client yet; the Rust client joins voice.' }),
-  ], null);
+  ], here ? null : () => joinVoiceChannel(channel));
+  $('dialog-ok').textContent = 'Join voice';
+}
+
+async function joinVoiceChannel(channel) {
+  const { joinVoice } = await import('./voice.js');
+  if (s.voice) await leaveVoice();
+  const guild = s.guild;
+  const call = await joinVoice({
+    ticketUrl: async () => (await s.api.request('POST', `/api/v1/channels/${channel.id}/voice`, {})).url,
+    onEvent: (e) => {
+      if (e.type === 'closed' && s.voice && s.voice.call === call) {
+        s.voice = null;
+        renderVoice(e.code === 1000 ? '' : `Voice ended: ${e.reason || e.code}`);
+      }
+    },
+  });
+  s.voice = { call, channel: channel.id, guild, name: channel.name, muted: false, deafened: false };
+  renderVoice('');
+}
+
+async function leaveVoice() {
+  const v = s.voice;
+  s.voice = null;
+  if (v) await v.call.leave();
+  renderVoice('');
+}
+
+function renderVoice(message) {
+  const bar = $('voice-bar');
+  if (!s.voice) {
+    bar.hidden = !message;
+    bar.replaceChildren(message ? el('span', { class: 'muted', text: message }) : '');
+    return;
+  }
+  const v = s.voice;
+  bar.hidden = false;
+  bar.replaceChildren(
+    el('span', { class: 'voice-name', dataset: { testid: 'voice-connected' }, text: `🔊 ${v.name}` }),
+    el('button', {
+      'aria-pressed': String(v.muted),
+      dataset: { testid: 'voice-mute' },
+      onclick: () => { v.muted = !v.muted; v.call.setMuted(v.muted); renderVoice(''); },
+    }, v.muted ? 'Unmute' : 'Mute'),
+    el('button', {
+      'aria-pressed': String(v.deafened),
+      onclick: () => { v.deafened = !v.deafened; v.call.setDeafened(v.deafened); renderVoice(''); },
+    }, v.deafened ? 'Undeafen' : 'Deafen'),
+    el('button', { class: 'danger', dataset: { testid: 'voice-leave' }, onclick: leaveVoice }, 'Leave'));
 }
 
 async function loadMembers(guildId) {
@@ -633,6 +683,7 @@ function dialog(title, content, onOk) {
   $('dialog-body').replaceChildren(...content.filter((c) => c != null));
   $('dialog-error').textContent = '';
   $('dialog-ok').hidden = !onOk;
+  $('dialog-ok').textContent = 'OK';
   $('dialog-cancel').textContent = onOk ? 'Cancel' : 'Close';
   d.onsubmitAction = onOk;
   d.showModal();

@@ -370,3 +370,43 @@ pub async fn eventually(limit: std::time::Duration, mut check: impl AsyncFnMut()
     }
     false
 }
+
+/// Fails with a clear message unless the browser tests can run: Debian's Chromium and
+/// playwright-core (both installed by `.ci/setup`).
+pub fn require_browser() {
+    for (path, what) in [
+        ("/usr/bin/chromium", "Debian's chromium"),
+        (
+            "tests/js/node_modules/playwright-core/package.json",
+            "playwright-core (npm ci in tests/js)",
+        ),
+    ] {
+        assert!(
+            std::path::Path::new(path).exists(),
+            "{what} is missing: run `bash .ci/setup`"
+        );
+    }
+}
+
+/// `method url` with a JSON body (ignored for GET), which must answer 2xx; its JSON (or
+/// null).
+pub async fn api_json(
+    client: &Client,
+    method: &str,
+    url: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let answer = match method {
+        "POST" => client.post(url, body).await,
+        "PATCH" => client.patch(url, body).await,
+        _ => client.get(url).await,
+    }
+    .expect("request");
+    assert!(
+        (200..300).contains(&answer.status),
+        "{method} {url}: {} {}",
+        answer.status,
+        String::from_utf8_lossy(&answer.body)
+    );
+    answer.json().unwrap_or(serde_json::Value::Null)
+}

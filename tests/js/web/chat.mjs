@@ -13,7 +13,9 @@ const PASSWORD = 'correct horse battery';
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    '--autoplay-policy=no-user-gesture-required'],
 });
 
 const problems = [];
@@ -150,6 +152,24 @@ try {
   await alice.page.getByTestId('send').click();
   await alice.page.getByTestId('chat-error').filter({ hasText: /4000|too long|at most/ }).waitFor();
   await alice.page.getByTestId('composer-text').fill('');
+
+  step('voice: alice makes a voice channel and joins it; bob sees her there and joins');
+  await alice.page.getByTestId('channel-add').click();
+  await alice.page.getByTestId('channel-name-input').fill('Lounge');
+  await alice.page.getByTestId('channel-kind').selectOption('voice');
+  await alice.page.getByTestId('dialog-ok').click();
+  await alice.page.getByTestId('channel').filter({ hasText: 'Lounge' }).click();
+  await alice.page.getByTestId('dialog-ok').filter({ hasText: 'Join voice' }).click();
+  await alice.page.getByTestId('voice-connected').filter({ hasText: 'Lounge' }).waitFor();
+  await bob.page.getByTestId('channel').filter({ hasText: 'Lounge' }).click();
+  await bob.page.getByTestId('dialog').filter({ hasText: 'In this voice channel: Alice' }).waitFor();
+  await bob.page.getByTestId('dialog-ok').click();
+  await bob.page.getByTestId('voice-connected').waitFor();
+  await alice.page.getByTestId('voice-mute').click();
+  await alice.page.getByTestId('voice-mute').filter({ hasText: 'Unmute' }).waitFor();
+  await alice.page.getByTestId('voice-leave').click();
+  await alice.page.getByTestId('voice-connected').waitFor({ state: 'detached' });
+  await bob.page.getByTestId('voice-leave').click();
 
   step('a reload keeps alice signed in, with the history');
   await alice.page.reload();
