@@ -25,6 +25,7 @@ const s = {
   messages: new Map(), // channel id -> [message] oldest first
   complete: new Set(), // channels whose oldest message is loaded
   users: new Map(), // user id -> public user
+  blobs: new Map(), // file path -> Promise of an object URL
   members: new Map(), // guild id -> Map user id -> member
   online: new Set(),
   typing: new Map(), // channel id -> Map user id -> expires (ms)
@@ -245,6 +246,8 @@ async function signedOut(message) {
 }
 
 function resetData() {
+  for (const url of s.blobs.values()) url.then((u) => URL.revokeObjectURL(u)).catch(() => {});
+  s.blobs.clear();
   s.guilds.clear();
   s.messages.clear();
   s.complete.clear();
@@ -516,7 +519,12 @@ function attachmentNode(message, a) {
   const path = `/api/v1/channels/${message.channel_id}/files/${encodeURIComponent(a.file_id)}`;
   if (a.content_type.startsWith('image/')) {
     const img = el('img', { class: 'attachment-image', alt: a.filename, dataset: { testid: 'attachment-image' } });
-    s.api.fetchBlob(path).then((blob) => { img.src = URL.createObjectURL(blob); }).catch(() => { img.alt = `${a.filename} (unavailable)`; });
+    // Fetched once (files need DPoP), then reused by every re-render.
+    if (!s.blobs.has(path)) s.blobs.set(path, s.api.fetchBlob(path).then((blob) => URL.createObjectURL(blob)));
+    s.blobs.get(path).then((url) => { img.src = url; }).catch(() => {
+      s.blobs.delete(path);
+      img.alt = `${a.filename} (unavailable)`;
+    });
     return img;
   }
   return el('button', {
