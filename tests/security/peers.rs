@@ -1,0 +1,1 @@
+//! Trust between boxes and in identities: who may claim a user id, signed answers to server calls, migrations that arrive late or pass by a host, tombstones and admin rights of remote or migrated users (review items 2, 3, 14, 15, 17).

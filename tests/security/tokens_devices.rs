@@ -1,0 +1,1 @@
+//! Tokens, proofs and devices: proof audiences are the origins the box serves, cached peer tokens after a peer is removed, removed devices, data directory modes, and the Rust client signing in with its device certificate while its home is away (review items 1, 4, 16, 18, 19).
