@@ -5,7 +5,7 @@ use super::hub::{CutOff, PresenceChange, Subscription};
 use super::protocol::{self, close, ClientOp, Dispatch};
 use super::Ticket;
 use crate::app::App;
-use crate::model::{Audience, Id, Presence, UserId};
+use crate::model::{Audience, Event, Id, Permissions, Presence, UserId};
 use crate::service::visibility::GuildVisibility;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::CloseFrame;
@@ -37,35 +37,60 @@ struct Visibility {
     guilds: HashMap<Id, Option<GuildVisibility>>,
 }
 
+/// Whether a frame is delivered live or replayed on resume.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Live,
+    Replay,
+}
+
 impl Visibility {
-    fn allows(&mut self, app: &App, audience: &Audience, permission_change: Option<Id>) -> bool {
-        if let Some(guild) = permission_change {
+    fn guild(&mut self, app: &App, guild: Id) -> Option<&GuildVisibility> {
+        let user = self.user;
+        self.guilds
+            .entry(guild)
+            .or_insert_with(|| app.services.guild_visibility(user, guild).ok().flatten())
+            .as_ref()
+    }
+
+    /// Whether `audience` reaches the user now. On replay, a channel's message events also
+    /// need READ_MESSAGE_HISTORY, and guild events from before the user joined are left
+    /// out (module docs of [`crate::gateway`]).
+    fn allows(
+        &mut self,
+        app: &App,
+        audience: &Audience,
+        event: Option<&Event>,
+        delivery: Delivery,
+    ) -> bool {
+        if let Some(guild) = event.and_then(|e| e.permission_change) {
             self.guilds.remove(&guild);
         }
         if audience.users.contains(&self.user) {
             return true;
         }
+        let mut needed = audience.permissions;
+        let replayed = match event {
+            Some(event) if delivery == Delivery::Replay => Some(event),
+            _ => None,
+        };
+        if replayed.is_some_and(|e| e.is_about_messages()) {
+            needed |= Permissions::READ_MESSAGE_HISTORY;
+        }
         for guild in &audience.guilds {
-            let seen = self.guilds.entry(*guild).or_insert_with(|| {
-                app.services
-                    .guild_visibility(self.user, *guild)
-                    .ok()
-                    .flatten()
-            });
-            if let Some(visible) = seen {
-                match audience.channel {
-                    None => return true,
-                    Some(channel) if visible.channels.contains(&channel) => return true,
-                    Some(_) => {}
+            let Some(visible) = self.guild(app, *guild) else {
+                continue;
+            };
+            if let Some(event) = replayed {
+                if !event.is_about_messages() && event.seq < visible.joined_seq {
+                    continue;
                 }
+            }
+            if visible.admits(audience.channel, needed) {
+                return true;
             }
         }
         false
-    }
-
-    fn allows_dispatch(&mut self, app: &App, dispatch: &Dispatch) -> bool {
-        let change = dispatch.event.as_ref().and_then(|e| e.permission_change);
-        self.allows(app, &dispatch.audience, change)
     }
 }
 
@@ -126,8 +151,8 @@ fn announce_presence(app: &App, user: UserId, online: bool) {
     let guilds = app.services.guild_ids_of(user).unwrap_or_default();
     let audience = Audience {
         guilds,
-        channel: None,
         users: vec![user],
+        ..Audience::default()
     };
     app.gateway.publish_ephemeral(
         "presence",
@@ -343,7 +368,7 @@ impl Session {
             .await;
             match input {
                 Input::Frame(frame) => {
-                    if !self.deliver(sink, &frame, within).await {
+                    if !self.deliver(sink, &frame, within, Delivery::Live).await {
                         return;
                     }
                 }
@@ -452,8 +477,17 @@ impl Session {
                 break;
             }
             for event in events {
+                let seq = event.seq;
+                let Some(event) = self.as_now(event) else {
+                    // Skipped, but handled: a later resume starts after it.
+                    self.cursor = self.cursor.max(seq);
+                    continue;
+                };
                 let dispatch = protocol::dispatch_event(event);
-                if !self.deliver(sink, &dispatch, within).await {
+                if !self
+                    .deliver(sink, &dispatch, within, Delivery::Replay)
+                    .await
+                {
                     return false;
                 }
             }
@@ -466,11 +500,39 @@ impl Session {
         .await
     }
 
+    /// A logged event as a resume replays it: a message event carries the message as it
+    /// is now, and one whose message was deleted since is left out (`None`); the
+    /// deletion itself carries no content. Other events are replayed as logged.
+    fn as_now(&self, mut event: Event) -> Option<Event> {
+        if !event.is_about_messages() || event.kind == "message_delete" {
+            return Some(event);
+        }
+        let data: serde_json::Value = serde_json::from_str(&event.data).ok()?;
+        let channel = Id::parse(data["channel_id"].as_str()?)?;
+        let id_field = if event.carries_message() {
+            "id"
+        } else {
+            "message_id"
+        };
+        let message = Id::parse(data[id_field].as_str()?)?;
+        let now = self.app.services.message_now(channel, message).ok()??;
+        if event.carries_message() {
+            let mut current = serde_json::to_value(&now).ok()?;
+            // A pin event keeps saying what it did; the rest is today's message.
+            if event.kind.starts_with("pin_") {
+                current["pinned"] = data["pinned"].clone();
+            }
+            event.data = current.to_string();
+        }
+        Some(event)
+    }
+
     async fn deliver<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         sink: &mut Sink<S>,
         dispatch: &Dispatch,
         within: Duration,
+        delivery: Delivery,
     ) -> bool {
         if let Some(event) = &dispatch.event {
             if event.seq <= self.cursor {
@@ -479,7 +541,10 @@ impl Session {
             self.cursor = event.seq;
         }
         let app = self.app.clone();
-        if !self.visibility.allows_dispatch(&app, dispatch) {
+        if !self
+            .visibility
+            .allows(&app, &dispatch.audience, dispatch.event.as_ref(), delivery)
+        {
             return true;
         }
         send(sink, Message::Text(dispatch.frame.clone()), within).await

@@ -51,8 +51,21 @@
 //!     ([`Permissions::from_bits_truncate`]) when read from stored data,
 //!     deserialized, or combined by the functions of this module: undefined
 //!     bits are never granted.
+//! 11. **Nobody grants what they do not hold.** Outside the owner and
+//!     administrators, who may grant anything:
+//!     - a role's permissions may gain only bits the editor holds guild-wide,
+//!       and a role may be assigned only if the editor holds every bit it
+//!       grants ([`grantable`]);
+//!     - a change of a channel's (or category's) overwrites may allow or deny,
+//!       or stop allowing or denying, only bits the editor holds in that
+//!       channel, and only for roles below the editor's rank and members the
+//!       editor outranks — never for the editor themself
+//!       ([`check_overwrite_change`]). Overwrites left as they were are not
+//!       checked, so an editor may keep a higher role's overwrite while changing
+//!       another.
 
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::ops::{BitAnd, BitAndAssign, BitOr, BitOrAssign, Not};
 
 /// A set of permission bits.
@@ -447,6 +460,117 @@ pub fn can_moderate(ctx: &MemberContext, target: &MemberContext) -> bool {
         return true;
     }
     highest_role_position(ctx) > highest_role_position(target)
+}
+
+/// Why a grant is refused (rule 11).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GrantRefusal {
+    /// The editor does not hold these bits (guild-wide for roles, in the channel for
+    /// overwrites).
+    #[error("you cannot grant or take away permissions you do not have: {}", .0.names().join(", "))]
+    NotHeld(Permissions),
+    /// The overwrite is for a role at or above the editor's rank.
+    #[error("you cannot change the overwrite of a role at or above your highest role")]
+    RoleNotBelow(u64),
+    /// The overwrite is for the editor, or a member the editor does not outrank.
+    #[error("you cannot change the overwrite of yourself or of a member whose highest role is at or above yours")]
+    MemberNotBelow(String),
+}
+
+/// Whether the member may give out `wanted` (rule 11): in a role's permissions, or by
+/// assigning a role that grants them. The owner and administrators may give anything.
+pub fn grantable(ctx: &MemberContext, wanted: Permissions) -> Result<(), GrantRefusal> {
+    let have = guild_permissions(ctx);
+    let missing = Permissions::from_bits_truncate(wanted.0).remove(have);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(GrantRefusal::NotHeld(missing))
+    }
+}
+
+/// Several overwrites of one target merged (rule 4), targets in order of appearance.
+fn merged(list: &[Overwrite]) -> Vec<(&OverwriteTarget, Permissions, Permissions)> {
+    let mut out: Vec<(&OverwriteTarget, Permissions, Permissions)> = Vec::new();
+    for ow in list {
+        let allow = Permissions::from_bits_truncate(ow.allow.0);
+        let deny = Permissions::from_bits_truncate(ow.deny.0);
+        match out.iter_mut().find(|(t, _, _)| **t == ow.target) {
+            Some(slot) => {
+                slot.1 |= allow;
+                slot.2 |= deny;
+            }
+            None => out.push((&ow.target, allow, deny)),
+        }
+    }
+    out
+}
+
+/// Whether the member may change a channel's overwrites from `before` to `after`
+/// (rule 11). `held` is what the editor holds in that channel now; `member_ranks` gives
+/// the rank of each member of the guild an overwrite names (one not in it has left, so
+/// their overwrite has no effect and may be dropped, like one of a deleted role).
+pub fn check_overwrite_change(
+    editor: &MemberContext,
+    held: Permissions,
+    before: &[Overwrite],
+    after: &[Overwrite],
+    member_ranks: &HashMap<String, i32>,
+) -> Result<(), GrantRefusal> {
+    if guild_permissions(editor).contains(Permissions::ADMINISTRATOR) {
+        return Ok(());
+    }
+    let rank = highest_role_position(editor);
+    let old = merged(before);
+    let new = merged(after);
+    let mut not_held = Permissions::NONE;
+    let targets = old.iter().chain(new.iter()).map(|(t, _, _)| *t);
+    for target in targets {
+        let find = |list: &[(&OverwriteTarget, Permissions, Permissions)]| {
+            list.iter()
+                .find(|(t, _, _)| *t == target)
+                .map_or((Permissions::NONE, Permissions::NONE), |(_, a, d)| (*a, *d))
+        };
+        let (allow0, deny0) = find(&old);
+        let (allow1, deny1) = find(&new);
+        let changed = Permissions((allow0.0 ^ allow1.0) | (deny0.0 ^ deny1.0));
+        let exists = match target {
+            OverwriteTarget::Role(id) => ctx_role_position(editor, *id).is_some(),
+            OverwriteTarget::Member(user) => {
+                user == editor.user_id || member_ranks.contains_key(user)
+            }
+        };
+        let dropped = !new.iter().any(|(t, _, _)| *t == target);
+        // Dropping an overwrite that has no effect (its role or member is gone) grants
+        // nothing to anyone.
+        if changed.is_empty() || (!exists && dropped) {
+            continue;
+        }
+        match target {
+            OverwriteTarget::Role(id) => {
+                if ctx_role_position(editor, *id).is_some_and(|p| p >= rank) {
+                    return Err(GrantRefusal::RoleNotBelow(*id));
+                }
+            }
+            OverwriteTarget::Member(user) => {
+                if user == editor.user_id || member_ranks.get(user).is_some_and(|r| *r >= rank) {
+                    return Err(GrantRefusal::MemberNotBelow(user.clone()));
+                }
+            }
+        }
+        not_held |= changed.remove(held);
+    }
+    if not_held.is_empty() {
+        Ok(())
+    } else {
+        Err(GrantRefusal::NotHeld(not_held))
+    }
+}
+
+/// The position of role `id`, `None` if it no longer exists (its overwrites have no
+/// effect, rule 8).
+fn ctx_role_position(ctx: &MemberContext, id: u64) -> Option<i32> {
+    ctx.role(id).map(|r| r.position)
 }
 
 #[cfg(test)]
@@ -929,6 +1053,124 @@ mod tests {
             ..ctx("u", &r, &[])
         };
         assert!(!can_moderate(&m, &other_owner));
+    }
+
+    // --- Rule 11 ---
+
+    fn ranks(list: &[(&str, i32)]) -> HashMap<String, i32> {
+        list.iter().map(|(u, r)| (u.to_string(), *r)).collect()
+    }
+
+    #[test]
+    fn rule11_grant_only_what_one_holds() {
+        let r = roles();
+        let m = ctx("u", &r, &[MOD]);
+        assert_eq!(grantable(&m, P::MANAGE_MESSAGES | P::SPEAK), Ok(()));
+        assert_eq!(
+            grantable(&m, P::MANAGE_MESSAGES | P::BAN_MEMBERS),
+            Err(GrantRefusal::NotHeld(P::BAN_MEMBERS))
+        );
+        assert_eq!(
+            grantable(&m, P::ADMINISTRATOR),
+            Err(GrantRefusal::NotHeld(P::ADMINISTRATOR))
+        );
+        assert_eq!(grantable(&ctx("a", &r, &[ADMIN]), P::ALL), Ok(()));
+        assert_eq!(grantable(&ctx("owner", &r, &[]), P::ALL), Ok(()));
+        assert_eq!(grantable(&m, Permissions(1 << 40)), Ok(()));
+    }
+
+    #[test]
+    fn rule11_overwrites_grant_only_held_bits() {
+        let r = roles();
+        let e = ctx("u", &r, &[MUTED]); // rank 2, @everyone's bits only
+        let held = channel_permissions(&e, None, &[]);
+        let none = HashMap::new();
+        let grab = P::MANAGE_MESSAGES | P::MENTION_EVERYONE;
+        let change = |after: &[Overwrite]| check_overwrite_change(&e, held, &[], after, &none);
+        assert_eq!(
+            change(&[role_ow(GUILD, grab, P::NONE)]),
+            Err(GrantRefusal::NotHeld(grab))
+        );
+        assert_eq!(
+            change(&[role_ow(GUILD, P::NONE, P::MANAGE_MESSAGES)]),
+            Err(GrantRefusal::NotHeld(P::MANAGE_MESSAGES)),
+            "denying is changing too"
+        );
+        assert_eq!(change(&[role_ow(GUILD, P::NONE, P::SEND_MESSAGES)]), Ok(()));
+        assert_eq!(
+            change(&[role_ow(GUILD, P::ADMINISTRATOR, P::NONE)]),
+            Err(GrantRefusal::NotHeld(P::ADMINISTRATOR))
+        );
+        // Bits held only thanks to the channel's own overwrite count as held there.
+        let ows = [member_ow("u", P::NONE, P::SPEAK)];
+        let held_here = channel_permissions(&e, None, &ows);
+        let after = [ows[0].clone(), role_ow(GUILD, P::NONE, P::SPEAK)];
+        assert_eq!(
+            check_overwrite_change(&e, held_here, &ows, &after, &none),
+            Err(GrantRefusal::NotHeld(P::SPEAK))
+        );
+    }
+
+    #[test]
+    fn rule11_overwrites_only_for_targets_below() {
+        let r = roles();
+        let e = ctx("u", &r, &[MUTED]); // rank 2
+        let held = channel_permissions(&e, None, &[]);
+        let members = ranks(&[("low", 0), ("peer", 2), ("high", 10), ("owner", i32::MAX)]);
+        let change = |before: &[Overwrite], after: &[Overwrite]| {
+            check_overwrite_change(&e, held, before, after, &members)
+        };
+        let hide = P::VIEW_CHANNEL;
+        assert_eq!(
+            change(&[], &[role_ow(MOD, P::NONE, hide)]),
+            Err(GrantRefusal::RoleNotBelow(MOD))
+        );
+        assert_eq!(
+            change(&[], &[role_ow(MUTED, P::NONE, hide)]),
+            Err(GrantRefusal::RoleNotBelow(MUTED)),
+            "one's own rank is not below it"
+        );
+        assert_eq!(
+            change(&[], &[member_ow("u", P::SPEAK, P::NONE)]),
+            Err(GrantRefusal::MemberNotBelow("u".into()))
+        );
+        for who in ["peer", "high", "owner"] {
+            assert_eq!(
+                change(&[], &[member_ow(who, P::NONE, hide)]),
+                Err(GrantRefusal::MemberNotBelow(who.into()))
+            );
+        }
+        assert_eq!(change(&[], &[member_ow("low", P::NONE, hide)]), Ok(()));
+        // A higher role's overwrite kept as it was does not stop other changes; dropping
+        // or changing it does.
+        let theirs = role_ow(MOD, P::MANAGE_MESSAGES, P::NONE);
+        let mine = role_ow(GUILD, P::NONE, P::SPEAK);
+        assert_eq!(
+            change(&[theirs.clone()], &[theirs.clone(), mine.clone()]),
+            Ok(())
+        );
+        assert_eq!(
+            change(&[theirs.clone()], &[mine.clone()]),
+            Err(GrantRefusal::RoleNotBelow(MOD))
+        );
+        // Overwrites of a deleted role or a departed member may be dropped, not set.
+        let stale = [
+            role_ow(GONE, P::ALL, P::NONE),
+            member_ow("left", P::ALL, P::NONE),
+        ];
+        assert_eq!(change(&stale, &[]), Ok(()));
+        assert!(change(&[], &stale[1..]).is_err());
+        // Owner and administrators are not bound.
+        for boss in [ctx("owner", &r, &[]), ctx("a", &r, &[ADMIN])] {
+            let all = [
+                role_ow(MOD, P::ALL, P::NONE),
+                member_ow("owner", P::NONE, P::ALL),
+            ];
+            assert_eq!(
+                check_overwrite_change(&boss, P::NONE, &[], &all, &members),
+                Ok(())
+            );
+        }
     }
 
     // --- Rule 10 ---

@@ -158,6 +158,41 @@ impl GuildAccess {
         rules::can_manage_role(&self.context(), position)
     }
 
+    /// Fails with 403 unless the user may give out `wanted` (in a role, or by assigning a
+    /// role that grants it): only bits they hold, unless owner or administrator.
+    pub fn require_grantable(&self, wanted: Permissions) -> Result<()> {
+        rules::grantable(&self.context(), wanted).map_err(|e| Error::Forbidden(e.to_string()))
+    }
+
+    /// Fails with 403 unless the user may change a channel's overwrites from `before` to
+    /// `after`, holding `held` in that channel (rule 11 of the permission rules).
+    pub fn require_overwrite_change(
+        &self,
+        tx: &Tx,
+        held: Permissions,
+        before: &[ChannelOverwrite],
+        after: &[ChannelOverwrite],
+    ) -> Result<()> {
+        let mut member_ranks = std::collections::HashMap::new();
+        for overwrite in before.iter().chain(after) {
+            let OverwriteTarget::Member(user) = overwrite.target else {
+                continue;
+            };
+            if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(self.guild.id, user))? {
+                let them = GuildAccess::from_parts(self.guild.clone(), self.roles.clone(), member);
+                member_ranks.insert(user.to_text(), them.rank());
+            }
+        }
+        rules::check_overwrite_change(
+            &self.context(),
+            held,
+            &rule_overwrites(before),
+            &rule_overwrites(after),
+            &member_ranks,
+        )
+        .map_err(|e| Error::Forbidden(e.to_string()))
+    }
+
     /// Whether the user outranks `target` (for kicks, bans and role changes).
     pub fn outranks(&self, target: &GuildAccess) -> bool {
         rules::can_moderate(&self.context(), &target.context())

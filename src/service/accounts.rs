@@ -804,8 +804,8 @@ impl Services {
                 .collect();
             let audience = Audience {
                 guilds,
-                channel: None,
                 users: vec![id],
+                ..Audience::default()
             };
             tx.emit("user_update", audience, None, &after)?;
             let body = serde_json::json!({ "user": after });

@@ -204,9 +204,30 @@ fn emit_member_remove(tx: &Tx, guild: Id, user: UserId) -> Result<()> {
     Ok(())
 }
 
+/// The members who can view a channel now.
+fn channel_viewers(tx: &Tx, channel: &Channel) -> Result<Vec<UserId>> {
+    let guild = tx
+        .get(GUILD, &keys::id(channel.guild_id))?
+        .ok_or(Error::NotFound("guild"))?;
+    let roles = guild_roles(tx, channel.guild_id)?;
+    let mut viewers = Vec::new();
+    for (_, member) in tx.scan_prefix(GUILD_MEMBER, &keys::id(channel.guild_id), usize::MAX)? {
+        let user = member.user_id;
+        let access = GuildAccess::from_parts(guild.clone(), roles.clone(), member);
+        if access
+            .channel_permissions(tx, channel)?
+            .contains(Permissions::VIEW_CHANNEL)
+        {
+            viewers.push(user);
+        }
+    }
+    Ok(viewers)
+}
+
 /// Removes a member and their role assignments from a guild.
 fn remove_member(tx: &Tx, guild: Id, user: UserId) -> Result<bool> {
     let existed = tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
+    tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
     tx.delete(USER_GUILD, &keys::user_id(user, guild))?;
     Ok(existed)
 }
@@ -292,12 +313,13 @@ impl Services {
                 tx.put(CHANNEL, &keys::id(channel_id), &general)?;
                 tx.put(GUILD_CHANNEL, &keys::id_id(guild_id, channel_id), &Present)?;
                 add_member(tx, guild_id, actor)?;
-                tx.emit(
+                let seq = tx.emit(
                     "guild_create",
                     Audience::guild(guild_id).and_user(actor),
                     Some(guild_id),
                     &guild,
                 )?;
+                tx.put(GUILD_MEMBER_SINCE, &keys::id_user(guild_id, actor), &seq)?;
                 Ok::<_, Error>(())
             })
             .await?;
@@ -405,6 +427,7 @@ impl Services {
                     }
                 }
                 tx.delete_prefix(GUILD_MEMBER, &keys::id(guild_id))?;
+                tx.delete_prefix(GUILD_MEMBER_SINCE, &keys::id(guild_id))?;
                 tx.delete_prefix(GUILD_ROLE, &keys::id(guild_id))?;
                 tx.delete_prefix(GUILD_BAN, &keys::id(guild_id))?;
                 for (key, _) in tx.scan_prefix(GUILD_INVITE, &keys::id(guild_id), usize::MAX)? {
@@ -481,7 +504,7 @@ impl Services {
                         .max()
                         .unwrap_or(0)
                 });
-                let channel = Channel {
+                let mut channel = Channel {
                     id,
                     guild_id,
                     kind: new.kind,
@@ -489,8 +512,13 @@ impl Services {
                     topic,
                     position,
                     parent_id: new.parent_id,
-                    overwrites: new.overwrites,
+                    overwrites: Vec::new(),
                 };
+                // What the creator holds in the new channel before its own overwrites
+                // bounds what those may allow or deny.
+                let held = access.channel_permissions(tx, &channel)?;
+                access.require_overwrite_change(tx, held, &[], &new.overwrites)?;
+                channel.overwrites = new.overwrites;
                 tx.put(CHANNEL, &keys::id(id), &channel)?;
                 tx.put(GUILD_CHANNEL, &keys::id_id(guild_id, id), &Present)?;
                 if !channel.overwrites.is_empty() {
@@ -540,8 +568,18 @@ impl Services {
         self.store
             .write(move |tx| {
                 let (mut channel, access) = channel_access(tx, channel_id, actor)?;
-                access.require_in(tx, &channel, Permissions::MANAGE_CHANNELS)?;
+                let held = access.require_in(tx, &channel, Permissions::MANAGE_CHANNELS)?;
                 access.require(Permissions::MANAGE_CHANNELS)?;
+                let category_overwrites = |parent: Option<Id>| -> Result<Vec<ChannelOverwrite>> {
+                    Ok(match parent {
+                        Some(p) => tx
+                            .get(CHANNEL, &keys::id(p))?
+                            .map(|c| c.overwrites)
+                            .unwrap_or_default(),
+                        None => Vec::new(),
+                    })
+                };
+                let old_parent = channel.parent_id;
                 if let Some(parent) = update.parent_id {
                     if parent.0 == 0 {
                         channel.parent_id = None;
@@ -557,6 +595,16 @@ impl Services {
                         channel.parent_id = Some(parent);
                     }
                 }
+                // Moving a channel to another category swaps the overwrites it inherits:
+                // the editor must be able to make that change by hand.
+                if channel.parent_id != old_parent {
+                    access.require_overwrite_change(
+                        tx,
+                        held,
+                        &category_overwrites(old_parent)?,
+                        &category_overwrites(channel.parent_id)?,
+                    )?;
+                }
                 let overwrites_changed = update.overwrites.is_some() || update.parent_id.is_some();
                 if let Some(list) = update.overwrites {
                     access.require(Permissions::MANAGE_ROLES)?;
@@ -566,6 +614,7 @@ impl Services {
                         &list,
                         limits.max_overwrites_per_channel,
                     )?;
+                    access.require_overwrite_change(tx, held, &channel.overwrites, &list)?;
                     channel.overwrites = list;
                 }
                 if let Some(n) = name {
@@ -608,11 +657,16 @@ impl Services {
                         tx.put(CHANNEL, &keys::id(child.id), &child)?;
                     }
                 }
+                // Once it is gone nobody can view it: those who could are named.
+                let viewers = channel_viewers(tx, &channel)?;
                 delete_channel_rows(tx, &channel)?;
                 tx.delete(GUILD_CHANNEL, &keys::id_id(channel.guild_id, channel_id))?;
                 tx.emit(
                     "channel_delete",
-                    Audience::guild(channel.guild_id),
+                    Audience {
+                        users: viewers,
+                        ..Audience::default()
+                    },
                     Some(channel.guild_id),
                     &json!({ "id": channel_id, "guild_id": channel.guild_id }),
                 )?;
@@ -648,7 +702,7 @@ impl Services {
                     )));
                 }
                 let permissions = Permissions::from_bits_truncate(new.permissions.unwrap_or(0));
-                check_grantable(&access, permissions)?;
+                access.require_grantable(permissions)?;
                 let position = new.position.unwrap_or(1).max(1);
                 if !access.can_manage_role(position) {
                     return Err(Error::Forbidden(
@@ -709,7 +763,7 @@ impl Services {
                 }
                 if let Some(bits) = update.permissions {
                     let permissions = Permissions::from_bits_truncate(bits);
-                    check_grantable(&access, permissions.remove(role.permissions))?;
+                    access.require_grantable(permissions.remove(role.permissions))?;
                     role.permissions = permissions;
                 }
                 if let Some(position) = update.position {
@@ -809,6 +863,11 @@ impl Services {
                     return Err(Error::Forbidden(
                         "you cannot assign a role at or above your own highest role".into(),
                     ));
+                }
+                // Assigning hands out every bit the role grants: the same rule as
+                // editing it. Taking a role away grants nothing.
+                if assign {
+                    access.require_grantable(role.permissions)?;
                 }
                 let key = keys::id_user(guild_id, user);
                 let mut member = tx
@@ -992,9 +1051,12 @@ impl Services {
                 if was_member {
                     emit_member_remove(tx, guild_id, target)?;
                 }
+                // Reason and author are for those who may list bans, and the banned user.
                 tx.emit(
                     "ban_add",
-                    Audience::guild(guild_id).and_user(target),
+                    Audience::guild(guild_id)
+                        .requiring(Permissions::BAN_MEMBERS)
+                        .and_user(target),
                     None,
                     &ban,
                 )?;
@@ -1015,7 +1077,9 @@ impl Services {
                 tx.delete(GUILD_BAN, &keys::id_user(guild_id, target))?;
                 tx.emit(
                     "ban_remove",
-                    Audience::guild(guild_id),
+                    Audience::guild(guild_id)
+                        .requiring(Permissions::BAN_MEMBERS)
+                        .and_user(target),
                     None,
                     &json!({ "guild_id": guild_id, "user_id": target }),
                 )?;
@@ -1086,9 +1150,13 @@ impl Services {
                     &keys::join(&[&keys::id(channel.guild_id), code.as_bytes()]),
                     &Present,
                 )?;
+                // A code lets anyone in: only those who may list invites hear of it, and
+                // its creator (who has it from the answer already).
                 tx.emit(
                     "invite_create",
-                    Audience::channel(invite.guild_id, channel_id),
+                    Audience::guild(invite.guild_id)
+                        .requiring(Permissions::MANAGE_GUILD)
+                        .and_user(actor),
                     None,
                     &invite,
                 )?;
@@ -1127,7 +1195,9 @@ impl Services {
                 tx.put(INVITE, code.as_bytes(), &invite)?;
                 tx.emit(
                     "invite_delete",
-                    Audience::channel(invite.guild_id, invite.channel_id),
+                    Audience::guild(invite.guild_id)
+                        .requiring(Permissions::MANAGE_GUILD)
+                        .and_user(invite.creator),
                     None,
                     &json!({ "code": invite.code, "guild_id": invite.guild_id }),
                 )?;
@@ -1189,29 +1259,17 @@ impl Services {
                 tx.put(INVITE, code.as_bytes(), &invite)?;
                 let member = add_member(tx, guild_id, actor)?;
                 let user = tx.get(USER, &actor.0)?.map(|u| PublicUser::of(&u, &origin));
-                tx.emit(
+                let seq = tx.emit(
                     "member_add",
                     Audience::guild(guild_id).and_user(actor),
                     Some(guild_id),
                     &MemberView { member, user },
                 )?;
+                tx.put(GUILD_MEMBER_SINCE, &keys::id_user(guild_id, actor), &seq)?;
                 Ok(guild_id)
             })
             .await?;
         self.get_guild(actor, guild_id)
-    }
-}
-
-/// The actor may only hand out permissions they have themselves (owner/admin: all).
-fn check_grantable(access: &GuildAccess, wanted: Permissions) -> Result<()> {
-    let have = access.guild_permissions();
-    if have.contains(wanted) {
-        Ok(())
-    } else {
-        Err(Error::Forbidden(format!(
-            "you cannot grant permissions you do not have: {}",
-            wanted.remove(have).names().join(", ")
-        )))
     }
 }
 

@@ -371,9 +371,12 @@ impl Services {
                     &keys::id_id(channel_id, message_id),
                     &message,
                 )?;
+                // An edit may be of a message from before the reader opened the channel:
+                // history, like reading it over REST.
                 tx.emit(
                     "message_update",
-                    Audience::channel(message.guild_id, channel_id),
+                    Audience::channel(message.guild_id, channel_id)
+                        .requiring(Permissions::READ_MESSAGE_HISTORY),
                     None,
                     &message,
                 )?;
@@ -509,7 +512,8 @@ impl Services {
                     tx.put(CHANNEL_MESSAGE, &key, &message)?;
                     tx.emit(
                         if pinned { "pin_add" } else { "pin_remove" },
-                        Audience::channel(message.guild_id, channel_id),
+                        Audience::channel(message.guild_id, channel_id)
+                            .requiring(Permissions::READ_MESSAGE_HISTORY),
                         None,
                         &message,
                     )?;

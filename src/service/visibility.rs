@@ -1,16 +1,36 @@
-//! What a user may see in a guild, for filtering realtime events.
+//! What a user may see in a guild now, for filtering realtime events (live and replayed).
 
 use super::access::{guild_roles, GuildAccess};
 use super::{Result, Services};
 use crate::model::*;
 use crate::storage::{keys, tables::*};
-use std::collections::HashSet;
+use std::collections::HashMap;
 
-/// The channels of one guild a member can view.
+/// What a member holds in one guild now, for filtering realtime events.
 #[derive(Debug, Clone, Default)]
 pub struct GuildVisibility {
-    /// Channel ids with VIEW_CHANNEL.
-    pub channels: HashSet<Id>,
+    /// Guild-wide permissions.
+    pub guild: Permissions,
+    /// Permissions in each channel the member can view (VIEW_CHANNEL); other channels
+    /// are absent.
+    pub channels: HashMap<Id, Permissions>,
+    /// Sequence number of the event that made them a member (their `member_add`, or the
+    /// `guild_create` of its owner); 0 when they joined before this was recorded.
+    pub joined_seq: u64,
+}
+
+impl GuildVisibility {
+    /// Whether an event addressed to this guild, `channel` (if any) and `needed`
+    /// permissions reaches the member.
+    pub fn admits(&self, channel: Option<Id>, needed: Permissions) -> bool {
+        match channel {
+            None => self.guild.contains(needed),
+            Some(channel) => self
+                .channels
+                .get(&channel)
+                .is_some_and(|held| held.contains(needed)),
+        }
+    }
 }
 
 impl Services {
@@ -24,7 +44,7 @@ impl Services {
                 return Ok(None);
             };
             let access = GuildAccess::from_parts(guild, guild_roles(tx, guild_id)?, member);
-            let mut channels = HashSet::new();
+            let mut channels = HashMap::new();
             for (key, _) in tx.scan_prefix(GUILD_CHANNEL, &keys::id(guild_id), usize::MAX)? {
                 let Some(id) = keys::read_id(&key, 8) else {
                     continue;
@@ -32,15 +52,26 @@ impl Services {
                 let Some(channel) = tx.get(CHANNEL, &keys::id(id))? else {
                     continue;
                 };
-                if access
-                    .channel_permissions(tx, &channel)?
-                    .contains(Permissions::VIEW_CHANNEL)
-                {
-                    channels.insert(id);
+                let held = access.channel_permissions(tx, &channel)?;
+                if held.contains(Permissions::VIEW_CHANNEL) {
+                    channels.insert(id, held);
                 }
             }
-            Ok(Some(GuildVisibility { channels }))
+            let joined_seq = tx
+                .get(GUILD_MEMBER_SINCE, &keys::id_user(guild_id, user))?
+                .unwrap_or(0);
+            Ok(Some(GuildVisibility {
+                guild: access.guild_permissions(),
+                channels,
+                joined_seq,
+            }))
         })
+    }
+
+    /// A message as it is now, `None` when it was deleted (for replaying events).
+    pub fn message_now(&self, channel: Id, message: Id) -> Result<Option<Message>> {
+        self.store
+            .read(|tx| Ok(tx.get(CHANNEL_MESSAGE, &keys::id_id(channel, message))?))
     }
 
     /// Checks that `user` may type in a text channel; returns its guild.

@@ -50,7 +50,7 @@ impl Services {
             .ok_or(super::Error::NotFound("guild"))?;
         self.store.read(|tx| {
             let mut out = Vec::new();
-            for channel in visible.channels {
+            for channel in visible.channels.into_keys() {
                 if let Some(c) = tx.get(
                     crate::storage::tables::CHANNEL,
                     &crate::storage::keys::id(channel),

@@ -46,6 +46,13 @@ pub fn encode<T: Stored>(value: &T) -> Vec<u8> {
     out
 }
 
+/// Decodes the body of a value written in an older shape (for [`Stored::migrate`]).
+pub fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, CodecError> {
+    bincode::serde::decode_from_slice(body, config())
+        .map(|(value, _)| value)
+        .map_err(|e| CodecError::Corrupt(e.to_string()))
+}
+
 /// Decodes a value, migrating older versions.
 pub fn decode<T: Stored>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = bytes.split_first().ok_or(CodecError::Empty)?;

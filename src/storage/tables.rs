@@ -1,7 +1,7 @@
 //! Every table of the database. Names say key → value; composite keys are big-endian
 //! concatenations so that a prefix scan returns rows in order.
 
-use super::codec::Stored;
+use super::codec::{decode_body, CodecError, Stored};
 use crate::model::*;
 use std::marker::PhantomData;
 
@@ -44,8 +44,65 @@ macro_rules! stored {
 stored! {
     Present => 1, User => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
-    Vec<u8> => 1, u64 => 1, String => 1, Event => 1, Peer => 1, OutboxItem => 1,
+    Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
+}
+
+/// An event as version 1 stored it: its audience had no `permissions`.
+#[derive(serde::Deserialize)]
+struct EventV1 {
+    seq: u64,
+    kind: String,
+    audience: AudienceV1,
+    permission_change: Option<Id>,
+    data: String,
+    at_ms: u64,
+}
+
+#[derive(serde::Deserialize)]
+struct AudienceV1 {
+    guilds: Vec<Id>,
+    channel: Option<Id>,
+    users: Vec<UserId>,
+}
+
+impl Stored for Event {
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => {
+                let old: EventV1 = decode_body(body)?;
+                let audience = Audience {
+                    guilds: old.audience.guilds,
+                    channel: old.audience.channel,
+                    users: old.audience.users,
+                    ..Audience::default()
+                };
+                // Version 1 sent invites and bans to every member. A resume replays them
+                // only to those who may list them now, as version 2 records them.
+                let guild_wide = |needed: Permissions| Audience {
+                    channel: None,
+                    permissions: needed,
+                    ..audience.clone()
+                };
+                let audience = match old.kind.as_str() {
+                    "invite_create" | "invite_delete" => guild_wide(Permissions::MANAGE_GUILD),
+                    "ban_add" | "ban_remove" => guild_wide(Permissions::BAN_MEMBERS),
+                    _ => audience,
+                };
+                Ok(Event {
+                    seq: old.seq,
+                    kind: old.kind,
+                    audience,
+                    permission_change: old.permission_change,
+                    data: old.data,
+                    at_ms: old.at_ms,
+                })
+            }
+            v => Err(CodecError::UnknownVersion(v)),
+        }
+    }
 }
 
 /// Server-wide settings: name → value (server key, secrets, schema version).
@@ -68,6 +125,9 @@ pub const GUILD_CHANNEL: Table<Present> = Table::new("guild_channel");
 pub const GUILD_ROLE: Table<Role> = Table::new("guild_role");
 /// guild id ‖ user id → member.
 pub const GUILD_MEMBER: Table<Member> = Table::new("guild_member");
+/// guild id ‖ user id → sequence number of the event that made them a member (a resume
+/// does not replay the guild's events from before it).
+pub const GUILD_MEMBER_SINCE: Table<u64> = Table::new("guild_member_since");
 /// user id ‖ guild id → (index of the guilds a user is in).
 pub const USER_GUILD: Table<Present> = Table::new("user_guild");
 /// channel id ‖ message id → message.
@@ -135,6 +195,7 @@ pub const ALL_TABLES: &[&str] = &[
     GUILD_CHANNEL.name,
     GUILD_ROLE.name,
     GUILD_MEMBER.name,
+    GUILD_MEMBER_SINCE.name,
     USER_GUILD.name,
     CHANNEL_MESSAGE.name,
     MESSAGE_REACTION.name,

@@ -89,8 +89,8 @@ fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
         "user_update",
         Audience {
             guilds,
-            channel: None,
             users: vec![user.id],
+            ..Audience::default()
         },
         None,
         // Shadows always name their home, so this server's origin is not needed.
