@@ -5,6 +5,46 @@
 //! Browsers cannot set headers on a websocket, so a client first asks for a single-use
 //! ticket with an ordinary DPoP-authenticated `POST /api/v1/gateway/ticket` and then opens
 //! `GET /api/v1/gateway?ticket=…`.
+//!
+//! # Who receives an event
+//!
+//! An event goes only to those who could read the same thing over REST at the moment it
+//! is delivered, judged by their roles, overwrites and membership then (not when it
+//! happened). Each event's [`Audience`] says how:
+//!
+//! | events | audience |
+//! |---|---|
+//! | `guild_*`, `role_*`, `member_*`, `user_update` | members of the guild (and the user concerned) |
+//! | `channel_create`, `channel_update` | members who can view the channel |
+//! | `channel_delete` | those who could view it when it was deleted |
+//! | `message_create`, `message_delete`, `reaction_*` | members who can view the channel |
+//! | `message_update`, `pin_*` | …who also hold `READ_MESSAGE_HISTORY` there (the message may predate them) |
+//! | `invite_create`, `invite_delete` | members holding `MANAGE_GUILD`, and the invite's creator |
+//! | `ban_add`, `ban_remove` | members holding `BAN_MEMBERS`, and the banned user |
+//! | `typing` (ephemeral) | members who can view the channel |
+//! | `presence` (ephemeral) | members of a guild the user is in |
+//!
+//! # What a resume replays
+//!
+//! `{"op":"resume","seq":S}` replays the logged events after `S` that the user may see
+//! now, by the rules above, with three more, so that a replay never shows more than REST
+//! shows now:
+//!
+//! 1. **Messages are history.** An event about a channel's messages (`message_*`,
+//!    `reaction_*`, `pin_*`) is replayed only if the user holds `VIEW_CHANNEL` and
+//!    `READ_MESSAGE_HISTORY` in that channel now, whenever the message was posted (REST
+//!    lists a channel's messages from before one joined too).
+//! 2. **Messages as they are now.** `message_create`, `message_update` and `pin_*` carry
+//!    the message as it is now (an edited one with its current text; a pin event keeps
+//!    its `pinned` value). Those of a message deleted since are not replayed, nor its
+//!    reactions: its `message_delete`, which carries no content, is.
+//! 3. **Nothing of a guild from before one joined.** Other events of a guild logged
+//!    before the user's latest join (their `member_add`, or the owner's `guild_create`)
+//!    are not replayed, unless addressed to the user by name: REST shows the guild as it
+//!    is now, not how it was. Members who joined before this was recorded get the guild's
+//!    whole retained log.
+//!
+//! Typing and presence are never replayed.
 
 pub mod hub;
 pub mod protocol;

@@ -478,7 +478,12 @@ impl Session {
             }
             for event in events {
                 let seq = event.seq;
-                let Some(event) = self.as_now(event) else {
+                // Checked before looking the message up, so that what the user may not
+                // see costs no read; `deliver` checks again, from the cache.
+                let visible =
+                    self.visibility
+                        .allows(&app, &event.audience, Some(&event), Delivery::Replay);
+                let Some(event) = visible.then(|| self.as_now(event)).flatten() else {
                     // Skipped, but handled: a later resume starts after it.
                     self.cursor = self.cursor.max(seq);
                     continue;

@@ -653,6 +653,10 @@ impl Services {
                         .into_iter()
                         .filter(|c| c.parent_id == Some(channel_id))
                     {
+                        // Its channels leave the category and lose the overwrites they
+                        // inherited: the same change as moving each out by hand.
+                        let held = access.channel_permissions(tx, &child)?;
+                        access.require_overwrite_change(tx, held, &channel.overwrites, &[])?;
                         child.parent_id = None;
                         tx.put(CHANNEL, &keys::id(child.id), &child)?;
                     }

@@ -50,6 +50,7 @@ stored! {
 
 /// An event as version 1 stored it: its audience had no `permissions`.
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct EventV1 {
     seq: u64,
     kind: String,
@@ -60,6 +61,7 @@ struct EventV1 {
 }
 
 #[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 struct AudienceV1 {
     guilds: Vec<Id>,
     channel: Option<Id>,
@@ -220,3 +222,59 @@ pub const ALL_TABLES: &[&str] = &[
     SHADOW_SYNC.name,
     USER_PEER.name,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::codec::{decode, encode};
+
+    /// A value as version 1 wrote it: the version byte, then the bincode body.
+    fn v1(kind: &str, channel: Option<Id>, users: Vec<UserId>) -> Vec<u8> {
+        let old = EventV1 {
+            seq: 7,
+            kind: kind.into(),
+            audience: AudienceV1 {
+                guilds: vec![Id(1)],
+                channel,
+                users,
+            },
+            permission_change: Some(Id(1)),
+            data: "{}".into(),
+            at_ms: 99,
+        };
+        encode(&old)
+    }
+
+    impl Stored for EventV1 {
+        const VERSION: u8 = 1;
+    }
+
+    #[test]
+    fn version_1_events_decode_and_invites_and_bans_are_narrowed() {
+        let message: Event = decode(&v1("message_create", Some(Id(2)), vec![])).unwrap();
+        assert_eq!(
+            (message.seq, message.kind.as_str(), message.at_ms),
+            (7, "message_create", 99)
+        );
+        assert_eq!(message.audience, Audience::channel(Id(1), Id(2)));
+        assert_eq!(message.permission_change, Some(Id(1)));
+
+        let invite: Event = decode(&v1("invite_create", Some(Id(2)), vec![])).unwrap();
+        assert_eq!(
+            invite.audience,
+            Audience::guild(Id(1)).requiring(Permissions::MANAGE_GUILD)
+        );
+        let banned = UserId([3; 32]);
+        let ban: Event = decode(&v1("ban_add", None, vec![banned])).unwrap();
+        assert_eq!(
+            ban.audience,
+            Audience::guild(Id(1))
+                .requiring(Permissions::BAN_MEMBERS)
+                .and_user(banned)
+        );
+
+        let now = encode(&ban);
+        assert_eq!(now[0], 2);
+        assert_eq!(decode::<Event>(&now).unwrap().audience, ban.audience);
+    }
+}

@@ -450,6 +450,53 @@ fn overwrites_and_role_assignment_cannot_escalate() {
         .await;
         bob.refused(403, "PATCH", &channel, Some(json!({"overwrites": []})))
             .await;
+
+        // A private category Bob may manage: its channel opens to everyone if it leaves
+        // the category, by a move or by deleting the category.
+        let dave = Member::new(&server, "dave").await;
+        join(&dave, &code).await;
+        let private = json!([
+            {"target": {"role": g}, "allow": 0, "deny": P::VIEW_CHANNEL.bits()},
+            {"target": {"role": editor}, "allow": P::VIEW_CHANNEL.bits(), "deny": 0},
+            {"target": {"role": moderator}, "allow": P::VIEW_CHANNEL.bits(), "deny": 0},
+        ]);
+        let category = alice
+            .ok(
+                "POST",
+                &format!("/guilds/{g}/channels"),
+                Some(json!({"name": "staff", "kind": "category", "overwrites": private})),
+            )
+            .await["id"]
+            .as_str()
+            .expect("category id")
+            .to_string();
+        let plans = alice
+            .ok(
+                "POST",
+                &format!("/guilds/{g}/channels"),
+                Some(json!({"name": "plans", "parent_id": category})),
+            )
+            .await["id"]
+            .as_str()
+            .expect("channel id")
+            .to_string();
+        dave.refused(404, "GET", &format!("/channels/{plans}"), None)
+            .await;
+        bob.refused(
+            403,
+            "PATCH",
+            &format!("/channels/{plans}"),
+            Some(json!({"parent_id": "0"})),
+        )
+        .await;
+        bob.refused(403, "DELETE", &format!("/channels/{category}"), None)
+            .await;
+        dave.refused(404, "GET", &format!("/channels/{plans}"), None)
+            .await;
+        // Moving a channel in, under the Moderator's overwrite, is a change for them too.
+        bob.refused(403, "PATCH", &channel, Some(json!({"parent_id": category})))
+            .await;
+        dave.ok("GET", &channel, None).await;
     });
 }
 
