@@ -1143,16 +1143,11 @@ mod tests {
         assert_eq!(change(&[], &[member_ow("low", P::NONE, hide)]), Ok(()));
         // A higher role's overwrite kept as it was does not stop other changes; dropping
         // or changing it does.
-        let theirs = role_ow(MOD, P::MANAGE_MESSAGES, P::NONE);
-        let mine = role_ow(GUILD, P::NONE, P::SPEAK);
-        assert_eq!(
-            change(&[theirs.clone()], &[theirs.clone(), mine.clone()]),
-            Ok(())
-        );
-        assert_eq!(
-            change(&[theirs.clone()], &[mine.clone()]),
-            Err(GrantRefusal::RoleNotBelow(MOD))
-        );
+        let theirs = [role_ow(MOD, P::MANAGE_MESSAGES, P::NONE)];
+        let mine = [role_ow(GUILD, P::NONE, P::SPEAK)];
+        let both = [theirs[0].clone(), mine[0].clone()];
+        assert_eq!(change(&theirs, &both), Ok(()));
+        assert_eq!(change(&theirs, &mine), Err(GrantRefusal::RoleNotBelow(MOD)));
         // Overwrites of a deleted role or a departed member may be dropped, not set.
         let stale = [
             role_ow(GONE, P::ALL, P::NONE),
