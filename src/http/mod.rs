@@ -2,6 +2,7 @@
 //! body limits, CORS, and error mapping. Only this module knows tide.
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 mod federation;
 pub use federation::peer_view;
@@ -64,24 +65,35 @@ pub async fn serve(
             Err(e) => eprintln!("hearth: cannot start worker thread: {e}"),
         }
     }
+    let throttle = &app.services.config.throttle;
+    let limits = conn::ConnectionLimits::new(
+        throttle.max_connections,
+        throttle.max_connections_per_address,
+    );
+    let idle = std::time::Duration::from_secs(throttle.idle_secs);
+    let request = std::time::Duration::from_secs(throttle.request_secs);
     let accept_loop = async {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    // Over a cap the connection is closed at once: it costs nothing more.
+                    let Some(slot) = limits.admit(peer.ip()) else {
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let server = server.clone();
                     let stopped = stopped.clone();
                     let tls = tls.clone();
                     executor
                         .spawn(async move {
-                            let respond = move |mut req: http_types::Request| {
-                                req.set_peer_addr(Some(peer.to_string()));
-                                let server = server.clone();
-                                async move { server.respond(req).await }
-                            };
                             let connection = async move {
                                 match tls {
-                                    None => async_h1::accept(stream, respond).await,
+                                    None => {
+                                        let (io, clock) =
+                                            conn::Guarded::new(stream, slot, idle, request);
+                                        async_h1::accept(io, respond_with(server, peer, clock))
+                                            .await
+                                    }
                                     Some(acceptor) => {
                                         let handshake =
                                             async { acceptor.accept(stream).await.ok() }
@@ -92,9 +104,15 @@ pub async fn serve(
                                                 .await;
                                         match handshake {
                                             Some(tls) => {
-                                                async_h1::accept(
+                                                let (io, clock) = conn::Guarded::new(
                                                     crate::tls::Shared::new(tls),
-                                                    respond,
+                                                    slot,
+                                                    idle,
+                                                    request,
+                                                );
+                                                async_h1::accept(
+                                                    io,
+                                                    respond_with(server, peer, clock),
                                                 )
                                                 .await
                                             }
@@ -139,6 +157,39 @@ pub async fn serve(
     // (and the executor holds them): run them to their end here, or the app, and with it
     // the database and its lock, would outlive the server.
     while executor.try_tick() {}
+}
+
+/// The handler async-h1 calls for each request of a connection: tide's routes, with the
+/// peer's address on the request and each answer marked on the connection's clock.
+fn respond_with(
+    server: tide::Server<Arc<App>>,
+    peer: std::net::SocketAddr,
+    clock: conn::Clock,
+) -> impl Fn(
+    http_types::Request,
+) -> std::pin::Pin<Box<dyn Future<Output = http_types::Result<http_types::Response>> + Send>> {
+    move |mut req: http_types::Request| {
+        req.set_peer_addr(Some(peer.to_string()));
+        let server = server.clone();
+        let clock = clock.clone();
+        Box::pin(async move {
+            let response: http_types::Response = server.respond(req).await?;
+            let upgraded = response.status() == http_types::StatusCode::SwitchingProtocols;
+            let closing = response
+                .header("Connection")
+                .is_some_and(|c| c.as_str().eq_ignore_ascii_case("close"));
+            clock.answered(upgraded, closing);
+            Ok(response)
+        })
+    }
+}
+
+/// The client's address as rate limits count it (see [`conn::address_key`]).
+pub fn client_address(req: &Req) -> String {
+    req.peer_addr()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| conn::address_key(a.ip()))
+        .unwrap_or_default()
 }
 
 /// Adds `DPoP-Nonce` and CORS headers to every response, answers CORS preflights, and
@@ -291,9 +342,7 @@ pub async fn read_body(req: &mut Req, limit: usize) -> Result<Vec<u8>, ApiError>
     body.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
         .await
-        .map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        })?;
+        .map_err(|e| ApiError::from(crate::service::Error::Body(e)))?;
     if bytes.len() > limit {
         return Err(too_large());
     }

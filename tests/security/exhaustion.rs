@@ -75,7 +75,10 @@ fn exchange(stream: &mut TcpStream, request: &[u8], limit: Duration) -> (String,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
         }
     }
-    (String::from_utf8_lossy(&answer).into_owned(), start.elapsed())
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        start.elapsed(),
+    )
 }
 
 /// Resident memory of a process, bytes.
@@ -198,7 +201,10 @@ fn a_stalled_body_is_cut_off_but_websockets_live_on() {
                 break;
             }
         }
-        assert!(seen, "the websocket stopped delivering after the request deadline");
+        assert!(
+            seen,
+            "the websocket stopped delivering after the request deadline"
+        );
     });
 }
 
@@ -234,7 +240,10 @@ fn an_upload_is_refused_before_its_body_is_read() {
 /// The status of `POST url` with an empty JSON body, and its `Retry-After`.
 async fn post_status(client: &Client, url: &str, body: Value) -> (u16, Option<String>) {
     let answer = client.post(url, body).await.expect("request");
-    (answer.status, answer.header("retry-after").map(str::to_string))
+    (
+        answer.status,
+        answer.header("retry-after").map(str::to_string),
+    )
 }
 
 /// Item 9: one user minting gateway and voice tickets as fast as they can is stopped at
@@ -255,7 +264,10 @@ fn one_user_cannot_take_every_ticket() {
         join(&server, &alice, &mallory, &text).await;
         for (kind, url) in [
             ("gateway", server.url("/api/v1/gateway/ticket")),
-            ("voice", server.url(&format!("/api/v1/channels/{voice}/voice"))),
+            (
+                "voice",
+                server.url(&format!("/api/v1/channels/{voice}/voice")),
+            ),
         ] {
             let mut minted = 0;
             let refused = loop {
@@ -290,7 +302,10 @@ fn one_user_cannot_take_every_ticket() {
                 }
             }
         }
-        assert!(minted <= 20 - 5, "mallory's devices hold {minted} more tickets");
+        assert!(
+            minted <= 20 - 5,
+            "mallory's devices hold {minted} more tickets"
+        );
     });
 }
 
@@ -348,7 +363,8 @@ fn posting_reacting_and_uploading_are_limited_per_user() {
         let messages = server.url(&format!("/api/v1/channels/{text}/messages"));
         let mut last = None;
         for i in 0..11 {
-            let (status, retry) = post_status(&alice, &messages, json!({"content": i})).await;
+            let (status, retry) =
+                post_status(&alice, &messages, json!({"content": format!("m{i}")})).await;
             if status != 201 {
                 last = Some((i, status, retry));
                 break;
@@ -418,7 +434,12 @@ fn filenames_cannot_break_the_download_headers() {
         let server = TestServer::start();
         let alice = user(&server, "alice").await;
         let (_, text, _) = guild_of(&server, &alice, "Home").await;
-        for bad in ["a\r\nX-Injected: yes", "tab\there", "nul\0.pdf", "bell\u{7}"] {
+        for bad in [
+            "a\r\nX-Injected: yes",
+            "tab\there",
+            "nul\0.pdf",
+            "bell\u{7}",
+        ] {
             let answer = upload(&alice, &server, &text, bad, b"bytes").await;
             assert_eq!(
                 (answer.status, answer.error_code().as_deref()),
@@ -428,7 +449,12 @@ fn filenames_cannot_break_the_download_headers() {
             );
         }
         let answer = upload(&alice, &server, &text, "résumé \"final\".pdf", b"cv").await;
-        assert_eq!(answer.status, 201, "{}", String::from_utf8_lossy(&answer.body));
+        assert_eq!(
+            answer.status,
+            201,
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
         let meta = answer.json().expect("json");
         assert_eq!(meta["filename"], "résumé \"final\".pdf");
         let id = meta["file_id"].as_str().expect("file id");
