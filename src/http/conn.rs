@@ -4,10 +4,10 @@
 //! or reading slowly.
 //!
 //! A connection waits at most `idle_secs` for the first byte of a request; from that byte
-//! the whole request (head, body, handling and the answer) has `request_secs`. A request
-//! whose body was not read to its end gets no more reads once answered (the connection
-//! closes), so nothing drains a trickling body. A connection upgraded to a websocket has
-//! no deadline: the websocket's own heartbeats take over.
+//! the whole request (head, body, handling, the answer, and draining a body the handler
+//! did not read) has `request_secs`; a request that ran out of time is answered 408 (when
+//! its body was being read) and the connection closes. A connection upgraded to a
+//! websocket has no deadline: the websocket's own heartbeats take over.
 
 use std::collections::HashMap;
 use std::io;
@@ -99,8 +99,10 @@ enum Phase {
     /// A request is being read, handled or answered.
     Request(Instant),
     /// Answered; the next read starts the wait for another request, unless the answer
-    /// closes the connection (then reads see the end).
+    /// closes the connection (then reads only drain the body, within the deadline).
     Answered { deadline: Instant, closing: bool },
+    /// The request ran out of time: its answer may still be written, nothing more is read.
+    TimedOut(Instant),
     /// A websocket: no deadline.
     Upgraded,
 }
@@ -114,6 +116,8 @@ enum Gate {
 
 struct State {
     phase: Mutex<Phase>,
+    /// A handler is working on a request (between its head and its answer).
+    handling: std::sync::atomic::AtomicBool,
     idle: Duration,
     request: Duration,
     _slot: Slot,
@@ -131,9 +135,12 @@ pub struct Clock(Arc<State>);
 
 impl Clock {
     /// Called with each answer before it is written: a websocket upgrade lifts the
-    /// deadline; otherwise the request's deadline goes on covering the write, and a
-    /// closing answer stops further reads (its unread body is never drained).
+    /// deadline; otherwise the request's deadline goes on covering the write and, for a
+    /// closing answer, the draining of its unread body.
     pub fn answered(&self, upgraded: bool, closing: bool) {
+        self.0
+            .handling
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let mut phase = self.0.phase();
         *phase = match *phase {
             _ if upgraded => Phase::Upgraded,
@@ -147,8 +154,23 @@ impl Clock {
                 deadline,
                 closing: was || closing,
             },
+            Phase::TimedOut(deadline) => Phase::TimedOut(deadline),
             Phase::Upgraded => Phase::Upgraded,
         };
+    }
+}
+
+impl Clock {
+    /// A request's head was read and its handler starts.
+    pub fn handling_started(&self) {
+        self.0
+            .handling
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a handler is working on a request (it has not answered yet).
+    pub fn handling(&self) -> bool {
+        self.0.handling.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -174,6 +196,7 @@ impl<IO> Guarded<IO> {
     pub fn new(io: IO, slot: Slot, idle: Duration, request: Duration) -> (Guarded<IO>, Clock) {
         let state = Arc::new(State {
             phase: Mutex::new(Phase::Idle(Instant::now() + idle)),
+            handling: std::sync::atomic::AtomicBool::new(false),
             idle,
             request,
             _slot: slot,
@@ -193,7 +216,13 @@ impl<IO> Guarded<IO> {
         let mut phase = self.state.phase();
         match *phase {
             Phase::Upgraded => Gate::Free,
-            Phase::Answered { closing: true, .. } => Gate::EndOfInput,
+            Phase::TimedOut(_) => Gate::EndOfInput,
+            // The rest of an unread body is drained (a client that writes its whole body
+            // before reading would otherwise never see the answer), within the deadline.
+            Phase::Answered {
+                deadline,
+                closing: true,
+            } => Gate::Until(deadline),
             Phase::Answered { closing: false, .. } => {
                 let deadline = Instant::now() + self.state.idle;
                 *phase = Phase::Idle(deadline);
@@ -207,7 +236,7 @@ impl<IO> Guarded<IO> {
         match *self.state.phase() {
             Phase::Upgraded => Gate::Free,
             Phase::Idle(deadline) | Phase::Request(deadline) => Gate::Until(deadline),
-            Phase::Answered { deadline, .. } => Gate::Until(deadline),
+            Phase::Answered { deadline, .. } | Phase::TimedOut(deadline) => Gate::Until(deadline),
         }
     }
 
@@ -220,14 +249,11 @@ impl<IO> Guarded<IO> {
     }
 
     /// A read ran out of time: the answer saying so still gets a moment to be written,
-    /// and nothing more is read.
+    /// and then the connection closes.
     fn timed_out(&self) -> io::Error {
         let mut phase = self.state.phase();
         if !matches!(*phase, Phase::Upgraded) {
-            *phase = Phase::Answered {
-                deadline: Instant::now() + CLOSING_GRACE,
-                closing: true,
-            };
+            *phase = Phase::TimedOut(Instant::now() + CLOSING_GRACE);
         }
         io::Error::new(io::ErrorKind::TimedOut, "the request took too long")
     }

@@ -67,7 +67,7 @@ pub async fn serve(
     }
     let throttle = &app.services.config.throttle;
     let limits = conn::ConnectionLimits::new(
-        throttle.max_connections,
+        max_connections(throttle.max_connections),
         throttle.max_connections_per_address,
     );
     let idle = std::time::Duration::from_secs(throttle.idle_secs);
@@ -91,8 +91,7 @@ pub async fn serve(
                                     None => {
                                         let (io, clock) =
                                             conn::Guarded::new(stream, slot, idle, request);
-                                        async_h1::accept(io, respond_with(server, peer, clock))
-                                            .await
+                                        serve_connection(io, clock, server, peer).await
                                     }
                                     Some(acceptor) => {
                                         let handshake =
@@ -110,11 +109,7 @@ pub async fn serve(
                                                     idle,
                                                     request,
                                                 );
-                                                async_h1::accept(
-                                                    io,
-                                                    respond_with(server, peer, clock),
-                                                )
-                                                .await
+                                                serve_connection(io, clock, server, peer).await
                                             }
                                             None => Ok(()),
                                         }
@@ -159,6 +154,78 @@ pub async fn serve(
     while executor.try_tick() {}
 }
 
+/// File descriptors kept for the database, files being read or written, the admin socket
+/// and outgoing federation calls.
+const FD_RESERVE: u64 = 128;
+
+/// The configured connection cap, lowered to fit the process's open-file limit (a full
+/// descriptor table would fail the database and uploads, not just new connections).
+fn max_connections(configured: usize) -> usize {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) if (soft.saturating_sub(FD_RESERVE) as usize) < configured => {
+            let fitted = soft.saturating_sub(FD_RESERVE).max(16) as usize;
+            eprintln!(
+                "hearth: at most {fitted} connections (max_connections is {configured}, the \
+                 open-file limit {soft})"
+            );
+            fitted
+        }
+        _ => configured,
+    }
+}
+
+/// Serves HTTP on one connection. http-types panics on a header value that is not ASCII
+/// (async-h1 builds the request with it); such a request is answered 400 rather than
+/// dropped, and a panic in a handler 500, and the connection closes.
+async fn serve_connection<IO>(
+    io: conn::Guarded<IO>,
+    clock: conn::Clock,
+    server: tide::Server<Arc<App>>,
+    peer: std::net::SocketAddr,
+) -> http_types::Result<()>
+where
+    IO: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+{
+    use futures_lite::AsyncWriteExt;
+    let mut writer = io.clone();
+    let served = std::panic::AssertUnwindSafe(async_h1::accept(
+        io,
+        respond_with(server, peer, clock.clone()),
+    ))
+    .catch_unwind()
+    .await;
+    let Err(_) = served else {
+        return served.unwrap_or(Ok(()));
+    };
+    let (status, error) = if clock.handling() {
+        (
+            "500 Internal Server Error",
+            ApiError::new(
+                500,
+                "internal_error",
+                "the server could not complete this request",
+            ),
+        )
+    } else {
+        (
+            "400 Bad Request",
+            ApiError::bad_request(
+                "invalid_request",
+                "the request head is not valid HTTP (header values must be ASCII)",
+            ),
+        )
+    };
+    let body = serde_json::json!({"error": error.code, "message": error.message}).to_string();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    writer.write_all(answer.as_bytes()).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
 /// The handler async-h1 calls for each request of a connection: tide's routes, with the
 /// peer's address on the request and each answer marked on the connection's clock.
 fn respond_with(
@@ -172,6 +239,7 @@ fn respond_with(
         req.set_peer_addr(Some(peer.to_string()));
         let server = server.clone();
         let clock = clock.clone();
+        clock.handling_started();
         Box::pin(async move {
             let response: http_types::Response = server.respond(req).await?;
             let upgraded = response.status() == http_types::StatusCode::SwitchingProtocols;

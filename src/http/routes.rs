@@ -424,10 +424,7 @@ async fn token(mut req: Req) -> ApiResult {
     let s = &app.services;
     let grant = match field("grant_type")? {
         "password" => {
-            let address = req
-                .peer_addr()
-                .map(|a| a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a).to_string())
-                .unwrap_or_default();
+            let address = super::client_address(&req);
             s.password_grant(
                 &app.login_limiter,
                 field("username")?,

@@ -2,7 +2,7 @@
 //! fsync → rename) with metadata and per-channel access in the database.
 
 use super::access::channel_access;
-use super::{invalid, now, Error, Result, Services};
+use super::{check_name, invalid, now, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{keys, tables::*};
 use sha2::{Digest, Sha256};
@@ -35,29 +35,24 @@ fn check_content_type(value: &str) -> Result<String> {
     }
 }
 
-/// Checks an upload's filename: 1-255 characters, no control characters (it ends up in a
-/// response header) and no slashes.
+/// Checks an upload's filename: a name of at most 255 characters without slashes and
+/// without any control character, line breaks and tabs included (it ends up in the
+/// `Content-Disposition` header of downloads).
 fn check_filename(filename: &str) -> Result<String> {
-    let filename = filename.trim();
-    if filename.is_empty() || filename.chars().count() > 255 {
+    let filename = check_name("filename", filename, 255)?;
+    if filename.chars().any(char::is_control) {
         return Err(invalid(
-            "invalid_filename",
-            "filename must be 1 to 255 characters",
-        ));
-    }
-    if filename.chars().any(|c| c.is_control()) {
-        return Err(invalid(
-            "invalid_filename",
+            "invalid_field",
             "filename must not contain control characters",
         ));
     }
     if filename.contains('/') || filename.contains('\\') {
         return Err(invalid(
-            "invalid_filename",
+            "invalid_field",
             "filename must not contain slashes",
         ));
     }
-    Ok(filename.to_string())
+    Ok(filename)
 }
 
 /// An upload's key: channel id ‖ file id ‖ uploader.

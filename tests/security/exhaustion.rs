@@ -443,7 +443,7 @@ fn filenames_cannot_break_the_download_headers() {
             let answer = upload(&alice, &server, &text, bad, b"bytes").await;
             assert_eq!(
                 (answer.status, answer.error_code().as_deref()),
-                (400, Some("invalid_filename")),
+                (400, Some("invalid_field")),
                 "{bad:?}: {}",
                 String::from_utf8_lossy(&answer.body)
             );
@@ -560,4 +560,28 @@ fn file_metadata_stays_with_its_upload() {
             );
         }
     });
+}
+
+/// Item 11: a request header that is not ASCII (http-types panics on it) gets a 400 in
+/// the JSON error shape, and the server goes on answering.
+#[test]
+fn a_non_ascii_request_header_gets_a_400() {
+    let server = TestServer::start();
+    for _ in 0..4 {
+        let mut stream = TcpStream::connect(server.addr).expect("connect");
+        let request = format!(
+            "GET /.well-known/hearth HTTP/1.1\r\nHost: {}\r\nX-Name: résumé\r\n\r\n",
+            server.addr
+        );
+        let (answer, _) = exchange(&mut stream, request.as_bytes(), Duration::from_secs(3));
+        assert!(answer.starts_with("HTTP/1.1 400"), "got {answer:?}");
+        assert!(answer.contains("\"error\":\"invalid_request\""), "{answer}");
+    }
+    let mut stream = TcpStream::connect(server.addr).expect("connect");
+    let request = format!(
+        "GET /.well-known/hearth HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+        server.addr
+    );
+    let (answer, _) = exchange(&mut stream, request.as_bytes(), Duration::from_secs(3));
+    assert!(answer.starts_with("HTTP/1.1 200"), "afterwards: {answer:?}");
 }
