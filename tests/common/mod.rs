@@ -418,10 +418,12 @@ pub async fn api_json(
     answer.json().unwrap_or(serde_json::Value::Null)
 }
 
-/// Rate limits far above anything a test does (see [`test_config`]); connection caps and
-/// deadlines stay at their defaults.
+/// Rate limits and connection caps far above anything a test does from its one address
+/// (see [`test_config`]); deadlines stay at their defaults.
 pub fn generous_throttle() -> hearth::config::ThrottleConfig {
     hearth::config::ThrottleConfig {
+        max_connections_per_address: 4096,
+        max_connections: 8192,
         registrations_per_address_hour: 100_000,
         messages_per_user_minute: 100_000,
         messages_per_address_minute: 100_000,
