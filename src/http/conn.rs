@@ -17,6 +17,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+/// The answer to a connection over a cap (plain HTTP; a TLS client sees the connection
+/// close).
+pub const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+Content-Type: application/json\r\nRetry-After: 10\r\nConnection: close\r\nContent-Length: 85\r\n\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"too many open connections; retry shortly\"}";
+
 /// How long an answer may still take to write after its request ran out of time.
 const CLOSING_GRACE: Duration = Duration::from_secs(5);
 
@@ -118,6 +124,8 @@ struct State {
     phase: Mutex<Phase>,
     /// A handler is working on a request (between its head and its answer).
     handling: std::sync::atomic::AtomicBool,
+    /// Upgraded to a websocket: reads and writes (every audio frame) skip the lock.
+    upgraded: std::sync::atomic::AtomicBool,
     idle: Duration,
     request: Duration,
     _slot: Slot,
@@ -141,6 +149,11 @@ impl Clock {
         self.0
             .handling
             .store(false, std::sync::atomic::Ordering::Relaxed);
+        if upgraded {
+            self.0
+                .upgraded
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
         let mut phase = self.0.phase();
         *phase = match *phase {
             _ if upgraded => Phase::Upgraded,
@@ -197,6 +210,7 @@ impl<IO> Guarded<IO> {
         let state = Arc::new(State {
             phase: Mutex::new(Phase::Idle(Instant::now() + idle)),
             handling: std::sync::atomic::AtomicBool::new(false),
+            upgraded: std::sync::atomic::AtomicBool::new(false),
             idle,
             request,
             _slot: slot,
@@ -213,6 +227,13 @@ impl<IO> Guarded<IO> {
     }
 
     fn read_gate(&self) -> Gate {
+        if self
+            .state
+            .upgraded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Gate::Free;
+        }
         let mut phase = self.state.phase();
         match *phase {
             Phase::Upgraded => Gate::Free,
@@ -233,6 +254,13 @@ impl<IO> Guarded<IO> {
     }
 
     fn write_gate(&self) -> Gate {
+        if self
+            .state
+            .upgraded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return Gate::Free;
+        }
         match *self.state.phase() {
             Phase::Upgraded => Gate::Free,
             Phase::Idle(deadline) | Phase::Request(deadline) => Gate::Until(deadline),
@@ -242,6 +270,13 @@ impl<IO> Guarded<IO> {
 
     /// The first byte of a request starts its deadline.
     fn got_bytes(&self) {
+        if self
+            .state
+            .upgraded
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
+            return;
+        }
         let mut phase = self.state.phase();
         if let Phase::Idle(_) = *phase {
             *phase = Phase::Request(Instant::now() + self.state.request);
@@ -350,6 +385,15 @@ impl<IO: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Guarded<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_over_capacity_answer_is_well_formed() {
+        let text = std::str::from_utf8(OVER_CAPACITY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.ends_with(&format!("Content-Length: {}", body.len())));
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"], "too_many_connections");
+    }
 
     #[test]
     fn addresses_count_per_host_and_ipv6_network() {

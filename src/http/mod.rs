@@ -76,8 +76,14 @@ pub async fn serve(
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    // Over a cap the connection is closed at once: it costs nothing more.
+                    // Over a cap the connection gets one write of a fixed answer, if the
+                    // socket takes it at once, and is closed: it costs nothing more.
                     let Some(slot) = limits.admit(peer.ip()) else {
+                        let mut stream = stream;
+                        let _ = futures_lite::future::poll_once(
+                            futures_lite::AsyncWriteExt::write(&mut stream, conn::OVER_CAPACITY),
+                        )
+                        .await;
                         continue;
                     };
                     let _ = stream.set_nodelay(true);

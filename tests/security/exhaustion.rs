@@ -129,6 +129,13 @@ fn slow_clients_from_one_address_starve_nobody() {
     for stream in &slow {
         let _ = (&mut &*stream).write(b" ");
     }
+    // One more from the same address is told why it is turned away.
+    let mut extra = connect_from([127, 0, 0, 1], server.addr).expect("connect");
+    let (answer, _) = exchange(&mut extra, b"", Duration::from_secs(3));
+    assert!(
+        answer.starts_with("HTTP/1.1 503") && answer.contains("too_many_connections"),
+        "a connection over the cap got {answer:?}"
+    );
     let mut good = connect_from([127, 0, 0, 2], server.addr).expect("connect from 127.0.0.2");
     let request = format!(
         "GET /.well-known/hearth HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
