@@ -259,3 +259,67 @@ impl Drop for Staged {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{Retention, Store, StoreError};
+
+    fn meta(filename: &str, uploader: UserId) -> FileMeta {
+        FileMeta {
+            file_id: "ab".repeat(32),
+            size: 3,
+            content_type: "text/plain".into(),
+            filename: filename.into(),
+            uploader,
+            created_at: 1,
+        }
+    }
+
+    /// Files uploaded before metadata was kept per upload have only the shared `file`
+    /// row; they still read, and a new upload of the same bytes gets its own metadata.
+    #[test]
+    fn uploads_stored_before_per_upload_metadata_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let retention = Retention {
+            max_events: 10,
+            max_age_secs: 10,
+        };
+        let store = Store::open(&dir.path().join("db"), 1 << 20, 16, retention).unwrap();
+        let file_id = "ab".repeat(32);
+        let (old_channel, new_channel) = (Id(10), Id(20));
+        let (alice, bob) = (UserId([1; 32]), UserId([2; 32]));
+        let id = file_id.clone();
+        store
+            .write_blocking(move |tx| {
+                tx.put(FILE, id.as_bytes(), &meta("old.txt", alice))?;
+                tx.put(
+                    CHANNEL_FILE,
+                    &keys::join(&[&keys::id(old_channel), id.as_bytes()]),
+                    &Present,
+                )?;
+                tx.put(
+                    CHANNEL_FILE,
+                    &keys::join(&[&keys::id(new_channel), id.as_bytes()]),
+                    &Present,
+                )?;
+                tx.put(
+                    CHANNEL_UPLOAD,
+                    &upload_key(new_channel, &id, bob),
+                    &meta("new.txt", bob),
+                )?;
+                Ok::<_, StoreError>(())
+            })
+            .unwrap();
+        let read = |channel, reader| {
+            store
+                .read(|tx| upload_meta(tx, channel, &file_id, reader))
+                .unwrap()
+                .map(|m| m.filename)
+        };
+        assert_eq!(read(old_channel, bob).as_deref(), Some("old.txt"));
+        assert_eq!(read(new_channel, alice).as_deref(), Some("new.txt"));
+        assert_eq!(read(new_channel, bob).as_deref(), Some("new.txt"));
+        assert_eq!(read(Id(30), alice), None);
+    }
+}
