@@ -168,7 +168,8 @@ fn slow_clients_from_one_address_starve_nobody() {
 }
 
 /// Item 8: a request whose body never completes is cut off at the request deadline with
-/// a 408, and the websocket of the same server outlives that deadline.
+/// a 408, one whose head never completes is closed, and the websocket of the same server
+/// outlives that deadline.
 #[test]
 fn a_stalled_body_is_cut_off_but_websockets_live_on() {
     block_on(async {
@@ -192,6 +193,17 @@ fn a_stalled_body_is_cut_off_but_websockets_live_on() {
         );
         assert!(answer.contains("\"error\":\"request_timeout\""), "{answer}");
         assert!(took < Duration::from_secs(4), "cut off only after {took:?}");
+        // A head that never ends is cut off the same way.
+        let mut stalled = TcpStream::connect(server.addr).expect("connect");
+        let head = format!(
+            "GET /.well-known/hearth HTTP/1.1\r\nHost: {}\r\n",
+            server.addr
+        );
+        let (answer, took) = exchange(&mut stalled, head.as_bytes(), Duration::from_secs(6));
+        assert!(
+            answer.is_empty() && took < Duration::from_secs(4),
+            "a stalled head got {answer:?}, closed after {took:?}"
+        );
         // The websocket opened before is older than the deadline and still delivers.
         smol::Timer::after(Duration::from_millis(1500)).await;
         api_json(
