@@ -126,23 +126,19 @@ impl Services {
         self.check_upload(actor, channel_id)?;
         let limit = self.config.limits.max_upload_bytes;
         let staged = self.stage_upload(body, limit).await?;
-        let file_id = staged.file_id.clone();
+        let (file_id, size) = (staged.file_id.clone(), staged.size);
         let path = self.file_path(&file_id);
         smol::unblock(move || staged.publish(&path))
             .await
             .map_err(|e| Error::Store(crate::storage::StoreError::Io(e.to_string())))?;
         let meta = FileMeta {
             file_id: file_id.clone(),
-            size: 0,
+            size,
             content_type,
             filename,
             uploader: actor,
             created_at: now(),
         };
-        let size = std::fs::metadata(self.file_path(&file_id))
-            .map(|m| m.len())
-            .map_err(|e| Error::Store(crate::storage::StoreError::Io(e.to_string())))?;
-        let meta = FileMeta { size, ..meta };
         self.store
             .write(move |tx| {
                 require_upload(tx, channel_id, actor)?;
@@ -176,6 +172,7 @@ impl Services {
         let mut staged = Staged {
             tmp: Some(tmp),
             file_id: String::new(),
+            size: 0,
         };
         let mut hasher = Sha256::new();
         let mut size = 0usize;
@@ -198,6 +195,7 @@ impl Services {
         file.flush().await.map_err(io)?;
         file.sync_all().await.map_err(io)?;
         staged.file_id = hex(&hasher.finalize());
+        staged.size = size as u64;
         Ok(staged)
     }
 
@@ -226,6 +224,7 @@ impl Services {
 struct Staged {
     tmp: Option<PathBuf>,
     file_id: String,
+    size: u64,
 }
 
 impl Staged {
