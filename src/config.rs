@@ -46,8 +46,9 @@ pub struct Config {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Open connections in total, websockets included; further connections are closed at
-    /// once. Keep it below the process's open-file limit. Default 1024.
+    /// Open connections in total, websockets included; a further connection is answered
+    /// 503 `too_many_connections` and closed. Lowered at start to fit the process's
+    /// open-file limit (which `hearth serve` raises to its hard limit). Default 1024.
     pub max_connections: usize,
     /// Open connections from one client address (for IPv6, one /64 network). Default 128:
     /// a household of a dozen devices behind one NAT address, each with a few HTTP
