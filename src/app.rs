@@ -39,6 +39,8 @@ pub struct App {
     pub token_cache: AccessTokenCache,
     /// Login attempt counters.
     pub login_limiter: LoginLimiter,
+    /// Rate limits of registration, posting, reactions and uploads.
+    pub throttle: crate::service::rate::RateLimiter,
     /// Device links waiting for approval (in memory).
     pub device_links: crate::auth::device_link::DeviceLinks,
     /// `http` or `https`, as the listener serves it.
@@ -150,10 +152,17 @@ impl App {
         );
         let token_cache = AccessTokenCache::new(auth.token_cache_capacity);
         let highest = highest_id(&store)?;
-        let gateway = Arc::new(crate::gateway::Gateway::new(config.gateway.clone()));
+        let ticket_caps = crate::gateway::tickets::TicketCaps {
+            per_device: config.throttle.tickets_per_device,
+            per_user: config.throttle.tickets_per_user,
+        };
+        let gateway = Arc::new(crate::gateway::Gateway::new(
+            config.gateway.clone(),
+            ticket_caps,
+        ));
         crate::gateway::connect_store(&gateway, &store);
         let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
-        let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone());
+        let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone(), ticket_caps);
         let discovered = Arc::new(crate::discovery::Discovered::new(
             server_key.public_bytes(),
             &origin,
@@ -173,11 +182,13 @@ impl App {
                 ids: IdGenerator::new(highest),
                 files_dir,
                 password_slots: smol::lock::Semaphore::new(crate::service::PASSWORD_SLOTS),
+                dummy_password_hash: smol::lock::OnceCell::new(),
             },
             dpop,
             token_cache,
             device_links: crate::auth::device_link::DeviceLinks::new(),
             login_limiter: LoginLimiter::default(),
+            throttle: crate::service::rate::RateLimiter::default(),
             scheme,
             tls_fingerprint: std::sync::OnceLock::new(),
         })

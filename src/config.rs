@@ -36,6 +36,71 @@ pub struct Config {
     pub tls: TlsConfig,
     /// LAN discovery (mDNS / DNS-SD).
     pub discovery: DiscoveryConfig,
+    /// Protection against a client exhausting the box: connection caps, request
+    /// deadlines, rate limits and caps on outstanding tickets.
+    pub throttle: ThrottleConfig,
+}
+
+/// Protection against a client exhausting the box. Rate limits count in fixed windows and
+/// answer 429 with `Retry-After` once spent; a limit of 0 refuses the action entirely.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// Open connections in total, websockets included; a further connection is answered
+    /// 503 `too_many_connections` and closed. Lowered at start to fit the process's
+    /// open-file limit (which `hearth serve` raises to its hard limit). Default 1024.
+    pub max_connections: usize,
+    /// Open connections from one client address (for IPv6, one /64 network). Default 128:
+    /// a household of a dozen devices behind one NAT address, each with a few HTTP
+    /// connections, its gateway websocket and a voice socket, stays well below it.
+    pub max_connections_per_address: usize,
+    /// Seconds a kept-alive connection may wait for its next request. Default 60.
+    pub idle_secs: u64,
+    /// Seconds from the first byte of a request to the last byte of its answer: head,
+    /// body, handling and response together; slower requests are cut off (408 while the
+    /// body is being read). Websockets are not limited once upgraded. Default 120 (an
+    /// 8 MiB upload or download then needs 70 kB/s).
+    pub request_secs: u64,
+    /// Accounts one client address may register per hour. Default 10.
+    pub registrations_per_address_hour: u32,
+    /// Messages one user may post per minute. Default 60.
+    pub messages_per_user_minute: u32,
+    /// Messages posted from one client address per minute (all its users). Default 300.
+    pub messages_per_address_minute: u32,
+    /// Reactions one user may add per minute. Default 60.
+    pub reactions_per_user_minute: u32,
+    /// Reactions added from one client address per minute. Default 300.
+    pub reactions_per_address_minute: u32,
+    /// Files one user may upload per minute. Default 20.
+    pub uploads_per_user_minute: u32,
+    /// Files uploaded from one client address per minute. Default 60.
+    pub uploads_per_address_minute: u32,
+    /// Gateway or voice tickets one device may hold unused at once (each kind counted
+    /// apart; a ticket is spent by opening its socket or expires after 30 s). Default 5.
+    pub tickets_per_device: usize,
+    /// Gateway or voice tickets one user may hold unused at once, over all their devices.
+    /// Default 20.
+    pub tickets_per_user: usize,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
+            max_connections: 1024,
+            max_connections_per_address: 128,
+            idle_secs: 60,
+            request_secs: 120,
+            registrations_per_address_hour: 10,
+            messages_per_user_minute: 60,
+            messages_per_address_minute: 300,
+            reactions_per_user_minute: 60,
+            reactions_per_address_minute: 300,
+            uploads_per_user_minute: 20,
+            uploads_per_address_minute: 60,
+            tickets_per_device: 5,
+            tickets_per_user: 20,
+        }
+    }
 }
 
 /// LAN discovery: the server announces itself as `_hearth._tcp.local.` over multicast DNS
@@ -339,6 +404,7 @@ impl Default for Config {
             voice: VoiceConfig::default(),
             tls: TlsConfig::default(),
             discovery: DiscoveryConfig::default(),
+            throttle: ThrottleConfig::default(),
         }
     }
 }

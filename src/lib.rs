@@ -15,7 +15,8 @@
 //!   access and refresh tokens, device certificates, linking a new device from a signed-in
 //!   one (in-memory mailboxes), argon2id, client-side key wrapping.
 //! - [`service`]: business rules — accounts and token grants, guilds, channels, roles,
-//!   members, invites, bans, messages, reactions, pins, files.
+//!   members, invites, bans, messages, reactions, pins, files (metadata per upload), and
+//!   the rate-limit counters.
 //! - [`gateway`]: realtime events over websockets — the fan-out hub with bounded
 //!   per-connection queues, sessions with resume from the event log, typing and presence.
 //! - [`federation`]: pinned peers, signed server-to-server calls, the durable outbox, the
@@ -23,8 +24,9 @@
 //!   clock offsets (boxes without a real-time clock disagree after power cuts).
 //! - [`discovery`]: LAN discovery over mDNS — announces `_hearth._tcp.local.` with the
 //!   server key, and lists the servers heard (conflicting claims marked) for peering.
-//! - [`http`]: the accept loop (smol + async-h1), routes, error mapping, DPoP middleware,
-//!   and the web client's static files (`src/web/`, embedded in the binary).
+//! - [`http`]: the accept loop (smol + async-h1) with its connection caps and request
+//!   deadlines, routes, rate limits, error mapping, DPoP middleware, and the web client's
+//!   static files (`src/web/`, embedded in the binary).
 //! - [`admin`]: the local Unix-socket admin channel used by the CLI.
 //! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing,
 //!   event streams, voice) used by the CLI, the tests and the benches.

@@ -327,6 +327,11 @@ fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Va
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {
+    // Every connection is a file descriptor: take the whole hard limit (the connection
+    // caps are kept below it; see `http::serve`).
+    if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("hearth: cannot raise the open-file limit: {e}");
+    }
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen.as_str()))
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;

@@ -49,17 +49,15 @@
 pub mod hub;
 pub mod protocol;
 pub mod session;
+pub mod tickets;
 
 use crate::config::GatewayConfig;
 use crate::model::{Audience, Event, UserId};
 use hub::Hub;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// How long a ticket is valid, seconds.
 pub const TICKET_SECS: u64 = 30;
-/// Most outstanding tickets; beyond it expired ones are swept and then new ones refused.
-const MAX_TICKETS: usize = 10_000;
 
 /// Who a ticket was issued to.
 #[derive(Clone, Debug)]
@@ -71,7 +69,6 @@ pub struct Ticket {
     /// Whether the token behind it was this server's own (its devices are checked here);
     /// a peer's user is checked by still having an account here.
     pub local: bool,
-    expires_at: u64,
 }
 
 /// The gateway of one server.
@@ -80,7 +77,7 @@ pub struct Gateway {
     pub hub: Hub,
     /// Settings.
     pub config: GatewayConfig,
-    tickets: Mutex<HashMap<String, Ticket>>,
+    tickets: tickets::TicketBook<Ticket>,
     sessions: std::sync::atomic::AtomicUsize,
 }
 
@@ -96,12 +93,12 @@ impl Drop for SessionGuard<'_> {
 }
 
 impl Gateway {
-    /// A gateway with no connections.
-    pub fn new(config: GatewayConfig) -> Gateway {
+    /// A gateway with no connections, whose tickets are capped by `caps`.
+    pub fn new(config: GatewayConfig, caps: tickets::TicketCaps) -> Gateway {
         Gateway {
             hub: Hub::default(),
             config,
-            tickets: Mutex::new(HashMap::new()),
+            tickets: tickets::TicketBook::new(caps, TICKET_SECS),
             sessions: std::sync::atomic::AtomicUsize::new(0),
         }
     }
@@ -118,34 +115,26 @@ impl Gateway {
         self.sessions.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    /// Issues a single-use ticket, or `None` when too many are outstanding.
-    pub fn issue_ticket(&self, user: UserId, jkt: &str, local: bool, now: u64) -> Option<String> {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        if tickets.len() >= MAX_TICKETS {
-            tickets.retain(|_, t| t.expires_at > now);
-            if tickets.len() >= MAX_TICKETS {
-                return None;
-            }
-        }
-        let mut bytes = [0u8; 24];
-        crate::service::random_bytes(&mut bytes);
-        let ticket = crate::auth::jose::b64u(&bytes);
-        tickets.insert(
-            ticket.clone(),
-            Ticket {
-                user,
-                jkt: jkt.to_string(),
-                local,
-                expires_at: now + TICKET_SECS,
-            },
-        );
-        Some(ticket)
+    /// Issues a single-use ticket, unless the device, the user or the server holds too
+    /// many unused ones.
+    pub fn issue_ticket(
+        &self,
+        user: UserId,
+        jkt: &str,
+        local: bool,
+        now: u64,
+    ) -> Result<String, tickets::TicketRefused> {
+        let ticket = Ticket {
+            user,
+            jkt: jkt.to_string(),
+            local,
+        };
+        self.tickets.issue(user, jkt, now, ticket)
     }
 
     /// Takes a ticket (it works once).
     pub fn redeem_ticket(&self, ticket: &str, now: u64) -> Option<Ticket> {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets.remove(ticket).filter(|t| t.expires_at > now)
+        self.tickets.redeem(ticket, now)
     }
 
     /// Delivers committed events (called after each commit).

@@ -88,16 +88,29 @@ impl ApiError {
         response.set_body(tide::Body::from_json(&body).unwrap_or_else(|_| tide::Body::empty()));
         response.set_content_type(tide::http::mime::JSON);
         for (name, value) in self.headers {
-            response.append_header(name, value);
+            response.append_header(name, header_value(&value));
         }
         response
     }
 }
 
-fn quote_safe(text: &str) -> String {
-    text.chars()
-        .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+/// A header value that cannot break the answer: http-types panics on anything but
+/// visible ASCII, and a line break would start a new header. Other characters become `?`.
+pub fn header_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c == ' ' || c == '\t' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect()
+}
+
+fn quote_safe(text: &str) -> String {
+    header_value(text).replace(['"', '\\'], "")
 }
 
 impl From<Error> for ApiError {
@@ -114,6 +127,11 @@ impl From<Error> for ApiError {
             Error::LimitReached(_) => ApiError::new(400, "limit_reached", message),
             Error::RateLimited { retry_after } => ApiError::new(429, "rate_limited", message)
                 .with_header("Retry-After", retry_after.to_string()),
+            Error::Body(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ApiError::new(408, "request_timeout", message)
+            }
+            Error::Body(_) => ApiError::new(400, "invalid_body", message),
+            Error::TooLarge { .. } => ApiError::new(413, "body_too_large", message),
             Error::Store(e) => {
                 eprintln!("hearth: storage error: {e}");
                 ApiError::new(

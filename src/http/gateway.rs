@@ -14,12 +14,9 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
     let ticket = app
         .gateway
         .issue_ticket(me.user, &me.jkt, me.local, now())
-        .ok_or_else(|| {
-            ApiError::new(
-                429,
-                "rate_limited",
-                "too many gateway tickets outstanding; retry shortly",
-            )
+        .map_err(|refused| {
+            ApiError::new(429, "rate_limited", refused.to_string())
+                .with_header("Retry-After", refused.retry_after().to_string())
         })?;
     let url = super::auth::target_uri(&req);
     let base = url.trim_end_matches("/ticket");

@@ -52,10 +52,8 @@ pub async fn open(mut req: Req) -> ApiResult {
             format!("device_name: at most {MAX_NAME_CHARS} characters, no control characters"),
         ));
     }
-    let address = req
-        .peer_addr()
-        .map(|a| a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a).to_string())
-        .unwrap_or_default();
+    // An IPv6 client counts by its /64, which it can pick addresses from at will.
+    let address = super::client_address(&req);
     // An unknown name is not revealed: the link opens, and no one can approve it (the
     // all-zero key is of small order, which no user id may be).
     let for_user = match &body.username {

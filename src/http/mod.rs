@@ -2,6 +2,7 @@
 //! body limits, CORS, and error mapping. Only this module knows tide.
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 mod federation;
 pub use federation::peer_view;
@@ -64,24 +65,40 @@ pub async fn serve(
             Err(e) => eprintln!("hearth: cannot start worker thread: {e}"),
         }
     }
+    let throttle = &app.services.config.throttle;
+    let limits = conn::ConnectionLimits::new(
+        max_connections(throttle.max_connections),
+        throttle.max_connections_per_address,
+    );
+    let idle = std::time::Duration::from_secs(throttle.idle_secs);
+    let request = std::time::Duration::from_secs(throttle.request_secs);
     let accept_loop = async {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
+                    // Over a cap the connection gets one write of a fixed answer, if the
+                    // socket takes it at once, and is closed: it costs nothing more.
+                    let Some(slot) = limits.admit(peer.ip()) else {
+                        let mut stream = stream;
+                        let _ = futures_lite::future::poll_once(
+                            futures_lite::AsyncWriteExt::write(&mut stream, conn::OVER_CAPACITY),
+                        )
+                        .await;
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let server = server.clone();
                     let stopped = stopped.clone();
                     let tls = tls.clone();
                     executor
                         .spawn(async move {
-                            let respond = move |mut req: http_types::Request| {
-                                req.set_peer_addr(Some(peer.to_string()));
-                                let server = server.clone();
-                                async move { server.respond(req).await }
-                            };
                             let connection = async move {
                                 match tls {
-                                    None => async_h1::accept(stream, respond).await,
+                                    None => {
+                                        let (io, clock) =
+                                            conn::Guarded::new(stream, slot, idle, request);
+                                        serve_connection(io, clock, server, peer).await
+                                    }
                                     Some(acceptor) => {
                                         let handshake =
                                             async { acceptor.accept(stream).await.ok() }
@@ -92,11 +109,13 @@ pub async fn serve(
                                                 .await;
                                         match handshake {
                                             Some(tls) => {
-                                                async_h1::accept(
+                                                let (io, clock) = conn::Guarded::new(
                                                     crate::tls::Shared::new(tls),
-                                                    respond,
-                                                )
-                                                .await
+                                                    slot,
+                                                    idle,
+                                                    request,
+                                                );
+                                                serve_connection(io, clock, server, peer).await
                                             }
                                             None => Ok(()),
                                         }
@@ -139,6 +158,112 @@ pub async fn serve(
     // (and the executor holds them): run them to their end here, or the app, and with it
     // the database and its lock, would outlive the server.
     while executor.try_tick() {}
+}
+
+/// File descriptors kept for the database, files being read or written, the admin socket
+/// and outgoing federation calls.
+const FD_RESERVE: u64 = 128;
+
+/// The configured connection cap, lowered to fit the process's open-file limit (a full
+/// descriptor table would fail the database and uploads, not just new connections).
+fn max_connections(configured: usize) -> usize {
+    match rlimit::Resource::NOFILE.get() {
+        Ok((soft, _)) if (soft.saturating_sub(FD_RESERVE) as usize) < configured => {
+            let fitted = soft.saturating_sub(FD_RESERVE).max(16) as usize;
+            eprintln!(
+                "hearth: at most {fitted} connections (max_connections is {configured}, the \
+                 open-file limit {soft})"
+            );
+            fitted
+        }
+        _ => configured,
+    }
+}
+
+/// Serves HTTP on one connection. http-types panics on a header value that is not ASCII
+/// (async-h1 builds the request with it); such a request is answered 400 rather than
+/// dropped, and a panic in a handler 500, and the connection closes.
+async fn serve_connection<IO>(
+    io: conn::Guarded<IO>,
+    clock: conn::Clock,
+    server: tide::Server<Arc<App>>,
+    peer: std::net::SocketAddr,
+) -> http_types::Result<()>
+where
+    IO: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+{
+    use futures_lite::AsyncWriteExt;
+    let mut writer = io.clone();
+    let served = std::panic::AssertUnwindSafe(async_h1::accept(
+        io,
+        respond_with(server, peer, clock.clone()),
+    ))
+    .catch_unwind()
+    .await;
+    let Err(_) = served else {
+        return served.unwrap_or(Ok(()));
+    };
+    let (status, error) = if clock.handling() {
+        (
+            "500 Internal Server Error",
+            ApiError::new(
+                500,
+                "internal_error",
+                "the server could not complete this request",
+            ),
+        )
+    } else {
+        (
+            "400 Bad Request",
+            ApiError::bad_request(
+                "invalid_request",
+                "the request head is not valid HTTP (header values must be ASCII)",
+            ),
+        )
+    };
+    let body = serde_json::json!({"error": error.code, "message": error.message}).to_string();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    writer.write_all(answer.as_bytes()).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// The handler async-h1 calls for each request of a connection: tide's routes, with the
+/// peer's address on the request and each answer marked on the connection's clock.
+fn respond_with(
+    server: tide::Server<Arc<App>>,
+    peer: std::net::SocketAddr,
+    clock: conn::Clock,
+) -> impl Fn(
+    http_types::Request,
+) -> std::pin::Pin<Box<dyn Future<Output = http_types::Result<http_types::Response>> + Send>> {
+    move |mut req: http_types::Request| {
+        req.set_peer_addr(Some(peer.to_string()));
+        let server = server.clone();
+        let clock = clock.clone();
+        clock.handling_started();
+        Box::pin(async move {
+            let response: http_types::Response = server.respond(req).await?;
+            let upgraded = response.status() == http_types::StatusCode::SwitchingProtocols;
+            let closing = response
+                .header("Connection")
+                .is_some_and(|c| c.as_str().eq_ignore_ascii_case("close"));
+            clock.answered(upgraded, closing);
+            Ok(response)
+        })
+    }
+}
+
+/// The client's address as rate limits count it (see [`conn::address_key`]).
+pub fn client_address(req: &Req) -> String {
+    req.peer_addr()
+        .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        .map(|a| conn::address_key(a.ip()))
+        .unwrap_or_default()
 }
 
 /// Adds `DPoP-Nonce` and CORS headers to every response, answers CORS preflights, and
@@ -291,9 +416,7 @@ pub async fn read_body(req: &mut Req, limit: usize) -> Result<Vec<u8>, ApiError>
     body.take(limit as u64 + 1)
         .read_to_end(&mut bytes)
         .await
-        .map_err(|e| {
-            ApiError::bad_request("invalid_body", format!("could not read the body: {e}"))
-        })?;
+        .map_err(|e| ApiError::from(crate::service::Error::Body(e)))?;
     if bytes.len() > limit {
         return Err(too_large());
     }

@@ -3,7 +3,7 @@
 //! previews goes through [`authed`], which authenticates before the handler runs.
 
 use super::auth::{authenticate, verify_proof, Principal};
-use super::error::ApiError;
+use super::error::{header_value, ApiError};
 use super::{json, json_body, no_content, read_body, ApiResult, Req};
 use crate::app::App;
 use crate::federation::calls::{ban, push};
@@ -74,6 +74,57 @@ fn text_param(req: &Req, name: &str) -> Result<String, ApiError> {
 
 fn services(req: &Req) -> &crate::service::Services {
     &req.state().services
+}
+
+/// What a rate limit counts.
+#[derive(Clone, Copy)]
+enum Action {
+    Register,
+    Message,
+    Reaction,
+    Upload,
+}
+
+/// Counts `action` for the client's address and, when signed in, for the user; 429 with
+/// `Retry-After` once either limit of the window is spent.
+fn throttle(req: &Req, action: Action, user: Option<UserId>) -> Result<(), ApiError> {
+    let app = req.state();
+    let limits = &app.services.config.throttle;
+    let (name, per_address, per_user, window) = match action {
+        Action::Register => (
+            "register",
+            limits.registrations_per_address_hour,
+            None,
+            3600,
+        ),
+        Action::Message => (
+            "message",
+            limits.messages_per_address_minute,
+            Some(limits.messages_per_user_minute),
+            60,
+        ),
+        Action::Reaction => (
+            "reaction",
+            limits.reactions_per_address_minute,
+            Some(limits.reactions_per_user_minute),
+            60,
+        ),
+        Action::Upload => (
+            "upload",
+            limits.uploads_per_address_minute,
+            Some(limits.uploads_per_user_minute),
+            60,
+        ),
+    };
+    let t = now();
+    let address = super::client_address(req);
+    if let (Some(user), Some(limit)) = (user, per_user) {
+        app.throttle
+            .hit(format!("{name}:user:{}", user.to_text()), limit, window, t)?;
+    }
+    app.throttle
+        .hit(format!("{name}:addr:{address}"), per_address, window, t)?;
+    Ok(())
 }
 
 pub fn install(server: &mut Server) {
@@ -373,10 +424,7 @@ async fn token(mut req: Req) -> ApiResult {
     let s = &app.services;
     let grant = match field("grant_type")? {
         "password" => {
-            let address = req
-                .peer_addr()
-                .map(|a| a.rsplit_once(':').map(|(h, _)| h).unwrap_or(a).to_string())
-                .unwrap_or_default();
+            let address = super::client_address(&req);
             s.password_grant(
                 &app.login_limiter,
                 field("username")?,
@@ -424,6 +472,7 @@ async fn revoke(mut req: Req) -> ApiResult {
 }
 
 async fn register(mut req: Req) -> ApiResult {
+    throttle(&req, Action::Register, None)?;
     let body: accounts::Registration = json_body(&mut req).await?;
     let user = services(&req).register(body, "registered device").await?;
     // `user_created` was queued to the peers with the account.
@@ -954,6 +1003,7 @@ async fn list_messages(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn create_message(mut req: Req, me: Principal) -> ApiResult {
+    throttle(&req, Action::Message, Some(me.user))?;
     let body: messages::NewMessage = json_body(&mut req).await?;
     let channel = id_param(&req, "channel_id")?;
     let posted = services(&req)
@@ -1000,6 +1050,7 @@ async fn delete_message(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn add_reaction(req: Req, me: Principal) -> ApiResult {
+    throttle(&req, Action::Reaction, Some(me.user))?;
     let channel = id_param(&req, "channel_id")?;
     let message = id_param(&req, "message_id")?;
     let emoji = text_param(&req, "emoji")?;
@@ -1094,11 +1145,18 @@ async fn upload(mut req: Req, me: Principal) -> ApiResult {
         .map(|m| m.to_string())
         .unwrap_or_else(|| "application/octet-stream".into());
     let limit = req.state().services.config.limits.max_upload_bytes;
-    let bytes = read_body(&mut req, limit).await?;
+    if req.len().is_some_and(|n| n > limit) {
+        return Err(crate::service::Error::TooLarge { limit }.into());
+    }
+    throttle(&req, Action::Upload, Some(me.user))?;
+    // Refused before a byte of the body is read: a refusal costs no upload.
+    services(&req).check_upload(me.user, channel)?;
+    let body = req.take_body();
+    let app = req.state().clone();
     json(
         201,
-        &services(&req)
-            .upload_file(me.user, channel, &filename, &content_type, bytes)
+        &app.services
+            .upload_file(me.user, channel, &filename, &content_type, body)
             .await?,
     )
 }
@@ -1106,19 +1164,53 @@ async fn upload(mut req: Req, me: Principal) -> ApiResult {
 async fn download(req: Req, me: Principal) -> ApiResult {
     let channel = id_param(&req, "channel_id")?;
     let file = text_param(&req, "file_id")?;
-    let (meta, bytes) = services(&req)
+    let (meta, file) = services(&req)
         .download_file(me.user, channel, &file)
         .await?;
     let mut response = tide::Response::new(200);
-    response.set_body(bytes);
-    response.insert_header("Content-Type", meta.content_type.as_str());
+    // Streamed from disk: a client that reads slowly holds a buffer, not the file.
+    response.set_body(tide::Body::from_reader(
+        futures_lite::io::BufReader::new(file),
+        usize::try_from(meta.size).ok(),
+    ));
+    response.insert_header("Content-Type", header_value(&meta.content_type));
     response.insert_header("X-Content-Type-Options", "nosniff");
-    response.insert_header(
-        "Content-Disposition",
-        format!(
-            "attachment; filename=\"{}\"",
-            meta.filename.replace(['"', '\\'], "_")
-        ),
-    );
+    response.insert_header("Content-Disposition", content_disposition(&meta.filename));
     Ok(response)
+}
+
+/// Characters RFC 8187 lets stand unencoded in `filename*` (its `attr-char`).
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
+/// `Content-Disposition: attachment` for a stored filename (RFC 6266): a quoted ASCII
+/// fallback in which anything else becomes `_`, plus `filename*=UTF-8''…` with the exact
+/// name when the two differ. Nothing of the name can end the header or start another.
+pub(super) fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| match c {
+            ' ' => ' ',
+            '"' | '\\' => '_',
+            c if c.is_ascii_graphic() => c,
+            _ => '_',
+        })
+        .collect();
+    if fallback == filename {
+        format!("attachment; filename=\"{fallback}\"")
+    } else {
+        let exact = percent_encoding::utf8_percent_encode(filename, ATTR_CHAR);
+        format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}")
+    }
 }

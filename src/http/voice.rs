@@ -43,12 +43,9 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
     let ticket = app
         .voice
         .issue_ticket(me.user, &me.jkt, me.local, access.guild, channel, now())
-        .ok_or_else(|| {
-            ApiError::new(
-                429,
-                "rate_limited",
-                "too many voice tickets outstanding; retry shortly",
-            )
+        .map_err(|refused| {
+            ApiError::new(429, "rate_limited", refused.to_string())
+                .with_header("Retry-After", refused.retry_after().to_string())
         })?;
     let url = super::auth::target_uri(&req);
     let origin = url.find("/api/").map(|i| &url[..i]).unwrap_or(url.as_str());

@@ -7,8 +7,6 @@ use crate::federation::directory::{self, Flow};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
-use std::sync::Mutex;
 
 /// Refresh tokens kept per device; older ones are revoked when a new one is issued.
 const REFRESH_TOKENS_PER_DEVICE: usize = 4;
@@ -148,47 +146,8 @@ pub struct DeviceView {
     pub current: bool,
 }
 
-/// Counts login attempts in one-minute windows, per account and per address.
-#[derive(Default)]
-pub struct LoginLimiter {
-    windows: Mutex<HashMap<String, (u64, u32)>>,
-}
-
-/// Tracked keys before old windows are swept.
-const LIMITER_SWEEP_AT: usize = 10_000;
-
-impl LoginLimiter {
-    /// Counts one event for `key`; fails once `limit` is exceeded in the current minute.
-    fn hit(&self, key: String, limit: u32, now: u64) -> Result<()> {
-        let mut windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        if windows.len() >= LIMITER_SWEEP_AT {
-            windows.retain(|_, (start, _)| now < *start + 60);
-        }
-        let entry = windows.entry(key).or_insert((now, 0));
-        if now >= entry.0 + 60 {
-            *entry = (now, 0);
-        }
-        if entry.1 >= limit {
-            return Err(Error::RateLimited {
-                retry_after: (entry.0 + 60).saturating_sub(now).max(1),
-            });
-        }
-        entry.1 += 1;
-        Ok(())
-    }
-
-    fn check(&self, key: &str, limit: u32, now: u64) -> Result<()> {
-        let windows = self.windows.lock().unwrap_or_else(|p| p.into_inner());
-        match windows.get(key) {
-            Some((start, count)) if now < start + 60 && *count >= limit => {
-                Err(Error::RateLimited {
-                    retry_after: (start + 60).saturating_sub(now).max(1),
-                })
-            }
-            _ => Ok(()),
-        }
-    }
-}
+/// Login attempt counters (see [`super::rate`]).
+pub type LoginLimiter = super::rate::RateLimiter;
 
 /// Validates a login name: 1–32 of `a-z 0-9 _ . -`.
 pub fn check_username(name: &str) -> Result<String> {
@@ -249,6 +208,18 @@ fn check_color(value: &str) -> Result<String> {
 }
 
 impl Services {
+    /// The hash unknown names are checked against (see [`Services::dummy_password_hash`]).
+    async fn dummy_password_hash(&self) -> Result<String> {
+        self.dummy_password_hash
+            .get_or_try_init(|| async {
+                let mut random = [0u8; 24];
+                crate::service::random_bytes(&mut random);
+                self.hash_password(crate::auth::jose::b64u(&random)).await
+            })
+            .await
+            .cloned()
+    }
+
     fn password_params(&self) -> password::PasswordParams {
         password::PasswordParams {
             m_cost_kib: self.config.auth.argon2_memory_kib,
@@ -411,6 +382,7 @@ impl Services {
         limiter.hit(
             format!("addr:{address}"),
             auth.login_attempts_per_address,
+            60,
             t,
         )?;
         let name = username.trim().to_ascii_lowercase();
@@ -424,10 +396,16 @@ impl Services {
                 let _slot = self.password_slots.acquire().await;
                 smol::unblock(move || password::verify_password(&candidate, &hash)).await
             }
-            None => false,
+            None => {
+                // No such name (or no password): the same work as a wrong password.
+                let dummy = self.dummy_password_hash().await?;
+                let _slot = self.password_slots.acquire().await;
+                smol::unblock(move || password::verify_password(&candidate, &dummy)).await;
+                false
+            }
         };
         let Some(user) = user.filter(|_| ok) else {
-            limiter.hit(account_key, auth.login_failures_per_account, t)?;
+            limiter.hit(account_key, auth.login_failures_per_account, 60, t)?;
             return Err(Error::Unauthorized("wrong username or password".into()));
         };
         self.issue_tokens(user.id, jkt, None, "password login")
@@ -849,7 +827,7 @@ impl Services {
             smol::unblock(move || password::verify_password(&candidate, &hash)).await
         };
         if !ok {
-            limiter.hit(account_key, failures, t)?;
+            limiter.hit(account_key, failures, 60, t)?;
             return Err(Error::Forbidden("wrong password".into()));
         }
         directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {

@@ -1312,6 +1312,7 @@ fn delete_channel_rows(tx: &Tx, channel: &Channel) -> Result<()> {
     tx.delete_prefix(CHANNEL_MESSAGE, &prefix)?;
     tx.delete_prefix(CHANNEL_PIN, &prefix)?;
     tx.delete_prefix(CHANNEL_FILE, &prefix)?;
+    tx.delete_prefix(CHANNEL_UPLOAD, &prefix)?;
     tx.delete(CHANNEL, &prefix)?;
     Ok(())
 }

@@ -208,18 +208,13 @@ impl Services {
                 }
                 let mut attachments = Vec::with_capacity(new.attachments.len());
                 for file_id in &new.attachments {
-                    if !tx.contains(
-                        CHANNEL_FILE,
-                        &keys::join(&[&keys::id(channel_id), file_id.as_bytes()]),
-                    )? {
+                    let Some(meta) = super::files::upload_meta(tx, channel_id, file_id, actor)?
+                    else {
                         return Err(invalid(
                             "invalid_attachment",
                             format!("file {file_id} was not uploaded to this channel"),
                         ));
-                    }
-                    let meta = tx
-                        .get(FILE, file_id.as_bytes())?
-                        .ok_or(Error::NotFound("file"))?;
+                    };
                     attachments.push(Attachment {
                         file_id: meta.file_id,
                         filename: meta.filename,

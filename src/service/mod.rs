@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod files;
 pub mod guilds;
 pub mod messages;
+pub mod rate;
 pub mod visibility;
 pub mod voice;
 
@@ -66,6 +67,16 @@ pub enum Error {
         /// Seconds until the next attempt may succeed.
         retry_after: u64,
     },
+    /// The request body could not be read: the client stalled past the request deadline
+    /// (408) or sent something broken (400).
+    #[error("could not read the request body: {0}")]
+    Body(std::io::Error),
+    /// The request body is larger than allowed (413).
+    #[error("the request body is limited to {limit} bytes")]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
     /// Storage failed (500).
     #[error("storage error: {0}")]
     Store(#[from] StoreError),
@@ -100,6 +111,10 @@ pub struct Services {
     /// Bounds how many argon2id computations (each ~19 MiB and tens of ms) run at once, so
     /// a burst of logins cannot exhaust a small box's memory or CPU.
     pub password_slots: smol::lock::Semaphore,
+    /// A hash of a random password with this server's argon2 costs, made at the first
+    /// login of an unknown name: a wrong login then costs one verification whether or not
+    /// the name exists, so its timing does not tell.
+    pub dummy_password_hash: smol::lock::OnceCell<String>,
 }
 
 /// argon2id computations allowed at once.

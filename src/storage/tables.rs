@@ -148,6 +148,9 @@ pub const GUILD_BAN: Table<Ban> = Table::new("guild_ban");
 pub const FILE: Table<FileMeta> = Table::new("file");
 /// channel id ‖ file id → (the file may be read by those who can read the channel).
 pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
+/// channel id ‖ file id ‖ uploader id → that upload's metadata (name and type are the
+/// uploader's own; `FILE` holds the shared metadata of files uploaded before this table).
+pub const CHANNEL_UPLOAD: Table<FileMeta> = Table::new("channel_upload");
 
 /// event sequence number → event (the event log, pruned by count and age).
 pub const EVENT_LOG: Table<Event> = Table::new("event_log");
@@ -207,6 +210,7 @@ pub const ALL_TABLES: &[&str] = &[
     GUILD_BAN.name,
     FILE.name,
     CHANNEL_FILE.name,
+    CHANNEL_UPLOAD.name,
     EVENT_LOG.name,
     PEER.name,
     OUTBOX.name,

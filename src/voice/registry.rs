@@ -11,6 +11,7 @@ use super::jitter::JitterConfig;
 use super::room::{self, Command, ConnId, Outbound, RoomShared, RoomThread, VoiceFlags};
 use super::wire::{close, EncoderSettings};
 use crate::config::VoiceConfig;
+use crate::gateway::tickets::{TicketBook, TicketCaps, TicketRefused};
 use crate::gateway::Gateway;
 use crate::model::{Audience, Id, UserId};
 use serde::Serialize;
@@ -20,8 +21,6 @@ use std::sync::{Arc, Mutex};
 
 /// How long a voice ticket is valid, seconds.
 pub const TICKET_SECS: u64 = 30;
-/// Most outstanding tickets.
-const MAX_TICKETS: usize = 10_000;
 
 /// Who a voice ticket was issued to, for which channel.
 #[derive(Clone, Debug)]
@@ -36,7 +35,6 @@ pub struct VoiceTicket {
     pub channel: Id,
     /// Its guild.
     pub guild: Id,
-    expires_at: u64,
 }
 
 /// A participant as clients see it.
@@ -110,7 +108,7 @@ pub struct Voice {
     /// Settings.
     pub config: VoiceConfig,
     gateway: Arc<Gateway>,
-    tickets: Mutex<HashMap<String, VoiceTicket>>,
+    tickets: TicketBook<VoiceTicket>,
     state: Mutex<Registry>,
     next_conn: AtomicU64,
     sessions: AtomicUsize,
@@ -126,12 +124,12 @@ impl Drop for SessionGuard<'_> {
 }
 
 impl Voice {
-    /// No rooms yet.
-    pub fn new(config: VoiceConfig, gateway: Arc<Gateway>) -> Voice {
+    /// No rooms yet; tickets capped by `caps`.
+    pub fn new(config: VoiceConfig, gateway: Arc<Gateway>, caps: TicketCaps) -> Voice {
         Voice {
             config,
             gateway,
-            tickets: Mutex::new(HashMap::new()),
+            tickets: TicketBook::new(caps, TICKET_SECS),
             state: Mutex::new(Registry::default()),
             next_conn: AtomicU64::new(1),
             sessions: AtomicUsize::new(0),
@@ -153,7 +151,8 @@ impl Voice {
         self.sessions.load(Ordering::Acquire)
     }
 
-    /// Issues a single-use ticket for opening the voice socket of `channel`.
+    /// Issues a single-use ticket for opening the voice socket of `channel`, unless the
+    /// device, the user or the server holds too many unused ones.
     pub fn issue_ticket(
         &self,
         user: UserId,
@@ -162,35 +161,20 @@ impl Voice {
         guild: Id,
         channel: Id,
         now: u64,
-    ) -> Option<String> {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        if tickets.len() >= MAX_TICKETS {
-            tickets.retain(|_, t| t.expires_at > now);
-            if tickets.len() >= MAX_TICKETS {
-                return None;
-            }
-        }
-        let mut bytes = [0u8; 24];
-        crate::service::random_bytes(&mut bytes);
-        let ticket = crate::auth::jose::b64u(&bytes);
-        tickets.insert(
-            ticket.clone(),
-            VoiceTicket {
-                user,
-                jkt: jkt.to_string(),
-                local,
-                channel,
-                guild,
-                expires_at: now + TICKET_SECS,
-            },
-        );
-        Some(ticket)
+    ) -> Result<String, TicketRefused> {
+        let ticket = VoiceTicket {
+            user,
+            jkt: jkt.to_string(),
+            local,
+            channel,
+            guild,
+        };
+        self.tickets.issue(user, jkt, now, ticket)
     }
 
     /// Takes a ticket (it works once).
     pub fn redeem_ticket(&self, ticket: &str, now: u64) -> Option<VoiceTicket> {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
-        tickets.remove(ticket).filter(|t| t.expires_at > now)
+        self.tickets.redeem(ticket, now)
     }
 
     /// Whether a room has space for `user` (who may be in it already on another device).

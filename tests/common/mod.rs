@@ -26,6 +26,9 @@ pub fn test_config(data: PathBuf) -> Config {
     config.auth.argon2_iterations = 1;
     config.auth.login_failures_per_account = 1000;
     config.auth.login_attempts_per_address = 100_000;
+    // Tests register, post and react far faster than people; the security tests that
+    // check these limits set them back.
+    config.throttle = generous_throttle();
     // Plain HTTP, as configured for development; tests/tls.rs runs the default (HTTPS).
     config.tls.enabled = false;
     // Tests never send multicast on the host's network; tests/discovery.rs turns it on
@@ -126,7 +129,11 @@ pub fn write_light_config(dir: &std::path::Path, top: &str) -> PathBuf {
     let text = format!(
         "{top}\n[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\n\
          login_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n\
-         [tls]\nenabled = false\n[discovery]\nenabled = false\n"
+         [tls]\nenabled = false\n[discovery]\nenabled = false\n\
+         [throttle]\nregistrations_per_address_hour = 100000\n\
+         messages_per_user_minute = 100000\nmessages_per_address_minute = 100000\n\
+         reactions_per_user_minute = 100000\nreactions_per_address_minute = 100000\n\
+         uploads_per_user_minute = 100000\nuploads_per_address_minute = 100000\n"
     );
     std::fs::write(&path, text).expect("write hearth.toml");
     path
@@ -409,4 +416,30 @@ pub async fn api_json(
         String::from_utf8_lossy(&answer.body)
     );
     answer.json().unwrap_or(serde_json::Value::Null)
+}
+
+/// Rate limits and connection caps far above anything a test does from its one address
+/// (see [`test_config`]); deadlines stay at their defaults.
+pub fn generous_throttle() -> hearth::config::ThrottleConfig {
+    hearth::config::ThrottleConfig {
+        max_connections_per_address: 4096,
+        max_connections: 8192,
+        registrations_per_address_hour: 100_000,
+        messages_per_user_minute: 100_000,
+        messages_per_address_minute: 100_000,
+        reactions_per_user_minute: 100_000,
+        reactions_per_address_minute: 100_000,
+        uploads_per_user_minute: 100_000,
+        uploads_per_address_minute: 100_000,
+        tickets_per_device: 1000,
+        tickets_per_user: 1000,
+        ..Default::default()
+    }
+}
+
+impl HearthProcess {
+    /// The server process's id (to read its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
 }
