@@ -27,6 +27,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The served origins could not be worked out.
+    #[error("{0}")]
+    Origins(#[from] crate::origins::OriginError),
 }
 
 /// One running server's state, shared by every connection.
@@ -55,6 +58,8 @@ pub struct App {
     pub executor: Arc<smol::Executor<'static>>,
     /// Hearth servers heard on the LAN (mDNS), filled while [`run_with`] runs.
     pub discovered: Arc<crate::discovery::Discovered>,
+    /// Every origin this server answers as; proofs' `htu` and ticket URLs use these.
+    pub origins: crate::origins::ServedOrigins,
 }
 
 fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], StartError> {
@@ -160,6 +165,7 @@ impl App {
             &config.name,
         ));
         Ok(App {
+            origins: crate::origins::ServedOrigins::only(&origin),
             discovered,
             voice,
             federation,
@@ -265,7 +271,15 @@ pub async fn run_with(
         None
     };
     let scheme = scheme_of(&config);
-    let app = Arc::new(App::open(config, origin, scheme)?);
+    let origins = crate::origins::ServedOrigins::new(
+        &origin,
+        &config.server.aliases,
+        tls.as_ref().map(|t| t.leaf_der.as_slice()),
+        local.port(),
+    )?;
+    let mut app = App::open(config, origin, scheme)?;
+    app.origins = origins;
+    let app = Arc::new(app);
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
     }

@@ -36,6 +36,20 @@ pub struct Config {
     pub tls: TlsConfig,
     /// LAN discovery (mDNS / DNS-SD).
     pub discovery: DiscoveryConfig,
+    /// Names this server answers as, besides `public_url`.
+    pub server: ServerConfig,
+}
+
+/// The names a server answers as. A DPoP proof is accepted only when its `htu` names one
+/// of the origins the server serves: `public_url`, the `aliases` here, and, with TLS on,
+/// every DNS name and IP address of its certificate at the port it listens on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Other origins clients reach this box at, e.g. `["https://192.168.1.20"]` when it is
+    /// also used by address, or the outside name of a port forward. Each is
+    /// `http(s)://host[:port]`. Default none.
+    pub aliases: Vec<String>,
 }
 
 /// LAN discovery: the server announces itself as `_hearth._tcp.local.` over multicast DNS
@@ -339,6 +353,7 @@ impl Default for Config {
             voice: VoiceConfig::default(),
             tls: TlsConfig::default(),
             discovery: DiscoveryConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }

@@ -18,6 +18,8 @@ pub struct Principal {
     pub jkt: String,
     /// Whether this server issued the token (else a peer did, for a user it homes).
     pub local: bool,
+    /// Which of this server's origins the client addressed (its proof's `htu`).
+    pub origin: String,
 }
 
 /// Every value of a header (a repeated header counts more than once).
@@ -27,19 +29,10 @@ pub fn header_values(req: &Req, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The target URI as the client addressed it (scheme of our listener, Host as sent).
-pub fn target_uri(req: &Req) -> String {
-    let url = req.url();
-    let scheme = req.state().scheme;
-    let host = url.host_str().unwrap_or("");
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    format!("{scheme}://{authority}{}", url.path())
-}
-
-/// Verifies a DPoP proof for this request (token endpoint form: no access token).
+/// Verifies a DPoP proof for this request (token endpoint form: no access token). The
+/// proof's `htu` must be the request's path under one of the origins this server serves
+/// ([`crate::origins`]); the `Host` header plays no part, so a proof made for another box
+/// and relayed here under that box's name is refused.
 pub fn verify_proof(
     req: &Req,
     access_token: Option<&str>,
@@ -47,16 +40,25 @@ pub fn verify_proof(
     let values = header_values(req, "DPoP");
     let proofs: Vec<&str> = values.iter().map(String::as_str).collect();
     let method = req.method().to_string();
-    let uri = target_uri(req);
+    let urls = req.state().origins.urls_for(req.url().path());
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     req.state().dpop.verify(
         &DpopRequest {
             proofs: &proofs,
             method: &method,
-            url: &uri,
+            urls: &urls,
             access_token,
         },
         now(),
     )
+}
+
+/// The served origin a verified proof addressed (its `htu`'s), for building URLs the
+/// client will use next (ticket URLs); the public origin if that cannot be told.
+pub fn addressed_origin(app: &crate::app::App, proof: &VerifiedProof) -> String {
+    app.origins
+        .origin_of(&proof.htu)
+        .unwrap_or_else(|| app.origins.public().to_string())
 }
 
 /// Verifies a peer's access token against the peer's clock (see
@@ -173,5 +175,6 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
         user,
         jkt: claims.jkt,
         local: claims.iss == app.services.origin,
+        origin: addressed_origin(app, &proof),
     })
 }

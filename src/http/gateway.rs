@@ -21,8 +21,7 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
                 "too many gateway tickets outstanding; retry shortly",
             )
         })?;
-    let url = super::auth::target_uri(&req);
-    let base = url.trim_end_matches("/ticket");
+    let base = format!("{}/api/v1/gateway", me.origin);
     let ws_base = base
         .strip_prefix("https://")
         .map(|rest| format!("wss://{rest}"))

@@ -50,8 +50,7 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
                 "too many voice tickets outstanding; retry shortly",
             )
         })?;
-    let url = super::auth::target_uri(&req);
-    let origin = url.find("/api/").map(|i| &url[..i]).unwrap_or(url.as_str());
+    let origin = me.origin.as_str();
     let ws_origin = origin
         .strip_prefix("https://")
         .map(|rest| format!("wss://{rest}"))
