@@ -285,6 +285,10 @@ pub struct AuthConfig {
     pub login_attempts_per_address: u32,
     /// How many verified access tokens to cache. Default 10,000.
     pub token_cache_capacity: usize,
+    /// Longest time a peer's verified access token is served from the cache, seconds;
+    /// after it the token's signature is checked again with the key pinned then.
+    /// (Whether the peer is still pinned is checked on every request.) Default 60.
+    pub peer_token_cache_secs: u64,
 }
 
 /// Limits on sizes and counts.
@@ -373,6 +377,7 @@ impl Default for AuthConfig {
             login_failures_per_account: 5,
             login_attempts_per_address: 30,
             token_cache_capacity: 10_000,
+            peer_token_cache_secs: 60,
         }
     }
 }

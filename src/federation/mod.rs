@@ -190,6 +190,8 @@ pub async fn add_peer(
             Ok::<_, StoreError>(())
         })
         .await?;
+    // Tokens verified with a key pinned before are checked again with this one.
+    app.token_cache.forget_issuer(&peer.origin);
     Ok(peer)
 }
 
@@ -197,15 +199,18 @@ pub async fn add_peer(
 /// this server issued to it are revoked.
 pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationError> {
     let origin = normalize_origin(origin)?;
-    Ok(app
+    let key = origin.clone();
+    let removed = app
         .services
         .store
         .write(move |tx| {
             // Its Push Delegation Tokens stop working with the peering.
-            calls::push::revoke_host(tx, &origin)?;
-            tx.delete(PEER, origin.as_bytes())
+            calls::push::revoke_host(tx, &key)?;
+            tx.delete(PEER, key.as_bytes())
         })
-        .await?)
+        .await?;
+    app.token_cache.forget_issuer(&origin);
+    Ok(removed)
 }
 
 /// Every pinned peer.

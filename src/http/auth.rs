@@ -139,10 +139,26 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             } else {
                 peer_token(app, &token, &key, &issuer, t).await?
             };
-            app.token_cache.insert(&token, claims.clone());
+            // A peer's trust can be withdrawn (peer remove) or its key pinned anew, so
+            // its tokens are re-verified at least every `peer_token_cache_secs`.
+            let until = if issuer == services.origin {
+                claims.exp
+            } else {
+                t.saturating_add(services.config.auth.peer_token_cache_secs)
+            };
+            app.token_cache.insert_until(&token, claims.clone(), until);
             claims
         }
     };
+    if claims.iss != app.services.origin
+        && crate::federation::pinned_key(app, &claims.iss).is_none()
+    {
+        // Removed since the token was cached: refused at once, not when the cache lets go.
+        return Err(ApiError::invalid_token(format!(
+            "tokens issued by {} are no longer accepted here",
+            claims.iss
+        )));
+    }
     let proof =
         verify_proof(req, Some(&token)).map_err(|e| ApiError::dpop(&e, app.dpop.nonce(t)))?;
     if proof.jkt != claims.jkt {
