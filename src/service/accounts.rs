@@ -538,6 +538,17 @@ impl Services {
         self.store
             .write(move |tx| {
                 let key = device_key(user, &jkt_owned);
+                if certificate.is_none() {
+                    // A password sign-in: whoever knows the password approves this key
+                    // again, even if it was removed before.
+                    tx.delete(USER_DEVICE_REMOVED, &key)?;
+                } else if tx.get(USER_DEVICE_REMOVED, &key)?.is_some_and(|until| t < until) {
+                    return Err(Error::Unauthorized(
+                        "this device was removed from the account; its certificate no longer \
+                         signs it in (sign in with your password, or link it as a new device)"
+                            .into(),
+                    ));
+                }
                 let mut device = match tx.get(USER_DEVICE, &key)? {
                     Some(d) => d,
                     None => {
@@ -614,9 +625,16 @@ impl Services {
     }
 
     /// Signs a device out: removes it and revokes its refresh tokens; its access tokens
-    /// stop working at once because every request checks that the device exists.
+    /// stop working at once because every request checks that the device exists. Device
+    /// certificates for its key are refused from now on (until any certificate issued
+    /// before now has expired), so the certificate it holds cannot bring it back; a
+    /// password sign-in with the same key approves it again.
     pub async fn remove_device(&self, user: UserId, jkt: &str) -> Result<()> {
         let jkt = jkt.to_string();
+        // A certificate accepted now was issued at most 60 s ahead and lives at most
+        // `MAX_CERT_LIFETIME_SECS`: by then every certificate of this key made before the
+        // removal has expired.
+        let refuse_until = now() + 60 + device_cert::MAX_CERT_LIFETIME_SECS;
         self.store
             .write(move |tx| {
                 let key = device_key(user, &jkt);
@@ -627,6 +645,7 @@ impl Services {
                     tx.delete(REFRESH_TOKEN, hash)?;
                 }
                 tx.delete(USER_DEVICE, &key)?;
+                tx.put(USER_DEVICE_REMOVED, &key, &refuse_until)?;
                 Ok(())
             })
             .await
