@@ -91,6 +91,26 @@ fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], S
         .map_err(|_| StartError::Invalid("secret has the wrong length".into()))
 }
 
+/// Makes the data directory, or tightens an existing one, to mode 0700: it holds the
+/// server key, the database and the TLS key, whether or not systemd made it.
+pub fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot make {} private (mode 0700): {e}", dir.display()),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Path of the database file inside the data directory.
 pub fn database_path(config: &Config) -> std::path::PathBuf {
     config.data_dir.join("hearth.redb")
@@ -124,7 +144,7 @@ pub fn admin_socket_path(config: &Config) -> std::path::PathBuf {
 impl App {
     /// Opens the data directory (creating it and the server key on first start).
     pub fn open(config: Config, origin: String, scheme: &'static str) -> Result<App, StartError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        prepare_data_dir(&config.data_dir)?;
         let files_dir = config.data_dir.join("files");
         std::fs::create_dir_all(&files_dir)?;
         let store = Store::open(
@@ -257,7 +277,7 @@ pub async fn run_with(
     let origin = origin_for(&config, local);
     // The directory exists before its admin socket path is worked out, so the server and
     // the CLI derive the same path (it depends on the directory's owner and real path).
-    std::fs::create_dir_all(&config.data_dir)?;
+    prepare_data_dir(&config.data_dir)?;
     let admin_path = admin_socket_path(&config);
     let tls = if config.tls.enabled {
         let tls = crate::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
