@@ -482,3 +482,109 @@ fn an_admin_socket_directory_owned_by_someone_else_is_refused() {
     assert!(error.contains(&fallback.display().to_string()), "{error}");
     assert_eq!(still_theirs.ok(), Some(owner + 1));
 }
+
+/// The messages of a channel as `client` reads them, by content.
+async fn contents(client: &Client, server: &TestServer, channel: &str) -> Vec<String> {
+    let answer = client
+        .get(&server.url(&format!("/api/v1/channels/{channel}/messages?limit=100")))
+        .await
+        .expect("read the channel")
+        .ok()
+        .expect("2xx reading the channel");
+    answer
+        .json()
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+async fn post_message(client: &Client, server: &TestServer, channel: &str, text: &str) {
+    client
+        .post(
+            &server.url(&format!("/api/v1/channels/{channel}/messages")),
+            json!({ "content": text }),
+        )
+        .await
+        .expect("post")
+        .ok()
+        .unwrap_or_else(|e| panic!("posting {text:?}: {e}"));
+}
+
+/// Item 19: alice (home A) chats on B; A is unplugged and her home token expires; the
+/// Rust client signs in at B with her device certificate and she keeps posting and
+/// reading there; when A is back, the client uses A's tokens again.
+#[test]
+fn the_client_keeps_chatting_on_a_host_while_its_home_is_away() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let config_a = || {
+        let mut config = federating(dir_a.path());
+        config.auth.access_token_secs = 2;
+        config
+    };
+    let mut a = TestServer::start_config(config_a(), None);
+    let b = start_federating();
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        alice.set_home_retry(Duration::from_millis(500));
+        let bob = user(&b, "bob").await;
+        let (channel, code) = guild_with_invite(&bob, &b).await;
+        peer_cli(&a, "add", &b.origin);
+        peer_cli(&b, "add", &a.origin);
+        alice
+            .post(&b.url(&format!("/api/v1/invites/{code}")), json!({}))
+            .await
+            .unwrap()
+            .ok()
+            .expect("join B with A's token");
+        post_message(&alice, &b, &channel, "before A left").await;
+        assert_eq!(alice.token_issuer(&b.origin), Some(a.origin.clone()));
+
+        // A is unplugged; wait until B refuses the last token A gave alice.
+        let address = a.addr.to_string();
+        let last_home_token = alice.access_token(&a.origin).unwrap();
+        a.stop();
+        let expired = eventually(Duration::from_secs(20), async || {
+            get_with_token(&alice, &b, "/api/v1/users/@me", &last_home_token).await == 401
+        })
+        .await;
+        assert!(expired, "A's token never expired at B");
+
+        for i in 0..3 {
+            post_message(&alice, &b, &channel, &format!("while A is away {i}")).await;
+        }
+        let seen = contents(&alice, &b, &channel).await;
+        assert!(seen.contains(&"while A is away 2".to_string()), "{seen:?}");
+        assert!(seen.contains(&"before A left".to_string()), "{seen:?}");
+        assert_eq!(
+            alice.token_issuer(&b.origin),
+            Some(b.origin.clone()),
+            "the client should use B's own tokens while A is away"
+        );
+        // bob sees alice's messages as hers.
+        let by_bob = contents(&bob, &b, &channel).await;
+        assert!(by_bob.contains(&"while A is away 0".to_string()));
+
+        // A comes back where it was; the client goes back to A's tokens.
+        let _a = TestServer::start_at(&address, config_a(), None);
+        let home_again = eventually(Duration::from_secs(20), async || {
+            post_message(&alice, &b, &channel, "A is back").await;
+            alice.token_issuer(&b.origin).as_deref() == Some(address_origin(&address).as_str())
+        })
+        .await;
+        assert!(home_again, "the client did not go back to its home's tokens");
+        let home_token = alice.access_token(&address_origin(&address)).unwrap();
+        assert_ne!(home_token, last_home_token);
+        assert_eq!(
+            get_with_token(&alice, &b, &format!("/api/v1/channels/{channel}/messages"), &home_token)
+                .await,
+            200
+        );
+    });
+}
+
+fn address_origin(address: &str) -> String {
+    format!("http://{address}")
+}
