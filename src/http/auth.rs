@@ -181,8 +181,18 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             ));
         }
     } else {
-        // A peer's user: their home manages devices; here they get a shadow account (and
+        // A peer's user: their home manages devices (and tells us when one is removed:
+        // its tokens from before then are refused); here they get a shadow account (and
         // VerifyUser is queued to their home) on first use.
+        if app
+            .services
+            .issued_before_removal(user, &claims.jkt, claims.iat)
+            .map_err(ApiError::from)?
+        {
+            return Err(ApiError::invalid_token(
+                "this device has been removed from the account at its home server",
+            ));
+        }
         crate::federation::calls::ensure_shadow(app, user, &claims.iss)
             .await
             .map_err(|e| ApiError::invalid_token(e.to_string()))?;

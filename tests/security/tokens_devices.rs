@@ -588,3 +588,76 @@ fn the_client_keeps_chatting_on_a_host_while_its_home_is_away() {
 fn address_origin(address: &str) -> String {
     format!("http://{address}")
 }
+
+/// Item 16 at a host: alice removes her phone at home A; B, where the phone chats with
+/// A's tokens and with B's own (certificate grant), hears of it from A and refuses both,
+/// and the phone's certificate too.
+#[test]
+fn a_device_removed_at_home_is_refused_by_the_hosts_that_know_the_user() {
+    let a = start_federating();
+    let b = start_federating();
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+        let bob = user(&b, "bob").await;
+        let (channel, code) = guild_with_invite(&bob, &b).await;
+        peer_cli(&a, "add", &b.origin);
+        peer_cli(&b, "add", &a.origin);
+        let phone = Client::new();
+        phone.set_identity(alice.identity().unwrap());
+        phone.set_home(&a.origin).unwrap();
+        certificate_grant(&phone, &a).await.expect("phone signs in at A");
+        phone
+            .post(&b.url(&format!("/api/v1/invites/{code}")), json!({}))
+            .await
+            .unwrap()
+            .ok()
+            .expect("the phone joins B with A's token");
+        // B asked A about alice (VerifyUser), so A knows B keeps her shadow.
+        let synced = eventually(Duration::from_secs(15), async || {
+            let seen: Value = bob
+                .get(&b.url(&format!("/api/v1/users/{alice_id}")))
+                .await
+                .unwrap()
+                .json()
+                .unwrap();
+            seen["name"] == "alice"
+        })
+        .await;
+        assert!(synced, "B never verified alice with A");
+        let home_token = phone.access_token(&a.origin).unwrap();
+        certificate_grant(&phone, &b).await.expect("phone signs in at B");
+        let host_token = phone.access_token(&b.origin).unwrap();
+        let messages = format!("/api/v1/channels/{channel}/messages");
+        assert_eq!(get_with_token(&phone, &b, &messages, &home_token).await, 200);
+        assert_eq!(get_with_token(&phone, &b, &messages, &host_token).await, 200);
+
+        alice
+            .delete(&a.url(&format!(
+                "/api/v1/users/@me/devices/{}",
+                phone.device_thumbprint()
+            )))
+            .await
+            .unwrap()
+            .ok()
+            .expect("remove the phone at A");
+        let refused = eventually(Duration::from_secs(15), async || {
+            get_with_token(&phone, &b, &messages, &home_token).await == 401
+                && get_with_token(&phone, &b, &messages, &host_token).await == 401
+        })
+        .await;
+        assert!(refused, "B still lets the removed phone in");
+        assert_eq!(
+            certificate_grant(&phone, &b).await,
+            Err((400, "invalid_grant".into())),
+            "the removed phone signed in at B with its certificate"
+        );
+        // alice's other device is untouched at B.
+        alice
+            .get(&b.url(&messages))
+            .await
+            .unwrap()
+            .ok()
+            .expect("alice's own device still reads at B");
+    });
+}
