@@ -210,6 +210,18 @@ pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationErro
         })
         .await?;
     app.token_cache.forget_issuer(&origin);
+    // Realtime sessions of the peer's users end too; their next request is refused.
+    let homed_there: Vec<crate::model::UserId> = app
+        .services
+        .store
+        .read(|tx| tx.range(crate::storage::tables::USER, &[], None, false, usize::MAX))?
+        .into_iter()
+        .filter(|(_, user)| user.homeserver == origin)
+        .map(|(_, user)| user.id)
+        .collect();
+    for user in homed_there {
+        app.gateway.hub.sign_out(user, None);
+    }
     Ok(removed)
 }
 

@@ -171,14 +171,26 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
     let user =
         UserId::parse(&claims.sub).ok_or_else(|| ApiError::invalid_token("malformed subject"))?;
     if claims.iss == app.services.origin {
-        if !app
+        let home = app
             .services
-            .device_active(user, &claims.jkt)
-            .map_err(ApiError::from)?
-        {
-            return Err(ApiError::invalid_token(
-                "this device has been signed out or the account no longer exists",
-            ));
+            .active_device_home(user, &claims.jkt)
+            .map_err(ApiError::from)?;
+        match home {
+            None => {
+                return Err(ApiError::invalid_token(
+                    "this device has been signed out or the account no longer exists",
+                ))
+            }
+            // Our own tokens for a peer's user (the certificate grant) hold only while
+            // that peer is trusted, like the peer's own tokens.
+            Some(home)
+                if !home.is_empty() && crate::federation::pinned_key(app, &home).is_none() =>
+            {
+                return Err(ApiError::invalid_token(format!(
+                    "this user's home {home} is no longer a peer of this server"
+                )))
+            }
+            Some(_) => {}
         }
     } else {
         // A peer's user: their home manages devices (and tells us when one is removed:

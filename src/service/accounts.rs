@@ -602,6 +602,17 @@ impl Services {
         })
     }
 
+    /// The home of the user of a signed-in device (empty for a user homed here), or
+    /// `None` when the device is signed out or the account is gone.
+    pub fn active_device_home(&self, user: UserId, jkt: &str) -> Result<Option<String>> {
+        self.store.read(|tx| {
+            if !tx.contains(USER_DEVICE, &device_key(user, jkt))? {
+                return Ok(None);
+            }
+            Ok(tx.get(USER, &user.0)?.map(|u| u.homeserver))
+        })
+    }
+
     /// Whether `jkt` is a signed-in device of a live local user.
     pub fn device_active(&self, user: UserId, jkt: &str) -> Result<bool> {
         self.store.read(|tx| {

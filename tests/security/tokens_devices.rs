@@ -339,6 +339,10 @@ fn a_cached_peer_token_stops_when_the_peer_is_removed() {
         let token = alice.access_token(&a.origin).unwrap();
         let messages = format!("/api/v1/channels/{channel}/messages");
         assert_eq!(get_with_token(&alice, &b, &messages, &token).await, 200);
+        // B's own token for alice, from her device certificate (trusted because A was).
+        certificate_grant(&alice, &b).await.expect("certificate grant at B");
+        let host_token = alice.access_token(&b.origin).unwrap();
+        assert_eq!(get_with_token(&alice, &b, &messages, &host_token).await, 200);
 
         peer_cli(&b, "remove", &a.origin);
         assert_eq!(
@@ -349,6 +353,11 @@ fn a_cached_peer_token_stops_when_the_peer_is_removed() {
         assert_eq!(
             get_with_token(&alice, &b, "/api/v1/users/@me", &token).await,
             401
+        );
+        assert_eq!(
+            get_with_token(&alice, &b, &messages, &host_token).await,
+            401,
+            "B's own token for a user of a removed peer still works"
         );
     });
 }
