@@ -158,7 +158,10 @@ mod tests {
         .unwrap();
         let served = ServedOrigins::new(
             "https://hearth.local/",
-            &["https://Other.Name:443".into(), "http://10.0.0.5:8080".into()],
+            &[
+                "https://Other.Name:443".into(),
+                "http://10.0.0.5:8080".into(),
+            ],
             Some(made.cert.der()),
             443,
         )
@@ -183,9 +186,13 @@ mod tests {
         );
         assert_eq!(served.origin_of("https://evil.example/api"), None);
 
-        let on_port =
-            ServedOrigins::new("https://hearth.local:8443", &[], Some(made.cert.der()), 8443)
-                .unwrap();
+        let on_port = ServedOrigins::new(
+            "https://hearth.local:8443",
+            &[],
+            Some(made.cert.der()),
+            8443,
+        )
+        .unwrap();
         assert!(on_port.serves("https://192.168.1.20:8443"));
         assert!(!on_port.serves("https://192.168.1.20"));
     }

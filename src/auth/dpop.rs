@@ -866,7 +866,10 @@ mod tests {
         let p = tampered(&key, &v, |_, c| {
             drop(c.insert("htu".into(), json!("https://alias.example/api/rooms")))
         });
-        let urls = ["https://hearth.example/api/rooms", "https://alias.example/api/rooms"];
+        let urls = [
+            "https://hearth.example/api/rooms",
+            "https://alias.example/api/rooms",
+        ];
         let proofs = [p.as_str()];
         let req = DpopRequest {
             urls: &urls,

@@ -246,7 +246,9 @@ impl Client {
         let origin = origin_of(origin).ok()?;
         match self.session(&origin) {
             Some(s) if !s.fallback || self.home_away() => Some(origin),
-            _ => self.home().or_else(|| self.session(&origin).map(|_| origin)),
+            _ => self
+                .home()
+                .or_else(|| self.session(&origin).map(|_| origin)),
         }
     }
 
@@ -278,8 +280,7 @@ impl Client {
             .inner
             .home_away_until
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) =
-            away.then(|| std::time::Instant::now() + retry);
+            .unwrap_or_else(|p| p.into_inner()) = away.then(|| std::time::Instant::now() + retry);
     }
 
     /// The session to authenticate a request to `origin` with, refreshed when it is about
@@ -316,7 +317,11 @@ impl Client {
 
     /// This device's own session at `origin` while the home is away: refreshed if it has
     /// one, else made with the device-certificate grant.
-    async fn fallback_session(&self, origin: &str, force_refresh: bool) -> Result<Session, ClientError> {
+    async fn fallback_session(
+        &self,
+        origin: &str,
+        force_refresh: bool,
+    ) -> Result<Session, ClientError> {
         if let Some(session) = self.session(origin).filter(|s| s.fallback) {
             if !force_refresh && session.expires_at > now() + REFRESH_MARGIN_SECS {
                 return Ok(session);

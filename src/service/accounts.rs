@@ -994,12 +994,7 @@ fn announce_created(
 /// here ends, and its key is refused as at home (certificate grant here, and the
 /// home's tokens issued before the removal). `false` if the device was already known
 /// removed at that time.
-pub fn remove_remote_device(
-    tx: &Tx,
-    user: UserId,
-    jkt: &str,
-    removed_at: u64,
-) -> Result<bool> {
+pub fn remove_remote_device(tx: &Tx, user: UserId, jkt: &str, removed_at: u64) -> Result<bool> {
     let key = device_key(user, jkt);
     if tx
         .get(USER_DEVICE_REMOVED, &key)?

@@ -54,7 +54,10 @@ fn authority(origin: &str) -> String {
 
 /// A fresh DPoP nonce of `server`.
 async fn nonce(server: &TestServer) -> String {
-    Client::new().fetch_nonce(&server.origin).await.expect("nonce")
+    Client::new()
+        .fetch_nonce(&server.origin)
+        .await
+        .expect("nonce")
 }
 
 /// Item 1: box B relays alice's proof (made for B, `htu` = B's origin) and her home token
@@ -70,7 +73,11 @@ fn a_proof_made_for_another_box_is_refused_when_relayed_with_its_host() {
         let routes: [(&str, &str, Option<Value>); 3] = [
             ("GET", "/api/v1/users/@me", None),
             ("POST", "/api/v1/gateway/ticket", None),
-            ("PATCH", "/api/v1/users/@me", Some(json!({"bio": "relayed"}))),
+            (
+                "PATCH",
+                "/api/v1/users/@me",
+                Some(json!({"bio": "relayed"})),
+            ),
         ];
         for (method, path, body) in &routes {
             // The proof names B, as it would when alice's client talks to B.
@@ -82,10 +89,7 @@ fn a_proof_made_for_another_box_is_refused_when_relayed_with_its_host() {
                 Some(&nonce(&a).await),
                 hearth::service::now(),
             );
-            let mut headers = vec![
-                ("Authorization", format!("DPoP {token}")),
-                ("DPoP", proof),
-            ];
+            let mut headers = vec![("Authorization", format!("DPoP {token}")), ("DPoP", proof)];
             let bytes = body.as_ref().map(|b| b.to_string().into_bytes());
             if bytes.is_some() {
                 headers.push(("Content-Type", "application/json".into()));
@@ -110,7 +114,10 @@ fn a_proof_made_for_another_box_is_refused_when_relayed_with_its_host() {
             .unwrap()
             .json()
             .unwrap();
-        assert_ne!(me["bio"], "relayed", "the relayed PATCH changed the profile");
+        assert_ne!(
+            me["bio"], "relayed",
+            "the relayed PATCH changed the profile"
+        );
         // The legitimate ticket names A's own origin.
         let ticket: Value = alice
             .post(&a.url("/api/v1/gateway/ticket"), json!({}))
@@ -121,7 +128,10 @@ fn a_proof_made_for_another_box_is_refused_when_relayed_with_its_host() {
             .json()
             .unwrap();
         let expected = format!("ws://{}/api/v1/gateway?ticket=", authority(&a.origin));
-        assert!(ticket["url"].as_str().unwrap().starts_with(&expected), "{ticket}");
+        assert!(
+            ticket["url"].as_str().unwrap().starts_with(&expected),
+            "{ticket}"
+        );
     });
 }
 
@@ -152,10 +162,7 @@ fn a_proof_for_a_configured_alias_is_accepted() {
                 host,
                 method,
                 path,
-                &[
-                    ("Authorization", format!("DPoP {token}")),
-                    ("DPoP", proof),
-                ],
+                &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
                 b"",
             )
             .await;
@@ -233,10 +240,7 @@ fn a_proof_for_a_name_in_the_certificate_is_accepted() {
                 .raw(
                     &url,
                     "GET",
-                    &[
-                        ("Authorization", format!("DPoP {token}")),
-                        ("DPoP", proof),
-                    ],
+                    &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
                     Vec::new(),
                 )
                 .await
@@ -270,7 +274,10 @@ fn start_federating() -> TestServer {
 /// A guild of `owner` on `server` and an invite code to it; returns (channel, code).
 async fn guild_with_invite(owner: &Client, server: &TestServer) -> (String, String) {
     let guild: Value = owner
-        .post(&server.url("/api/v1/guilds"), json!({"name": "Over the hill"}))
+        .post(
+            &server.url("/api/v1/guilds"),
+            json!({"name": "Over the hill"}),
+        )
         .await
         .unwrap()
         .ok()
@@ -307,10 +314,7 @@ async fn get_with_token(client: &Client, server: &TestServer, path: &str, token:
         .raw(
             &url,
             "GET",
-            &[
-                ("Authorization", format!("DPoP {token}")),
-                ("DPoP", proof),
-            ],
+            &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
             Vec::new(),
         )
         .await
@@ -340,9 +344,14 @@ fn a_cached_peer_token_stops_when_the_peer_is_removed() {
         let messages = format!("/api/v1/channels/{channel}/messages");
         assert_eq!(get_with_token(&alice, &b, &messages, &token).await, 200);
         // B's own token for alice, from her device certificate (trusted because A was).
-        certificate_grant(&alice, &b).await.expect("certificate grant at B");
+        certificate_grant(&alice, &b)
+            .await
+            .expect("certificate grant at B");
         let host_token = alice.access_token(&b.origin).unwrap();
-        assert_eq!(get_with_token(&alice, &b, &messages, &host_token).await, 200);
+        assert_eq!(
+            get_with_token(&alice, &b, &messages, &host_token).await,
+            200
+        );
 
         peer_cli(&b, "remove", &a.origin);
         assert_eq!(
@@ -434,12 +443,19 @@ fn the_data_directory_and_database_are_private() {
     assert_eq!(mode(&data), 0o700, "data directory");
     assert_eq!(mode(&data.join("hearth.redb")), 0o600, "database");
     drop(server);
-    std::fs::set_permissions(data.join("hearth.redb"), std::fs::Permissions::from_mode(0o644))
-        .unwrap();
+    std::fs::set_permissions(
+        data.join("hearth.redb"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
     let again = TestServer::start_config(test_config(data.clone()), None);
     assert_eq!(mode(&data), 0o700, "data directory after a restart");
-    assert_eq!(mode(&data.join("hearth.redb")), 0o600, "database after a restart");
+    assert_eq!(
+        mode(&data.join("hearth.redb")),
+        0o600,
+        "database after a restart"
+    );
     drop(again);
 }
 
@@ -461,7 +477,11 @@ fn an_admin_socket_directory_owned_by_someone_else_is_refused() {
     let config = test_config(data.clone());
     let socket = hearth::app::admin_socket_path(&config);
     let fallback = socket.parent().unwrap().to_path_buf();
-    assert!(fallback.starts_with(std::env::temp_dir()), "{}", socket.display());
+    assert!(
+        fallback.starts_with(std::env::temp_dir()),
+        "{}",
+        socket.display()
+    );
     let _ = std::fs::remove_dir_all(&fallback);
     std::fs::create_dir(&fallback).unwrap();
     std::fs::set_permissions(&fallback, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -473,13 +493,10 @@ fn an_admin_socket_directory_owned_by_someone_else_is_refused() {
             smol::Timer::after(Duration::from_secs(5)).await;
         };
         let run = hearth::app::run(listener, config, stop);
-        futures_lite::future::or(
-            async { Some(run.await) },
-            async {
-                smol::Timer::after(Duration::from_secs(20)).await;
-                None
-            },
-        )
+        futures_lite::future::or(async { Some(run.await) }, async {
+            smol::Timer::after(Duration::from_secs(20)).await;
+            None
+        })
         .await
     });
     let still_theirs = std::fs::metadata(&fallback).map(|m| m.uid());
@@ -583,12 +600,20 @@ fn the_client_keeps_chatting_on_a_host_while_its_home_is_away() {
             alice.token_issuer(&b.origin).as_deref() == Some(address_origin(&address).as_str())
         })
         .await;
-        assert!(home_again, "the client did not go back to its home's tokens");
+        assert!(
+            home_again,
+            "the client did not go back to its home's tokens"
+        );
         let home_token = alice.access_token(&address_origin(&address)).unwrap();
         assert_ne!(home_token, last_home_token);
         assert_eq!(
-            get_with_token(&alice, &b, &format!("/api/v1/channels/{channel}/messages"), &home_token)
-                .await,
+            get_with_token(
+                &alice,
+                &b,
+                &format!("/api/v1/channels/{channel}/messages"),
+                &home_token
+            )
+            .await,
             200
         );
     });
@@ -615,7 +640,9 @@ fn a_device_removed_at_home_is_refused_by_the_hosts_that_know_the_user() {
         let phone = Client::new();
         phone.set_identity(alice.identity().unwrap());
         phone.set_home(&a.origin).unwrap();
-        certificate_grant(&phone, &a).await.expect("phone signs in at A");
+        certificate_grant(&phone, &a)
+            .await
+            .expect("phone signs in at A");
         phone
             .post(&b.url(&format!("/api/v1/invites/{code}")), json!({}))
             .await
@@ -635,11 +662,19 @@ fn a_device_removed_at_home_is_refused_by_the_hosts_that_know_the_user() {
         .await;
         assert!(synced, "B never verified alice with A");
         let home_token = phone.access_token(&a.origin).unwrap();
-        certificate_grant(&phone, &b).await.expect("phone signs in at B");
+        certificate_grant(&phone, &b)
+            .await
+            .expect("phone signs in at B");
         let host_token = phone.access_token(&b.origin).unwrap();
         let messages = format!("/api/v1/channels/{channel}/messages");
-        assert_eq!(get_with_token(&phone, &b, &messages, &home_token).await, 200);
-        assert_eq!(get_with_token(&phone, &b, &messages, &host_token).await, 200);
+        assert_eq!(
+            get_with_token(&phone, &b, &messages, &home_token).await,
+            200
+        );
+        assert_eq!(
+            get_with_token(&phone, &b, &messages, &host_token).await,
+            200
+        );
 
         alice
             .delete(&a.url(&format!(
