@@ -1455,10 +1455,11 @@ fn micro_benchmarks() -> Vec<MicroRow> {
             .iter()
             .map(|proof| {
                 let list = [proof.as_str()];
+                let urls = [url.as_str()];
                 let request = DpopRequest {
                     proofs: &list,
                     method: "POST",
-                    url: &url,
+                    urls: &urls,
                     access_token: Some(&token),
                 };
                 let (verified, took) = timed(|| verifier.verify(&request, now));

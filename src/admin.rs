@@ -193,24 +193,17 @@ pub struct AdminListener {
 
 /// Starts listening on `path`.
 pub fn serve(path: PathBuf, app: Arc<App>) -> std::io::Result<AdminListener> {
-    if let Some(dir) = path.parent() {
-        // The fallback location under the temp dir must be private to this user.
-        if !dir.exists() {
-            std::fs::create_dir_all(dir)?;
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    if let Some(dir) = fallback_dir(&path) {
+        use std::os::unix::fs::DirBuilderExt;
+        // Made private in one step (no window with the umask's mode); if it is there
+        // already, it must be this user's own and private.
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
         }
-        let meta = std::fs::metadata(dir)?;
-        use std::os::unix::fs::MetadataExt;
-        let is_fallback = dir.parent() == Some(std::env::temp_dir().as_path())
-            && dir
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("hearth-"));
-        if is_fallback && meta.mode() & 0o077 != 0 {
-            return Err(std::io::Error::other(format!(
-                "{} must not be accessible to other users",
-                dir.display()
-            )));
-        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        check_private_dir(dir, &[unsafe { libc::geteuid() }])?;
     }
     let _ = std::fs::remove_file(&path);
     let listener = smol::net::unix::UnixListener::bind(&path)?;
@@ -247,12 +240,69 @@ async fn handle(stream: smol::net::unix::UnixStream, app: &App) -> std::io::Resu
     writer.flush().await
 }
 
+/// The directory of an admin socket that lives in the fallback location under the temp
+/// dir (`TMP/hearth-UID/`, see [`crate::app::admin_socket_path`]), which others can
+/// write beside; `None` for a socket in the data directory.
+fn fallback_dir(socket: &std::path::Path) -> Option<&std::path::Path> {
+    let dir = socket.parent()?;
+    let is_fallback = dir.parent() == Some(std::env::temp_dir().as_path())
+        && dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("hearth-"));
+    is_fallback.then_some(dir)
+}
+
+/// Refuses a socket directory that another user could swap the socket in (and so read
+/// what the administrator sends, passwords included): it must be a real directory (not a
+/// link), owned by one of `owners`, with no access for group or others.
+fn check_private_dir(dir: &std::path::Path, owners: &[u32]) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(dir)?;
+    let refuse = |why: String| {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "the admin socket directory {} {why}; remove it (or set a shorter data \
+                 directory path, which keeps the socket inside it) and start again",
+                dir.display()
+            ),
+        ))
+    };
+    if !meta.file_type().is_dir() {
+        return refuse("is not a directory".into());
+    }
+    if !owners.contains(&meta.uid()) {
+        return refuse(format!(
+            "belongs to user {}, not to the server's user",
+            meta.uid()
+        ));
+    }
+    if meta.mode() & 0o077 != 0 {
+        return refuse("must not be accessible to other users".into());
+    }
+    Ok(())
+}
+
 /// Sends a command to a running server. `Ok(None)` means no server is listening.
 pub fn send(
     path: &std::path::Path,
     command: &Command,
 ) -> std::io::Result<Option<Result<Value, String>>> {
     use std::io::{BufRead, Write};
+    if let Some(dir) = fallback_dir(path) {
+        // Only a directory the server's user made (its uid is in the name), or root's,
+        // is trusted with the command.
+        let named: Option<u32> = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("hearth-"))
+            .and_then(|uid| uid.parse().ok());
+        match check_private_dir(dir, &[named.unwrap_or(0), 0]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
     let stream = match std::os::unix::net::UnixStream::connect(path) {
         Ok(s) => s,
         Err(e)

@@ -27,6 +27,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The served origins could not be worked out.
+    #[error("{0}")]
+    Origins(#[from] crate::origins::OriginError),
 }
 
 /// One running server's state, shared by every connection.
@@ -57,6 +60,8 @@ pub struct App {
     pub executor: Arc<smol::Executor<'static>>,
     /// Hearth servers heard on the LAN (mDNS), filled while [`run_with`] runs.
     pub discovered: Arc<crate::discovery::Discovered>,
+    /// Every origin this server answers as; proofs' `htu` and ticket URLs use these.
+    pub origins: crate::origins::ServedOrigins,
 }
 
 fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], StartError> {
@@ -86,6 +91,26 @@ fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], S
         .as_slice()
         .try_into()
         .map_err(|_| StartError::Invalid("secret has the wrong length".into()))
+}
+
+/// Makes the data directory, or tightens an existing one, to mode 0700: it holds the
+/// server key, the database and the TLS key, whether or not systemd made it.
+pub fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot make {} private (mode 0700): {e}", dir.display()),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Path of the database file inside the data directory.
@@ -121,7 +146,7 @@ pub fn admin_socket_path(config: &Config) -> std::path::PathBuf {
 impl App {
     /// Opens the data directory (creating it and the server key on first start).
     pub fn open(config: Config, origin: String, scheme: &'static str) -> Result<App, StartError> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        prepare_data_dir(&config.data_dir)?;
         let files_dir = config.data_dir.join("files");
         std::fs::create_dir_all(&files_dir)?;
         let store = Store::open(
@@ -169,6 +194,7 @@ impl App {
             &config.name,
         ));
         Ok(App {
+            origins: crate::origins::ServedOrigins::only(&origin),
             discovered,
             voice,
             federation,
@@ -262,7 +288,7 @@ pub async fn run_with(
     let origin = origin_for(&config, local);
     // The directory exists before its admin socket path is worked out, so the server and
     // the CLI derive the same path (it depends on the directory's owner and real path).
-    std::fs::create_dir_all(&config.data_dir)?;
+    prepare_data_dir(&config.data_dir)?;
     let admin_path = admin_socket_path(&config);
     let tls = if config.tls.enabled {
         let tls = crate::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
@@ -276,7 +302,15 @@ pub async fn run_with(
         None
     };
     let scheme = scheme_of(&config);
-    let app = Arc::new(App::open(config, origin, scheme)?);
+    let origins = crate::origins::ServedOrigins::new(
+        &origin,
+        &config.server.aliases,
+        tls.as_ref().map(|t| t.leaf_der.as_slice()),
+        local.port(),
+    )?;
+    let mut app = App::open(config, origin, scheme)?;
+    app.origins = origins;
+    let app = Arc::new(app);
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
     }

@@ -39,6 +39,8 @@ pub struct Config {
     /// Protection against a client exhausting the box: connection caps, request
     /// deadlines, rate limits and caps on outstanding tickets.
     pub throttle: ThrottleConfig,
+    /// Names this server answers as, besides `public_url`.
+    pub server: ServerConfig,
 }
 
 /// Protection against a client exhausting the box. Rate limits count in fixed windows and
@@ -101,6 +103,18 @@ impl Default for ThrottleConfig {
             tickets_per_user: 20,
         }
     }
+}
+
+/// The names a server answers as. A DPoP proof is accepted only when its `htu` names one
+/// of the origins the server serves: `public_url`, the `aliases` here, and, with TLS on,
+/// every DNS name and IP address of its certificate at the port it listens on.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Other origins clients reach this box at, e.g. `["https://192.168.1.20"]` when it is
+    /// also used by address, or the outside name of a port forward. Each is
+    /// `http(s)://host[:port]`. Default none.
+    pub aliases: Vec<String>,
 }
 
 /// LAN discovery: the server announces itself as `_hearth._tcp.local.` over multicast DNS
@@ -336,6 +350,10 @@ pub struct AuthConfig {
     pub login_attempts_per_address: u32,
     /// How many verified access tokens to cache. Default 10,000.
     pub token_cache_capacity: usize,
+    /// Longest time a peer's verified access token is served from the cache, seconds;
+    /// after it the token's signature is checked again with the key pinned then.
+    /// (Whether the peer is still pinned is checked on every request.) Default 60.
+    pub peer_token_cache_secs: u64,
 }
 
 /// Limits on sizes and counts.
@@ -405,6 +423,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             discovery: DiscoveryConfig::default(),
             throttle: ThrottleConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -424,6 +443,7 @@ impl Default for AuthConfig {
             login_failures_per_account: 5,
             login_attempts_per_address: 30,
             token_cache_capacity: 10_000,
+            peer_token_cache_secs: 60,
         }
     }
 }

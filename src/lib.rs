@@ -34,6 +34,8 @@
 //!   on a 20 ms clock (jitter buffers, Opus FEC/PLC, talking detection, mix-minus with a
 //!   limiter, one shared encode for everyone not talking), the in-memory registry of who
 //!   is where, and tone generation/detection for tests.
+//! - [`origins`]: the origins the server serves (public URL, aliases, the names in its
+//!   certificate), which DPoP proofs and ticket URLs are checked against and built from.
 //! - [`tls`]: the self-signed certificate made at first start, fingerprints, and pinning
 //!   on first use for the client and for federation.
 //!
@@ -49,6 +51,7 @@ pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod model;
+pub mod origins;
 pub mod service;
 pub mod storage;
 pub mod tls;

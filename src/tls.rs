@@ -46,6 +46,8 @@ pub struct ServerTls {
     pub fingerprint: String,
     /// Where the certificate came from (a path), for the log.
     pub source: PathBuf,
+    /// The leaf certificate (DER), whose names are origins the server serves.
+    pub leaf_der: Vec<u8>,
 }
 
 /// Why TLS could not be set up.
@@ -106,6 +108,7 @@ impl ServerTls {
             )));
         };
         let fingerprint = fingerprint(leaf.as_ref());
+        let leaf_der = leaf.as_ref().to_vec();
         let key = PrivateKeyDer::from_pem_file(&key_path)
             .map_err(|e| TlsError::Invalid(format!("{}: {e}", key_path.display())))?;
         let server = rustls::ServerConfig::builder_with_provider(provider())
@@ -118,6 +121,7 @@ impl ServerTls {
             acceptor: futures_rustls::TlsAcceptor::from(Arc::new(server)),
             fingerprint,
             source: cert_path,
+            leaf_der,
         })
     }
 }

@@ -71,8 +71,10 @@ pub struct DpopRequest<'a> {
     /// Every `DPoP` header value received.
     pub proofs: &'a [&'a str],
     pub method: &'a str,
-    /// The full target URI as the server sees it; query and fragment are ignored.
-    pub url: &'a str,
+    /// The request's target URI under each origin this server serves (its public
+    /// origin, aliases, the names in its certificate), never built from a request
+    /// header; the proof's `htu` must name one of them. Query and fragment are ignored.
+    pub urls: &'a [&'a str],
     /// The access token for resource requests; then `ath` is required.
     pub access_token: Option<&'a str>,
 }
@@ -85,6 +87,8 @@ pub struct VerifiedProof {
     pub jwk: PublicJwk,
     pub jti: String,
     pub iat: u64,
+    /// The proof's `htu`: which of the request's URIs the client addressed.
+    pub htu: String,
 }
 
 /// Why a DPoP proof was refused. Each RFC 9449 §4.3 check has its own variant.
@@ -356,7 +360,7 @@ impl DpopVerifier {
             return Err(DpopError::HtmMismatch);
         }
         // (9) htu, after syntax- and scheme-based normalization.
-        if !htu_matches(htu, req.url) {
+        if !req.urls.iter().any(|url| htu_matches(htu, url)) {
             return Err(DpopError::HtuMismatch);
         }
         // (10) nonce: authentic, and of the current or previous epoch.
@@ -394,6 +398,7 @@ impl DpopVerifier {
             jwk,
             jti: jti.to_owned(),
             iat,
+            htu: htu.to_owned(),
         })
     }
 
@@ -584,7 +589,7 @@ mod tests {
         DpopRequest {
             proofs,
             method: "GET",
-            url: URL,
+            urls: &[URL],
             access_token: token,
         }
     }
@@ -659,7 +664,7 @@ mod tests {
             let req = DpopRequest {
                 proofs: &[&proof],
                 method: "POST",
-                url: "https://hearth.example/token",
+                urls: &["https://hearth.example/token"],
                 access_token: None,
             };
             assert!(v.verify(&req, NOW).is_ok());
@@ -682,7 +687,7 @@ mod tests {
         let req = DpopRequest {
             proofs: &[proof],
             method: "POST",
-            url: "https://server.example.com/token",
+            urls: &["https://server.example.com/token"],
             access_token: None,
         };
         let ok = v.verify(&req, 1_562_262_616).unwrap();
@@ -857,6 +862,23 @@ mod tests {
                 "{htu}"
             );
         }
+        // Any of the request's URIs (one per origin the server serves) will do; no other.
+        let p = tampered(&key, &v, |_, c| {
+            drop(c.insert("htu".into(), json!("https://alias.example/api/rooms")))
+        });
+        let urls = [
+            "https://hearth.example/api/rooms",
+            "https://alias.example/api/rooms",
+        ];
+        let proofs = [p.as_str()];
+        let req = DpopRequest {
+            urls: &urls,
+            ..request(&proofs, Some(TOKEN))
+        };
+        assert_eq!(
+            v.verify(&req, NOW).map(|ok| ok.htu),
+            Ok("https://alias.example/api/rooms".to_string())
+        );
         assert!(htu_matches("https://a.example", "https://A.example:443/"));
         assert!(htu_matches(
             "https://a.example/%7euser/%2f",

@@ -176,10 +176,18 @@ pub struct AccessTokenCache {
 
 #[derive(Debug, Default)]
 struct CacheInner {
-    entries: HashMap<[u8; 32], AccessClaims>,
+    entries: HashMap<[u8; 32], Cached>,
     /// Latest `now` seen by `get`; `insert` has no clock, so eviction of
     /// expired entries uses this.
     now: u64,
+}
+
+/// A cached token: its claims, and until when the cache may answer for it (its `exp`, or
+/// sooner for tokens whose issuer's trust can change: a peer's).
+#[derive(Debug)]
+struct Cached {
+    claims: AccessClaims,
+    until: u64,
 }
 
 impl AccessTokenCache {
@@ -202,9 +210,9 @@ impl AccessTokenCache {
         let key = hash_token(token);
         let mut inner = self.lock();
         inner.now = inner.now.max(now);
-        let claims = inner.entries.get(&key)?;
-        if now < claims.exp {
-            return Some(claims.clone());
+        let cached = inner.entries.get(&key)?;
+        if now < cached.until {
+            return Some(cached.claims.clone());
         }
         inner.entries.remove(&key);
         None
@@ -214,6 +222,13 @@ impl AccessTokenCache {
     /// first; if that frees nothing, an arbitrary eighth of the cache is
     /// dropped so the next inserts do not each pay for a full sweep.
     pub fn insert(&self, token: &str, claims: AccessClaims) {
+        let until = claims.exp;
+        self.insert_until(token, claims, until);
+    }
+
+    /// Like [`AccessTokenCache::insert`], answering for the token only until `until` (or
+    /// its `exp`, if sooner).
+    pub fn insert_until(&self, token: &str, claims: AccessClaims, until: u64) {
         if self.capacity == 0 {
             return;
         }
@@ -222,7 +237,7 @@ impl AccessTokenCache {
         let inner = &mut *guard;
         if inner.entries.len() >= self.capacity && !inner.entries.contains_key(&key) {
             let now = inner.now;
-            inner.entries.retain(|_, c| c.exp > now);
+            inner.entries.retain(|_, c| c.until > now);
             if inner.entries.len() >= self.capacity {
                 let drop_count = (self.capacity / 8).max(1);
                 let victims: Vec<[u8; 32]> =
@@ -232,7 +247,14 @@ impl AccessTokenCache {
                 }
             }
         }
-        inner.entries.insert(key, claims);
+        let until = until.min(claims.exp);
+        inner.entries.insert(key, Cached { claims, until });
+    }
+
+    /// Drops every cached token issued by `issuer` (a peer that was removed or pinned
+    /// anew), so the next request verifies against what is pinned now.
+    pub fn forget_issuer(&self, issuer: &str) {
+        self.lock().entries.retain(|_, c| c.claims.iss != issuer);
     }
 
     /// Number of cached tokens.
@@ -402,6 +424,18 @@ mod tests {
         assert_eq!(small.len(), 1);
         assert_eq!(small.get(&t, NOW + 10_001), Some(c));
         assert!(AccessTokenCache::new(0).get(&t, NOW).is_none());
+
+        // A shorter lifetime in the cache, and forgetting an issuer's tokens.
+        let cache = AccessTokenCache::new(16);
+        let (t, c) = mint_access_token(&key, ISS, "carol", "thumb", NOW, 300);
+        cache.insert_until(&t, c.clone(), NOW + 60);
+        assert_eq!(cache.get(&t, NOW + 59), Some(c.clone()));
+        assert_eq!(cache.get(&t, NOW + 60), None);
+        cache.insert(&t, c.clone());
+        cache.forget_issuer("https://other.example");
+        assert_eq!(cache.get(&t, NOW), Some(c));
+        cache.forget_issuer(ISS);
+        assert_eq!(cache.get(&t, NOW), None);
     }
 
     #[test]

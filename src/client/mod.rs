@@ -31,6 +31,14 @@ pub use transport::Response;
 /// Refresh the access token when it has less than this many seconds left.
 const REFRESH_MARGIN_SECS: u64 = 30;
 
+/// How long a connection attempt may take before the server counts as unreachable (an
+/// unplugged box on the LAN answers nothing at all).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// While the home is unreachable, how long the client works with a host's own tokens
+/// before it tries the home again (unless set with [`Client::set_home_retry`]).
+const DEFAULT_HOME_RETRY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Client errors.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -96,6 +104,9 @@ struct Session {
     refresh_token: String,
     expires_at: u64,
     user_id: String,
+    /// Made with the device certificate while the home was unreachable: used only while
+    /// it still is, kept for the next time.
+    fallback: bool,
 }
 
 /// A client of one or more Hearth servers.
@@ -115,6 +126,10 @@ struct Inner {
     sessions: Mutex<HashMap<String, Session>>,
     /// The latest DPoP nonce of each origin.
     nonces: Mutex<HashMap<String, String>>,
+    /// Until when the home counts as unreachable (its last refresh failed to connect).
+    home_away_until: Mutex<Option<std::time::Instant>>,
+    /// How long the home counts as unreachable after a failed attempt.
+    home_retry: Mutex<std::time::Duration>,
     transport: transport::Transport,
 }
 
@@ -174,6 +189,8 @@ impl Client {
                 home: Mutex::new(None),
                 sessions: Mutex::new(HashMap::new()),
                 nonces: Mutex::new(HashMap::new()),
+                home_away_until: Mutex::new(None),
+                home_retry: Mutex::new(DEFAULT_HOME_RETRY),
                 transport: transport::Transport::default(),
             }),
         }
@@ -222,13 +239,102 @@ impl Client {
         self.session(origin).map(|s| s.refresh_token)
     }
 
-    /// The origin whose tokens authenticate requests to `origin`: its own session, or the
-    /// home server's.
-    fn issuer_for(&self, origin: &str) -> Option<String> {
-        if self.session(origin).is_some() {
-            return Some(origin.to_string());
+    /// The origin whose tokens authenticate the next request to `origin`: its own session
+    /// (signed in there), else the home server's; while the home is unreachable, the
+    /// session `origin` gave this device for its certificate (mzchat's path).
+    pub fn token_issuer(&self, origin: &str) -> Option<String> {
+        let origin = origin_of(origin).ok()?;
+        match self.session(&origin) {
+            Some(s) if !s.fallback || self.home_away() => Some(origin),
+            _ => self
+                .home()
+                .or_else(|| self.session(&origin).map(|_| origin)),
         }
-        self.home()
+    }
+
+    /// How long to keep using hosts' own tokens after the home was found unreachable,
+    /// before trying it again. Default 60 s.
+    pub fn set_home_retry(&self, interval: std::time::Duration) {
+        *self
+            .inner
+            .home_retry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = interval;
+    }
+
+    fn home_away(&self) -> bool {
+        self.inner
+            .home_away_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    fn mark_home_away(&self, away: bool) {
+        let retry = *self
+            .inner
+            .home_retry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *self
+            .inner
+            .home_away_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = away.then(|| std::time::Instant::now() + retry);
+    }
+
+    /// The session to authenticate a request to `origin` with, refreshed when it is about
+    /// to expire (or `force_refresh`). When the home's token must be refreshed and the home
+    /// cannot be reached, signs in at `origin` itself with the device certificate, so the
+    /// user keeps going on other servers while the home is unplugged; once the home
+    /// answers again, its tokens are used again.
+    async fn session_for(&self, origin: &str, force_refresh: bool) -> Result<Session, ClientError> {
+        let not_signed_in = || ClientError::NotSignedIn(origin.to_string());
+        let issuer = self.token_issuer(origin).ok_or_else(not_signed_in)?;
+        let session = self.session(&issuer).ok_or_else(not_signed_in)?;
+        if session.fallback {
+            return self.fallback_session(origin, force_refresh).await;
+        }
+        if !force_refresh && session.expires_at > now() + REFRESH_MARGIN_SECS {
+            return Ok(session);
+        }
+        match self.refresh(&issuer).await {
+            Ok(()) => {
+                if self.home().as_deref() == Some(issuer.as_str()) {
+                    self.mark_home_away(false);
+                }
+                self.session(&issuer).ok_or_else(not_signed_in)
+            }
+            Err(ClientError::Network { .. })
+                if issuer != origin && self.home().as_deref() == Some(issuer.as_str()) =>
+            {
+                self.mark_home_away(true);
+                self.fallback_session(origin, false).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// This device's own session at `origin` while the home is away: refreshed if it has
+    /// one, else made with the device-certificate grant.
+    async fn fallback_session(
+        &self,
+        origin: &str,
+        force_refresh: bool,
+    ) -> Result<Session, ClientError> {
+        if let Some(session) = self.session(origin).filter(|s| s.fallback) {
+            if !force_refresh && session.expires_at > now() + REFRESH_MARGIN_SECS {
+                return Ok(session);
+            }
+            if self.refresh(origin).await.is_ok() {
+                if let Some(session) = self.session(origin) {
+                    return Ok(session);
+                }
+            }
+        }
+        self.certificate_sign_in(origin, true).await?;
+        self.session(origin)
+            .ok_or_else(|| ClientError::NotSignedIn(origin.to_string()))
     }
 
     /// The home server (the first server this client signed in at, unless set).
@@ -494,6 +600,12 @@ impl Client {
 
     /// Signs in with a device certificate signed by K_id.
     pub async fn login_certificate(&self, origin: &str) -> Result<(), ClientError> {
+        self.certificate_sign_in(origin, false).await
+    }
+
+    /// The device-certificate grant at `origin`; `fallback` marks the session as one made
+    /// while the home was away.
+    async fn certificate_sign_in(&self, origin: &str, fallback: bool) -> Result<(), ClientError> {
         let origin = origin_of(origin)?;
         // The certificate names the user's home; at another server this is mzchat's login
         // of a remote user, who gets that server's own tokens.
@@ -503,7 +615,17 @@ impl Client {
             .append_pair("grant_type", crate::auth::DEVICE_CERTIFICATE_GRANT)
             .append_pair("device_certificate", &certificate)
             .finish();
-        self.token_request(&origin, form).await
+        self.token_request(&origin, form).await?;
+        if let Some(session) = self
+            .inner
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&origin)
+        {
+            session.fallback = fallback;
+        }
+        Ok(())
     }
 
     /// Moves this user's home to `new_home` (mzchat's migration): signs in there with a
@@ -629,17 +751,22 @@ impl Client {
                     .map(str::to_string)
                     .ok_or_else(|| ClientError::Protocol(format!("token answer without {name}")))
             };
+            let mut sessions = self
+                .inner
+                .sessions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            // A refresh keeps what the session is for.
+            let fallback = sessions.get(origin).is_some_and(|s| s.fallback);
             let session = Session {
                 access_token: field("access_token")?,
                 refresh_token: field("refresh_token")?,
                 expires_at: now() + body["expires_in"].as_u64().unwrap_or(0),
                 user_id: field("user_id")?,
+                fallback,
             };
-            self.inner
-                .sessions
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(origin.to_string(), session);
+            sessions.insert(origin.to_string(), session);
+            drop(sessions);
             let mut home = self.inner.home.lock().unwrap_or_else(|p| p.into_inner());
             if home.is_none() {
                 *home = Some(origin.to_string());
@@ -708,18 +835,7 @@ impl Client {
             if auth {
                 // The server's own session if we have one, else our home's token, which
                 // peers of the home accept (direct participation).
-                let issuer = self
-                    .issuer_for(&origin)
-                    .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
-                let mut session = self
-                    .session(&issuer)
-                    .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
-                if session.expires_at <= now() + REFRESH_MARGIN_SECS {
-                    self.refresh(&issuer).await?;
-                    session = self
-                        .session(&issuer)
-                        .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
-                }
+                let session = self.session_for(&origin, false).await?;
                 headers.push(("Authorization", format!("DPoP {}", session.access_token)));
                 headers.push((
                     "DPoP",
@@ -736,11 +852,7 @@ impl Client {
                 match response.error_code().as_deref() {
                     Some("use_dpop_nonce") => continue,
                     Some("invalid_token")
-                        if attempts == 1
-                            && self
-                                .refresh(&self.issuer_for(&origin).unwrap_or_default())
-                                .await
-                                .is_ok() =>
+                        if attempts == 1 && self.session_for(&origin, true).await.is_ok() =>
                     {
                         continue
                     }

@@ -86,7 +86,14 @@ pub fn connect_error(origin: &str, e: ConnectError) -> ClientError {
 
 impl Transport {
     async fn connect(&self, origin: &str) -> Result<ClientStream, ClientError> {
-        connect_origin(origin, &self.pins)
+        let timeout = async {
+            smol::Timer::after(super::CONNECT_TIMEOUT).await;
+            Err(ConnectError::Other(format!(
+                "no answer within {} s",
+                super::CONNECT_TIMEOUT.as_secs()
+            )))
+        };
+        futures_lite::future::or(connect_origin(origin, &self.pins), timeout)
             .await
             .map_err(|e| connect_error(origin, e))
     }

@@ -190,6 +190,8 @@ pub async fn add_peer(
             Ok::<_, StoreError>(())
         })
         .await?;
+    // Tokens verified with a key pinned before are checked again with this one.
+    app.token_cache.forget_issuer(&peer.origin);
     Ok(peer)
 }
 
@@ -197,15 +199,30 @@ pub async fn add_peer(
 /// this server issued to it are revoked.
 pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationError> {
     let origin = normalize_origin(origin)?;
-    Ok(app
+    let key = origin.clone();
+    let removed = app
         .services
         .store
         .write(move |tx| {
             // Its Push Delegation Tokens stop working with the peering.
-            calls::push::revoke_host(tx, &origin)?;
-            tx.delete(PEER, origin.as_bytes())
+            calls::push::revoke_host(tx, &key)?;
+            tx.delete(PEER, key.as_bytes())
         })
-        .await?)
+        .await?;
+    app.token_cache.forget_issuer(&origin);
+    // Realtime sessions of the peer's users end too; their next request is refused.
+    let homed_there: Vec<crate::model::UserId> = app
+        .services
+        .store
+        .read(|tx| tx.range(crate::storage::tables::USER, &[], None, false, usize::MAX))?
+        .into_iter()
+        .filter(|(_, user)| user.homeserver == origin)
+        .map(|(_, user)| user.id)
+        .collect();
+    for user in homed_there {
+        app.gateway.hub.sign_out(user, None);
+    }
+    Ok(removed)
 }
 
 /// Every pinned peer.

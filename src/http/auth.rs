@@ -18,6 +18,8 @@ pub struct Principal {
     pub jkt: String,
     /// Whether this server issued the token (else a peer did, for a user it homes).
     pub local: bool,
+    /// Which of this server's origins the client addressed (its proof's `htu`).
+    pub origin: String,
 }
 
 /// Every value of a header (a repeated header counts more than once).
@@ -27,19 +29,10 @@ pub fn header_values(req: &Req, name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The target URI as the client addressed it (scheme of our listener, Host as sent).
-pub fn target_uri(req: &Req) -> String {
-    let url = req.url();
-    let scheme = req.state().scheme;
-    let host = url.host_str().unwrap_or("");
-    let authority = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    format!("{scheme}://{authority}{}", url.path())
-}
-
-/// Verifies a DPoP proof for this request (token endpoint form: no access token).
+/// Verifies a DPoP proof for this request (token endpoint form: no access token). The
+/// proof's `htu` must be the request's path under one of the origins this server serves
+/// ([`crate::origins`]); the `Host` header plays no part, so a proof made for another box
+/// and relayed here under that box's name is refused.
 pub fn verify_proof(
     req: &Req,
     access_token: Option<&str>,
@@ -47,16 +40,25 @@ pub fn verify_proof(
     let values = header_values(req, "DPoP");
     let proofs: Vec<&str> = values.iter().map(String::as_str).collect();
     let method = req.method().to_string();
-    let uri = target_uri(req);
+    let urls = req.state().origins.urls_for(req.url().path());
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
     req.state().dpop.verify(
         &DpopRequest {
             proofs: &proofs,
             method: &method,
-            url: &uri,
+            urls: &urls,
             access_token,
         },
         now(),
     )
+}
+
+/// The served origin a verified proof addressed (its `htu`'s), for building URLs the
+/// client will use next (ticket URLs); the public origin if that cannot be told.
+pub fn addressed_origin(app: &crate::app::App, proof: &VerifiedProof) -> String {
+    app.origins
+        .origin_of(&proof.htu)
+        .unwrap_or_else(|| app.origins.public().to_string())
 }
 
 /// Verifies a peer's access token against the peer's clock (see
@@ -137,10 +139,26 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             } else {
                 peer_token(app, &token, &key, &issuer, t).await?
             };
-            app.token_cache.insert(&token, claims.clone());
+            // A peer's trust can be withdrawn (peer remove) or its key pinned anew, so
+            // its tokens are re-verified at least every `peer_token_cache_secs`.
+            let until = if issuer == services.origin {
+                claims.exp
+            } else {
+                t.saturating_add(services.config.auth.peer_token_cache_secs)
+            };
+            app.token_cache.insert_until(&token, claims.clone(), until);
             claims
         }
     };
+    if claims.iss != app.services.origin
+        && crate::federation::pinned_key(app, &claims.iss).is_none()
+    {
+        // Removed since the token was cached: refused at once, not when the cache lets go.
+        return Err(ApiError::invalid_token(format!(
+            "tokens issued by {} are no longer accepted here",
+            claims.iss
+        )));
+    }
     let proof =
         verify_proof(req, Some(&token)).map_err(|e| ApiError::dpop(&e, app.dpop.nonce(t)))?;
     if proof.jkt != claims.jkt {
@@ -153,18 +171,40 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
     let user =
         UserId::parse(&claims.sub).ok_or_else(|| ApiError::invalid_token("malformed subject"))?;
     if claims.iss == app.services.origin {
-        if !app
+        let home = app
             .services
-            .device_active(user, &claims.jkt)
+            .active_device_home(user, &claims.jkt)
+            .map_err(ApiError::from)?;
+        match home {
+            None => {
+                return Err(ApiError::invalid_token(
+                    "this device has been signed out or the account no longer exists",
+                ))
+            }
+            // Our own tokens for a peer's user (the certificate grant) hold only while
+            // that peer is trusted, like the peer's own tokens.
+            Some(home)
+                if !home.is_empty() && crate::federation::pinned_key(app, &home).is_none() =>
+            {
+                return Err(ApiError::invalid_token(format!(
+                    "this user's home {home} is no longer a peer of this server"
+                )))
+            }
+            Some(_) => {}
+        }
+    } else {
+        // A peer's user: their home manages devices (and tells us when one is removed:
+        // its tokens from before then are refused); here they get a shadow account (and
+        // VerifyUser is queued to their home) on first use.
+        if app
+            .services
+            .issued_before_removal(user, &claims.jkt, claims.iat)
             .map_err(ApiError::from)?
         {
             return Err(ApiError::invalid_token(
-                "this device has been signed out or the account no longer exists",
+                "this device has been removed from the account at its home server",
             ));
         }
-    } else {
-        // A peer's user: their home manages devices; here they get a shadow account (and
-        // VerifyUser is queued to their home) on first use.
         crate::federation::calls::ensure_shadow(app, user, &claims.iss)
             .await
             .map_err(|e| ApiError::invalid_token(e.to_string()))?;
@@ -173,5 +213,6 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
         user,
         jkt: claims.jkt,
         local: claims.iss == app.services.origin,
+        origin: addressed_origin(app, &proof),
     })
 }

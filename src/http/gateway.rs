@@ -18,8 +18,7 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
             ApiError::new(429, "rate_limited", refused.to_string())
                 .with_header("Retry-After", refused.retry_after().to_string())
         })?;
-    let url = super::auth::target_uri(&req);
-    let base = url.trim_end_matches("/ticket");
+    let base = format!("{}/api/v1/gateway", me.origin);
     let ws_base = base
         .strip_prefix("https://")
         .map(|rest| format!("wss://{rest}"))

@@ -509,6 +509,8 @@ async fn presences(req: Req, me: Principal) -> ApiResult {
 async fn logout(req: Req, me: Principal) -> ApiResult {
     services(&req).remove_device(me.user, &me.jkt).await?;
     req.state().gateway.hub.sign_out(me.user, Some(&me.jkt));
+    // `device_removed` may have been queued to the peers that keep a shadow of the user.
+    req.state().federation.wake();
     no_content()
 }
 
@@ -590,6 +592,7 @@ async fn remove_device(req: Req, me: Principal) -> ApiResult {
     let device = text_param(&req, "device")?;
     services(&req).remove_device(me.user, &device).await?;
     req.state().gateway.hub.sign_out(me.user, Some(&device));
+    req.state().federation.wake();
     no_content()
 }
 

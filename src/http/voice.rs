@@ -47,8 +47,7 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
             ApiError::new(429, "rate_limited", refused.to_string())
                 .with_header("Retry-After", refused.retry_after().to_string())
         })?;
-    let url = super::auth::target_uri(&req);
-    let origin = url.find("/api/").map(|i| &url[..i]).unwrap_or(url.as_str());
+    let origin = me.origin.as_str();
     let ws_origin = origin
         .strip_prefix("https://")
         .map(|rest| format!("wss://{rest}"))

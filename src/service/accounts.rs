@@ -516,6 +516,20 @@ impl Services {
         self.store
             .write(move |tx| {
                 let key = device_key(user, &jkt_owned);
+                if certificate.is_none() {
+                    // A password sign-in: whoever knows the password approves this key
+                    // again, even if it was removed before.
+                    tx.delete(USER_DEVICE_REMOVED, &key)?;
+                } else if tx
+                    .get(USER_DEVICE_REMOVED, &key)?
+                    .is_some_and(|removed_at| removal_refused(removed_at, t))
+                {
+                    return Err(Error::Unauthorized(
+                        "this device was removed from the account; its certificate no longer \
+                         signs it in (sign in with your password, or link it as a new device)"
+                            .into(),
+                    ));
+                }
                 let mut device = match tx.get(USER_DEVICE, &key)? {
                     Some(d) => d,
                     None => {
@@ -566,6 +580,17 @@ impl Services {
         })
     }
 
+    /// The home of the user of a signed-in device (empty for a user homed here), or
+    /// `None` when the device is signed out or the account is gone.
+    pub fn active_device_home(&self, user: UserId, jkt: &str) -> Result<Option<String>> {
+        self.store.read(|tx| {
+            if !tx.contains(USER_DEVICE, &device_key(user, jkt))? {
+                return Ok(None);
+            }
+            Ok(tx.get(USER, &user.0)?.map(|u| u.homeserver))
+        })
+    }
+
     /// Whether `jkt` is a signed-in device of a live local user.
     pub fn device_active(&self, user: UserId, jkt: &str) -> Result<bool> {
         self.store.read(|tx| {
@@ -592,22 +617,54 @@ impl Services {
     }
 
     /// Signs a device out: removes it and revokes its refresh tokens; its access tokens
-    /// stop working at once because every request checks that the device exists.
+    /// stop working at once because every request checks that the device exists. Device
+    /// certificates for its key are refused from now on (until any certificate issued
+    /// before now has expired), so the certificate it holds cannot bring it back; a
+    /// password sign-in with the same key approves it again. The peers that keep a shadow
+    /// of the user hear of it (`device_removed`), so they refuse the key as well.
     pub async fn remove_device(&self, user: UserId, jkt: &str) -> Result<()> {
         let jkt = jkt.to_string();
-        self.store
-            .write(move |tx| {
-                let key = device_key(user, &jkt);
-                let device = tx
-                    .get(USER_DEVICE, &key)?
-                    .ok_or(Error::NotFound("device"))?;
-                for hash in &device.refresh_hashes {
-                    tx.delete(REFRESH_TOKEN, hash)?;
-                }
-                tx.delete(USER_DEVICE, &key)?;
-                Ok(())
-            })
-            .await
+        let removed_at = now();
+        let estimate = directory::tracked_count(self, user)?;
+        directory::write_with_ids(self, estimate, move |tx, ids| {
+            let key = device_key(user, &jkt);
+            let device = tx
+                .get(USER_DEVICE, &key)?
+                .ok_or(Error::NotFound("device"))?;
+            let local = tx
+                .get(USER, &user.0)?
+                .is_some_and(|u| u.homeserver.is_empty());
+            let targets = if local {
+                directory::tracked_peers(tx, user)?
+            } else {
+                Vec::new()
+            };
+            if targets.len() > ids.len() {
+                return Ok(Flow::NeedIds(targets.len()));
+            }
+            for hash in &device.refresh_hashes {
+                tx.delete(REFRESH_TOKEN, hash)?;
+            }
+            tx.delete(USER_DEVICE, &key)?;
+            tx.put(USER_DEVICE_REMOVED, &key, &removed_at)?;
+            let body = serde_json::json!({
+                "user_id": user.to_text(),
+                "jkt": jkt,
+                "removed_at": removed_at,
+            });
+            directory::queue_to(tx, ids, &targets, DEVICE_REMOVED_CALL, &body)?;
+            Ok::<_, Error>(Flow::Done(()))
+        })
+        .await
+    }
+
+    /// Whether a token issued at `issued_at` by `user`'s home for the key `jkt` was made
+    /// before the home removed that device (as the home told this server).
+    pub fn issued_before_removal(&self, user: UserId, jkt: &str, issued_at: u64) -> Result<bool> {
+        let removed = self
+            .store
+            .read(|tx| tx.get(USER_DEVICE_REMOVED, &device_key(user, jkt)))?;
+        Ok(removed.is_some_and(|removed_at| issued_at <= removed_at))
     }
 
     /// The user's devices.
@@ -909,6 +966,41 @@ fn announce_created(
     let body = serde_json::json!({ "user": PublicUser::of(user, origin) });
     directory::queue_to(tx, ids, peers, "user_created", &body)?;
     Ok(())
+}
+
+/// Applies a remote user's device removal their home announced: the device's session
+/// here ends, and its key is refused as at home (certificate grant here, and the
+/// home's tokens issued before the removal). `false` if the device was already known
+/// removed at that time.
+pub fn remove_remote_device(tx: &Tx, user: UserId, jkt: &str, removed_at: u64) -> Result<bool> {
+    let key = device_key(user, jkt);
+    if tx
+        .get(USER_DEVICE_REMOVED, &key)?
+        .is_some_and(|known| known >= removed_at)
+    {
+        return Ok(false);
+    }
+    if let Some(device) = tx.get(USER_DEVICE, &key)? {
+        for hash in &device.refresh_hashes {
+            tx.delete(REFRESH_TOKEN, hash)?;
+        }
+        tx.delete(USER_DEVICE, &key)?;
+    }
+    tx.put(USER_DEVICE_REMOVED, &key, &removed_at)?;
+    Ok(true)
+}
+
+/// The server call a home sends to the peers that keep a shadow of a user when one of the
+/// user's devices is removed: `{user_id, jkt, removed_at}`.
+pub const DEVICE_REMOVED_CALL: &str = "device_removed";
+
+/// Whether a certificate grant for a key removed at `removed_at` is refused at `now`: until
+/// every certificate issued before the removal has expired (they are accepted at most 60 s
+/// ahead of their `iat` and live at most `MAX_CERT_LIFETIME_SECS`).
+pub fn removal_refused(removed_at: u64, now: u64) -> bool {
+    now < removed_at
+        .saturating_add(60)
+        .saturating_add(device_cert::MAX_CERT_LIFETIME_SECS)
 }
 
 /// Key of a device row.

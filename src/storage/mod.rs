@@ -446,6 +446,9 @@ impl Store {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
             .create(path)?;
+        // The database holds the server key and every user's secrets: owner only, also
+        // when it was made under a lax umask or copied in readable.
+        make_private(path)?;
         let txn = db.begin_write()?;
         for name in ALL_TABLES {
             let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
@@ -563,6 +566,8 @@ impl Store {
         let mut rows = 0u64;
         {
             let copy = redb::Database::create(&tmp)?;
+            // A backup holds the server key too; private before anything is written.
+            make_private(&tmp)?;
             let txn = copy.begin_write()?;
             for name in ALL_TABLES {
                 let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
@@ -583,6 +588,13 @@ impl Store {
         }
         Ok(rows)
     }
+}
+
+/// Makes a file readable and writable by its owner only (0600).
+fn make_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,6 +115,11 @@ pub const USER: Table<User> = Table::new("user");
 pub const USERNAME_USER: Table<Vec<u8>> = Table::new("username_user");
 /// user id ‖ device thumbprint → device.
 pub const USER_DEVICE: Table<Device> = Table::new("user_device");
+/// user id ‖ device thumbprint → unix seconds the device was removed (or signed out):
+/// device certificates for that key are refused until every certificate issued before then
+/// has expired (see `service::accounts::removal_refused`), and a peer's tokens for it
+/// issued before then too.
+pub const USER_DEVICE_REMOVED: Table<u64> = Table::new("user_device_removed");
 /// SHA-256 of the token → refresh token.
 pub const REFRESH_TOKEN: Table<RefreshToken> = Table::new("refresh_token");
 /// guild id → guild.
@@ -194,6 +199,7 @@ pub const ALL_TABLES: &[&str] = &[
     USER.name,
     USERNAME_USER.name,
     USER_DEVICE.name,
+    USER_DEVICE_REMOVED.name,
     REFRESH_TOKEN.name,
     GUILD.name,
     CHANNEL.name,

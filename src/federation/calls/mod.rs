@@ -4,6 +4,7 @@
 //! a retried delivery takes effect once.
 
 pub mod ban;
+pub mod devices;
 pub mod migration;
 pub mod push;
 pub mod users;
@@ -81,6 +82,9 @@ pub async fn handle(
         "user_created" => users::user_created(app, from, body).await,
         "user_deleted" => users::user_deleted(app, from, body).await,
         "profile_updated" => users::profile_updated(app, from, body).await,
+        crate::service::accounts::DEVICE_REMOVED_CALL => {
+            devices::device_removed(app, from, body).await
+        }
         "search_users" => crate::federation::directory::search_users(app, body),
         other => Ok((
             404,

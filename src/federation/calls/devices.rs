@@ -1,0 +1,72 @@
+//! `device_removed` (home → peers that keep a shadow of the user): `{id, user_id, jkt,
+//! removed_at}`. A user removed (or signed out) one of their devices at home; the host
+//! ends that device's session here and refuses its key as the home does: the certificate
+//! grant here, and the home's tokens for the key issued before the removal. Only the
+//! user's home may send it.
+
+use super::{body_user, call_id, first_delivery};
+use crate::app::App;
+use crate::federation::FederationError;
+use crate::service::accounts::remove_remote_device;
+use crate::storage::tables::USER;
+use serde_json::{json, Value};
+
+/// Longest device thumbprint accepted (a SHA-256 in base64url is 43 characters).
+const MAX_JKT_LEN: usize = 128;
+
+/// Applies `device_removed` from `from`.
+pub async fn device_removed(
+    app: &App,
+    from: &str,
+    body: &Value,
+) -> Result<(u16, Value), FederationError> {
+    let id = call_id(body)?;
+    let user = body_user(body)?;
+    let jkt = body["jkt"]
+        .as_str()
+        .filter(|j| {
+            !j.is_empty()
+                && j.len() <= MAX_JKT_LEN
+                && j.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .ok_or_else(|| FederationError::Invalid("jkt is not a key thumbprint".into()))?
+        .to_string();
+    // A removal time ahead of our clock would refuse the key longer than the home does.
+    let removed_at = body["removed_at"]
+        .as_u64()
+        .ok_or_else(|| FederationError::Invalid("removed_at is not a time".into()))?
+        .min(crate::service::now());
+    let from = from.to_string();
+    let (status, answer, applied) = app
+        .services
+        .store
+        .write(move |tx| {
+            let home = tx.get(USER, &user.0)?.map(|u| u.homeserver);
+            match home {
+                None => return Ok((200, json!({ "applied": false }), false)),
+                Some(home) if home != from => {
+                    return Ok((
+                        403,
+                        json!({
+                            "error": "not_home",
+                            "message": format!("{from} is not this user's home"),
+                        }),
+                        false,
+                    ))
+                }
+                Some(_) => {}
+            }
+            if !first_delivery(tx, &from, id)? {
+                return Ok((200, json!({ "applied": false }), false));
+            }
+            let applied = remove_remote_device(tx, user, &jkt, removed_at)?;
+            Ok::<_, FederationError>((200, json!({ "applied": applied }), applied))
+        })
+        .await?;
+    if applied {
+        let jkt = body["jkt"].as_str().unwrap_or_default();
+        app.gateway.hub.sign_out(user, Some(jkt));
+    }
+    Ok((status, answer))
+}

@@ -1,0 +1,209 @@
+//! The origins this server serves: its public origin (`public_url`, or the bound address),
+//! the aliases its owner configured, and, when it serves HTTPS, every name and address in
+//! its own certificate at the port it listens on. A DPoP proof's `htu` must name one of
+//! them, and ticket URLs are built from them: a request header (`Host`) never decides
+//! which origin a request was meant for, or a box a user visits could relay the user's
+//! proofs to the user's home under its own name.
+//!
+//! Pure: the app reads the certificate and hands its DER in.
+
+use std::net::IpAddr;
+
+/// Why the served origins could not be worked out.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// A configured alias is not an `http(s)://host[:port]` origin.
+    #[error("[server] aliases: {0:?} is not an http(s) origin such as \"https://hearth.local\"")]
+    BadAlias(String),
+    /// The certificate could not be read.
+    #[error("the TLS certificate cannot be parsed: {0}")]
+    Certificate(String),
+}
+
+/// Every origin this server answers as, in ASCII serialization (`https://host[:port]`,
+/// default ports left out), the public one first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServedOrigins {
+    origins: Vec<String>,
+}
+
+/// `scheme://host[:port]` of `text`, if it is an http(s) origin with nothing after it but
+/// an optional `/`.
+pub fn parse_origin(text: &str) -> Option<String> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let bare = url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() || !bare {
+        return None;
+    }
+    Some(url.origin().ascii_serialization())
+}
+
+impl ServedOrigins {
+    /// Only the public origin (a server whose listener and certificate are not known, such
+    /// as the CLI's offline commands).
+    pub fn only(public: &str) -> ServedOrigins {
+        ServedOrigins {
+            origins: vec![parse_origin(public).unwrap_or_else(|| public.to_string())],
+        }
+    }
+
+    /// The public origin, the configured `aliases`, and, when the server speaks HTTPS with
+    /// the certificate `certificate_der` on `port`, `https://NAME:port` for every DNS name
+    /// and IP address the certificate names (wildcard names are skipped: a box does not
+    /// serve a whole domain).
+    pub fn new(
+        public: &str,
+        aliases: &[String],
+        certificate_der: Option<&[u8]>,
+        port: u16,
+    ) -> Result<ServedOrigins, OriginError> {
+        let mut served = ServedOrigins::only(public);
+        for alias in aliases {
+            let origin = parse_origin(alias).ok_or_else(|| OriginError::BadAlias(alias.clone()))?;
+            served.add(origin);
+        }
+        if let Some(der) = certificate_der {
+            for host in certificate_hosts(der)? {
+                if let Some(origin) = parse_origin(&format!("https://{host}:{port}")) {
+                    served.add(origin);
+                }
+            }
+        }
+        Ok(served)
+    }
+
+    fn add(&mut self, origin: String) {
+        if !self.origins.contains(&origin) {
+            self.origins.push(origin);
+        }
+    }
+
+    /// The public origin (the `iss` of this server's tokens).
+    pub fn public(&self) -> &str {
+        &self.origins[0]
+    }
+
+    /// Every served origin, the public one first.
+    pub fn all(&self) -> &[String] {
+        &self.origins
+    }
+
+    /// Whether `origin` (any spelling the `url` crate normalizes) is served here.
+    pub fn serves(&self, origin: &str) -> bool {
+        parse_origin(origin).is_some_and(|o| self.origins.contains(&o))
+    }
+
+    /// The served origin a URL (such as a verified proof's `htu`) is under, if any.
+    pub fn origin_of(&self, url: &str) -> Option<String> {
+        let origin = url::Url::parse(url).ok()?.origin().ascii_serialization();
+        self.origins.contains(&origin).then_some(origin)
+    }
+
+    /// `path` under every served origin.
+    pub fn urls_for(&self, path: &str) -> Vec<String> {
+        self.origins.iter().map(|o| format!("{o}{path}")).collect()
+    }
+}
+
+/// The hosts (DNS names, and IP addresses in URL form) a certificate's subject
+/// alternative names carry.
+fn certificate_hosts(der: &[u8]) -> Result<Vec<String>, OriginError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| OriginError::Certificate(e.to_string()))?;
+    let Some(names) = cert
+        .subject_alternative_name()
+        .map_err(|e| OriginError::Certificate(e.to_string()))?
+    else {
+        return Ok(Vec::new());
+    };
+    let mut hosts = Vec::new();
+    for name in &names.value.general_names {
+        match name {
+            GeneralName::DNSName(dns) if !dns.contains('*') => hosts.push(dns.to_string()),
+            GeneralName::IPAddress(bytes) => {
+                let ip = match bytes.len() {
+                    4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                    16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                    _ => None,
+                };
+                match ip {
+                    Some(IpAddr::V4(v4)) => hosts.push(v4.to_string()),
+                    Some(IpAddr::V6(v6)) => hosts.push(format!("[{v6}]")),
+                    None => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_aliases_and_certificate_names() {
+        let made = rcgen::generate_simple_self_signed(vec![
+            "hearth.local".to_string(),
+            "*.example.org".to_string(),
+            "192.168.1.20".to_string(),
+            "fe80::1".to_string(),
+        ])
+        .unwrap();
+        let served = ServedOrigins::new(
+            "https://hearth.local/",
+            &[
+                "https://Other.Name:443".into(),
+                "http://10.0.0.5:8080".into(),
+            ],
+            Some(made.cert.der()),
+            443,
+        )
+        .unwrap();
+        assert_eq!(
+            served.all(),
+            [
+                "https://hearth.local",
+                "https://other.name",
+                "http://10.0.0.5:8080",
+                "https://192.168.1.20",
+                "https://[fe80::1]",
+            ]
+        );
+        assert_eq!(served.public(), "https://hearth.local");
+        assert!(served.serves("HTTPS://192.168.1.20:443"));
+        assert!(!served.serves("https://192.168.1.20:8443"));
+        assert!(!served.serves("https://x.example.org"));
+        assert_eq!(
+            served.origin_of("https://other.name/api/v1/x"),
+            Some("https://other.name".into())
+        );
+        assert_eq!(served.origin_of("https://evil.example/api"), None);
+
+        let on_port = ServedOrigins::new(
+            "https://hearth.local:8443",
+            &[],
+            Some(made.cert.der()),
+            8443,
+        )
+        .unwrap();
+        assert!(on_port.serves("https://192.168.1.20:8443"));
+        assert!(!on_port.serves("https://192.168.1.20"));
+    }
+
+    #[test]
+    fn bad_aliases_are_refused() {
+        for bad in ["hearth.local", "ftp://x", "https://x/path", "https://u@x"] {
+            assert!(
+                ServedOrigins::new("http://127.0.0.1:1", &[bad.into()], None, 1).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}
