@@ -13,8 +13,6 @@ use crate::service::now;
 use crate::storage::{tables::*, StoreError, Tx};
 use serde_json::{json, Value};
 
-/// How far a migration timestamp may be from now, seconds.
-pub const PROOF_WINDOW_SECS: u64 = 600;
 /// Most old servers one migration may notify.
 pub const MAX_TARGETS: usize = 16;
 
@@ -49,8 +47,14 @@ pub fn make_proof(
     }
 }
 
-/// Checks a proof's signature by `user` and its time window.
-pub fn check_proof(user: UserId, proof: &MigrationProof, now: u64) -> Result<(), FederationError> {
+/// Checks a proof's signature by `user` and that its timestamp is within `window_secs` of
+/// `now`.
+pub fn check_proof(
+    user: UserId,
+    proof: &MigrationProof,
+    now: u64,
+    window_secs: u64,
+) -> Result<(), FederationError> {
     let signature = crate::auth::jose::b64u_decode(&proof.signature)
         .map_err(|_| FederationError::Invalid("migration_signature is not base64url".into()))?;
     if !crate::auth::server_key::verify_raw(
@@ -62,7 +66,7 @@ pub fn check_proof(user: UserId, proof: &MigrationProof, now: u64) -> Result<(),
             "the migration signature does not verify with the user's identity key".into(),
         ));
     }
-    if proof.timestamp + PROOF_WINDOW_SECS < now || proof.timestamp > now + PROOF_WINDOW_SECS {
+    if proof.timestamp + window_secs < now || proof.timestamp > now + window_secs {
         return Err(FederationError::Invalid(
             "the migration timestamp is too far from now".into(),
         ));
@@ -89,7 +93,8 @@ pub async fn migrate_here(
             proof.new_homeserver, app.services.origin
         )));
     }
-    check_proof(user, &proof, now())?;
+    let window = app.services.config.federation.migration.proof_window_secs;
+    check_proof(user, &proof, now(), window)?;
     if targets.len() > MAX_TARGETS {
         return Err(FederationError::Invalid(format!(
             "at most {MAX_TARGETS} migration targets"
@@ -179,7 +184,8 @@ pub async fn update_homeserver(
             json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
         ));
     }
-    check_proof(user, &proof, now())?;
+    let window = app.services.config.federation.migration.proof_window_secs;
+    check_proof(user, &proof, now(), window)?;
     let from = from.to_string();
     app.services
         .store
@@ -221,11 +227,11 @@ mod tests {
         };
         let user = UserId(key.verifying_key().to_bytes());
         let proof = make_proof(&key, "http://b.example", 1000);
-        assert!(check_proof(user, &proof, 1000).is_ok());
-        assert!(check_proof(user, &proof, 1000 + PROOF_WINDOW_SECS + 1).is_err());
+        assert!(check_proof(user, &proof, 1000, 600).is_ok());
+        assert!(check_proof(user, &proof, 1000 + 601, 600).is_err());
         let mut moved = proof.clone();
         moved.new_homeserver = "http://evil.example".into();
-        assert!(check_proof(user, &moved, 1000).is_err());
-        assert!(check_proof(UserId([9; 32]), &proof, 1000).is_err());
+        assert!(check_proof(user, &moved, 1000, 600).is_err());
+        assert!(check_proof(UserId([9; 32]), &proof, 1000, 600).is_err());
     }
 }
