@@ -720,6 +720,14 @@ impl Client {
                         .session(&issuer)
                         .ok_or_else(|| ClientError::NotSignedIn(origin.clone()))?;
                 }
+                if issuer != origin {
+                    // The home's token is the home's word only: the device certificate is
+                    // the user's own evidence of which server is home (see
+                    // `federation::calls::ensure_shadow`).
+                    if let Ok(certificate) = self.device_certificate(&issuer) {
+                        headers.push((device_cert::HEADER, certificate));
+                    }
+                }
                 headers.push(("Authorization", format!("DPoP {}", session.access_token)));
                 headers.push((
                     "DPoP",

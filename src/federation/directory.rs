@@ -289,6 +289,55 @@ pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, Federat
     Ok(queued)
 }
 
+/// Least time between two VerifyUser calls [`verify_soon`] queues for one user, seconds.
+const VERIFY_SOON_SECS: u64 = 30;
+
+/// Queues VerifyUser for the shadow account `user` to the home it knows, unless one is
+/// pending or the home confirmed the user in the last [`VERIFY_SOON_SECS`]: when a client
+/// shows another home for the user, the known home may answer that they moved.
+pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError> {
+    if app
+        .services
+        .store
+        .read(|tx| verify_due(tx, user, now()))?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let id = app.services.next_id();
+    let queued = app
+        .services
+        .store
+        .write(move |tx| {
+            let Some(home) = verify_due(tx, user, now())? else {
+                return Ok::<_, StoreError>(false);
+            };
+            queue_verify(tx, user, &home, id)?;
+            Ok(true)
+        })
+        .await?;
+    if queued {
+        app.federation.wake();
+    }
+    Ok(())
+}
+
+/// The home to ask about shadow `user` for [`verify_soon`], if a call is due.
+fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreError> {
+    let Some(shadow) = tx.get(USER, &user.0)? else {
+        return Ok(None);
+    };
+    if shadow.homeserver.is_empty() {
+        return Ok(None);
+    }
+    let state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+    let recent = state.home == shadow.homeserver && state.synced_at + VERIFY_SOON_SECS > t;
+    if recent || refresh_pending(tx, &state)? {
+        return Ok(None);
+    }
+    Ok(Some(shadow.homeserver))
+}
+
 /// [`refresh_stale`] for a lookup: failures are logged, never shown to the user, who
 /// gets the cached profile either way.
 pub async fn refresh_on_lookup(app: &App, users: &[UserId]) {

@@ -164,8 +164,13 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
         }
     } else {
         // A peer's user: their home manages devices; here they get a shadow account (and
-        // VerifyUser is queued to their home) on first use.
-        crate::federation::calls::ensure_shadow(app, user, &claims.iss)
+        // VerifyUser is queued to their home) on first use, on their device certificate.
+        let certificate = header_values(req, crate::auth::device_cert::HEADER);
+        let evidence = crate::federation::calls::HomeEvidence {
+            certificate: certificate.first().map(String::as_str),
+            jkt: &claims.jkt,
+        };
+        crate::federation::calls::ensure_shadow(app, user, &claims.iss, evidence)
             .await
             .map_err(|e| ApiError::invalid_token(e.to_string()))?;
     }

@@ -280,7 +280,7 @@ fn parse_form(body: &[u8]) -> Result<std::collections::HashMap<String, String>, 
 /// mzchat's login on a remote server: a certificate naming another home server gets a
 /// shadow account here (if that home is a peer), so the grant can issue this server's own
 /// tokens.
-async fn remote_certificate_user(app: &App, certificate: &str) -> Result<(), ApiError> {
+async fn remote_certificate_user(app: &App, certificate: &str, jkt: &str) -> Result<(), ApiError> {
     let Ok(cert) = crate::auth::device_cert::verify_device_certificate(certificate, now()) else {
         // The grant itself reports what is wrong with it.
         return Ok(());
@@ -302,7 +302,11 @@ async fn remote_certificate_user(app: &App, certificate: &str) -> Result<(), Api
             format!("users of {home} are not accepted here: {e}"),
         )
     })?;
-    crate::federation::calls::ensure_shadow(app, user, &home)
+    let evidence = crate::federation::calls::HomeEvidence {
+        certificate: Some(certificate),
+        jkt,
+    };
+    crate::federation::calls::ensure_shadow(app, user, &home, evidence)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
@@ -392,7 +396,7 @@ async fn token(mut req: Req) -> ApiResult {
             if form.contains_key("migration_signature") {
                 migrate(&app, certificate, &form).await?;
             }
-            remote_certificate_user(&app, certificate).await?;
+            remote_certificate_user(&app, certificate, &proof.jkt).await?;
             let name = app.device_links.take_name(&proof.jkt);
             s.certificate_grant(certificate, &proof.jkt, name).await
         }

@@ -46,6 +46,7 @@ stored! {
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Event => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
+    MigrationRecord => 1,
 }
 
 /// Server-wide settings: name → value (server key, secrets, schema version).
@@ -109,6 +110,9 @@ pub const PUSH_REVOKED: Table<u64> = Table::new("push_revoked");
 
 /// user id → timestamp of the last migration applied for them.
 pub const USER_MIGRATION: Table<u64> = Table::new("user_migration");
+/// user id → the Migration Proof of the newest migration applied for them (an old home
+/// shows it to hosts that ask VerifyUser after the user moved).
+pub const USER_MOVED: Table<MigrationRecord> = Table::new("user_moved");
 
 /// remote user id ‖ home origin → the home's call id of the `user_deleted` that removed
 /// them: their tokens and new shadow accounts from that home are refused.
@@ -153,6 +157,7 @@ pub const ALL_TABLES: &[&str] = &[
     PUSH_GRANT.name,
     PUSH_REVOKED.name,
     USER_MIGRATION.name,
+    USER_MOVED.name,
     USER_TOMBSTONE.name,
     DIRECTORY.name,
     DIRECTORY_BY_HOME.name,

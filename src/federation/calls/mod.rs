@@ -8,7 +8,7 @@ pub mod migration;
 pub mod push;
 pub mod users;
 
-pub use users::{ensure_shadow, remove_user_everywhere, PUSH_TOKEN_SECS};
+pub use users::{ensure_shadow, remove_user_everywhere, HomeEvidence, PUSH_TOKEN_SECS};
 
 use super::FederationError;
 use crate::app::App;

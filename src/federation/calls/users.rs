@@ -241,39 +241,111 @@ fn deleted_error() -> FederationError {
     ))
 }
 
-/// Makes sure a remote user has a shadow account here, queueing VerifyUser to their home
-/// the first time. Fails if the user is known with another home server, or if that home
-/// deleted them.
-pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), FederationError> {
+/// What a client shows, the first time it uses this server with a peer's token, to prove
+/// which server is its user's home: the device certificate K_id signed for the key that
+/// signs the request's DPoP proof. A peer's token alone is only that peer's word.
+#[derive(Debug, Clone, Copy)]
+pub struct HomeEvidence<'a> {
+    /// The device certificate (compact JWS), if the client sent one.
+    pub certificate: Option<&'a str>,
+    /// Thumbprint of the device key the request is proven with.
+    pub jkt: &'a str,
+}
+
+/// Checks that `evidence` is K_id's word that `user`, on device `evidence.jkt`, is homed at
+/// `home`.
+fn check_home_evidence(
+    user: UserId,
+    home: &str,
+    evidence: HomeEvidence<'_>,
+) -> Result<(), FederationError> {
+    let unproven = |why: String| {
+        FederationError::HomeNotProven(format!(
+            "{why}: the first request with a token of {home} must carry the device \
+             certificate ({}) that the user's identity key signed naming {home} as home",
+            crate::auth::device_cert::HEADER
+        ))
+    };
+    let certificate = evidence
+        .certificate
+        .ok_or_else(|| unproven("no device certificate".into()))?;
+    let cert = crate::auth::device_cert::verify_device_certificate(certificate, now())
+        .map_err(|e| unproven(e.to_string()))?;
+    if UserId::parse(&cert.sub) != Some(user) {
+        return Err(unproven("the certificate is for another user".into()));
+    }
+    if cert.jkt != evidence.jkt {
+        return Err(unproven(
+            "the certificate is for another device key than the DPoP proof".into(),
+        ));
+    }
+    if crate::federation::normalize_origin(&cert.homeserver).ok().as_deref() != Some(home) {
+        return Err(unproven(format!(
+            "the certificate names {} as home",
+            cert.homeserver
+        )));
+    }
+    Ok(())
+}
+
+/// Makes sure a remote user has a shadow account here homed at `home`, queueing
+/// VerifyUser to their home the first time. A new shadow is bound to its home only on the
+/// user's own evidence (a device certificate signed by K_id naming that home), never on
+/// a peer's word: so a peer cannot claim a user it does not home. Fails if the user is
+/// known here with another home (a move is followed only on a Migration Proof: VerifyUser
+/// to the known home is queued, which answers "moved" with it), or if that home deleted
+/// them.
+pub async fn ensure_shadow(
+    app: &App,
+    user: UserId,
+    home: &str,
+    evidence: HomeEvidence<'_>,
+) -> Result<(), FederationError> {
     let (known, deleted) = app.services.store.read(|tx| {
         Ok::<_, StoreError>((tx.get(USER, &user.0)?, deleted_by_home(tx, user, home)?))
     })?;
     match known {
         Some(u) if u.homeserver == home => return Ok(()),
-        Some(_) => {
-            return Err(FederationError::Invalid(format!(
-                "this user is not homed at {home}"
+        Some(u) => {
+            if !u.homeserver.is_empty() {
+                directory::verify_soon(app, user).await?;
+            }
+            return Err(FederationError::NotHome(format!(
+                "this user is not homed at {home} as far as this server knows"
             )));
         }
         None if deleted => return Err(deleted_error()),
         None => {}
     }
+    check_home_evidence(user, home, evidence)?;
     let home = home.to_string();
     let call_id = app.services.next_id();
     let created = app
         .services
         .store
         .write(move |tx| {
-            if tx.contains(USER, &user.0)? {
-                return Ok(false);
+            if let Some(u) = tx.get(USER, &user.0)? {
+                if u.homeserver == home {
+                    return Ok(false);
+                }
+                return Err(FederationError::NotHome(format!(
+                    "this user is not homed at {home} as far as this server knows"
+                )));
             }
             if deleted_by_home(tx, user, &home)? {
                 return Err(deleted_error());
             }
-            // Start from what the home announced, if it did; VerifyUser confirms it.
-            let announced = tx
-                .get(DIRECTORY, &user.0)?
-                .filter(|entry| entry.home == home);
+            // Start from what the home announced, if it did; VerifyUser confirms it. An
+            // entry naming another home was that peer's word, which the user's own
+            // certificate contradicts.
+            let announced = match tx.get(DIRECTORY, &user.0)? {
+                Some(entry) if entry.home == home => Some(entry),
+                Some(_) => {
+                    directory::forget(tx, user)?;
+                    None
+                }
+                None => None,
+            };
             let (username, profile) = match announced {
                 Some(entry) => (entry.username, entry.profile),
                 None => (
