@@ -70,17 +70,24 @@ pub async fn inbound(mut req: Req) -> ApiResult {
     json(status, &answer)
 }
 
-fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
+/// Refuses unless `me` is an administrator of this server: a user homed here, signed in
+/// with this server's own token, whose account says so. A user homed elsewhere (a shadow
+/// account, or an administrator who migrated away) never is, whatever their record says.
+pub fn require_admin_for(req: &Req, me: &Principal, what: &str) -> Result<(), ApiError> {
     let user = req.state().services.get_user(me.user)?;
-    if user.is_admin {
+    if me.local && user.homeserver.is_empty() && user.is_admin {
         Ok(())
     } else {
         Err(ApiError::new(
             403,
             "forbidden",
-            "only server administrators manage peers",
+            format!("only administrators of this server {what}"),
         ))
     }
+}
+
+fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
+    require_admin_for(req, me, "manage peers")
 }
 
 /// A peer as shown to administrators.

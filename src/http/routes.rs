@@ -604,13 +604,7 @@ struct BanNotificationQuery {
 }
 
 async fn ban_notifications(req: Req, me: Principal) -> ApiResult {
-    if !services(&req).get_user(me.user)?.is_admin {
-        return Err(ApiError::new(
-            403,
-            "forbidden",
-            "only server administrators see ban notifications",
-        ));
-    }
+    super::federation::require_admin_for(&req, &me, "see ban notifications")?;
     let query: BanNotificationQuery = req
         .query()
         .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a user id"))?;

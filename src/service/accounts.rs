@@ -670,7 +670,8 @@ impl Services {
             push_distributors: user.push_distributors,
             fcm_tokens: user.fcm_tokens,
             guild_order: user.guild_order,
-            is_admin: user.is_admin,
+            // Only a user homed here administers this server.
+            is_admin: user.is_admin && user.homeserver.is_empty(),
             profile_synced: user.profile_synced,
         })
     }

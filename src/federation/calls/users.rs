@@ -1,10 +1,15 @@
 //! Calls about users. Bodies carry the sender's call `id` (a decimal string).
 //!
 //! - `verify_user` (host → home): `{id, user_id}` → 200 `{user: profile, push_token,
-//!   version}` when the user exists and is homed there, 404 otherwise. The home notes that
-//!   the host keeps a shadow of the user (so it sends it `profile_updated`). The host
+//!   version}` when the user exists and is homed there; 410 `{error: "moved", moved:
+//!   {new_homeserver, migration_timestamp, migration_signature}}` when they moved away
+//!   (the Migration Proof the old home applied); 404 otherwise. The home notes that the
+//!   host keeps a shadow of the user (so it sends it `profile_updated`). The host
 //!   refreshes the shadow account's profile (unless the user unlinked it there) and keeps
-//!   the Push Delegation Token, or removes a user the home says does not exist.
+//!   the Push Delegation Token; follows a move whose proof the user signed (the shadow
+//!   keeps its memberships and is homed at the new home); or removes a user the home says
+//!   does not exist, with a tombstone that refuses the same claim until the home
+//!   announces the user.
 //! - `user_created` (home → every peer): `{id, user: profile}`. Recorded in the
 //!   directory of remote users; lifts an earlier deletion of the same id by that home.
 //! - `user_deleted` (home → every peer): `{id, user_id}`. The receiver removes the shadow
@@ -156,8 +161,17 @@ pub fn verify_user_answered(
         return Ok(());
     }
     if status == 404 {
+        // The home says no such user: they go, and a tombstone refuses the same claim
+        // until that home announces the user (`user_created`).
         remove_user_everywhere(tx, user)?;
+        bury(tx, user, &item.target, 0)?;
         return Ok(());
+    }
+    if status == 410 {
+        let answer: Value = serde_json::from_slice(body).unwrap_or_default();
+        if super::migration::follow_move(tx, &mut shadow, &item.target, &answer["moved"])? {
+            return Ok(());
+        }
     }
     let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
     if state.pending_call == Some(item.id) {
@@ -228,6 +242,14 @@ pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
 
 fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
     keys::join(&[&user.0, home.as_bytes()])
+}
+
+/// Records that `home` removed `user` (with its call `id`, or 0 when it answered
+/// VerifyUser with 404), keeping the newest id.
+fn bury(tx: &Tx, user: UserId, home: &str, id: u64) -> Result<(), StoreError> {
+    let key = tombstone_key(user, home);
+    let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
+    tx.put(USER_TOMBSTONE, &key, &deleted)
 }
 
 /// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
@@ -391,7 +413,28 @@ pub async fn verify_user(
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
     let version = app.services.next_id();
-    let local = app.services.store.read(|tx| tx.get(USER, &user.0))?;
+    let (local, moved) = app.services.store.read(|tx| {
+        Ok::<_, StoreError>((
+            tx.get(USER, &user.0)?,
+            super::migration::moved_away(tx, user)?,
+        ))
+    })?;
+    if let Some(moved) = moved {
+        // mzchat: the old home answers for a user who moved with their proof, so hosts
+        // that were not told follow them rather than delete them.
+        return Ok((
+            410,
+            json!({
+                "error": "moved",
+                "message": format!("this user moved to {}", moved.new_homeserver),
+                "moved": {
+                    "new_homeserver": moved.new_homeserver,
+                    "migration_timestamp": moved.timestamp,
+                    "migration_signature": moved.signature,
+                },
+            }),
+        ));
+    }
     let Some(local) = local.filter(|u| u.homeserver.is_empty()) else {
         return Ok((
             404,
@@ -556,9 +599,7 @@ pub async fn user_deleted(
             }
             let known = tx.contains(USER, &user.0)?;
             remove_user_everywhere(tx, user)?;
-            let key = tombstone_key(user, &from);
-            let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
-            tx.put(USER_TOMBSTONE, &key, &deleted)?;
+            bury(tx, user, &from, id)?;
             Ok((200, json!({ "removed": known })))
         })
         .await?;
