@@ -108,10 +108,19 @@ pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
 }
 
 /// A server's `/.well-known/hearth`, as JSON (any answer but 200 with JSON is an error).
-pub async fn fetch_well_known(app: &App, origin: &str) -> Result<Value, FederationError> {
+/// With `pinned`, the answer must be signed with that key for a fresh challenge this
+/// server sends (its `time` and key are then the pinned server's word, not a spoofer's).
+pub async fn fetch_well_known(
+    app: &App,
+    origin: &str,
+    pinned: Option<&[u8; 32]>,
+) -> Result<Value, FederationError> {
     let config = &app.services.config.federation;
+    let mut challenge = [0u8; 16];
+    crate::service::random_bytes(&mut challenge);
+    let challenge = crate::auth::jose::b64u(&challenge);
     let answer = outbound::send(
-        &format!("{origin}/.well-known/hearth"),
+        &format!("{origin}/.well-known/hearth?challenge={challenge}"),
         http_types::Method::Get,
         &[],
         Vec::new(),
@@ -126,6 +135,16 @@ pub async fn fetch_well_known(app: &App, origin: &str) -> Result<Value, Federati
             answer.status
         )));
     }
+    if let Some(key) = pinned {
+        signature::verify_answer(
+            answer.signature.as_deref(),
+            key,
+            origin,
+            &challenge,
+            answer.status,
+            &answer.body,
+        )?;
+    }
     serde_json::from_slice(&answer.body)
         .map_err(|_| FederationError::Peer(format!("{origin} sent an unreadable identity")))
 }
@@ -135,7 +154,7 @@ pub async fn fetch_identity(
     app: &App,
     origin: &str,
 ) -> Result<(String, [u8; 32]), FederationError> {
-    let value = fetch_well_known(app, origin).await?;
+    let value = fetch_well_known(app, origin, None).await?;
     let key = value["server_key"]
         .as_str()
         .and_then(|k| crate::auth::jose::b64u_decode(k).ok())
@@ -279,7 +298,10 @@ pub fn pinned_key(app: &App, origin: &str) -> Option<[u8; 32]> {
 
 /// Signs a call to `target` in the target's time ([`clock`]) and sends it. When the target
 /// refuses it with `clock_skew`, measures the target's clock and sends the call once more,
-/// signed anew (a new `jti`, so it is not a replay).
+/// signed anew (a new `jti`, so it is not a replay). Any answer but 401 (a call the target
+/// could not verify, which nothing acts on but that retry) must be signed by the target's
+/// pinned key for this call, or it is an error: an unsigned 404 from whoever answers in the
+/// target's place is not the target's word.
 pub async fn send_signed(
     app: &App,
     target: &str,
@@ -298,6 +320,7 @@ pub async fn send_signed(
             &body,
             app.federation.clocks.peer_time(target, now()),
         );
+        let jti = signature::peek_jti(&signed)?;
         let answer = outbound::send(
             &format!("{target}{path}"),
             http_types::Method::Post,
@@ -321,6 +344,18 @@ pub async fn send_signed(
                     continue;
                 }
             }
+        }
+        if answer.status != 401 {
+            let key = pinned_key(app, target)
+                .ok_or_else(|| SignatureError::UnknownPeer(target.to_string()))?;
+            signature::verify_answer(
+                answer.signature.as_deref(),
+                &key,
+                target,
+                &jti,
+                answer.status,
+                &answer.body,
+            )?;
         }
         return Ok(answer);
     }

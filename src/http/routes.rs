@@ -244,9 +244,21 @@ pub fn install(server: &mut Server) {
 
 // ---- public ----
 
+#[derive(serde::Deserialize)]
+struct WellKnownQuery {
+    challenge: Option<String>,
+}
+
+/// `GET /.well-known/hearth[?challenge=…]`: with a challenge (a peer measuring this
+/// server's clock), the answer is signed for it with the server key.
 async fn well_known(req: Req) -> ApiResult {
     let s = services(&req);
-    json(
+    let challenge = req
+        .query::<WellKnownQuery>()
+        .ok()
+        .and_then(|q| q.challenge)
+        .filter(|c| !c.is_empty() && c.len() <= crate::federation::signature::MAX_RID_LEN);
+    let response = json(
         200,
         &json!({
             "name": s.config.name,
@@ -259,7 +271,11 @@ async fn well_known(req: Req) -> ApiResult {
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
             "time": crate::service::now(),
         }),
-    )
+    )?;
+    match challenge {
+        Some(challenge) => super::federation::sign_answer(req.state(), &challenge, response).await,
+        None => Ok(response),
+    }
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error
