@@ -119,8 +119,12 @@ pub async fn fetch_well_known(
     let mut challenge = [0u8; 16];
     crate::service::random_bytes(&mut challenge);
     let challenge = crate::auth::jose::b64u(&challenge);
+    let url = match pinned {
+        Some(_) => format!("{origin}/.well-known/hearth?challenge={challenge}"),
+        None => format!("{origin}/.well-known/hearth"),
+    };
     let answer = outbound::send(
-        &format!("{origin}/.well-known/hearth?challenge={challenge}"),
+        &url,
         http_types::Method::Get,
         &[],
         Vec::new(),
