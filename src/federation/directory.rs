@@ -5,7 +5,11 @@
 //!   that asked VerifyUser for them), each in the commit of the change.
 //! - **Directory**: the remote users announced by `user_created` (and kept current by
 //!   `profile_updated`), bounded per peer; lookups of users without a shadow account here
-//!   and searches while their home is down use it.
+//!   and searches while their home is down use it. It binds no one to a home: a shadow
+//!   account needs the user's own device certificate (`calls::users::ensure_shadow`). An
+//!   announcement that carries the user's device certificate naming the sender as home
+//!   (as one made at sign-up does) is *proven*: it replaces another peer's unproven claim
+//!   of the same id, which cannot displace it in turn.
 //! - **Refresh** (mzchat Synced profiles): a synced shadow account whose profile is older
 //!   than `federation.profile_refresh_secs` is refreshed with VerifyUser when it is looked
 //!   up, at most one call pending per user; the cached profile is served meanwhile.
@@ -175,7 +179,14 @@ pub fn forget(tx: &Tx, user: UserId) -> Result<(), StoreError> {
         tx.delete(DIRECTORY_BY_HOME, &by_home_key(&old.home, user))?;
         tx.delete(DIRECTORY, &user.0)?;
     }
+    tx.delete(DIRECTORY_PROVEN, &user.0)?;
     Ok(())
+}
+
+/// Whether the directory entry of `user` naming `home` was proven by the user's own
+/// device certificate.
+pub fn proven_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
+    Ok(tx.get(DIRECTORY_PROVEN, &user.0)?.as_deref() == Some(home))
 }
 
 /// The public view of a directory entry.

@@ -121,6 +121,10 @@ pub const USER_TOMBSTONE: Table<u64> = Table::new("user_tombstone");
 pub const DIRECTORY: Table<RemoteUser> = Table::new("directory");
 /// home origin ‖ 0 ‖ user id → (index of the directory by home).
 pub const DIRECTORY_BY_HOME: Table<Present> = Table::new("directory_by_home");
+/// remote user id → the home whose directory entry for them their own device certificate
+/// (signed by K_id, sent with `user_created`) proved; such an entry is not displaced by
+/// another peer's unproven claim.
+pub const DIRECTORY_PROVEN: Table<String> = Table::new("directory_proven");
 /// remote user id → freshness of their shadow account's profile.
 pub const SHADOW_SYNC: Table<ShadowSync> = Table::new("shadow_sync");
 /// local user id ‖ peer origin → unix seconds of that peer's last VerifyUser for them (the
@@ -161,6 +165,7 @@ pub const ALL_TABLES: &[&str] = &[
     USER_TOMBSTONE.name,
     DIRECTORY.name,
     DIRECTORY_BY_HOME.name,
+    DIRECTORY_PROVEN.name,
     SHADOW_SYNC.name,
     USER_PEER.name,
 ];

@@ -691,3 +691,89 @@ fn admin_routes_refuse_remote_users_marked_admin() {
         }
     });
 }
+
+/// Sends a server call to `to` signed with `key` as if from `from`.
+async fn signed_call(
+    key: &hearth::auth::server_key::ServerKey,
+    from: &str,
+    to: &TestServer,
+    call: &str,
+    body: Value,
+) -> hearth::client::Response {
+    let body = body.to_string().into_bytes();
+    let path = format!("/federation/v1/{call}");
+    let signature = hearth::federation::signature::sign(
+        key,
+        from,
+        &to.origin,
+        "POST",
+        &path,
+        &body,
+        hearth::service::now(),
+    );
+    Client::new()
+        .raw(
+            &to.url(&path),
+            "POST",
+            &[
+                ("Hearth-Signature", signature),
+                ("Content-Type", "application/json".into()),
+            ],
+            body,
+        )
+        .await
+        .unwrap()
+}
+
+/// Item 2, the broadcast: peer C announces alice's id as its own user before her home A
+/// does; A's announcement, which carries her device certificate, still wins at B.
+#[test]
+fn a_peer_cannot_pre_empt_the_announcement_of_a_user_homed_elsewhere() {
+    let c_secret = [11u8; 32];
+    let c_key = hearth::auth::server_key::ServerKey::from_bytes(&c_secret);
+    let a = start_federating();
+    let b = start_federating();
+    let c = start_with_key(c_secret, tempfile::tempdir().unwrap(), |_| {});
+    peer_all(&[&a, &b, &c]);
+    block_on(async {
+        let alice = Client::new();
+        let hearth::auth::jose::SigningKey::EdDsa(identity) =
+            hearth::auth::jose::SigningKey::generate_ed25519()
+        else {
+            unreachable!()
+        };
+        let alice_id =
+            hearth::auth::device_cert::user_id_from_public(&identity.verifying_key().to_bytes());
+        alice.set_identity(identity);
+        let claim = signed_call(
+            &c_key,
+            &c.origin,
+            &b,
+            "user_created",
+            json!({ "id": "1", "user": { "id": alice_id, "homeserver": c.origin,
+                    "username": "alice", "name": "alice" } }),
+        )
+        .await;
+        assert_eq!(claim.status, 200);
+        let bob = user(&b, "bob").await;
+        let seen = api_json(
+            &bob,
+            "GET",
+            &b.url(&format!("/api/v1/users/{alice_id}")),
+            json!({}),
+        )
+        .await;
+        assert_eq!(seen["homeserver"], c.origin.as_str(), "C's claim recorded");
+
+        alice.register(&a.origin, "alice", PASSWORD).await.unwrap();
+        let corrected = eventually(Duration::from_secs(15), async || {
+            let seen = bob
+                .get(&b.url(&format!("/api/v1/users/{alice_id}")))
+                .await
+                .unwrap();
+            seen.status == 200 && seen.json().unwrap()["homeserver"] == a.origin.as_str()
+        })
+        .await;
+        assert!(corrected, "B kept C's claim over alice's own home");
+    });
+}

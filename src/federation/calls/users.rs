@@ -10,8 +10,10 @@
 //!   keeps its memberships and is homed at the new home); or removes a user the home says
 //!   does not exist, with a tombstone that refuses the same claim until the home
 //!   announces the user.
-//! - `user_created` (home → every peer): `{id, user: profile}`. Recorded in the
-//!   directory of remote users; lifts an earlier deletion of the same id by that home.
+//! - `user_created` (home → every peer): `{id, user: profile, certificate?}`. Recorded in
+//!   the directory of remote users; lifts an earlier deletion of the same id by that home.
+//!   `certificate`, the device certificate the user signed at sign-up naming the sender as
+//!   home, proves the entry: it then replaces another peer's unproven claim of the id.
 //! - `user_deleted` (home → every peer): `{id, user_id}`. The receiver removes the shadow
 //!   account with every membership and device (`remove_user_everywhere`) and records a
 //!   tombstone, so the user's still-valid access tokens and any new shadow account from
@@ -493,8 +495,14 @@ fn announced_user(
 }
 
 /// Whether `from` may speak for `user` here: not a user homed here, not a shadow of a
-/// user homed elsewhere.
-fn check_home(tx: &Tx, user: UserId, from: &str) -> Result<Option<(u16, Value)>, StoreError> {
+/// user homed elsewhere, not a user the directory holds for another home (unless `proven`
+/// by the user's certificate, against an entry that was not).
+fn check_home(
+    tx: &Tx,
+    user: UserId,
+    from: &str,
+    proven: bool,
+) -> Result<Option<(u16, Value)>, StoreError> {
     if let Some(u) = tx.get(USER, &user.0)? {
         if u.homeserver.is_empty() {
             return Ok(Some(not_home("this user is homed here")));
@@ -506,7 +514,8 @@ fn check_home(tx: &Tx, user: UserId, from: &str) -> Result<Option<(u16, Value)>,
             ))));
         }
     } else if let Some(entry) = tx.get(DIRECTORY, &user.0)? {
-        if entry.home != from {
+        let displaces = proven && !directory::proven_home(tx, user, &entry.home)?;
+        if entry.home != from && !displaces {
             return Ok(Some(not_home(format!(
                 "this user is homed at {}, not {from}",
                 entry.home
@@ -551,13 +560,23 @@ pub async fn user_created(
         Ok(user) => user,
         Err(refused) => return Ok(refused),
     };
+    // The user's own word, if the home sent it: a device certificate naming the sender.
+    let proven = body["certificate"].as_str().is_some_and(|certificate| {
+        crate::auth::device_cert::verify_device_certificate(certificate, now()).is_ok_and(
+            |cert| {
+                UserId::parse(&cert.sub) == Some(user)
+                    && crate::federation::normalize_origin(&cert.homeserver).ok().as_deref()
+                        == Some(from)
+            },
+        )
+    });
     let from = from.to_string();
     let profile = body["user"].clone();
     let cap = app.services.config.federation.directory_max_per_peer;
     app.services
         .store
         .write(move |tx| {
-            if let Some(refused) = check_home(tx, user, &from)? {
+            if let Some(refused) = check_home(tx, user, &from, proven)? {
                 return Ok(refused);
             }
             let tombstone = tx.get(USER_TOMBSTONE, &tombstone_key(user, &from))?;
@@ -573,6 +592,11 @@ pub async fn user_created(
                 tx.delete(USER_TOMBSTONE, &tombstone_key(user, &from))?;
             }
             let recorded = record_announced(tx, user, &from, id, &profile, cap)?;
+            if recorded && proven {
+                tx.put(DIRECTORY_PROVEN, &user.0, &from)?;
+            } else if recorded && !directory::proven_home(tx, user, &from)? {
+                tx.delete(DIRECTORY_PROVEN, &user.0)?;
+            }
             Ok((200, json!({ "recorded": recorded })))
         })
         .await
@@ -591,7 +615,7 @@ pub async fn user_deleted(
         .services
         .store
         .write(move |tx| {
-            if let Some(refused) = check_home(tx, user, &from)? {
+            if let Some(refused) = check_home(tx, user, &from, false)? {
                 return Ok::<_, FederationError>(refused);
             }
             if !first_delivery(tx, &from, id)? {
@@ -626,7 +650,7 @@ pub async fn profile_updated(
     app.services
         .store
         .write(move |tx| {
-            if let Some(refused) = check_home(tx, user, &from)? {
+            if let Some(refused) = check_home(tx, user, &from, false)? {
                 return Ok(refused);
             }
             if !first_delivery(tx, &from, id)? {
