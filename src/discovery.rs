@@ -299,8 +299,7 @@ impl Discovered {
         let clash = found.origin == self.own_origin
             || name == self.own_name
             || table.entries.iter().any(|e| {
-                (e.key != found.key && (e.origin == found.origin || base_name(&e.name) == name))
-                    || (e.key == found.key && e.origin == found.origin)
+                e.origin == found.origin || (e.key != found.key && base_name(&e.name) == name)
             });
         table.entries.push(found);
         if table.entries.len() > MAX_ENTRIES {
@@ -400,7 +399,10 @@ pub fn assess(entries: &[Found], peers: &[Peer], own: &Own) -> Vec<Assessed> {
                     conflicts.push(format!(
                         "{} is also announced with TLS certificate {}",
                         entry.origin,
-                        other.tls_fingerprint.as_deref().unwrap_or("none (plain HTTP)")
+                        other
+                            .tls_fingerprint
+                            .as_deref()
+                            .unwrap_or("none (plain HTTP)")
                     ));
                 } else if !other.host.eq_ignore_ascii_case(&entry.host) {
                     conflicts.push(format!(

@@ -336,11 +336,7 @@ fn fake_peer(addr: std::net::SocketAddr, origin: String) -> Arc<AtomicUsize> {
                     Ok(read) => request.extend_from_slice(&buf[..read]),
                 }
             }
-            let path = head
-                .split_whitespace()
-                .nth(1)
-                .unwrap_or("")
-                .to_string();
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
             if path == "/federation/v1/verify_user" {
                 counter.fetch_add(1, Ordering::SeqCst);
             }
@@ -579,7 +575,10 @@ fn a_user_removed_after_a_verify_user_404_is_tombstoned() {
         };
         mallory.set_identity(identity);
         mallory.set_home(&a.origin).unwrap();
-        mallory.login_certificate(&b.origin).await.expect("fail-open");
+        mallory
+            .login_certificate(&b.origin)
+            .await
+            .expect("fail-open");
         let mallory_id = mallory.user_id(&b.origin).unwrap();
         api_json(
             &mallory,

@@ -13,6 +13,8 @@ use crate::service::now;
 use crate::storage::{tables::*, StoreError, Tx};
 use serde_json::{json, Value};
 
+/// The call an old home gets from the new one.
+pub const CALL: &str = "update_homeserver";
 /// Most old servers one migration may notify.
 pub const MAX_TARGETS: usize = 16;
 
@@ -219,7 +221,7 @@ pub async fn migrate_here(
                     tx,
                     id,
                     origin,
-                    "update_homeserver",
+                    CALL,
                     json!({
                         "user_id": user,
                         "new_homeserver": proof.new_homeserver,

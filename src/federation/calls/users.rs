@@ -303,7 +303,11 @@ fn check_home_evidence(
             "the certificate is for another device key than the DPoP proof".into(),
         ));
     }
-    if crate::federation::normalize_origin(&cert.homeserver).ok().as_deref() != Some(home) {
+    if crate::federation::normalize_origin(&cert.homeserver)
+        .ok()
+        .as_deref()
+        != Some(home)
+    {
         return Err(unproven(format!(
             "the certificate names {} as home",
             cert.homeserver
@@ -562,13 +566,13 @@ pub async fn user_created(
     };
     // The user's own word, if the home sent it: a device certificate naming the sender.
     let proven = body["certificate"].as_str().is_some_and(|certificate| {
-        crate::auth::device_cert::verify_device_certificate(certificate, now()).is_ok_and(
-            |cert| {
-                UserId::parse(&cert.sub) == Some(user)
-                    && crate::federation::normalize_origin(&cert.homeserver).ok().as_deref()
-                        == Some(from)
-            },
-        )
+        crate::auth::device_cert::verify_device_certificate(certificate, now()).is_ok_and(|cert| {
+            UserId::parse(&cert.sub) == Some(user)
+                && crate::federation::normalize_origin(&cert.homeserver)
+                    .ok()
+                    .as_deref()
+                    == Some(from)
+        })
     });
     let from = from.to_string();
     let profile = body["user"].clone();
