@@ -992,7 +992,7 @@ fn handle(table: &Discovered, event: ServiceEvent) {
                 }
                 Observed::New { clash: true } => {
                     eprintln!(
-                        "hearth: LAN discovery: CONFLICT: \"{name}\" at {origin} (key fingerprint {fp}) claims the origin or name of a server known under another key; not trusted"
+                        "hearth: LAN discovery: CONFLICT: \"{name}\" at {origin} (key fingerprint {fp}) claims the origin or name of a server known under another key, or another TLS certificate or host for a known one; not trusted"
                     );
                 }
                 Observed::Own | Observed::Refreshed => {}

@@ -150,6 +150,7 @@ pub fn follow_move(
     record_migration(tx, shadow.id, &proof)?;
     // The profile's freshness was the old home's: the next lookup asks the new one.
     tx.delete(SHADOW_SYNC, &shadow.id.0)?;
+    super::users::emit_user_update(tx, shadow)?;
     Ok(true)
 }
 

@@ -86,7 +86,7 @@ fn version_of(value: &Value) -> u64 {
 }
 
 /// Tells the user's guilds (and the user) that their profile changed.
-fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
+pub(super) fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
     let guilds = tx
         .scan_prefix(USER_GUILD, &user.id.0, usize::MAX)?
         .into_iter()
