@@ -256,6 +256,25 @@ pub struct FederationConfig {
     /// Most directory entries (remote users announced by `user_created`) kept per peer.
     /// Default 20,000.
     pub directory_max_per_peer: usize,
+    /// Migrations between homes.
+    pub migration: MigrationConfig,
+}
+
+/// Migrations between homes (`[federation.migration]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// How far a Migration Proof's timestamp may be from this server's clock when the user
+    /// signs in with it at their new home, seconds. Default 600.
+    pub proof_window_secs: u64,
+}
+
+impl Default for MigrationConfig {
+    fn default() -> Self {
+        MigrationConfig {
+            proof_window_secs: 600,
+        }
+    }
 }
 
 impl Default for FederationConfig {
@@ -273,6 +292,7 @@ impl Default for FederationConfig {
             push_profile_updates: true,
             search_timeout_ms: 2000,
             directory_max_per_peer: 20_000,
+            migration: MigrationConfig::default(),
         }
     }
 }

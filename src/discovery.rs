@@ -69,6 +69,15 @@ pub struct Found {
     pub present: bool,
 }
 
+/// Whether two announcements make the same claim: origin, key, TLS certificate and host
+/// (a re-announcement of it is a refresh).
+fn same_claim(a: &Found, b: &Found) -> bool {
+    a.origin == b.origin
+        && a.key == b.key
+        && a.tls_fingerprint == b.tls_fingerprint
+        && a.host.eq_ignore_ascii_case(&b.host)
+}
+
 /// Whether `a` and `b` name the same fingerprint, ignoring case, colons and spaces.
 pub fn same_fingerprint(a: &str, b: &str) -> bool {
     let strip = |s: &str| -> String {
@@ -276,11 +285,7 @@ impl Discovered {
             return Observed::Own;
         }
         let mut table = self.lock();
-        if let Some(known) = table
-            .entries
-            .iter_mut()
-            .find(|e| e.origin == found.origin && e.key == found.key)
-        {
+        if let Some(known) = table.entries.iter_mut().find(|e| same_claim(e, &found)) {
             let first_seen = known.first_seen;
             *known = Found {
                 first_seen,
@@ -289,10 +294,12 @@ impl Discovered {
             return Observed::Refreshed;
         }
         let name = base_name(&found.name);
+        // The same (origin, key) with another TLS certificate or host is a conflict too,
+        // not a refresh: a spoofer can repeat a key, but not serve its TLS certificate.
         let clash = found.origin == self.own_origin
             || name == self.own_name
             || table.entries.iter().any(|e| {
-                e.key != found.key && (e.origin == found.origin || base_name(&e.name) == name)
+                e.origin == found.origin || (e.key != found.key && base_name(&e.name) == name)
             });
         table.entries.push(found);
         if table.entries.len() > MAX_ENTRIES {
@@ -376,13 +383,34 @@ impl Assessed {
 }
 
 /// Judges every announcement: it is a conflict when another announcement, a pinned peer
-/// or this server has its origin or its name under another key.
+/// or this server has its origin or its name under another key, or when its origin and
+/// key are also announced with another TLS certificate or from another host.
 pub fn assess(entries: &[Found], peers: &[Peer], own: &Own) -> Vec<Assessed> {
     let mut out: Vec<Assessed> = entries
         .iter()
         .map(|entry| {
             let name = base_name(&entry.name);
             let mut conflicts = Vec::new();
+            for other in entries
+                .iter()
+                .filter(|o| o.key == entry.key && o.origin == entry.origin)
+            {
+                if other.tls_fingerprint != entry.tls_fingerprint {
+                    conflicts.push(format!(
+                        "{} is also announced with TLS certificate {}",
+                        entry.origin,
+                        other
+                            .tls_fingerprint
+                            .as_deref()
+                            .unwrap_or("none (plain HTTP)")
+                    ));
+                } else if !other.host.eq_ignore_ascii_case(&entry.host) {
+                    conflicts.push(format!(
+                        "{} is also announced from host {}",
+                        entry.origin, other.host
+                    ));
+                }
+            }
             for other in entries.iter().filter(|o| o.key != entry.key) {
                 if other.origin == entry.origin {
                     conflicts.push(format!(
@@ -629,7 +657,10 @@ pub async fn add_discovered_peer(
         [one] => *one,
         _ => {
             return Err(AddError::Conflict {
-                reasons: format!("it is announced with {} different keys", heard.len()),
+                reasons: format!(
+                    "it is announced {} different ways (keys, TLS certificates or hosts)",
+                    heard.len()
+                ),
                 origin,
             })
         }
@@ -961,7 +992,7 @@ fn handle(table: &Discovered, event: ServiceEvent) {
                 }
                 Observed::New { clash: true } => {
                     eprintln!(
-                        "hearth: LAN discovery: CONFLICT: \"{name}\" at {origin} (key fingerprint {fp}) claims the origin or name of a server known under another key; not trusted"
+                        "hearth: LAN discovery: CONFLICT: \"{name}\" at {origin} (key fingerprint {fp}) claims the origin or name of a server known under another key, or another TLS certificate or host for a known one; not trusted"
                     );
                 }
                 Observed::Own | Observed::Refreshed => {}
@@ -1136,6 +1167,40 @@ mod tests {
         assert!(!table.entries(later)[0].present);
         assert_eq!(table.entries(later + EXPIRE_SECS).len(), 1);
         assert!(table.entries(later + EXPIRE_SECS + 1).is_empty());
+    }
+
+    #[test]
+    fn a_known_key_announced_with_another_tls_certificate_or_host_is_a_conflict() {
+        let table = Discovered::new([1; 32], "https://10.0.0.1:8443", "Home");
+        let real = found("B", "https://10.0.0.2:8443", 2, 10);
+        assert_eq!(table.observe(real.clone()), Observed::New { clash: false });
+        let other_tls = Found {
+            tls_fingerprint: Some("cd".repeat(32)),
+            ..real.clone()
+        };
+        assert_eq!(
+            table.observe(other_tls.clone()),
+            Observed::New { clash: true }
+        );
+        // Repeating the changed claim refreshes it; it stays a conflict beside the first.
+        assert_eq!(table.observe(other_tls), Observed::Refreshed);
+        let other_host = Found {
+            host: "spoof.local.".into(),
+            ..real.clone()
+        };
+        assert_eq!(table.observe(other_host), Observed::New { clash: true });
+        let entries = table.entries(20);
+        assert_eq!(entries.len(), 3);
+        let assessed = assess(&entries, &[], &OWN);
+        assert!(assessed.iter().all(Assessed::conflict), "{assessed:?}");
+        assert!(assessed
+            .iter()
+            .any(|a| a.conflicts.iter().any(|c| c.contains("TLS certificate"))));
+        assert!(assessed
+            .iter()
+            .any(|a| a.conflicts.iter().any(|c| c.contains("from host"))));
+        // The unchanged claim alone is none.
+        assert!(!assess(&[real], &[], &OWN)[0].conflict());
     }
 
     #[test]

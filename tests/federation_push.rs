@@ -19,11 +19,13 @@ use std::time::Duration;
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
 /// An HTTP server on 127.0.0.1 that records the path and JSON body of every POST and
-/// answers 200; with an identity it also serves `/.well-known/hearth` as a peer would.
+/// answers 200; with an identity it also serves `/.well-known/hearth` and signs its answers
+/// to server calls as a peer would.
 struct Sink {
     addr: SocketAddr,
     received: Received,
     identity: Option<Value>,
+    key: Option<[u8; 32]>,
     running: Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>,
 }
 
@@ -34,6 +36,7 @@ impl Sink {
             addr: listener.local_addr().unwrap(),
             received: Arc::default(),
             identity: None,
+            key: None,
             running: None,
         };
         sink.run(listener);
@@ -49,6 +52,7 @@ impl Sink {
             "server_key": key.public_key_b64u(),
             "origin": sink.origin(),
         }));
+        sink.key = Some(key.to_bytes());
         // Restart so the serving thread has the identity.
         sink.down();
         sink.up();
@@ -68,11 +72,14 @@ impl Sink {
         let stop = Arc::new(AtomicBool::new(false));
         let received = self.received.clone();
         let identity = self.identity.clone();
+        let key = self.key.map(|k| ServerKey::from_bytes(&k));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
             while !flag.load(Ordering::Relaxed) {
                 match listener.accept() {
-                    Ok((stream, _)) => serve_one(stream, &received, identity.as_ref()),
+                    Ok((stream, _)) => {
+                        serve_one(stream, &received, identity.as_ref(), key.as_ref())
+                    }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
@@ -116,7 +123,12 @@ impl Drop for Sink {
     }
 }
 
-fn serve_one(mut stream: TcpStream, received: &Received, identity: Option<&Value>) {
+fn serve_one(
+    mut stream: TcpStream,
+    received: &Received,
+    identity: Option<&Value>,
+    key: Option<&ServerKey>,
+) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     let mut data = Vec::new();
@@ -159,9 +171,28 @@ fn serve_one(mut stream: TcpStream, received: &Received, identity: Option<&Value
         }
         _ => ("404 Not Found", "{}".to_string()),
     };
+    // A peer signs its answer to a server call for the call's jti.
+    let call_jti = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("hearth-signature"))
+        .and_then(|(_, v)| hearth::federation::signature::peek_jti(v.trim()).ok());
+    let signature = match (key, identity, call_jti) {
+        (Some(key), Some(identity), Some(jti)) => format!(
+            "Hearth-Signature: {}\r\n",
+            hearth::federation::signature::sign_answer(
+                key,
+                identity["origin"].as_str().unwrap_or(""),
+                &jti,
+                status[..3].parse().unwrap_or(200),
+                answer.as_bytes(),
+            )
+        ),
+        _ => String::new(),
+    };
     let _ = write!(
         stream,
-        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n{signature}Content-Length: {}\r\n\
          Connection: close\r\n\r\n{answer}",
         answer.len()
     );

@@ -7,6 +7,9 @@ use super::jose::{self, b64u, b64u_decode, Jws};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The request header in which a client using a server other than its home, with its
+/// home's token, shows its device certificate (K_id's evidence of which server is home).
+pub const HEADER: &str = "Hearth-Device-Certificate";
 /// JOSE `typ` of device certificates.
 pub const DEVICE_CERT_TYP: &str = "hearth-device+jwt";
 /// Longest certificate lifetime accepted.

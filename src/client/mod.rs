@@ -836,6 +836,14 @@ impl Client {
                 // The server's own session if we have one, else our home's token, which
                 // peers of the home accept (direct participation).
                 let session = self.session_for(&origin, false).await?;
+                if let Some(issuer) = self.token_issuer(&origin).filter(|i| *i != origin) {
+                    // The home's token is the home's word only: the device certificate is
+                    // the user's own evidence of which server is home (see
+                    // `federation::calls::ensure_shadow`).
+                    if let Ok(certificate) = self.device_certificate(&issuer) {
+                        headers.push((device_cert::HEADER, certificate));
+                    }
+                }
                 headers.push(("Authorization", format!("DPoP {}", session.access_token)));
                 headers.push((
                     "DPoP",

@@ -9,8 +9,8 @@
 //! - it checks a peer's access tokens against the peer's time.
 //!
 //! The offset is measured from the peer's `/.well-known/hearth` (`time`, whole seconds,
-//! answered by the peer whose pinned key it carries; over TLS that connection is pinned
-//! too) when a peer refuses a call with `clock_skew`, or when one of its tokens looks
+//! signed with the peer's pinned key for a fresh challenge, so nobody else can set it;
+//! over TLS that connection is pinned too) when a peer refuses a call with `clock_skew`, or when one of its tokens looks
 //! expired or not yet valid here; at most once per [`REMEASURE_SECS`] per peer, so bad
 //! tokens cannot make this server flood a peer. Offsets live in memory: a restart
 //! measures again when needed. Replay protection is unchanged, since every receiver still
@@ -120,7 +120,7 @@ pub async fn remeasure(app: &App, peer: &str, pinned_key: &[u8; 32]) -> bool {
 
 async fn measure(app: &App, peer: &str, pinned_key: &[u8; 32]) -> Result<i64, FederationError> {
     let started = std::time::SystemTime::now();
-    let value = super::fetch_well_known(app, peer).await?;
+    let value = super::fetch_well_known(app, peer, Some(pinned_key)).await?;
     let elapsed = started.elapsed().unwrap_or_default();
     let key = value["server_key"]
         .as_str()

@@ -5,7 +5,11 @@
 //!   that asked VerifyUser for them), each in the commit of the change.
 //! - **Directory**: the remote users announced by `user_created` (and kept current by
 //!   `profile_updated`), bounded per peer; lookups of users without a shadow account here
-//!   and searches while their home is down use it.
+//!   and searches while their home is down use it. It binds no one to a home: a shadow
+//!   account needs the user's own device certificate (`calls::users::ensure_shadow`). An
+//!   announcement that carries the user's device certificate naming the sender as home
+//!   (as one made at sign-up does) is *proven*: it replaces another peer's unproven claim
+//!   of the same id, which cannot displace it in turn.
 //! - **Refresh** (mzchat Synced profiles): a synced shadow account whose profile is older
 //!   than `federation.profile_refresh_secs` is refreshed with VerifyUser when it is looked
 //!   up, at most one call pending per user; the cached profile is served meanwhile.
@@ -175,7 +179,14 @@ pub fn forget(tx: &Tx, user: UserId) -> Result<(), StoreError> {
         tx.delete(DIRECTORY_BY_HOME, &by_home_key(&old.home, user))?;
         tx.delete(DIRECTORY, &user.0)?;
     }
+    tx.delete(DIRECTORY_PROVEN, &user.0)?;
     Ok(())
+}
+
+/// Whether the directory entry of `user` naming `home` was proven by the user's own
+/// device certificate.
+pub fn proven_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
+    Ok(tx.get(DIRECTORY_PROVEN, &user.0)?.as_deref() == Some(home))
 }
 
 /// The public view of a directory entry.
@@ -287,6 +298,55 @@ pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, Federat
         app.federation.wake();
     }
     Ok(queued)
+}
+
+/// Least time between two VerifyUser calls [`verify_soon`] queues for one user, seconds.
+const VERIFY_SOON_SECS: u64 = 30;
+
+/// Queues VerifyUser for the shadow account `user` to the home it knows, unless one is
+/// pending or the home confirmed the user in the last [`VERIFY_SOON_SECS`]: when a client
+/// shows another home for the user, the known home may answer that they moved.
+pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError> {
+    if app
+        .services
+        .store
+        .read(|tx| verify_due(tx, user, now()))?
+        .is_none()
+    {
+        return Ok(());
+    }
+    let id = app.services.next_id();
+    let queued = app
+        .services
+        .store
+        .write(move |tx| {
+            let Some(home) = verify_due(tx, user, now())? else {
+                return Ok::<_, StoreError>(false);
+            };
+            queue_verify(tx, user, &home, id)?;
+            Ok(true)
+        })
+        .await?;
+    if queued {
+        app.federation.wake();
+    }
+    Ok(())
+}
+
+/// The home to ask about shadow `user` for [`verify_soon`], if a call is due.
+fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreError> {
+    let Some(shadow) = tx.get(USER, &user.0)? else {
+        return Ok(None);
+    };
+    if shadow.homeserver.is_empty() {
+        return Ok(None);
+    }
+    let state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+    let recent = state.home == shadow.homeserver && state.synced_at + VERIFY_SOON_SECS > t;
+    if recent || refresh_pending(tx, &state)? {
+        return Ok(None);
+    }
+    Ok(Some(shadow.homeserver))
 }
 
 /// [`refresh_stale`] for a lookup: failures are logged, never shown to the user, who

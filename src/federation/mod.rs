@@ -43,6 +43,13 @@ pub enum FederationError {
     /// A call body was invalid.
     #[error("invalid call: {0}")]
     Invalid(String),
+    /// A user's home was claimed without the user's own evidence (a device certificate
+    /// signed by K_id naming it).
+    #[error("{0}")]
+    HomeNotProven(String),
+    /// The user is known here with another home.
+    #[error("{0}")]
+    NotHome(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -101,10 +108,23 @@ pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
 }
 
 /// A server's `/.well-known/hearth`, as JSON (any answer but 200 with JSON is an error).
-pub async fn fetch_well_known(app: &App, origin: &str) -> Result<Value, FederationError> {
+/// With `pinned`, the answer must be signed with that key for a fresh challenge this
+/// server sends (its `time` and key are then the pinned server's word, not a spoofer's).
+pub async fn fetch_well_known(
+    app: &App,
+    origin: &str,
+    pinned: Option<&[u8; 32]>,
+) -> Result<Value, FederationError> {
     let config = &app.services.config.federation;
+    let mut challenge = [0u8; 16];
+    crate::service::random_bytes(&mut challenge);
+    let challenge = crate::auth::jose::b64u(&challenge);
+    let url = match pinned {
+        Some(_) => format!("{origin}/.well-known/hearth?challenge={challenge}"),
+        None => format!("{origin}/.well-known/hearth"),
+    };
     let answer = outbound::send(
-        &format!("{origin}/.well-known/hearth"),
+        &url,
         http_types::Method::Get,
         &[],
         Vec::new(),
@@ -119,6 +139,16 @@ pub async fn fetch_well_known(app: &App, origin: &str) -> Result<Value, Federati
             answer.status
         )));
     }
+    if let Some(key) = pinned {
+        signature::verify_answer(
+            answer.signature.as_deref(),
+            key,
+            origin,
+            &challenge,
+            answer.status,
+            &answer.body,
+        )?;
+    }
     serde_json::from_slice(&answer.body)
         .map_err(|_| FederationError::Peer(format!("{origin} sent an unreadable identity")))
 }
@@ -128,7 +158,7 @@ pub async fn fetch_identity(
     app: &App,
     origin: &str,
 ) -> Result<(String, [u8; 32]), FederationError> {
-    let value = fetch_well_known(app, origin).await?;
+    let value = fetch_well_known(app, origin, None).await?;
     let key = value["server_key"]
         .as_str()
         .and_then(|k| crate::auth::jose::b64u_decode(k).ok())
@@ -289,7 +319,10 @@ pub fn pinned_key(app: &App, origin: &str) -> Option<[u8; 32]> {
 
 /// Signs a call to `target` in the target's time ([`clock`]) and sends it. When the target
 /// refuses it with `clock_skew`, measures the target's clock and sends the call once more,
-/// signed anew (a new `jti`, so it is not a replay).
+/// signed anew (a new `jti`, so it is not a replay). Any answer but 401 (a call the target
+/// could not verify, which nothing acts on but that retry) must be signed by the target's
+/// pinned key for this call, or it is an error: an unsigned 404 from whoever answers in the
+/// target's place is not the target's word.
 pub async fn send_signed(
     app: &App,
     target: &str,
@@ -308,6 +341,7 @@ pub async fn send_signed(
             &body,
             app.federation.clocks.peer_time(target, now()),
         );
+        let jti = signature::peek_jti(&signed)?;
         let answer = outbound::send(
             &format!("{target}{path}"),
             http_types::Method::Post,
@@ -331,6 +365,18 @@ pub async fn send_signed(
                     continue;
                 }
             }
+        }
+        if answer.status != 401 {
+            let key = pinned_key(app, target)
+                .ok_or_else(|| SignatureError::UnknownPeer(target.to_string()))?;
+            signature::verify_answer(
+                answer.signature.as_deref(),
+                &key,
+                target,
+                &jti,
+                answer.status,
+                &answer.body,
+            )?;
         }
         return Ok(answer);
     }

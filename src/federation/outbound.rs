@@ -104,6 +104,9 @@ pub struct Answer {
     pub status: u16,
     /// Body.
     pub body: Vec<u8>,
+    /// The `Hearth-Signature` header of the answer, if it had one (a peer signs its
+    /// answers to server calls: see [`super::signature`]).
+    pub signature: Option<String>,
 }
 
 /// Largest answer body read from a peer.
@@ -166,9 +169,13 @@ pub async fn send(
             .read_to_end(&mut bytes)
             .await
             .map_err(|e| failed(e.to_string()))?;
+        let signature = response
+            .header(super::signature::HEADER)
+            .map(|values| values.last().as_str().to_string());
         Ok(Answer {
             status: response.status().into(),
             body: bytes,
+            signature,
         })
     };
     exchange

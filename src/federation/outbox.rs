@@ -1,7 +1,7 @@
 //! The durable outbox. A call is queued in the same commit as the change that causes it,
 //! so a crash loses nothing; a worker delivers queued calls, signed, retrying with
 //! exponential back-off while the peer is down, and gives up only after
-//! `give_up_secs`. Each call carries its outbox id, on which receivers deduplicate.
+//! `give_up_secs` (never for `update_homeserver`: see [`calls::give_up_secs`]). Each call carries its outbox id, on which receivers deduplicate.
 //! Two kinds of item are no calls to a peer (see [`calls::push`]): `push_fanout`, a local
 //! job that expands a message's mentions into notifications, and `push_delivery`, a plain
 //! POST to a UnifiedPush distributor URL (through the same SSRF guard).
@@ -112,7 +112,7 @@ async fn attempt(app: &App, item: OutboxItem) {
             item.attempts += 1;
             item.last_error = message;
             let give_up = now_ms().saturating_sub(item.created_ms)
-                > calls::give_up_secs(&item.call, config.give_up_secs) * 1000;
+                > calls::give_up_secs(&item.call, config.give_up_secs).saturating_mul(1000);
             item.next_attempt_ms =
                 now_ms() + backoff(item.attempts, config.max_retry_secs).as_millis() as u64;
             app.services

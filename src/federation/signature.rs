@@ -4,6 +4,15 @@
 //! time, a unique id, and the base64url SHA-256 of the body. The receiver checks the
 //! signature with the sender's pinned key, that it is the audience, the time window, the
 //! body hash, and that the `jti` was not seen before. Pure: callers pass `now`.
+//!
+//! Every answer to a verified call carries `Hearth-Signature` too: a compact JWS (EdDSA, by
+//! the answering server's key, `typ` `hearth-s2s-answer+jwt`) over `{iss, rid, sta, bsh}`
+//! — the answering origin, the `jti` of the call it answers, the HTTP status, and the
+//! base64url SHA-256 of the answer body. The caller checks it with the pinned key of the
+//! server it called, so whoever answers in its place (an mDNS spoofer, anyone on the
+//! path of plain HTTP) cannot make it act on a made-up answer. The call's `jti` is the
+//! caller's fresh random value, so an answer cannot be replayed to another call, and no
+//! clock is needed. A challenge sent to `/.well-known/hearth` is answered the same way.
 
 use crate::auth::jose::{b64u, sha256_b64u, verify_ed25519_jws, Jws};
 use crate::auth::server_key::ServerKey;
@@ -18,6 +27,11 @@ pub const TYP: &str = "hearth-s2s+jwt";
 /// The error code of a call refused for its time (the sender measures our clock and
 /// tries again: see [`super::clock`]).
 pub const CLOCK_SKEW: &str = "clock_skew";
+
+/// The JWS `typ` of a signed answer.
+pub const ANSWER_TYP: &str = "hearth-s2s-answer+jwt";
+/// Longest challenge (or call id) an answer is signed for.
+pub const MAX_RID_LEN: usize = 64;
 
 /// Why a signed call was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -46,6 +60,12 @@ pub enum SignatureError {
     /// Seen before.
     #[error("this call was already received (replay)")]
     Replay,
+    /// An answer without a valid signature of the server that was called.
+    #[error("the answer of {0} is not signed with its pinned key")]
+    UnsignedAnswer(String),
+    /// A signed answer, but to another call, with another status or body.
+    #[error("the signed answer of {0} does not match the call, its status or its body")]
+    AnswerMismatch(String),
 }
 
 /// What a verified signature says.
@@ -91,6 +111,55 @@ pub fn peek_issuer(signature: &str) -> Result<String, SignatureError> {
     jws.claim_str("iss")
         .map(str::to_string)
         .ok_or_else(|| SignatureError::Malformed("no iss".into()))
+}
+
+/// The `jti` of a call's signature (the id its answer is signed for), unverified.
+pub fn peek_jti(signature: &str) -> Result<String, SignatureError> {
+    let jws = Jws::parse(signature).map_err(|e| SignatureError::Malformed(e.to_string()))?;
+    jws.claim_str("jti")
+        .map(str::to_string)
+        .ok_or_else(|| SignatureError::Malformed("no jti".into()))
+}
+
+/// Signs an answer of `iss` with `status` and `body` to the call (or challenge) `rid`.
+pub fn sign_answer(key: &ServerKey, iss: &str, rid: &str, status: u16, body: &[u8]) -> String {
+    let mut header = Map::new();
+    header.insert("typ".into(), Value::from(ANSWER_TYP));
+    key.sign_jws(
+        header,
+        &json!({
+            "iss": iss,
+            "rid": rid,
+            "sta": status,
+            "bsh": sha256_b64u(body),
+        }),
+    )
+}
+
+/// Verifies that `signature` is `peer`'s signature (with its pinned `peer_key`) of an
+/// answer with `status` and `body` to the call (or challenge) `rid`.
+pub fn verify_answer(
+    signature: Option<&str>,
+    peer_key: &[u8; 32],
+    peer: &str,
+    rid: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    let unsigned = || SignatureError::UnsignedAnswer(peer.to_string());
+    let jws = Jws::parse(signature.ok_or_else(unsigned)?).map_err(|_| unsigned())?;
+    if jws.header_str("typ") != Some(ANSWER_TYP) {
+        return Err(unsigned());
+    }
+    verify_ed25519_jws(&jws, peer_key).map_err(|_| unsigned())?;
+    let matches = jws.claim_str("iss") == Some(peer)
+        && jws.claim_str("rid") == Some(rid)
+        && jws.claims.get("sta").and_then(Value::as_u64) == Some(u64::from(status))
+        && jws.claim_str("bsh") == Some(sha256_b64u(body).as_str());
+    if !matches {
+        return Err(SignatureError::AnswerMismatch(peer.to_string()));
+    }
+    Ok(())
 }
 
 /// Verifies a call (everything but replay; see [`ReplayGuard`]).
@@ -281,6 +350,41 @@ mod tests {
             peek_issuer("garbage"),
             Err(SignatureError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn an_answer_verifies_only_for_its_call_status_body_and_signer() {
+        let key = ServerKey::generate();
+        let public = key.public_bytes();
+        let body = br#"{"error":"unknown_user"}"#;
+        let sig = sign_answer(&key, A, "call-1", 404, body);
+        assert_eq!(
+            verify_answer(Some(&sig), &public, A, "call-1", 404, body),
+            Ok(())
+        );
+        assert_eq!(
+            verify_answer(None, &public, A, "call-1", 404, body),
+            Err(SignatureError::UnsignedAnswer(A.into()))
+        );
+        let stranger = ServerKey::generate().public_bytes();
+        assert_eq!(
+            verify_answer(Some(&sig), &stranger, A, "call-1", 404, body),
+            Err(SignatureError::UnsignedAnswer(A.into()))
+        );
+        for (peer, rid, status, body) in [
+            (B, "call-1", 404, &body[..]),
+            (A, "call-2", 404, &body[..]),
+            (A, "call-1", 200, &body[..]),
+            (A, "call-1", 404, &b"{}"[..]),
+        ] {
+            assert_eq!(
+                verify_answer(Some(&sig), &public, peer, rid, status, body),
+                Err(SignatureError::AnswerMismatch(peer.into()))
+            );
+        }
+        // A call's signature is no answer's.
+        let call = sign(&key, A, B, "POST", "/federation/v1/verify_user", body, 1);
+        assert!(verify_answer(Some(&call), &public, A, "call-1", 404, body).is_err());
     }
 
     #[test]

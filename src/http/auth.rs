@@ -205,7 +205,13 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
                 "this device has been removed from the account at its home server",
             ));
         }
-        crate::federation::calls::ensure_shadow(app, user, &claims.iss)
+        // The user's own evidence of which server is home: their device certificate.
+        let certificate = header_values(req, crate::auth::device_cert::HEADER);
+        let evidence = crate::federation::calls::HomeEvidence {
+            certificate: certificate.first().map(String::as_str),
+            jkt: &claims.jkt,
+        };
+        crate::federation::calls::ensure_shadow(app, user, &claims.iss, evidence)
             .await
             .map_err(|e| ApiError::invalid_token(e.to_string()))?;
     }

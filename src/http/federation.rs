@@ -15,6 +15,10 @@ impl From<FederationError> for ApiError {
     fn from(error: FederationError) -> ApiError {
         let message = error.to_string();
         match error {
+            FederationError::Signature(
+                signature::SignatureError::UnsignedAnswer(_)
+                | signature::SignatureError::AnswerMismatch(_),
+            ) => ApiError::new(502, "peer_unverified", message),
             FederationError::Signature(e) => {
                 let (code, message) = match e {
                     signature::SignatureError::UnknownPeer(_) => ("not_a_peer", message),
@@ -34,6 +38,8 @@ impl From<FederationError> for ApiError {
                 ApiError::new(409, "fingerprint_mismatch", message)
             }
             FederationError::Invalid(_) => ApiError::new(400, "invalid_call", message),
+            FederationError::HomeNotProven(_) => ApiError::new(401, "home_not_proven", message),
+            FederationError::NotHome(_) => ApiError::new(403, "not_home_server", message),
             FederationError::Peer(_) | FederationError::Outbound(_) => {
                 ApiError::new(502, "peer_unreachable", message)
             }
@@ -61,24 +67,67 @@ pub async fn inbound(mut req: Req) -> ApiResult {
     let path = req.url().path().to_string();
     let app = req.state().clone();
     let call = federation::verify_inbound(&app, "POST", &path, &signature, &body).await?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("the call body is not JSON: {e}"))
-    })?;
-    let (status, answer) = federation::calls::handle(&app, &call.iss, &call_name, &value).await?;
-    json(status, &answer)
+    // From here on every answer, refusals included, is signed for this call.
+    let answered = match serde_json::from_slice::<Value>(&body) {
+        Ok(value) => federation::calls::handle(&app, &call.iss, &call_name, &value)
+            .await
+            .map_err(ApiError::from)
+            .and_then(|(status, answer)| json(status, &answer)),
+        Err(e) => Err(ApiError::bad_request(
+            "invalid_json",
+            format!("the call body is not JSON: {e}"),
+        )),
+    };
+    let response = answered.unwrap_or_else(ApiError::into_response);
+    sign_answer(&app, &call.jti, response).await
 }
 
-fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
+/// Signs `response` (status and body) for the call or challenge `rid` with the server key,
+/// in `Hearth-Signature` (see [`signature`]).
+pub async fn sign_answer(
+    app: &crate::app::App,
+    rid: &str,
+    mut response: tide::Response,
+) -> ApiResult {
+    let body = response.take_body().into_bytes().await.map_err(|e| {
+        ApiError::new(
+            500,
+            "internal_error",
+            format!("could not read the answer: {e}"),
+        )
+    })?;
+    let services = &app.services;
+    let signed = signature::sign_answer(
+        &services.server_key,
+        &services.origin,
+        rid,
+        response.status().into(),
+        &body,
+    );
+    response.set_body(body);
+    response.set_content_type(tide::http::mime::JSON);
+    response.insert_header(signature::HEADER, signed);
+    Ok(response)
+}
+
+/// Refuses unless `me` is an administrator of this server: a user homed here, signed in
+/// with this server's own token, whose account says so. A user homed elsewhere (a shadow
+/// account, or an administrator who migrated away) never is, whatever their record says.
+pub fn require_admin_for(req: &Req, me: &Principal, what: &str) -> Result<(), ApiError> {
     let user = req.state().services.get_user(me.user)?;
-    if user.is_admin {
+    if me.local && user.homeserver.is_empty() && user.is_admin {
         Ok(())
     } else {
         Err(ApiError::new(
             403,
             "forbidden",
-            "only server administrators manage peers",
+            format!("only administrators of this server {what}"),
         ))
     }
+}
+
+fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
+    require_admin_for(req, me, "manage peers")
 }
 
 /// A peer as shown to administrators.

@@ -295,9 +295,21 @@ pub fn install(server: &mut Server) {
 
 // ---- public ----
 
+#[derive(serde::Deserialize)]
+struct WellKnownQuery {
+    challenge: Option<String>,
+}
+
+/// `GET /.well-known/hearth[?challenge=…]`: with a challenge (a peer measuring this
+/// server's clock), the answer is signed for it with the server key.
 async fn well_known(req: Req) -> ApiResult {
     let s = services(&req);
-    json(
+    let challenge = req
+        .query::<WellKnownQuery>()
+        .ok()
+        .and_then(|q| q.challenge)
+        .filter(|c| !c.is_empty() && c.len() <= crate::federation::signature::MAX_RID_LEN);
+    let response = json(
         200,
         &json!({
             "name": s.config.name,
@@ -310,7 +322,11 @@ async fn well_known(req: Req) -> ApiResult {
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
             "time": crate::service::now(),
         }),
-    )
+    )?;
+    match challenge {
+        Some(challenge) => super::federation::sign_answer(req.state(), &challenge, response).await,
+        None => Ok(response),
+    }
 }
 
 /// Parses an `application/x-www-form-urlencoded` body; a repeated parameter is an error
@@ -331,7 +347,7 @@ fn parse_form(body: &[u8]) -> Result<std::collections::HashMap<String, String>, 
 /// mzchat's login on a remote server: a certificate naming another home server gets a
 /// shadow account here (if that home is a peer), so the grant can issue this server's own
 /// tokens.
-async fn remote_certificate_user(app: &App, certificate: &str) -> Result<(), ApiError> {
+async fn remote_certificate_user(app: &App, certificate: &str, jkt: &str) -> Result<(), ApiError> {
     let Ok(cert) = crate::auth::device_cert::verify_device_certificate(certificate, now()) else {
         // The grant itself reports what is wrong with it.
         return Ok(());
@@ -353,7 +369,11 @@ async fn remote_certificate_user(app: &App, certificate: &str) -> Result<(), Api
             format!("users of {home} are not accepted here: {e}"),
         )
     })?;
-    crate::federation::calls::ensure_shadow(app, user, &home)
+    let evidence = crate::federation::calls::HomeEvidence {
+        certificate: Some(certificate),
+        jkt,
+    };
+    crate::federation::calls::ensure_shadow(app, user, &home, evidence)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
@@ -440,7 +460,7 @@ async fn token(mut req: Req) -> ApiResult {
             if form.contains_key("migration_signature") {
                 migrate(&app, certificate, &form).await?;
             }
-            remote_certificate_user(&app, certificate).await?;
+            remote_certificate_user(&app, certificate, &proof.jkt).await?;
             let name = app.device_links.take_name(&proof.jkt);
             s.certificate_grant(certificate, &proof.jkt, name).await
         }
@@ -652,13 +672,7 @@ struct BanNotificationQuery {
 }
 
 async fn ban_notifications(req: Req, me: Principal) -> ApiResult {
-    if !services(&req).get_user(me.user)?.is_admin {
-        return Err(ApiError::new(
-            403,
-            "forbidden",
-            "only server administrators see ban notifications",
-        ));
-    }
+    super::federation::require_admin_for(&req, &me, "see ban notifications")?;
     let query: BanNotificationQuery = req
         .query()
         .map_err(|_| ApiError::bad_request("invalid_query", "user_id must be a user id"))?;

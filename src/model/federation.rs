@@ -68,6 +68,18 @@ pub struct RemoteUser {
     pub updated_at: u64,
 }
 
+/// The newest Migration Proof applied for a user here (mzchat): K_id's signature over
+/// `new_homeserver|timestamp`. An old home keeps it to answer VerifyUser with "moved".
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MigrationRecord {
+    /// The new home's origin.
+    pub new_homeserver: String,
+    /// Unix seconds, as signed.
+    pub timestamp: u64,
+    /// base64url Ed25519 signature by K_id.
+    pub signature: String,
+}
+
 /// How fresh a shadow account's profile is, and whether a refresh is on its way.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
 pub struct ShadowSync {

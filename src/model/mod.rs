@@ -8,7 +8,7 @@ pub mod permissions;
 pub mod types;
 
 pub use event::{Audience, Event};
-pub use federation::{OutboxItem, Peer, RemoteUser, ShadowSync};
+pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};
 pub use notify::{BanNotification, PushGrant};
 pub use permissions::Permissions;

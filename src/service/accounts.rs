@@ -279,6 +279,7 @@ impl Services {
         let user = self.new_user(id, username, Some(hash), req.key_backup, display, false);
         let stored = user.clone();
         let origin = self.origin.clone();
+        let certificate = req.device_certificate.clone();
         directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
             let peers = directory::peer_origins(tx)?;
             if peers.len() > ids.len() {
@@ -286,7 +287,7 @@ impl Services {
             }
             insert_user(tx, &stored)?;
             tx.put(USER_DEVICE, &device_key(stored.id, &device.jkt), &device)?;
-            announce_created(tx, ids, &peers, &stored, &origin)?;
+            announce_created(tx, ids, &peers, &stored, &origin, Some(&certificate))?;
             Ok::<_, Error>(Flow::Done(()))
         })
         .await?;
@@ -353,7 +354,7 @@ impl Services {
                 return Ok(Flow::NeedIds(peers.len()));
             }
             insert_user(tx, &stored)?;
-            announce_created(tx, ids, &peers, &stored, &origin)?;
+            announce_created(tx, ids, &peers, &stored, &origin, None)?;
             Ok::<_, Error>(Flow::Done(()))
         })
         .await?;
@@ -705,7 +706,8 @@ impl Services {
             push_distributors: user.push_distributors,
             fcm_tokens: user.fcm_tokens,
             guild_order: user.guild_order,
-            is_admin: user.is_admin,
+            // Only a user homed here administers this server.
+            is_admin: user.is_admin && user.homeserver.is_empty(),
             profile_synced: user.profile_synced,
         })
     }
@@ -962,8 +964,13 @@ fn announce_created(
     peers: &[String],
     user: &User,
     origin: &str,
+    certificate: Option<&str>,
 ) -> Result<()> {
-    let body = serde_json::json!({ "user": PublicUser::of(user, origin) });
+    let mut body = serde_json::json!({ "user": PublicUser::of(user, origin) });
+    if let Some(certificate) = certificate {
+        // The user's own word that this server is their home (see `directory`).
+        body["certificate"] = serde_json::Value::from(certificate);
+    }
     directory::queue_to(tx, ids, peers, "user_created", &body)?;
     Ok(())
 }

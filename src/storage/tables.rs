@@ -46,6 +46,7 @@ stored! {
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
+    MigrationRecord => 1,
 }
 
 /// An event as version 1 stored it: its audience had no `permissions`.
@@ -179,6 +180,9 @@ pub const PUSH_REVOKED: Table<u64> = Table::new("push_revoked");
 
 /// user id → timestamp of the last migration applied for them.
 pub const USER_MIGRATION: Table<u64> = Table::new("user_migration");
+/// user id → the Migration Proof of the newest migration applied for them (an old home
+/// shows it to hosts that ask VerifyUser after the user moved).
+pub const USER_MOVED: Table<MigrationRecord> = Table::new("user_moved");
 
 /// remote user id ‖ home origin → the home's call id of the `user_deleted` that removed
 /// them: their tokens and new shadow accounts from that home are refused.
@@ -187,6 +191,10 @@ pub const USER_TOMBSTONE: Table<u64> = Table::new("user_tombstone");
 pub const DIRECTORY: Table<RemoteUser> = Table::new("directory");
 /// home origin ‖ 0 ‖ user id → (index of the directory by home).
 pub const DIRECTORY_BY_HOME: Table<Present> = Table::new("directory_by_home");
+/// remote user id → the home whose directory entry for them their own device certificate
+/// (signed by K_id, sent with `user_created`) proved; such an entry is not displaced by
+/// another peer's unproven claim.
+pub const DIRECTORY_PROVEN: Table<String> = Table::new("directory_proven");
 /// remote user id → freshness of their shadow account's profile.
 pub const SHADOW_SYNC: Table<ShadowSync> = Table::new("shadow_sync");
 /// local user id ‖ peer origin → unix seconds of that peer's last VerifyUser for them (the
@@ -226,9 +234,11 @@ pub const ALL_TABLES: &[&str] = &[
     PUSH_GRANT.name,
     PUSH_REVOKED.name,
     USER_MIGRATION.name,
+    USER_MOVED.name,
     USER_TOMBSTONE.name,
     DIRECTORY.name,
     DIRECTORY_BY_HOME.name,
+    DIRECTORY_PROVEN.name,
     SHADOW_SYNC.name,
     USER_PEER.name,
 ];

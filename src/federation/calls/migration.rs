@@ -13,8 +13,8 @@ use crate::service::now;
 use crate::storage::{tables::*, StoreError, Tx};
 use serde_json::{json, Value};
 
-/// How far a migration timestamp may be from now, seconds.
-pub const PROOF_WINDOW_SECS: u64 = 600;
+/// The call an old home gets from the new one.
+pub const CALL: &str = "update_homeserver";
 /// Most old servers one migration may notify.
 pub const MAX_TARGETS: usize = 16;
 
@@ -49,8 +49,8 @@ pub fn make_proof(
     }
 }
 
-/// Checks a proof's signature by `user` and its time window.
-pub fn check_proof(user: UserId, proof: &MigrationProof, now: u64) -> Result<(), FederationError> {
+/// Checks that `user`'s identity key signed the proof.
+pub fn check_signature(user: UserId, proof: &MigrationProof) -> Result<(), FederationError> {
     let signature = crate::auth::jose::b64u_decode(&proof.signature)
         .map_err(|_| FederationError::Invalid("migration_signature is not base64url".into()))?;
     if !crate::auth::server_key::verify_raw(
@@ -62,7 +62,19 @@ pub fn check_proof(user: UserId, proof: &MigrationProof, now: u64) -> Result<(),
             "the migration signature does not verify with the user's identity key".into(),
         ));
     }
-    if proof.timestamp + PROOF_WINDOW_SECS < now || proof.timestamp > now + PROOF_WINDOW_SECS {
+    Ok(())
+}
+
+/// Checks a proof's signature by `user` and that its timestamp is within `window_secs` of
+/// `now` (at sign-in on the new home, where the user presents it).
+pub fn check_proof(
+    user: UserId,
+    proof: &MigrationProof,
+    now: u64,
+    window_secs: u64,
+) -> Result<(), FederationError> {
+    check_signature(user, proof)?;
+    if proof.timestamp + window_secs < now || proof.timestamp > now + window_secs {
         return Err(FederationError::Invalid(
             "the migration timestamp is too far from now".into(),
         ));
@@ -72,6 +84,74 @@ pub fn check_proof(user: UserId, proof: &MigrationProof, now: u64) -> Result<(),
 
 fn last_migration(tx: &Tx, user: UserId) -> Result<u64, StoreError> {
     Ok(tx.get(USER_MIGRATION, &user.0)?.unwrap_or(0))
+}
+
+/// Records `proof` as the newest migration applied for `user`.
+fn record_migration(tx: &Tx, user: UserId, proof: &MigrationProof) -> Result<(), StoreError> {
+    tx.put(USER_MIGRATION, &user.0, &proof.timestamp)?;
+    tx.put(
+        USER_MOVED,
+        &user.0,
+        &MigrationRecord {
+            new_homeserver: proof.new_homeserver.clone(),
+            timestamp: proof.timestamp,
+            signature: proof.signature.clone(),
+        },
+    )
+}
+
+/// On an old home: the proof to show a host that asks VerifyUser for `user`, who moved
+/// away from here (their account names another home, and this server applied the proof).
+pub fn moved_away(tx: &Tx, user: UserId) -> Result<Option<MigrationRecord>, StoreError> {
+    let Some(account) = tx.get(USER, &user.0)? else {
+        return Ok(None);
+    };
+    if account.homeserver.is_empty() {
+        return Ok(None);
+    }
+    Ok(tx
+        .get(USER_MOVED, &user.0)?
+        .filter(|record| record.new_homeserver == account.homeserver))
+}
+
+/// On a host: follows a move of the shadow account `shadow` that its home `from` answered
+/// with the user's Migration Proof in `moved` (`{new_homeserver, migration_timestamp,
+/// migration_signature}`). Applies only a proof signed by the user, naming a new home,
+/// newer than the last migration applied here. The shadow keeps its memberships; its
+/// profile is refreshed from the new home at the next lookup. Returns whether it moved.
+pub fn follow_move(
+    tx: &Tx,
+    shadow: &mut User,
+    from: &str,
+    moved: &Value,
+) -> Result<bool, StoreError> {
+    let proof = MigrationProof {
+        new_homeserver: moved["new_homeserver"].as_str().unwrap_or("").to_string(),
+        timestamp: moved["migration_timestamp"].as_u64().unwrap_or(0),
+        signature: moved["migration_signature"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    };
+    let Ok(new_home) = crate::federation::normalize_origin(&proof.new_homeserver) else {
+        return Ok(false);
+    };
+    if new_home != proof.new_homeserver
+        || new_home == from
+        || shadow.homeserver != from
+        || check_signature(shadow.id, &proof).is_err()
+        || proof.timestamp <= last_migration(tx, shadow.id)?
+    {
+        return Ok(false);
+    }
+    shadow.homeserver = new_home;
+    shadow.is_admin = false;
+    tx.put(USER, &shadow.id.0, shadow)?;
+    record_migration(tx, shadow.id, &proof)?;
+    // The profile's freshness was the old home's: the next lookup asks the new one.
+    tx.delete(SHADOW_SYNC, &shadow.id.0)?;
+    super::users::emit_user_update(tx, shadow)?;
+    Ok(true)
 }
 
 /// On the new home: applies a migration at sign-in and queues `update_homeserver` to the
@@ -89,7 +169,8 @@ pub async fn migrate_here(
             proof.new_homeserver, app.services.origin
         )));
     }
-    check_proof(user, &proof, now())?;
+    let window = app.services.config.federation.migration.proof_window_secs;
+    check_proof(user, &proof, now(), window)?;
     if targets.len() > MAX_TARGETS {
         return Err(FederationError::Invalid(format!(
             "at most {MAX_TARGETS} migration targets"
@@ -135,13 +216,13 @@ pub async fn migrate_here(
             account.homeserver = String::new();
             account.profile_synced = true;
             tx.put(USER, &user.0, &account)?;
-            tx.put(USER_MIGRATION, &user.0, &proof.timestamp)?;
+            record_migration(tx, user, &proof)?;
             for (origin, id) in origins.iter().zip(ids) {
                 outbox::enqueue(
                     tx,
                     id,
                     origin,
-                    "update_homeserver",
+                    CALL,
                     json!({
                         "user_id": user,
                         "new_homeserver": proof.new_homeserver,
@@ -179,7 +260,10 @@ pub async fn update_homeserver(
             json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
         ));
     }
-    check_proof(user, &proof, now())?;
+    // No time window here: the call may have waited in the new home's outbox for days
+    // while this server was down, and the new home checked the time at sign-in. Order
+    // comes from the timestamps: an older proof than the last one applied is refused.
+    check_signature(user, &proof)?;
     let from = from.to_string();
     app.services
         .store
@@ -201,8 +285,10 @@ pub async fn update_homeserver(
             account.homeserver = proof.new_homeserver.clone();
             account.password_hash = None;
             account.key_backup = None;
+            // Administration is for this server's own users, not for one homed elsewhere.
+            account.is_admin = false;
             tx.put(USER, &user.0, &account)?;
-            tx.put(USER_MIGRATION, &user.0, &proof.timestamp)?;
+            record_migration(tx, user, &proof)?;
             Ok::<_, FederationError>((200, json!({ "applied": true })))
         })
         .await
@@ -221,11 +307,11 @@ mod tests {
         };
         let user = UserId(key.verifying_key().to_bytes());
         let proof = make_proof(&key, "http://b.example", 1000);
-        assert!(check_proof(user, &proof, 1000).is_ok());
-        assert!(check_proof(user, &proof, 1000 + PROOF_WINDOW_SECS + 1).is_err());
+        assert!(check_proof(user, &proof, 1000, 600).is_ok());
+        assert!(check_proof(user, &proof, 1000 + 601, 600).is_err());
         let mut moved = proof.clone();
         moved.new_homeserver = "http://evil.example".into();
-        assert!(check_proof(user, &moved, 1000).is_err());
-        assert!(check_proof(UserId([9; 32]), &proof, 1000).is_err());
+        assert!(check_proof(user, &moved, 1000, 600).is_err());
+        assert!(check_proof(UserId([9; 32]), &proof, 1000, 600).is_err());
     }
 }

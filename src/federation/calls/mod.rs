@@ -9,7 +9,7 @@ pub mod migration;
 pub mod push;
 pub mod users;
 
-pub use users::{ensure_shadow, remove_user_everywhere, PUSH_TOKEN_SECS};
+pub use users::{ensure_shadow, remove_user_everywhere, HomeEvidence, PUSH_TOKEN_SECS};
 
 use super::FederationError;
 use crate::app::App;
@@ -34,9 +34,12 @@ pub fn is_final_for(call: &str, status: u16) -> bool {
 }
 
 /// How long an outbox item of `call` is retried before it is given up, seconds.
+/// `update_homeserver` never is: until the old home applies it (or refuses it for good),
+/// the old home would keep signing the user in, so only a definitive answer ends it.
 pub fn give_up_secs(call: &str, configured: u64) -> u64 {
     match call {
         push::DELIVERY | push::NOTIFICATION | push::FANOUT => configured.min(push::GIVE_UP_SECS),
+        migration::CALL => u64::MAX,
         _ => configured,
     }
 }
@@ -78,7 +81,7 @@ pub async fn handle(
         }
         ban::CALL => ban::propagate_ban(app, from, body).await,
         push::NOTIFICATION => push::push_notification(app, from, body).await,
-        "update_homeserver" => migration::update_homeserver(app, from, body).await,
+        migration::CALL => migration::update_homeserver(app, from, body).await,
         "user_created" => users::user_created(app, from, body).await,
         "user_deleted" => users::user_deleted(app, from, body).await,
         "profile_updated" => users::profile_updated(app, from, body).await,
@@ -141,4 +144,17 @@ pub async fn prune_inbox(app: &App) -> Result<usize, StoreError> {
             Ok(old.len())
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_never_given_up_by_time_and_pushes_soon_are() {
+        assert_eq!(give_up_secs(migration::CALL, 3600), u64::MAX);
+        assert_eq!(give_up_secs("verify_user", 3600), 3600);
+        assert!(give_up_secs(push::DELIVERY, u64::MAX) <= push::GIVE_UP_SECS);
+        assert!(is_final(409) && is_final(200) && !is_final(401) && !is_final(503));
+    }
 }

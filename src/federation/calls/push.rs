@@ -724,6 +724,7 @@ pub async fn post_to_distributor(
         Ok(outbound::Answer {
             status: 403,
             body: why.into_bytes(),
+            signature: None,
         })
     };
     match outbound::send(

@@ -1,12 +1,19 @@
 //! Calls about users. Bodies carry the sender's call `id` (a decimal string).
 //!
 //! - `verify_user` (host → home): `{id, user_id}` → 200 `{user: profile, push_token,
-//!   version}` when the user exists and is homed there, 404 otherwise. The home notes that
-//!   the host keeps a shadow of the user (so it sends it `profile_updated`). The host
+//!   version}` when the user exists and is homed there; 410 `{error: "moved", moved:
+//!   {new_homeserver, migration_timestamp, migration_signature}}` when they moved away
+//!   (the Migration Proof the old home applied); 404 otherwise. The home notes that the
+//!   host keeps a shadow of the user (so it sends it `profile_updated`). The host
 //!   refreshes the shadow account's profile (unless the user unlinked it there) and keeps
-//!   the Push Delegation Token, or removes a user the home says does not exist.
-//! - `user_created` (home → every peer): `{id, user: profile}`. Recorded in the
-//!   directory of remote users; lifts an earlier deletion of the same id by that home.
+//!   the Push Delegation Token; follows a move whose proof the user signed (the shadow
+//!   keeps its memberships and is homed at the new home); or removes a user the home says
+//!   does not exist, with a tombstone that refuses the same claim until the home
+//!   announces the user.
+//! - `user_created` (home → every peer): `{id, user: profile, certificate?}`. Recorded in
+//!   the directory of remote users; lifts an earlier deletion of the same id by that home.
+//!   `certificate`, the device certificate the user signed at sign-up naming the sender as
+//!   home, proves the entry: it then replaces another peer's unproven claim of the id.
 //! - `user_deleted` (home → every peer): `{id, user_id}`. The receiver removes the shadow
 //!   account with every membership and device (`remove_user_everywhere`) and records a
 //!   tombstone, so the user's still-valid access tokens and any new shadow account from
@@ -79,7 +86,7 @@ fn version_of(value: &Value) -> u64 {
 }
 
 /// Tells the user's guilds (and the user) that their profile changed.
-fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
+pub(super) fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
     let guilds = tx
         .scan_prefix(USER_GUILD, &user.id.0, usize::MAX)?
         .into_iter()
@@ -156,8 +163,17 @@ pub fn verify_user_answered(
         return Ok(());
     }
     if status == 404 {
+        // The home says no such user: they go, and a tombstone refuses the same claim
+        // until that home announces the user (`user_created`).
         remove_user_everywhere(tx, user)?;
+        bury(tx, user, &item.target, 0)?;
         return Ok(());
+    }
+    if status == 410 {
+        let answer: Value = serde_json::from_slice(body).unwrap_or_default();
+        if super::migration::follow_move(tx, &mut shadow, &item.target, &answer["moved"])? {
+            return Ok(());
+        }
     }
     let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
     if state.pending_call == Some(item.id) {
@@ -230,6 +246,14 @@ fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
     keys::join(&[&user.0, home.as_bytes()])
 }
 
+/// Records that `home` removed `user` (with its call `id`, or 0 when it answered
+/// VerifyUser with 404), keeping the newest id.
+fn bury(tx: &Tx, user: UserId, home: &str, id: u64) -> Result<(), StoreError> {
+    let key = tombstone_key(user, home);
+    let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
+    tx.put(USER_TOMBSTONE, &key, &deleted)
+}
+
 /// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
 pub fn deleted_by_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
     tx.contains(USER_TOMBSTONE, &tombstone_key(user, home))
@@ -241,39 +265,115 @@ fn deleted_error() -> FederationError {
     ))
 }
 
-/// Makes sure a remote user has a shadow account here, queueing VerifyUser to their home
-/// the first time. Fails if the user is known with another home server, or if that home
-/// deleted them.
-pub async fn ensure_shadow(app: &App, user: UserId, home: &str) -> Result<(), FederationError> {
+/// What a client shows, the first time it uses this server with a peer's token, to prove
+/// which server is its user's home: the device certificate K_id signed for the key that
+/// signs the request's DPoP proof. A peer's token alone is only that peer's word.
+#[derive(Debug, Clone, Copy)]
+pub struct HomeEvidence<'a> {
+    /// The device certificate (compact JWS), if the client sent one.
+    pub certificate: Option<&'a str>,
+    /// Thumbprint of the device key the request is proven with.
+    pub jkt: &'a str,
+}
+
+/// Checks that `evidence` is K_id's word that `user`, on device `evidence.jkt`, is homed at
+/// `home`.
+fn check_home_evidence(
+    user: UserId,
+    home: &str,
+    evidence: HomeEvidence<'_>,
+) -> Result<(), FederationError> {
+    let unproven = |why: String| {
+        FederationError::HomeNotProven(format!(
+            "{why}: the first request with a token of {home} must carry the device \
+             certificate ({}) that the user's identity key signed naming {home} as home",
+            crate::auth::device_cert::HEADER
+        ))
+    };
+    let certificate = evidence
+        .certificate
+        .ok_or_else(|| unproven("no device certificate".into()))?;
+    let cert = crate::auth::device_cert::verify_device_certificate(certificate, now())
+        .map_err(|e| unproven(e.to_string()))?;
+    if UserId::parse(&cert.sub) != Some(user) {
+        return Err(unproven("the certificate is for another user".into()));
+    }
+    if cert.jkt != evidence.jkt {
+        return Err(unproven(
+            "the certificate is for another device key than the DPoP proof".into(),
+        ));
+    }
+    if crate::federation::normalize_origin(&cert.homeserver)
+        .ok()
+        .as_deref()
+        != Some(home)
+    {
+        return Err(unproven(format!(
+            "the certificate names {} as home",
+            cert.homeserver
+        )));
+    }
+    Ok(())
+}
+
+/// Makes sure a remote user has a shadow account here homed at `home`, queueing
+/// VerifyUser to their home the first time. A new shadow is bound to its home only on the
+/// user's own evidence (a device certificate signed by K_id naming that home), never on
+/// a peer's word: so a peer cannot claim a user it does not home. Fails if the user is
+/// known here with another home (a move is followed only on a Migration Proof: VerifyUser
+/// to the known home is queued, which answers "moved" with it), or if that home deleted
+/// them.
+pub async fn ensure_shadow(
+    app: &App,
+    user: UserId,
+    home: &str,
+    evidence: HomeEvidence<'_>,
+) -> Result<(), FederationError> {
     let (known, deleted) = app.services.store.read(|tx| {
         Ok::<_, StoreError>((tx.get(USER, &user.0)?, deleted_by_home(tx, user, home)?))
     })?;
     match known {
         Some(u) if u.homeserver == home => return Ok(()),
-        Some(_) => {
-            return Err(FederationError::Invalid(format!(
-                "this user is not homed at {home}"
+        Some(u) => {
+            if !u.homeserver.is_empty() {
+                directory::verify_soon(app, user).await?;
+            }
+            return Err(FederationError::NotHome(format!(
+                "this user is not homed at {home} as far as this server knows"
             )));
         }
         None if deleted => return Err(deleted_error()),
         None => {}
     }
+    check_home_evidence(user, home, evidence)?;
     let home = home.to_string();
     let call_id = app.services.next_id();
     let created = app
         .services
         .store
         .write(move |tx| {
-            if tx.contains(USER, &user.0)? {
-                return Ok(false);
+            if let Some(u) = tx.get(USER, &user.0)? {
+                if u.homeserver == home {
+                    return Ok(false);
+                }
+                return Err(FederationError::NotHome(format!(
+                    "this user is not homed at {home} as far as this server knows"
+                )));
             }
             if deleted_by_home(tx, user, &home)? {
                 return Err(deleted_error());
             }
-            // Start from what the home announced, if it did; VerifyUser confirms it.
-            let announced = tx
-                .get(DIRECTORY, &user.0)?
-                .filter(|entry| entry.home == home);
+            // Start from what the home announced, if it did; VerifyUser confirms it. An
+            // entry naming another home was that peer's word, which the user's own
+            // certificate contradicts.
+            let announced = match tx.get(DIRECTORY, &user.0)? {
+                Some(entry) if entry.home == home => Some(entry),
+                Some(_) => {
+                    directory::forget(tx, user)?;
+                    None
+                }
+                None => None,
+            };
             let (username, profile) = match announced {
                 Some(entry) => (entry.username, entry.profile),
                 None => (
@@ -319,7 +419,28 @@ pub async fn verify_user(
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
     let version = app.services.next_id();
-    let local = app.services.store.read(|tx| tx.get(USER, &user.0))?;
+    let (local, moved) = app.services.store.read(|tx| {
+        Ok::<_, StoreError>((
+            tx.get(USER, &user.0)?,
+            super::migration::moved_away(tx, user)?,
+        ))
+    })?;
+    if let Some(moved) = moved {
+        // mzchat: the old home answers for a user who moved with their proof, so hosts
+        // that were not told follow them rather than delete them.
+        return Ok((
+            410,
+            json!({
+                "error": "moved",
+                "message": format!("this user moved to {}", moved.new_homeserver),
+                "moved": {
+                    "new_homeserver": moved.new_homeserver,
+                    "migration_timestamp": moved.timestamp,
+                    "migration_signature": moved.signature,
+                },
+            }),
+        ));
+    }
     let Some(local) = local.filter(|u| u.homeserver.is_empty()) else {
         return Ok((
             404,
@@ -378,8 +499,14 @@ fn announced_user(
 }
 
 /// Whether `from` may speak for `user` here: not a user homed here, not a shadow of a
-/// user homed elsewhere.
-fn check_home(tx: &Tx, user: UserId, from: &str) -> Result<Option<(u16, Value)>, StoreError> {
+/// user homed elsewhere, not a user the directory holds for another home (unless `proven`
+/// by the user's certificate, against an entry that was not).
+fn check_home(
+    tx: &Tx,
+    user: UserId,
+    from: &str,
+    proven: bool,
+) -> Result<Option<(u16, Value)>, StoreError> {
     if let Some(u) = tx.get(USER, &user.0)? {
         if u.homeserver.is_empty() {
             return Ok(Some(not_home("this user is homed here")));
@@ -391,7 +518,8 @@ fn check_home(tx: &Tx, user: UserId, from: &str) -> Result<Option<(u16, Value)>,
             ))));
         }
     } else if let Some(entry) = tx.get(DIRECTORY, &user.0)? {
-        if entry.home != from {
+        let displaces = proven && !directory::proven_home(tx, user, &entry.home)?;
+        if entry.home != from && !displaces {
             return Ok(Some(not_home(format!(
                 "this user is homed at {}, not {from}",
                 entry.home
@@ -436,13 +564,23 @@ pub async fn user_created(
         Ok(user) => user,
         Err(refused) => return Ok(refused),
     };
+    // The user's own word, if the home sent it: a device certificate naming the sender.
+    let proven = body["certificate"].as_str().is_some_and(|certificate| {
+        crate::auth::device_cert::verify_device_certificate(certificate, now()).is_ok_and(|cert| {
+            UserId::parse(&cert.sub) == Some(user)
+                && crate::federation::normalize_origin(&cert.homeserver)
+                    .ok()
+                    .as_deref()
+                    == Some(from)
+        })
+    });
     let from = from.to_string();
     let profile = body["user"].clone();
     let cap = app.services.config.federation.directory_max_per_peer;
     app.services
         .store
         .write(move |tx| {
-            if let Some(refused) = check_home(tx, user, &from)? {
+            if let Some(refused) = check_home(tx, user, &from, proven)? {
                 return Ok(refused);
             }
             let tombstone = tx.get(USER_TOMBSTONE, &tombstone_key(user, &from))?;
@@ -458,6 +596,11 @@ pub async fn user_created(
                 tx.delete(USER_TOMBSTONE, &tombstone_key(user, &from))?;
             }
             let recorded = record_announced(tx, user, &from, id, &profile, cap)?;
+            if recorded && proven {
+                tx.put(DIRECTORY_PROVEN, &user.0, &from)?;
+            } else if recorded && !directory::proven_home(tx, user, &from)? {
+                tx.delete(DIRECTORY_PROVEN, &user.0)?;
+            }
             Ok((200, json!({ "recorded": recorded })))
         })
         .await
@@ -476,7 +619,7 @@ pub async fn user_deleted(
         .services
         .store
         .write(move |tx| {
-            if let Some(refused) = check_home(tx, user, &from)? {
+            if let Some(refused) = check_home(tx, user, &from, false)? {
                 return Ok::<_, FederationError>(refused);
             }
             if !first_delivery(tx, &from, id)? {
@@ -484,9 +627,7 @@ pub async fn user_deleted(
             }
             let known = tx.contains(USER, &user.0)?;
             remove_user_everywhere(tx, user)?;
-            let key = tombstone_key(user, &from);
-            let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
-            tx.put(USER_TOMBSTONE, &key, &deleted)?;
+            bury(tx, user, &from, id)?;
             Ok((200, json!({ "removed": known })))
         })
         .await?;
@@ -513,7 +654,7 @@ pub async fn profile_updated(
     app.services
         .store
         .write(move |tx| {
-            if let Some(refused) = check_home(tx, user, &from)? {
+            if let Some(refused) = check_home(tx, user, &from, false)? {
                 return Ok(refused);
             }
             if !first_delivery(tx, &from, id)? {
