@@ -219,6 +219,7 @@ pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
     for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
         if let Some(guild) = keys::read_id(&key, 32) {
             tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
+            tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
             tx.emit(
                 "member_remove",
                 Audience::guild(guild).and_user(user),
