@@ -307,7 +307,8 @@ pub async fn run_with(
         &config.server.aliases,
         tls.as_ref().map(|t| t.leaf_der.as_slice()),
         local.port(),
-    )?;
+    )?
+    .listening_on(scheme, local);
     let mut app = App::open(config, origin, scheme)?;
     app.origins = origins;
     let app = Arc::new(app);

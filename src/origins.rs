@@ -5,9 +5,20 @@
 //! which origin a request was meant for, or a box a user visits could relay the user's
 //! proofs to the user's home under its own name.
 //!
-//! Pure: the app reads the certificate and hands its DER in.
+//! The address the server is bound to is served too; a server bound to every address
+//! (`0.0.0.0` or `::`, as on the Pi image) serves the addresses of the host's own network
+//! interfaces at its port, read again at most every [`INTERFACE_REFRESH`] (a DHCP lease
+//! may change them). So a box is reachable as `https://192.168.1.20` by a phone that
+//! does not resolve `.local` names, and still only under addresses that are its own.
+//!
+//! The app reads the certificate and hands its DER in.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long the host's interface addresses are trusted before they are read again.
+pub const INTERFACE_REFRESH: Duration = Duration::from_secs(10);
 
 /// Why the served origins could not be worked out.
 #[derive(Debug, thiserror::Error)]
@@ -22,9 +33,52 @@ pub enum OriginError {
 
 /// Every origin this server answers as, in ASCII serialization (`https://host[:port]`,
 /// default ports left out), the public one first.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ServedOrigins {
     origins: Vec<String>,
+    /// Set when the server listens on every address.
+    interfaces: Option<Arc<InterfaceOrigins>>,
+}
+
+/// The origins of the host's interface addresses at the listening port, cached.
+#[derive(Debug)]
+struct InterfaceOrigins {
+    scheme: &'static str,
+    port: u16,
+    read: Mutex<Option<(Instant, Vec<String>)>>,
+}
+
+impl InterfaceOrigins {
+    fn current(&self) -> Vec<String> {
+        let mut read = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, origins)) = read.as_ref() {
+            if at.elapsed() < INTERFACE_REFRESH {
+                return origins.clone();
+            }
+        }
+        let origins: Vec<String> = interface_hosts()
+            .into_iter()
+            .filter_map(|host| parse_origin(&format!("{}://{host}:{}", self.scheme, self.port)))
+            .collect();
+        *read = Some((Instant::now(), origins.clone()));
+        origins
+    }
+}
+
+/// The host's interface addresses in URL form, IPv6 link-local ones left out (a URL
+/// cannot name their interface portably).
+fn interface_hosts() -> Vec<String> {
+    let Ok(interfaces) = if_addrs::get_if_addrs() else {
+        return Vec::new();
+    };
+    interfaces
+        .iter()
+        .filter_map(|interface| match interface.ip() {
+            IpAddr::V4(v4) => Some(v4.to_string()),
+            IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 != 0xfe80 => Some(format!("[{v6}]")),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
 }
 
 /// `scheme://host[:port]` of `text`, if it is an http(s) origin with nothing after it but
@@ -48,6 +102,7 @@ impl ServedOrigins {
     pub fn only(public: &str) -> ServedOrigins {
         ServedOrigins {
             origins: vec![parse_origin(public).unwrap_or_else(|| public.to_string())],
+            interfaces: None,
         }
     }
 
@@ -92,20 +147,51 @@ impl ServedOrigins {
         &self.origins
     }
 
+    /// Adds the address the server listens on (`scheme://ip:port`), or, when it listens on
+    /// every address, the addresses of the host's interfaces at that port.
+    pub fn listening_on(mut self, scheme: &'static str, local: SocketAddr) -> ServedOrigins {
+        if local.ip().is_unspecified() {
+            self.interfaces = Some(Arc::new(InterfaceOrigins {
+                scheme,
+                port: local.port(),
+                read: Mutex::new(None),
+            }));
+        } else if let Some(origin) = parse_origin(&format!("{scheme}://{local}")) {
+            self.add(origin);
+        }
+        self
+    }
+
+    /// Every origin served now: the fixed ones, then the interface addresses'.
+    fn current(&self) -> Vec<String> {
+        let mut all = self.origins.clone();
+        if let Some(interfaces) = &self.interfaces {
+            for origin in interfaces.current() {
+                if !all.contains(&origin) {
+                    all.push(origin);
+                }
+            }
+        }
+        all
+    }
+
     /// Whether `origin` (any spelling the `url` crate normalizes) is served here.
     pub fn serves(&self, origin: &str) -> bool {
-        parse_origin(origin).is_some_and(|o| self.origins.contains(&o))
+        parse_origin(origin).is_some_and(|o| self.current().contains(&o))
     }
 
     /// The served origin a URL (such as a verified proof's `htu`) is under, if any.
     pub fn origin_of(&self, url: &str) -> Option<String> {
         let origin = url::Url::parse(url).ok()?.origin().ascii_serialization();
-        self.origins.contains(&origin).then_some(origin)
+        self.current().contains(&origin).then_some(origin)
     }
 
     /// `path` under every served origin.
     pub fn urls_for(&self, path: &str) -> Vec<String> {
-        self.origins.iter().map(|o| format!("{o}{path}")).collect()
+        self.current()
+            .iter()
+            .map(|o| format!("{o}{path}"))
+            .collect()
     }
 }
 
@@ -195,6 +281,32 @@ mod tests {
         .unwrap();
         assert!(on_port.serves("https://192.168.1.20:8443"));
         assert!(!on_port.serves("https://192.168.1.20"));
+    }
+
+    #[test]
+    fn the_listening_address_and_on_every_address_the_interfaces() {
+        let bound = ServedOrigins::only("https://hearth.local")
+            .listening_on("https", "127.0.0.1:8443".parse().unwrap());
+        assert!(bound.serves("https://127.0.0.1:8443"));
+        assert!(!bound.serves("https://127.0.0.2:8443"));
+        assert!(!bound.serves("https://127.0.0.1:9443"));
+
+        // Every host has its loopback interface; 127.0.0.2 reaches it but is no
+        // interface's address, and another port is another server.
+        let any = ServedOrigins::only("https://hearth.local")
+            .listening_on("https", "0.0.0.0:8443".parse().unwrap());
+        assert!(any.serves("https://127.0.0.1:8443"));
+        assert!(any.serves("https://hearth.local"));
+        assert!(!any.serves("https://127.0.0.2:8443"));
+        assert!(!any.serves("https://127.0.0.1:8444"));
+        assert!(!any.serves("https://0.0.0.0:8443"));
+        assert_eq!(
+            any.origin_of("https://127.0.0.1:8443/api/v1/users/@me"),
+            Some("https://127.0.0.1:8443".into())
+        );
+        assert!(any
+            .urls_for("/x")
+            .contains(&"https://127.0.0.1:8443/x".to_string()));
     }
 
     #[test]

@@ -708,3 +708,50 @@ fn a_device_removed_at_home_is_refused_by_the_hosts_that_know_the_user() {
             .expect("alice's own device still reads at B");
     });
 }
+
+/// Item 1, the other half of "names the box serves": a box listening on every address (as
+/// on the Pi image, `0.0.0.0:443` with `public_url = "https://hearth.local"`) is also
+/// reached by its own interface addresses (a phone that does not resolve `.local`), and
+/// only by those: an address that merely routes to it is not one of its names.
+#[test]
+fn a_box_on_every_address_serves_its_interface_addresses_only() {
+    // The public name is `localhost` at a port picked here; the box listens on 0.0.0.0.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let mut config = test_config(tempfile::tempdir().unwrap().keep().join("data"));
+    config.public_url = Some(format!("http://localhost:{port}"));
+    let a = TestServer::start_at(&format!("0.0.0.0:{port}"), config, None);
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let token = alice.access_token(&a.origin).expect("token");
+        // Addressed as 127.0.0.1, the loopback interface's address: served. 127.0.0.2
+        // reaches the box over loopback too but is no interface's address: refused.
+        for (host, expected) in [("127.0.0.1", 200), ("127.0.0.2", 401)] {
+            let proof = make_proof(
+                alice.device_key(),
+                "GET",
+                &format!("http://{host}:{port}/api/v1/users/@me"),
+                Some(&token),
+                Some(&nonce(&a).await),
+                hearth::service::now(),
+            );
+            let (status, answer) = send_with_host(
+                SocketAddr::from(([127, 0, 0, 1], port)),
+                &format!("{host}:{port}"),
+                "GET",
+                "/api/v1/users/@me",
+                &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
+                b"",
+            )
+            .await;
+            assert_eq!(status, expected, "proof for {host}: {answer}");
+            if expected == 200 {
+                assert_eq!(answer["username"], "alice", "{answer}");
+            } else {
+                assert_eq!(answer["error"], "invalid_dpop_proof", "{answer}");
+            }
+        }
+    });
+}
