@@ -35,7 +35,7 @@ pub enum StartError {
 /// One running server's state, shared by every connection.
 pub struct App {
     /// Business rules and storage.
-    pub services: Services,
+    pub services: Arc<Services>,
     /// DPoP proof checks (nonces, replay cache).
     pub dpop: DpopVerifier,
     /// Verified access tokens, so only the proof costs per request.
@@ -75,7 +75,7 @@ fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], S
         });
     }
     let mut secret = [0u8; 32];
-    crate::service::random_bytes(&mut secret);
+    crate::system::random_bytes(&mut secret);
     let value = secret.to_vec();
     store
         .write_blocking(move |tx| {
@@ -163,7 +163,7 @@ impl App {
         // from before a restart must stop working, or a proof captured just before it
         // could be replayed once after.
         let mut dpop_secret = [0u8; 32];
-        crate::service::random_bytes(&mut dpop_secret);
+        crate::system::random_bytes(&mut dpop_secret);
         let auth = &config.auth;
         let dpop = DpopVerifier::new(
             dpop_secret,
@@ -193,23 +193,24 @@ impl App {
             &origin,
             &config.name,
         ));
+        let services = Arc::new(Services::new(
+            store,
+            Arc::new(config),
+            server_key,
+            origin,
+            IdGenerator::new(highest),
+            files_dir,
+        ));
+        let hub_gateway = gateway.clone();
+        services.on_sign_out(move |user, jkt| hub_gateway.hub.sign_out(user, jkt));
         Ok(App {
-            origins: crate::origins::ServedOrigins::only(&origin),
+            origins: crate::origins::ServedOrigins::only(&services.origin),
             discovered,
             voice,
             federation,
             gateway,
             executor: Arc::new(smol::Executor::new()),
-            services: Services {
-                store,
-                config: Arc::new(config),
-                server_key,
-                origin,
-                ids: IdGenerator::new(highest),
-                files_dir,
-                password_slots: smol::lock::Semaphore::new(crate::service::PASSWORD_SLOTS),
-                dummy_password_hash: smol::lock::OnceCell::new(),
-            },
+            services,
             dpop,
             token_cache,
             device_links: crate::auth::device_link::DeviceLinks::new(),

@@ -16,7 +16,7 @@ use crate::app::App;
 use crate::auth::jose::{b64u, b64u_decode};
 use crate::federation::{normalize_origin, FederationError};
 use crate::model::{federation::fingerprint, Peer};
-use crate::service::now;
+use crate::system::now;
 use futures_lite::FutureExt;
 use mdns_sd::{DaemonEvent, IfKind, Receiver, ServiceDaemon, ServiceEvent, ServiceInfo};
 use serde_json::{json, Value};

@@ -54,5 +54,6 @@ pub mod model;
 pub mod origins;
 pub mod service;
 pub mod storage;
+pub mod system;
 pub mod tls;
 pub mod voice;

@@ -350,7 +350,7 @@ fn invite_create_prints_a_link_that_previews_the_guild() {
     assert_eq!(shown["guild_name"], "Reading Room");
     assert_eq!(shown["channel_id"], channel_id.as_str());
     assert_eq!(shown["member_count"], 1);
-    let week = hearth::service::now() + 7 * 24 * 3600;
+    let week = hearth::system::now() + 7 * 24 * 3600;
     let expires = shown["expires_at"].as_u64().expect("a default lifetime");
     assert!(
         expires.abs_diff(week) < 120,

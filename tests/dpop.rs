@@ -18,7 +18,7 @@ const INVALID_PROOF: &str = "invalid_dpop_proof";
 const USE_NONCE: &str = "use_dpop_nonce";
 
 fn now() -> u64 {
-    hearth::service::now()
+    hearth::system::now()
 }
 
 fn random_b64u() -> String {

@@ -51,7 +51,7 @@ fn lock(ledger: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
 
 fn random_below(n: u64) -> u64 {
     let mut bytes = [0u8; 8];
-    hearth::service::random_bytes(&mut bytes);
+    hearth::system::random_bytes(&mut bytes);
     u64::from_le_bytes(bytes) % n
 }
 

@@ -283,7 +283,7 @@ fn server_calls_are_refused_unless_signed_by_a_peer() {
             "POST",
             "/federation/v1/verify_user",
             &body,
-            hearth::service::now(),
+            hearth::system::now(),
         );
         let unknown = client
             .raw(&call, "POST", &[("Hearth-Signature", signature)], body)
@@ -480,7 +480,7 @@ fn forged_replayed_expired_and_misdirected_calls_are_refused() {
                     .unwrap()
             }
         };
-        let now = hearth::service::now();
+        let now = hearth::system::now();
         let sign =
             |body: &[u8], iat: u64, aud: &str, with: &hearth::auth::server_key::ServerKey| {
                 hearth::federation::signature::sign(with, &a.origin, aud, "POST", path, body, iat)

@@ -383,7 +383,7 @@ async fn signed_call(
         "POST",
         &path,
         &bytes,
-        hearth::service::now(),
+        hearth::system::now(),
     );
     Client::new()
         .raw(
@@ -632,7 +632,7 @@ fn bad_push_tokens_are_refused_and_nothing_is_delivered() {
         assert_eq!(got["title"], "Guild #general");
         assert_eq!(got["body"], "someone: hello");
 
-        let now = hearth::service::now();
+        let now = hearth::system::now();
         let claims = |aud: &str, sub: &str, exp: u64, jti: &str| {
             json!({"iss": a.origin, "aud": aud, "sub": sub, "scope": "push",
                    "iat": now - 10, "exp": exp, "jti": jti})

@@ -173,7 +173,7 @@ async fn forged_call(
         "POST",
         &path,
         &body,
-        hearth::service::now(),
+        hearth::system::now(),
     );
     Client::new()
         .raw(

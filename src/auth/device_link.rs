@@ -185,7 +185,7 @@ impl DeviceLinks {
         }
         let code = loop {
             let mut bytes = [0u8; 8];
-            crate::service::random_bytes(&mut bytes);
+            crate::system::random_bytes(&mut bytes);
             let code: String = bytes
                 .iter()
                 .map(|b| ALPHABET[(*b & 31) as usize] as char)
@@ -195,7 +195,7 @@ impl DeviceLinks {
             }
         };
         let mut secret = [0u8; 32];
-        crate::service::random_bytes(&mut secret);
+        crate::system::random_bytes(&mut secret);
         let mailbox = crate::auth::jose::b64u(&secret);
         inner.codes.insert(code.clone(), mailbox.clone());
         inner.links.insert(

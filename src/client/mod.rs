@@ -134,7 +134,7 @@ struct Inner {
 }
 
 fn now() -> u64 {
-    crate::service::now()
+    crate::system::now()
 }
 
 /// A device certificate for the key `jkt` at `homeserver`, signed by K_id, valid a year.

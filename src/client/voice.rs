@@ -201,7 +201,7 @@ impl VoiceConnection {
         })
         .map_err(|e| ClientError::Protocol(format!("opus encoder: {e}")))?;
         let mut start = [0u8; 6];
-        crate::service::random_bytes(&mut start);
+        crate::system::random_bytes(&mut start);
         Ok(VoiceConnection {
             ready,
             participants,

@@ -18,7 +18,7 @@
 
 use super::FederationError;
 use crate::app::App;
-use crate::service::now;
+use crate::system::now;
 use std::collections::HashMap;
 use std::sync::Mutex;
 

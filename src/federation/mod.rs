@@ -13,8 +13,8 @@ pub mod signature;
 use crate::app::App;
 use crate::config::PeerPolicy;
 use crate::model::{federation::fingerprint, Peer};
-use crate::service::now;
 use crate::storage::{tables::PEER, StoreError};
+use crate::system::now;
 use serde_json::Value;
 use signature::{ReplayGuard, SignatureError, SignedCall};
 
@@ -117,7 +117,7 @@ pub async fn fetch_well_known(
 ) -> Result<Value, FederationError> {
     let config = &app.services.config.federation;
     let mut challenge = [0u8; 16];
-    crate::service::random_bytes(&mut challenge);
+    crate::system::random_bytes(&mut challenge);
     let challenge = crate::auth::jose::b64u(&challenge);
     let url = match pinned {
         Some(_) => format!("{origin}/.well-known/hearth?challenge={challenge}"),
@@ -250,7 +250,7 @@ pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationErro
         .map(|(_, user)| user.id)
         .collect();
     for user in homed_there {
-        app.gateway.hub.sign_out(user, None);
+        app.services.signed_out(user, None);
     }
     Ok(removed)
 }

@@ -9,8 +9,8 @@
 use super::{calls, outbound, FederationError};
 use crate::app::App;
 use crate::model::{Id, OutboxItem};
-use crate::service::now_ms;
 use crate::storage::{tables::OUTBOX, StoreError, Tx};
+use crate::system::now_ms;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;

@@ -88,7 +88,7 @@ pub fn sign(
     now: u64,
 ) -> String {
     let mut jti = [0u8; 16];
-    crate::service::random_bytes(&mut jti);
+    crate::system::random_bytes(&mut jti);
     let mut header = Map::new();
     header.insert("typ".into(), Value::from(TYP));
     key.sign_jws(

@@ -107,7 +107,7 @@ impl<T> TicketBook<T> {
             });
         }
         let mut bytes = [0u8; 24];
-        crate::service::random_bytes(&mut bytes);
+        crate::system::random_bytes(&mut bytes);
         let ticket = crate::auth::jose::b64u(&bytes);
         tickets.insert(
             ticket.clone(),

@@ -7,7 +7,7 @@ use super::Req;
 use crate::auth::dpop::{DpopRequest, VerifiedProof};
 use crate::auth::tokens;
 use crate::model::UserId;
-use crate::service::now;
+use crate::system::now;
 
 /// Who made a verified request.
 #[derive(Clone, Debug)]

@@ -27,7 +27,7 @@ impl From<FederationError> for ApiError {
                         signature::CLOCK_SKEW,
                         format!(
                             "{message}: this server's clock reads {} (see its /.well-known/hearth `time`)",
-                            crate::service::now()
+                            crate::system::now()
                         ),
                     ),
                     _ => ("invalid_signature", message),

@@ -9,7 +9,7 @@ use crate::auth::device_link::{
     display_code, Approval, LinkError, Mailbox, MAX_KEY_TRANSFER_BYTES, MAX_NAME_CHARS,
 };
 use crate::auth::jose::PublicJwk;
-use crate::service::now;
+use crate::system::now;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

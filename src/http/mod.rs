@@ -294,7 +294,7 @@ impl tide::Middleware<Arc<App>> for Finish {
             }
             response
         };
-        response.insert_header("DPoP-Nonce", app.dpop.nonce(crate::service::now()));
+        response.insert_header("DPoP-Nonce", app.dpop.nonce(crate::system::now()));
         response.insert_header("Access-Control-Allow-Origin", "*");
         response.insert_header(
             "Access-Control-Allow-Headers",

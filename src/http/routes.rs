@@ -8,7 +8,8 @@ use super::{json, json_body, no_content, read_body, ApiResult, Req};
 use crate::app::App;
 use crate::federation::calls::{ban, push};
 use crate::model::{Id, UserId};
-use crate::service::{accounts, guilds, messages, now, Error};
+use crate::service::{accounts, guilds, messages, Error};
+use crate::system::now;
 use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
@@ -320,7 +321,7 @@ async fn well_known(req: Req) -> ApiResult {
             "registration": s.config.registration,
             "token_endpoint": format!("{}/oauth/token", s.origin),
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
-            "time": crate::service::now(),
+            "time": crate::system::now(),
         }),
     )?;
     match challenge {
@@ -528,7 +529,7 @@ async fn presences(req: Req, me: Principal) -> ApiResult {
 
 async fn logout(req: Req, me: Principal) -> ApiResult {
     services(&req).remove_device(me.user, &me.jkt).await?;
-    req.state().gateway.hub.sign_out(me.user, Some(&me.jkt));
+    req.state().services.signed_out(me.user, Some(&me.jkt));
     // `device_removed` may have been queued to the peers that keep a shadow of the user.
     req.state().federation.wake();
     no_content()
@@ -558,7 +559,7 @@ async fn delete_me(mut req: Req, me: Principal) -> ApiResult {
     app.services
         .delete_account(&app.login_limiter, me.user, &body.password)
         .await?;
-    app.gateway.hub.sign_out(me.user, None);
+    app.services.signed_out(me.user, None);
     // `user_deleted` was queued to every peer in the same commit.
     app.federation.wake();
     no_content()
@@ -611,7 +612,7 @@ async fn devices(req: Req, me: Principal) -> ApiResult {
 async fn remove_device(req: Req, me: Principal) -> ApiResult {
     let device = text_param(&req, "device")?;
     services(&req).remove_device(me.user, &device).await?;
-    req.state().gateway.hub.sign_out(me.user, Some(&device));
+    req.state().services.signed_out(me.user, Some(&device));
     req.state().federation.wake();
     no_content()
 }

@@ -11,7 +11,7 @@ use super::gateway::{accept_websocket, query_ticket, Upgraded};
 use super::{json, json_body, ApiResult, Req};
 use crate::app::App;
 use crate::model::{Id, Permissions};
-use crate::service::now;
+use crate::system::now;
 use crate::voice::registry::{JoinError, Route, VoiceTicket};
 use crate::voice::room::{Inbound, Outbound};
 use crate::voice::wire::{self, close, Reject};

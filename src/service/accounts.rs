@@ -1,11 +1,12 @@
 //! Accounts: registration, the token grants (password, refresh, device certificate),
 //! devices, logout, profiles and per-user settings.
 
-use super::{check_name, check_text, invalid, now, Error, Result, Services};
+use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
 use crate::federation::directory::{self, Flow};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
+use crate::system::now;
 use serde::{Deserialize, Serialize};
 
 /// Refresh tokens kept per device; older ones are revoked when a new one is issued.
@@ -213,7 +214,7 @@ impl Services {
         self.dummy_password_hash
             .get_or_try_init(|| async {
                 let mut random = [0u8; 24];
-                crate::service::random_bytes(&mut random);
+                crate::system::random_bytes(&mut random);
                 self.hash_password(crate::auth::jose::b64u(&random)).await
             })
             .await

@@ -2,9 +2,10 @@
 //! fsync → rename) with metadata and per-channel access in the database.
 
 use super::access::channel_access;
-use super::{check_name, invalid, now, Error, Result, Services};
+use super::{check_name, invalid, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{keys, tables::*};
+use crate::system::now;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -166,7 +167,7 @@ impl Services {
         use futures_lite::{AsyncReadExt, AsyncWriteExt};
         let io = |e: std::io::Error| Error::Store(crate::storage::StoreError::Io(e.to_string()));
         let mut random = [0u8; 8];
-        crate::service::random_bytes(&mut random);
+        crate::system::random_bytes(&mut random);
         let tmp = self.files_dir.join(format!(".tmp-{}", hex(&random)));
         let mut file = smol::fs::File::create(&tmp).await.map_err(io)?;
         let mut staged = Staged {

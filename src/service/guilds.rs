@@ -2,9 +2,10 @@
 
 use super::access::{channel_access, guild_roles, missing, GuildAccess};
 use super::accounts::PublicUser;
-use super::{check_name, check_text, invalid, now, Error, Result, Services};
+use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
+use crate::system::now;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -186,7 +187,7 @@ fn guild_channels(tx: &Tx, guild: Id) -> Result<Vec<Channel>> {
 fn make_invite_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut bytes = [0u8; 10];
-    crate::service::random_bytes(&mut bytes);
+    crate::system::random_bytes(&mut bytes);
     bytes
         .iter()
         .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)

@@ -1,10 +1,11 @@
 //! Messages, replies, mentions, attachments, reactions and pins.
 
 use super::access::channel_access;
-use super::{check_text, invalid, now_ms, Error, Result, Services};
+use super::{check_text, invalid, Error, Result, Services};
 use crate::federation::calls::push;
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
+use crate::system::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 

@@ -115,29 +115,69 @@ pub struct Services {
     /// login of an unknown name: a wrong login then costs one verification whether or not
     /// the name exists, so its timing does not tell.
     pub dummy_password_hash: smol::lock::OnceCell<String>,
+    /// Told when devices must stop working at once (signed out, removed, the user gone):
+    /// the layers above that hold live connections register here, so this layer need not
+    /// know them.
+    sign_out_hooks: std::sync::RwLock<Vec<SignOutHook>>,
 }
+
+/// Called with a user and one device (its key thumbprint), or `None` for all of them.
+pub type SignOutHook = Box<dyn Fn(crate::model::UserId, Option<&str>) + Send + Sync>;
 
 /// argon2id computations allowed at once.
 pub const PASSWORD_SLOTS: usize = 2;
 
 impl Services {
+    /// Services over an open store, with no sign-out hooks yet.
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        server_key: ServerKey,
+        origin: String,
+        ids: IdGenerator,
+        files_dir: std::path::PathBuf,
+    ) -> Services {
+        Services {
+            store,
+            config,
+            server_key,
+            origin,
+            ids,
+            files_dir,
+            password_slots: smol::lock::Semaphore::new(PASSWORD_SLOTS),
+            dummy_password_hash: smol::lock::OnceCell::new(),
+            sign_out_hooks: std::sync::RwLock::new(Vec::new()),
+        }
+    }
+
+    /// Registers `hook` to hear of every sign-out.
+    pub fn on_sign_out(
+        &self,
+        hook: impl Fn(crate::model::UserId, Option<&str>) + Send + Sync + 'static,
+    ) {
+        self.sign_out_hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(hook));
+    }
+
+    /// Tells every hook that `user`'s device `jkt` (or every device) is signed out; call
+    /// after the commit that made it so.
+    pub fn signed_out(&self, user: crate::model::UserId, jkt: Option<&str>) {
+        for hook in self
+            .sign_out_hooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            hook(user, jkt);
+        }
+    }
+
     /// A fresh id.
     pub fn next_id(&self) -> Id {
-        self.ids.next(now_ms())
+        self.ids.next(crate::system::now_ms())
     }
-}
-
-/// Unix time in seconds.
-pub fn now() -> u64 {
-    now_ms() / 1000
-}
-
-/// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Checks a name: trimmed, non-empty, at most `max` characters, no control characters.
@@ -170,12 +210,4 @@ pub fn check_text(field: &'static str, value: &str, max: usize) -> Result<String
         ));
     }
     Ok(value.to_string())
-}
-
-/// Fills `buf` from the operating system's random source.
-pub fn random_bytes(buf: &mut [u8]) {
-    if let Err(e) = getrandom::fill(buf) {
-        // Without randomness no key, token or code would be safe: stop rather than go on.
-        panic!("the operating system's random source failed: {e}");
-    }
 }

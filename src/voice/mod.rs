@@ -81,7 +81,7 @@ pub fn stream_timestamp_now() -> u32 {
     static BASE: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let base = *BASE.get_or_init(|| {
         let mut bytes = [0u8; 4];
-        crate::service::random_bytes(&mut bytes);
+        crate::system::random_bytes(&mut bytes);
         u32::from_be_bytes(bytes)
     });
     let frames = now_micros() / FRAME_MICROS;

@@ -212,7 +212,7 @@ impl OutStream {
     /// A stream starting at a random sequence number.
     pub fn new() -> OutStream {
         let mut start = [0u8; 2];
-        crate::service::random_bytes(&mut start);
+        crate::system::random_bytes(&mut start);
         OutStream(Arc::new(Mutex::new((u16::from_be_bytes(start), None))))
     }
 
@@ -303,7 +303,7 @@ impl RoomCore {
     /// An empty room.
     pub fn new(settings: EncoderSettings, jitter: JitterConfig, mode: MixMode) -> RoomCore {
         let mut base = [0u8; 4];
-        crate::service::random_bytes(&mut base);
+        crate::system::random_bytes(&mut base);
         RoomCore {
             participants: Vec::new(),
             index: HashMap::new(),

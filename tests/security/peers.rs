@@ -160,7 +160,7 @@ async fn c_posts_as(
         &c.origin,
         victim,
         &mallory.device_thumbprint(),
-        hearth::service::now(),
+        hearth::system::now(),
         300,
     );
     let join = with_token(
@@ -350,7 +350,7 @@ fn fake_peer(addr: std::net::SocketAddr, origin: String) -> Arc<AtomicUsize> {
                     "POST",
                     &path,
                     body.as_bytes(),
-                    hearth::service::now(),
+                    hearth::system::now(),
                 );
                 format!("Hearth-Signature: {signed}\r\n")
             } else {
@@ -708,7 +708,7 @@ async fn signed_call(
         "POST",
         &path,
         &body,
-        hearth::service::now(),
+        hearth::system::now(),
     );
     Client::new()
         .raw(

@@ -87,7 +87,7 @@ fn a_proof_made_for_another_box_is_refused_when_relayed_with_its_host() {
                 &format!("{}{path}", b.origin),
                 Some(&token),
                 Some(&nonce(&a).await),
-                hearth::service::now(),
+                hearth::system::now(),
             );
             let mut headers = vec![("Authorization", format!("DPoP {token}")), ("DPoP", proof)];
             let bytes = body.as_ref().map(|b| b.to_string().into_bytes());
@@ -155,7 +155,7 @@ fn a_proof_for_a_configured_alias_is_accepted() {
                 &format!("https://hearth-alias.test{path}"),
                 Some(&token),
                 Some(&nonce(&a).await),
-                hearth::service::now(),
+                hearth::system::now(),
             );
             let (status, answer) = send_with_host(
                 a.addr,
@@ -188,7 +188,7 @@ fn a_proof_for_a_configured_alias_is_accepted() {
                 htu,
                 None,
                 Some(&nonce(&a).await),
-                hearth::service::now(),
+                hearth::system::now(),
             );
             let form = format!(
                 "grant_type=refresh_token&refresh_token={}",
@@ -234,7 +234,7 @@ fn a_proof_for_a_name_in_the_certificate_is_accepted() {
                 &format!("{origin}/api/v1/users/@me"),
                 Some(&token),
                 Some(&nonce(&a).await),
-                hearth::service::now(),
+                hearth::system::now(),
             );
             let answer = alice
                 .raw(
@@ -308,7 +308,7 @@ async fn get_with_token(client: &Client, server: &TestServer, path: &str, token:
         &url,
         Some(token),
         Some(&nonce(server).await),
-        hearth::service::now(),
+        hearth::system::now(),
     );
     client
         .raw(
@@ -735,7 +735,7 @@ fn a_box_on_every_address_serves_its_interface_addresses_only() {
                 &format!("http://{host}:{port}/api/v1/users/@me"),
                 Some(&token),
                 Some(&nonce(&a).await),
-                hearth::service::now(),
+                hearth::system::now(),
             );
             let (status, answer) = send_with_host(
                 SocketAddr::from(([127, 0, 0, 1], port)),

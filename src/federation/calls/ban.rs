@@ -9,8 +9,8 @@
 use crate::app::App;
 use crate::federation::{outbox, FederationError};
 use crate::model::*;
-use crate::service::now;
 use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::system::now;
 use serde_json::{json, Value};
 
 /// The call's name.

@@ -36,7 +36,7 @@ pub async fn device_removed(
     let removed_at = body["removed_at"]
         .as_u64()
         .ok_or_else(|| FederationError::Invalid("removed_at is not a time".into()))?
-        .min(crate::service::now());
+        .min(crate::system::now());
     let from = from.to_string();
     let (status, answer, applied) = app
         .services
@@ -66,7 +66,7 @@ pub async fn device_removed(
         .await?;
     if applied {
         let jkt = body["jkt"].as_str().unwrap_or_default();
-        app.gateway.hub.sign_out(user, Some(jkt));
+        app.services.signed_out(user, Some(jkt));
     }
     Ok((status, answer))
 }

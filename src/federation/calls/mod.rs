@@ -14,8 +14,8 @@ pub use users::{ensure_shadow, remove_user_everywhere, HomeEvidence, PUSH_TOKEN_
 use super::FederationError;
 use crate::app::App;
 use crate::model::{OutboxItem, UserId};
-use crate::service::now;
 use crate::storage::{keys, tables::INBOX, StoreError, Tx};
+use crate::system::now;
 use serde_json::{json, Value};
 
 /// Whether an answer ends a call (delivered, or refused for good) rather than asking for

@@ -29,8 +29,9 @@ use crate::app::App;
 use crate::auth::jose::{b64u, verify_ed25519_jws, Jws};
 use crate::federation::{outbound, outbox, FederationError};
 use crate::model::*;
-use crate::service::{access, now, now_ms};
+use crate::service::access;
 use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::system::{now, now_ms};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ pub async fn issue_token(
     user: UserId,
 ) -> Result<Option<String>, StoreError> {
     let mut id = [0u8; 16];
-    crate::service::random_bytes(&mut id);
+    crate::system::random_bytes(&mut id);
     let jti = b64u(&id);
     let issued_at = now();
     let expires_at = issued_at + super::PUSH_TOKEN_SECS;

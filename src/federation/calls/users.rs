@@ -30,8 +30,8 @@ use crate::app::App;
 use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
-use crate::service::now;
 use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::system::now;
 use serde_json::{json, Value};
 
 /// Lifetime of a Push Delegation Token, seconds.
@@ -633,7 +633,7 @@ pub async fn user_deleted(
         })
         .await?;
     if status == 200 {
-        app.gateway.hub.sign_out(user, None);
+        app.services.signed_out(user, None);
     }
     Ok((status, answer))
 }
