@@ -146,14 +146,17 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                     .collect::<Vec<_>>(),
             ))
         }
-        Command::ListDiscovered => crate::discovery::listing(app).map_err(|e| e.to_string()),
+        Command::ListDiscovered => {
+            crate::federation::discovered::listing(app).map_err(|e| e.to_string())
+        }
         Command::AddDiscoveredPeer {
             origin,
             fingerprint,
         } => {
-            let (peer, tls) = crate::discovery::add_discovered_peer(app, &origin, &fingerprint)
-                .await
-                .map_err(|e| e.to_string())?;
+            let (peer, tls) =
+                crate::federation::discovered::add_discovered_peer(app, &origin, &fingerprint)
+                    .await
+                    .map_err(|e| e.to_string())?;
             let mut view = crate::http::peer_view(&peer);
             view["tls_fingerprint"] = Value::from(tls);
             Ok(view)

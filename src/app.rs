@@ -26,7 +26,7 @@ pub enum StartError {
     Invalid(String),
     /// The TLS certificate or key is unusable.
     #[error("TLS: {0}")]
-    Tls(#[from] crate::tls::TlsError),
+    Tls(#[from] crate::lan::tls::TlsError),
     /// The served origins could not be worked out.
     #[error("{0}")]
     Origins(#[from] crate::origins::OriginError),
@@ -59,7 +59,7 @@ pub struct App {
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
     pub executor: Arc<smol::Executor<'static>>,
     /// Hearth servers heard on the LAN (mDNS), filled while [`run_with`] runs.
-    pub discovered: Arc<crate::discovery::Discovered>,
+    pub discovered: Arc<crate::lan::Discovered>,
     /// Every origin this server answers as; proofs' `htu` and ticket URLs use these.
     pub origins: crate::origins::ServedOrigins,
 }
@@ -188,7 +188,7 @@ impl App {
         crate::gateway::connect_store(&gateway, &store);
         let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
         let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone(), ticket_caps);
-        let discovered = Arc::new(crate::discovery::Discovered::new(
+        let discovered = Arc::new(crate::lan::Discovered::new(
             server_key.public_bytes(),
             &origin,
             &config.name,
@@ -292,11 +292,11 @@ pub async fn run_with(
     prepare_data_dir(&config.data_dir)?;
     let admin_path = admin_socket_path(&config);
     let tls = if config.tls.enabled {
-        let tls = crate::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
+        let tls = crate::lan::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
         eprintln!(
             "hearth: TLS certificate {} SHA-256 fingerprint {}",
             tls.source.display(),
-            crate::tls::display_fingerprint(&tls.fingerprint)
+            crate::lan::tls::display_fingerprint(&tls.fingerprint)
         );
         Some(tls)
     } else {
@@ -319,7 +319,12 @@ pub async fn run_with(
     let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
     ready(&app.services.origin);
     // LAN discovery starts once requests are served; it never holds up or fails the start.
-    let discovery = crate::discovery::start(&app, local);
+    let discovery = crate::lan::start(
+        &app.services,
+        app.discovered.clone(),
+        app.tls_fingerprint.get().map(String::as_str),
+        local,
+    );
     let (stop_outbox, outbox_stopped) = async_channel::bounded::<()>(1);
     let outbox = app
         .executor

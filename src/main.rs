@@ -224,7 +224,7 @@ fn main() -> anyhow::Result<()> {
                 } => (Command::AddPeer { url, fingerprint }, false),
                 PeerCommand::Discovered => {
                     let answer = run_admin(&config, Command::ListDiscovered)?;
-                    print!("{}", hearth::discovery::format_listing(&answer));
+                    print!("{}", hearth::lan::heard::format_listing(&answer));
                     return Ok(());
                 }
                 PeerCommand::Remove { url } => (Command::RemovePeer { url }, false),
@@ -266,7 +266,7 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             let answer = run_admin(&config, Command::ListDiscovered)?;
-            print!("{}", hearth::discovery::format_listing(&answer));
+            print!("{}", hearth::lan::heard::format_listing(&answer));
             Ok(())
         }
         Commands::Outbox => {

@@ -31,6 +31,29 @@ pub enum OriginError {
     Certificate(String),
 }
 
+/// A text that is not an `http(s)://host[:port]` origin.
+#[derive(Debug, thiserror::Error)]
+#[error("{text} is not {what}")]
+pub struct NotAnOrigin {
+    /// The text given.
+    pub text: String,
+    what: &'static str,
+}
+
+/// Normalizes an origin (`scheme://host[:port]`, no path): the ASCII serialization of an
+/// `http` or `https` URL with a host.
+pub fn normalize_origin(text: &str) -> Result<String, NotAnOrigin> {
+    let refuse = |what| NotAnOrigin {
+        text: text.to_string(),
+        what,
+    };
+    let url = url::Url::parse(text.trim()).map_err(|_| refuse("a URL"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(refuse("an http(s) origin"));
+    }
+    Ok(url.origin().ascii_serialization())
+}
+
 /// Every origin this server answers as, in ASCII serialization (`https://host[:port]`,
 /// default ports left out), the public one first.
 #[derive(Clone, Debug)]

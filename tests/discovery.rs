@@ -272,7 +272,7 @@ impl Drop for NsServer {
 fn pem_fingerprint(path: &Path) -> String {
     use rustls::pki_types::pem::PemObject;
     let der = rustls::pki_types::CertificateDer::from_pem_file(path).expect("read cert.pem");
-    hearth::tls::fingerprint(der.as_ref())
+    hearth::lan::tls::fingerprint(der.as_ref())
 }
 
 /// Polls `server`'s discovered list until `check` finds what it wants (30 s at most).

@@ -141,7 +141,7 @@ impl Client {
             origin: origin.to_string(),
             message: e,
         };
-        let stream = crate::tls::connect_origin(origin, self.tls_pins())
+        let stream = crate::lan::tls::connect_origin(origin, self.tls_pins())
             .await
             .map_err(|e| super::transport::connect_error(origin, e))?;
         let (mut ws, _) = async_tungstenite::client_async(url.as_str(), stream)

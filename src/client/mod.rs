@@ -170,7 +170,7 @@ impl Default for Client {
 impl Client {
     /// The TLS certificate fingerprints this client pinned (at first use, or set by the
     /// caller, e.g. from a fingerprint the server's owner read out of its log or mDNS).
-    pub fn tls_pins(&self) -> &crate::tls::Pins {
+    pub fn tls_pins(&self) -> &crate::lan::tls::Pins {
         &self.inner.transport.pins
     }
 

@@ -1,7 +1,7 @@
 //! HTTP/1.1 over smol TCP with async-h1, keeping idle connections per origin for reuse.
 
 use super::{origin_of, ClientError};
-use crate::tls::{connect_origin, ClientStream, ConnectError, Pins};
+use crate::lan::tls::{connect_origin, ClientStream, ConnectError, Pins};
 use futures_lite::AsyncReadExt;
 use std::collections::HashMap;
 use std::sync::Mutex;

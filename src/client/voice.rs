@@ -28,7 +28,7 @@ pub enum VoiceEvent {
     },
 }
 
-type Ws = async_tungstenite::WebSocketStream<crate::tls::ClientStream>;
+type Ws = async_tungstenite::WebSocketStream<crate::lan::tls::ClientStream>;
 
 /// One open voice connection. Dropping it closes the socket (the server sees a leave).
 pub struct VoiceConnection {
@@ -38,7 +38,7 @@ pub struct VoiceConnection {
     /// Everyone in the room when this connection joined (`ready` and the `participants`
     /// pages that follow it), in the server's order.
     pub participants: Vec<Value>,
-    sink: smol::lock::Mutex<async_tungstenite::WebSocketSender<crate::tls::ClientStream>>,
+    sink: smol::lock::Mutex<async_tungstenite::WebSocketSender<crate::lan::tls::ClientStream>>,
     events: async_channel::Receiver<VoiceEvent>,
     encoder: std::sync::Mutex<(opus::Encoder, u16, u32)>,
     _reader: smol::Task<()>,
@@ -73,13 +73,13 @@ impl VoiceConnection {
     pub async fn open(
         origin: &str,
         url: &str,
-        pins: &crate::tls::Pins,
+        pins: &crate::lan::tls::Pins,
     ) -> Result<VoiceConnection, ClientError> {
         let network = |e: String| ClientError::Network {
             origin: origin.to_string(),
             message: e,
         };
-        let stream = crate::tls::connect_origin(origin, pins)
+        let stream = crate::lan::tls::connect_origin(origin, pins)
             .await
             .map_err(|e| super::transport::connect_error(origin, e))?;
         let (ws, _): (Ws, _) = async_tungstenite::client_async(url, stream)

@@ -6,6 +6,7 @@
 pub mod calls;
 pub mod clock;
 pub mod directory;
+pub mod discovered;
 pub mod outbound;
 pub mod outbox;
 pub mod signature;
@@ -64,7 +65,7 @@ pub struct Federation {
     pub replay: ReplayGuard,
     /// TLS certificates of peers and push distributors, pinned at first contact and kept
     /// in `DATA_DIR/tls/pins`.
-    pub tls_pins: crate::tls::Pins,
+    pub tls_pins: crate::lan::tls::Pins,
     /// Peers' clocks, relative to ours.
     pub clocks: clock::PeerClocks,
     wake_tx: async_channel::Sender<()>,
@@ -77,7 +78,7 @@ impl Federation {
         let (wake_tx, wake_rx) = async_channel::bounded(1);
         Federation {
             replay: ReplayGuard::new(config.replay_capacity),
-            tls_pins: crate::tls::Pins::in_file(data_dir.join("tls").join("pins")),
+            tls_pins: crate::lan::tls::Pins::in_file(data_dir.join("tls").join("pins")),
             clocks: clock::PeerClocks::new(),
             wake_tx,
             wake_rx,
@@ -97,14 +98,7 @@ impl Federation {
 
 /// Normalizes an origin (`scheme://host[:port]`, no path).
 pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
-    let url = url::Url::parse(text.trim())
-        .map_err(|_| FederationError::Invalid(format!("{text} is not a URL")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(FederationError::Invalid(format!(
-            "{text} is not an http(s) origin"
-        )));
-    }
-    Ok(url.origin().ascii_serialization())
+    crate::origins::normalize_origin(text).map_err(|e| FederationError::Invalid(e.to_string()))
 }
 
 /// A server's `/.well-known/hearth`, as JSON (any answer but 200 with JSON is an error).

@@ -120,7 +120,7 @@ pub async fn send(
     body: Vec<u8>,
     allow_loopback: bool,
     timeout: Duration,
-    pins: &crate::tls::Pins,
+    pins: &crate::lan::tls::Pins,
 ) -> Result<Answer, OutboundError> {
     use futures_lite::{AsyncReadExt, FutureExt};
     let (parsed, address) = resolve(url, allow_loopback).await?;
@@ -141,18 +141,20 @@ pub async fn send(
                 .host_str()
                 .unwrap_or_default()
                 .trim_matches(|c| c == '[' || c == ']');
-            let tls = crate::tls::connect(&origin, host, tcp, pins)
+            let tls = crate::lan::tls::connect(&origin, host, tcp, pins)
                 .await
                 .map_err(|e| match e {
-                    crate::tls::ConnectError::Changed { pinned, presented } => failed(format!(
-                        "the TLS certificate of {origin} changed (pinned SHA-256 {pinned}, \
+                    crate::lan::tls::ConnectError::Changed { pinned, presented } => {
+                        failed(format!(
+                            "the TLS certificate of {origin} changed (pinned SHA-256 {pinned}, \
                          presented {presented}); refusing to send"
-                    )),
-                    crate::tls::ConnectError::Other(m) => failed(m),
+                        ))
+                    }
+                    crate::lan::tls::ConnectError::Other(m) => failed(m),
                 })?;
-            crate::tls::ClientStream::Tls(crate::tls::Shared::new(tls))
+            crate::lan::tls::ClientStream::Tls(crate::lan::tls::Shared::new(tls))
         } else {
-            crate::tls::ClientStream::Plain(tcp)
+            crate::lan::tls::ClientStream::Plain(tcp)
         };
         let mut request = http_types::Request::new(method, parsed.clone());
         for (name, value) in headers {

@@ -186,7 +186,7 @@ pub async fn remove_peer(req: Req, me: Principal) -> ApiResult {
 /// fingerprints, whether each is a peer already, and conflicts.
 pub async fn list_discovered(req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
-    json(200, &crate::discovery::listing(req.state())?)
+    json(200, &crate::federation::discovered::listing(req.state())?)
 }
 
 #[derive(Deserialize)]
@@ -196,9 +196,9 @@ struct AddDiscovered {
     fingerprint: String,
 }
 
-impl From<crate::discovery::AddError> for ApiError {
-    fn from(error: crate::discovery::AddError) -> ApiError {
-        use crate::discovery::AddError;
+impl From<crate::federation::discovered::AddError> for ApiError {
+    fn from(error: crate::federation::discovered::AddError) -> ApiError {
+        use crate::federation::discovered::AddError;
         let message = error.to_string();
         match error {
             AddError::NotFound(_) => ApiError::new(404, "not_discovered", message),
@@ -213,8 +213,12 @@ impl From<crate::discovery::AddError> for ApiError {
 pub async fn add_discovered(mut req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
     let body: AddDiscovered = json_body(&mut req).await?;
-    let (peer, tls) =
-        crate::discovery::add_discovered_peer(req.state(), &body.origin, &body.fingerprint).await?;
+    let (peer, tls) = crate::federation::discovered::add_discovered_peer(
+        req.state(),
+        &body.origin,
+        &body.fingerprint,
+    )
+    .await?;
     let mut view = peer_view(&peer);
     view["tls_fingerprint"] = Value::from(tls);
     json(201, &view)

@@ -110,7 +110,7 @@ pub async fn serve(
                                         match handshake {
                                             Some(tls) => {
                                                 let (io, clock) = conn::Guarded::new(
-                                                    crate::tls::Shared::new(tls),
+                                                    crate::lan::tls::Shared::new(tls),
                                                     slot,
                                                     idle,
                                                     request,

@@ -718,7 +718,7 @@ pub async fn post_to_distributor(
     body: Vec<u8>,
     allow_loopback: bool,
     timeout: Duration,
-    pins: &crate::tls::Pins,
+    pins: &crate::lan::tls::Pins,
 ) -> Result<outbound::Answer, FederationError> {
     let refused = |why: String| {
         eprintln!("hearth: not delivering a push notification to {url}: {why}");
@@ -851,7 +851,7 @@ mod tests {
             b"{}".to_vec(),
             false,
             Duration::from_secs(2),
-            &crate::tls::Pins::default(),
+            &crate::lan::tls::Pins::default(),
         ))
         .expect("a refusal is a final answer, not an error to retry");
         assert_eq!(answer.status, 403);
@@ -868,7 +868,7 @@ mod tests {
             b"{}".to_vec(),
             true,
             Duration::from_millis(300),
-            &crate::tls::Pins::default(),
+            &crate::lan::tls::Pins::default(),
         ));
         assert!(sent.is_err(), "nobody answers HTTP on the test listener");
         assert!(
