@@ -61,7 +61,7 @@ customize() {
     install -m 644 "$REPO/systemd/hearth.sysusers" "$root/usr/lib/sysusers.d/hearth.conf"
     install -d -m 755 "$root/etc/hearth"
     cat >"$root/etc/hearth/hearth.toml" <<EOF
-# Hearth's configuration; every setting is described in Hearth's README.md.
+# Hearth's configuration; every setting is described in Hearth's docs/operations.md.
 # The server makes its keys and self-signed TLS certificate in /var/lib/hearth at first
 # start; its fingerprint is shown at https://hearth.local/.well-known/hearth.
 name = "$name"
