@@ -4,6 +4,7 @@
 import { P } from './permissions.js';
 
 export const origin = location.origin;
+
 export const s = {
   state: null, // persisted: device key, identity, refresh token, user id, username
   api: null,
