@@ -1337,3 +1337,58 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod web_client {
+    use super::Permissions;
+
+    /// `NAME: 1 << bit` entries of `export const P = { … };` in the web client's module.
+    fn client_bits(source: &str) -> Vec<(String, u64)> {
+        let start = source
+            .find("export const P = {")
+            .expect("permissions.js exports `const P = {`");
+        let body = &source[start + "export const P = {".len()..];
+        let end = body.find("};").expect("`P` ends with `};`");
+        body[..end]
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(|entry| {
+                let (name, value) = entry
+                    .split_once(':')
+                    .unwrap_or_else(|| panic!("not `NAME: 1 << bit`: {entry:?}"));
+                let shift = value
+                    .trim()
+                    .strip_prefix("1 << ")
+                    .and_then(|bit| bit.parse::<u32>().ok())
+                    .unwrap_or_else(|| panic!("not `NAME: 1 << bit`: {entry:?}"));
+                (name.trim().to_owned(), 1u64 << shift)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_web_client_has_the_same_bits_as_the_server() {
+        let bits = client_bits(include_str!("../web/permissions.js"));
+        for (name, bit) in &bits {
+            let server = Permissions::NAMES
+                .iter()
+                .find(|(known, _)| known.to_uppercase() == *name)
+                .unwrap_or_else(|| panic!("the web client's {name} is no server permission"));
+            assert_eq!(
+                server.1.bits(),
+                *bit,
+                "{name}: the web client has bit {bit:#x}, the server {:#x}",
+                server.1.bits()
+            );
+        }
+        for (known, _) in Permissions::NAMES {
+            let name = known.to_uppercase();
+            assert_eq!(
+                bits.iter().filter(|(js, _)| *js == name).count(),
+                1,
+                "the web client must name {name} once"
+            );
+        }
+    }
+}

@@ -1,12 +1,10 @@
-// The server's API for the web client: DPoP-bound tokens (RFC 9449), nonces, refresh,
-// and the realtime gateway.
+// The server's API for the web client: DPoP-bound tokens (RFC 9449), nonces, refresh.
+// The realtime gateway is `Gateway` in gateway.js.
 //
 //   const api = new Api(origin, state)    state: {deviceKey, jwk, jkt, refreshToken, userId, ...}
 //   await api.request(method, path, body?)  -> parsed JSON (or null for 204); throws ApiError
 //   await api.upload(path, blob, contentType) -> parsed JSON
 //   await api.fetchBlob(path)                -> Blob (files need DPoP, so <img src> cannot)
-//   api.connect(onEvent)                     -> the gateway; onEvent({op, type, data, seq})
-//   api.sendGateway(frame)                   -> sends a JSON op (e.g. typing) if connected
 //
 // `request` retries once on `use_dpop_nonce` with the nonce the server gave, refreshes the
 // access token when it is about to expire or is refused as invalid, and never retries a
@@ -41,9 +39,6 @@ export class Api {
     this.expiresAt = 0;
     this.onSession = null; // called when the refresh token changes
     this.onSignedOut = null; // called when the session is gone for good
-    this.ws = null;
-    this.lastSeq = 0;
-    this.closed = false;
   }
 
   remember(response) {
@@ -135,80 +130,6 @@ export class Api {
   async fetchBlob(path) {
     const response = await this.send('GET', path, undefined, undefined, true);
     return response.blob();
-  }
-
-  /** Opens the gateway and keeps it open (reconnecting with resume) until `close`. */
-  connect(onEvent) {
-    this.closed = false;
-    this.onEvent = onEvent;
-    this.backoff = 500;
-    this.open();
-  }
-
-  async open() {
-    if (this.closed) return;
-    let ticket;
-    try {
-      ticket = await this.request('POST', '/api/v1/gateway/ticket', {});
-    } catch (e) {
-      this.onEvent({ op: 'status', status: 'offline', message: e.message });
-      return this.retry();
-    }
-    const ws = new WebSocket(ticket.url);
-    this.ws = ws;
-    ws.onmessage = (m) => {
-      let frame;
-      try {
-        frame = JSON.parse(m.data);
-      } catch (e) {
-        return;
-      }
-      if (frame.op === 'hello') {
-        ws.send(JSON.stringify({ op: 'resume', seq: this.lastSeq }));
-      } else if (frame.op === 'ready') {
-        this.backoff = 500;
-        if (frame.seq > this.lastSeq) this.lastSeq = frame.seq;
-        this.onEvent({ op: 'status', status: 'online' });
-      } else if (frame.op === 'resync') {
-        this.lastSeq = frame.seq;
-        this.onEvent({ op: 'resync' });
-      } else if (frame.op === 'event') {
-        if (frame.seq > this.lastSeq) this.lastSeq = frame.seq;
-        this.onEvent(frame);
-      } else if (frame.op === 'typing' || frame.op === 'presence') {
-        this.onEvent(frame);
-      }
-    };
-    ws.onclose = (c) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      if (c.code === 4010) {
-        if (this.onSignedOut) this.onSignedOut(new ApiError(401, 'signed_out', c.reason));
-        return;
-      }
-      this.onEvent({ op: 'status', status: 'offline', message: c.reason });
-      this.retry();
-    };
-  }
-
-  retry() {
-    if (this.closed) return;
-    const wait = this.backoff;
-    this.backoff = Math.min(this.backoff * 2, 15000);
-    setTimeout(() => this.open(), wait);
-  }
-
-  sendGateway(frame) {
-    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(frame));
-  }
-
-  close() {
-    this.closed = true;
-    if (this.ws) {
-      const ws = this.ws;
-      this.ws = null;
-      ws.close(1000);
-    }
   }
 }
 

@@ -1,0 +1,246 @@
+// Accounts: the sign-in screen, creating an account, signing in (recovering the identity
+// key from its backup), linking this browser from another device and approving such a
+// link, signing out, and the settings dialog (name, devices, identity key).
+
+import { Api, publicRequest } from './api.js';
+import * as keys from './crypto.js';
+import * as store from './store.js';
+import { $, dialog, el, field, showError } from './dom.js';
+import { origin, resetData, s } from './state.js';
+import { loadGuilds, offerInvite } from './guilds.js';
+import { leaveVoice } from './voice-channel.js';
+import { renderMessages } from './messages.js';
+import { connectRealtime } from './realtime.js';
+
+async function saveState() {
+  await store.saveState(s.state);
+}
+
+export function authMode(signup) {
+  $('tab-signin').setAttribute('aria-selected', String(!signup));
+  $('tab-signup').setAttribute('aria-selected', String(signup));
+  $('auth-display-row').hidden = !signup;
+  $('auth-submit').textContent = signup ? 'Create account' : 'Sign in';
+  $('auth-password').autocomplete = signup ? 'new-password' : 'current-password';
+  $('auth-form').dataset.mode = signup ? 'signup' : 'signin';
+  $('auth-error').textContent = '';
+}
+
+async function freshDevice() {
+  const deviceKey = await keys.newDeviceKey();
+  const jwk = await keys.publicJwk(deviceKey);
+  return { deviceKey, jwk, jkt: await keys.thumbprint(jwk) };
+}
+
+export async function signUp(username, password, display) {
+  const device = await freshDevice();
+  const identity = await keys.newIdentityKey();
+  const wellKnown = await publicRequest(origin, 'GET', '/.well-known/hearth');
+  $('auth-status').textContent = 'Making your keys…';
+  const body = {
+    username,
+    password,
+    identity_key: await keys.userIdOf(identity),
+    device_certificate: await keys.deviceCertificate(identity, device.jkt, wellKnown.origin),
+    key_backup: await keys.wrapIdentity(identity, password),
+  };
+  if (display) body.display_name = display;
+  await publicRequest(origin, 'POST', '/api/v1/register', body);
+  s.state = { ...device, identity, username };
+  s.api = newApi();
+  await s.api.login(username, password);
+}
+
+export async function signIn(username, password) {
+  s.state = { ...(await freshDevice()), username };
+  s.api = newApi();
+  await s.api.login(username, password);
+  // The identity key, from the backup only this password opens.
+  try {
+    const answer = await s.api.request('GET', '/api/v1/users/@me/key-backup');
+    if (answer && answer.key_backup) {
+      s.state.identity = await keys.unwrapIdentity(answer.key_backup, password, s.state.userId);
+      s.identityNote = 'identity key recovered from your backup';
+    } else {
+      s.identityNote = 'no key backup on the server';
+    }
+  } catch (e) {
+    s.identityNote = e.reason === 'unsupported' ? e.message : `identity key not recovered: ${e.message}`;
+  }
+  await saveState();
+}
+
+// Linking this browser from a device already signed in (no password typed here).
+const CERT_GRANT = 'urn:hearth:params:oauth:grant-type:device-certificate';
+
+export async function startLink() {
+  $('auth-error').textContent = '';
+  const device = await freshDevice();
+  const username = $('auth-username').value.trim();
+  const body = { device_key: device.jwk, device_name: `Browser (${navigator.platform || 'web'})` };
+  if (username) body.username = username;
+  let link;
+  try {
+    link = await publicRequest(origin, 'POST', '/api/v1/device-links', body);
+  } catch (e) {
+    showError('auth-error', e);
+    return;
+  }
+  $('link-code').textContent = link.code;
+  $('link-jkt').textContent = link.jkt.slice(0, 12);
+  $('link-box').hidden = false;
+  $('link-start').hidden = true;
+  s.link = link;
+  const deadline = Date.now() + link.expires_in * 1000;
+  while (s.link === link && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1500));
+    if (s.link !== link) return;
+    let answer;
+    try {
+      answer = await publicRequest(origin, 'GET', `/api/v1/device-links/mailbox/${link.mailbox}`);
+    } catch (e) {
+      break;
+    }
+    if (answer.status !== 'approved') continue;
+    s.link = null;
+    s.state = { ...device, username: username || '' };
+    s.api = newApi();
+    try {
+      await s.api.token({ grant_type: CERT_GRANT, device_certificate: answer.device_certificate });
+      s.identityNote = 'signed in by another device (its identity key stays there)';
+      await saveState();
+      $('link-box').hidden = true;
+      $('link-start').hidden = false;
+      await showApp();
+    } catch (e) {
+      s.state = null;
+      s.api = null;
+      showError('auth-error', e);
+    }
+    return;
+  }
+  if (s.link === link) {
+    s.link = null;
+    $('link-box').hidden = true;
+    $('link-start').hidden = false;
+    $('auth-error').textContent = 'The code expired; start again.';
+  }
+}
+
+export async function cancelLink() {
+  const link = s.link;
+  s.link = null;
+  $('link-box').hidden = true;
+  $('link-start').hidden = false;
+  if (link) await publicRequest(origin, 'DELETE', `/api/v1/device-links/mailbox/${link.mailbox}`).catch(() => {});
+}
+
+function approveLinkDialog() {
+  const [row, code] = field('Code shown on the new device', { required: '', maxlength: '12', dataset: { testid: 'link-code-input' } });
+  const shown = el('p', { class: 'muted', dataset: { testid: 'link-device' } });
+  let checked = null;
+  dialog('Link a new device', [row, shown], async () => {
+    if (!checked || checked.typed !== code.value) {
+      // First look: show the device's name and key, then approve on the second press.
+      const link = await s.api.request('GET', `/api/v1/device-links/${encodeURIComponent(code.value)}`);
+      checked = { typed: code.value, link };
+      shown.textContent = `${link.device_name || 'A device'} with key ${link.jkt.slice(0, 12)}: if the new device shows the same, press OK again.`;
+      throw new Error('Check the key, then press OK again.');
+    }
+    const wk = await publicRequest(origin, 'GET', '/.well-known/hearth');
+    const certificate = await keys.deviceCertificate(s.state.identity, checked.link.jkt, wk.origin);
+    await s.api.request('POST', `/api/v1/device-links/${encodeURIComponent(code.value)}`, { device_certificate: certificate });
+  });
+}
+
+export function newApi() {
+  const api = new Api(origin, s.state);
+  api.onSession = saveState;
+  api.onSignedOut = () => signedOut('You were signed out.');
+  return api;
+}
+
+async function signedOut(message) {
+  if (s.voice) await leaveVoice().catch(() => {});
+  if (s.gateway) s.gateway.close();
+  s.gateway = null;
+  s.api = null;
+  s.state = null;
+  await store.clearState();
+  resetData();
+  showAuth();
+  if (message) $('auth-error').textContent = message;
+}
+
+async function signOut() {
+  try {
+    await s.api.request('POST', '/api/v1/auth/logout', {});
+  } catch (e) {
+    // Signed out here either way.
+  }
+  await signedOut('');
+}
+
+export async function showAuth() {
+  $('app').hidden = true;
+  $('auth').hidden = false;
+  authMode($('auth-form').dataset.mode === 'signup');
+  if (s.invite) {
+    try {
+      const preview = await publicRequest(origin, 'GET', `/api/v1/invites/${encodeURIComponent(s.invite)}`);
+      const box = $('invite-preview');
+      box.replaceChildren(
+        el('p', { text: 'You are invited to join' }),
+        el('strong', { text: preview.guild_name }),
+        el('p', { class: 'muted', text: 'Sign in or create an account to join.' }),
+      );
+      box.hidden = false;
+    } catch (e) {
+      $('invite-preview').hidden = false;
+      $('invite-preview').textContent = `This invite does not work: ${e.message}`;
+    }
+  }
+}
+
+export async function showApp() {
+  $('auth').hidden = true;
+  $('app').hidden = false;
+  s.me = await s.api.request('GET', '/api/v1/users/@me');
+  s.users.set(s.me.id, s.me);
+  $('me-name').textContent = s.me.name || s.me.username;
+  $('me-name').title = s.identityNote || (s.state.identity ? 'identity key on this device' : 'no identity key on this device');
+  $('me-name').dataset.identity = s.state.identity ? 'present' : 'absent';
+  await loadGuilds();
+  connectRealtime();
+  if (s.invite) await offerInvite(s.invite);
+}
+
+export function settings() {
+  const [row, name] = field('Display name', { maxlength: '64', dataset: { testid: 'settings-name' } });
+  name.value = s.me?.name || '';
+  const devices = el('ul', { class: 'devices' });
+  s.api.request('GET', '/api/v1/users/@me/devices').then((list) => {
+    devices.replaceChildren(...list.map((d) => el('li', { dataset: { id: d.id } },
+      `${d.name}${d.current ? ' (this browser)' : ''} `,
+      d.current ? null : el('button', {
+        type: 'button',
+        onclick: async () => {
+          await s.api.request('DELETE', `/api/v1/users/@me/devices/${encodeURIComponent(d.id)}`);
+          devices.querySelector(`[data-id="${CSS.escape(d.id)}"]`)?.remove();
+        },
+      }, 'Sign out'))));
+  }).catch(() => {});
+  const link = s.state.identity ? el('button', {
+    type: 'button',
+    dataset: { testid: 'link-approve' },
+    onclick: () => { $('dialog').close(); approveLinkDialog(); },
+  }, 'Link a new device') : null;
+  const out = el('button', { type: 'button', class: 'danger', dataset: { testid: 'sign-out' }, onclick: () => { $('dialog').close(); signOut(); } }, 'Sign out of this browser');
+  const identity = el('p', { class: 'muted', dataset: { testid: 'identity-status' }, text: s.state.identity ? 'Your identity key is on this device.' : `No identity key on this device. ${s.identityNote}` });
+  dialog('Settings', [row, el('h4', { text: 'Devices' }), devices, identity, link, out], async () => {
+    s.me = await s.api.request('PATCH', '/api/v1/users/@me', { name: name.value });
+    s.users.set(s.me.id, s.me);
+    $('me-name').textContent = s.me.name || s.me.username;
+    renderMessages();
+  });
+}
