@@ -8,7 +8,7 @@ use super::{json, json_body, no_content, read_body, ApiResult, Req};
 use crate::app::App;
 use crate::federation::calls::{ban, push};
 use crate::model::{Id, UserId};
-use crate::service::{accounts, guilds, messages, Error};
+use crate::service::{accounts, channels, invites, members, messages, roles, Error};
 use crate::system::now;
 use serde::Deserialize;
 use serde_json::json;
@@ -706,7 +706,7 @@ async fn user(req: Req, me: Principal) -> ApiResult {
 }
 
 /// Refreshes the stale profiles of the remote users among `members` (served as cached).
-async fn refresh_members<'a>(app: &App, members: impl Iterator<Item = &'a guilds::MemberView>) {
+async fn refresh_members<'a>(app: &App, members: impl Iterator<Item = &'a members::MemberView>) {
     let remote: Vec<UserId> = members
         .filter(|m| {
             m.user
@@ -771,7 +771,7 @@ async fn list_channels(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn create_channel(mut req: Req, me: Principal) -> ApiResult {
-    let body: guilds::NewChannel = json_body(&mut req).await?;
+    let body: channels::NewChannel = json_body(&mut req).await?;
     let guild = id_param(&req, "guild_id")?;
     json(
         201,
@@ -787,7 +787,7 @@ async fn list_roles(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn create_role(mut req: Req, me: Principal) -> ApiResult {
-    let body: guilds::RoleUpdate = json_body(&mut req).await?;
+    let body: roles::RoleUpdate = json_body(&mut req).await?;
     let guild = id_param(&req, "guild_id")?;
     json(
         201,
@@ -796,7 +796,7 @@ async fn create_role(mut req: Req, me: Principal) -> ApiResult {
 }
 
 async fn update_role(mut req: Req, me: Principal) -> ApiResult {
-    let body: guilds::RoleUpdate = json_body(&mut req).await?;
+    let body: roles::RoleUpdate = json_body(&mut req).await?;
     let guild = id_param(&req, "guild_id")?;
     let role = id_param(&req, "role_id")?;
     json(
@@ -965,7 +965,7 @@ async fn get_channel(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn update_channel(mut req: Req, me: Principal) -> ApiResult {
-    let body: guilds::ChannelUpdate = json_body(&mut req).await?;
+    let body: channels::ChannelUpdate = json_body(&mut req).await?;
     let channel = id_param(&req, "channel_id")?;
     json(
         200,
@@ -1135,8 +1135,8 @@ async fn unpin(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn create_invite(mut req: Req, me: Principal) -> ApiResult {
-    let body: guilds::NewInvite = if req.len().unwrap_or(0) == 0 {
-        guilds::NewInvite::default()
+    let body: invites::NewInvite = if req.len().unwrap_or(0) == 0 {
+        invites::NewInvite::default()
     } else {
         json_body(&mut req).await?
     };
