@@ -457,6 +457,7 @@ pub fn no_content() -> ApiResult {
     Ok(tide::Response::new(204))
 }
 
+/// The path parameter `name` as an id (404 when it is not one).
 fn id_param(req: &Req, name: &str) -> Result<Id, ApiError> {
     req.param(name).ok().and_then(Id::parse).ok_or_else(|| {
         ApiError::new(
@@ -467,6 +468,7 @@ fn id_param(req: &Req, name: &str) -> Result<Id, ApiError> {
     })
 }
 
+/// The path parameter `name` as a user id, `@me` being the signed-in user.
 fn user_param(req: &Req, name: &str, me: &Principal) -> Result<UserId, ApiError> {
     let raw = req.param(name).unwrap_or("");
     if raw == "@me" {
@@ -475,6 +477,7 @@ fn user_param(req: &Req, name: &str, me: &Principal) -> Result<UserId, ApiError>
     UserId::parse(raw).ok_or_else(|| ApiError::new(404, "unknown_user", "not a valid user id"))
 }
 
+/// The path parameter `name`, percent-decoded.
 fn text_param(req: &Req, name: &str) -> Result<String, ApiError> {
     let raw = req.param(name).unwrap_or("");
     percent_encoding::percent_decode_str(raw)
@@ -483,6 +486,7 @@ fn text_param(req: &Req, name: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::bad_request("invalid_path", format!("{name} is not valid UTF-8")))
 }
 
+/// The services of the app serving the request.
 fn services(req: &Req) -> &crate::service::Services {
     &req.state().services
 }

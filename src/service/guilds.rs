@@ -26,23 +26,28 @@ pub struct GuildView {
     pub my_permissions: Permissions,
 }
 
+/// Stores the guild with its permission version raised: roles, role assignments or
+/// overwrites changed.
 pub(super) fn bump(tx: &Tx, mut guild: Guild) -> Result<()> {
     guild.permission_version += 1;
     tx.put(GUILD, &keys::id(guild.id), &guild)?;
     Ok(())
 }
 
+/// A channel of the guild (not found when it belongs to another).
 pub(super) fn load_channel_in(tx: &Tx, guild: Id, channel: Id) -> Result<Channel> {
     tx.get(CHANNEL, &keys::id(channel))?
         .filter(|c| c.guild_id == guild)
         .ok_or(Error::NotFound("channel"))
 }
 
+/// Channels in display order: by position, then id.
 pub(super) fn sorted_channels(mut channels: Vec<Channel>) -> Vec<Channel> {
     channels.sort_by_key(|c| (c.position, c.id));
     channels
 }
 
+/// Every channel of the guild, unsorted.
 pub(super) fn guild_channels(tx: &Tx, guild: Id) -> Result<Vec<Channel>> {
     let index = tx.scan_prefix(GUILD_CHANNEL, &keys::id(guild), usize::MAX)?;
     let mut out = Vec::with_capacity(index.len());
@@ -56,6 +61,7 @@ pub(super) fn guild_channels(tx: &Tx, guild: Id) -> Result<Vec<Channel>> {
     Ok(out)
 }
 
+/// Makes the user a member with no roles but `@everyone`.
 pub(super) fn add_member(tx: &Tx, guild: Id, user: UserId) -> Result<Member> {
     let member = Member {
         guild_id: guild,

@@ -5,12 +5,6 @@ use crate::http::auth::Principal;
 use crate::http::{id_param, json, json_body, no_content, services, ApiResult, Req};
 use crate::service::channels;
 
-pub async fn typing(req: Req, me: Principal) -> ApiResult {
-    let channel = id_param(&req, "channel_id")?;
-    crate::gateway::typing(req.state(), me.user, channel)?;
-    no_content()
-}
-
 pub async fn list_channels(req: Req, me: Principal) -> ApiResult {
     json(
         200,
@@ -49,5 +43,11 @@ pub async fn delete_channel(req: Req, me: Principal) -> ApiResult {
     services(&req)
         .delete_channel(me.user, id_param(&req, "channel_id")?)
         .await?;
+    no_content()
+}
+
+pub async fn typing(req: Req, me: Principal) -> ApiResult {
+    let channel = id_param(&req, "channel_id")?;
+    crate::gateway::typing(req.state(), me.user, channel)?;
     no_content()
 }

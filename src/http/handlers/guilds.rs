@@ -5,16 +5,6 @@ use crate::http::error::ApiError;
 use crate::http::{id_param, json, json_body, no_content, services, ApiResult, Req};
 use serde::Deserialize;
 
-pub async fn presences(req: Req, me: Principal) -> ApiResult {
-    let guild = id_param(&req, "guild_id")?;
-    let app = req.state();
-    json(
-        200,
-        &app.services
-            .presences(me.user, guild, |u| app.gateway.hub.is_online(u))?,
-    )
-}
-
 pub async fn my_guilds(req: Req, me: Principal) -> ApiResult {
     json(200, &services(&req).my_guilds(me.user)?)
 }
@@ -60,4 +50,14 @@ pub async fn delete_guild(req: Req, me: Principal) -> ApiResult {
         .delete_guild(me.user, id_param(&req, "guild_id")?)
         .await?;
     no_content()
+}
+
+pub async fn presences(req: Req, me: Principal) -> ApiResult {
+    let guild = id_param(&req, "guild_id")?;
+    let app = req.state();
+    json(
+        200,
+        &app.services
+            .presences(me.user, guild, |u| app.gateway.hub.is_online(u))?,
+    )
 }
