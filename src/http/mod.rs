@@ -7,12 +7,16 @@ pub mod error;
 mod federation;
 pub use federation::peer_view;
 mod gateway;
+mod handlers;
 mod links;
 mod routes;
 mod voice;
 mod web;
 
 use crate::app::App;
+use crate::model::{Id, UserId};
+use crate::system::now;
+use auth::Principal;
 use error::ApiError;
 use futures_lite::{AsyncReadExt, FutureExt};
 use serde::{de::DeserializeOwned, Serialize};
@@ -451,4 +455,89 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> ApiResult {
 /// An empty 204.
 pub fn no_content() -> ApiResult {
     Ok(tide::Response::new(204))
+}
+
+/// The path parameter `name` as an id (404 when it is not one).
+fn id_param(req: &Req, name: &str) -> Result<Id, ApiError> {
+    req.param(name).ok().and_then(Id::parse).ok_or_else(|| {
+        ApiError::new(
+            404,
+            format!("unknown_{}", name.trim_end_matches("_id")),
+            format!("{name} is not a valid id"),
+        )
+    })
+}
+
+/// The path parameter `name` as a user id, `@me` being the signed-in user.
+fn user_param(req: &Req, name: &str, me: &Principal) -> Result<UserId, ApiError> {
+    let raw = req.param(name).unwrap_or("");
+    if raw == "@me" {
+        return Ok(me.user);
+    }
+    UserId::parse(raw).ok_or_else(|| ApiError::new(404, "unknown_user", "not a valid user id"))
+}
+
+/// The path parameter `name`, percent-decoded.
+fn text_param(req: &Req, name: &str) -> Result<String, ApiError> {
+    let raw = req.param(name).unwrap_or("");
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::bad_request("invalid_path", format!("{name} is not valid UTF-8")))
+}
+
+/// The services of the app serving the request.
+fn services(req: &Req) -> &crate::service::Services {
+    &req.state().services
+}
+
+/// What a rate limit counts.
+#[derive(Clone, Copy)]
+enum Action {
+    Register,
+    Message,
+    Reaction,
+    Upload,
+}
+
+/// Counts `action` for the client's address and, when signed in, for the user; 429 with
+/// `Retry-After` once either limit of the window is spent.
+fn throttle(req: &Req, action: Action, user: Option<UserId>) -> Result<(), ApiError> {
+    let app = req.state();
+    let limits = &app.services.config.throttle;
+    let (name, per_address, per_user, window) = match action {
+        Action::Register => (
+            "register",
+            limits.registrations_per_address_hour,
+            None,
+            3600,
+        ),
+        Action::Message => (
+            "message",
+            limits.messages_per_address_minute,
+            Some(limits.messages_per_user_minute),
+            60,
+        ),
+        Action::Reaction => (
+            "reaction",
+            limits.reactions_per_address_minute,
+            Some(limits.reactions_per_user_minute),
+            60,
+        ),
+        Action::Upload => (
+            "upload",
+            limits.uploads_per_address_minute,
+            Some(limits.uploads_per_user_minute),
+            60,
+        ),
+    };
+    let t = now();
+    let address = client_address(req);
+    if let (Some(user), Some(limit)) = (user, per_user) {
+        app.throttle
+            .hit(format!("{name}:user:{}", user.to_text()), limit, window, t)?;
+    }
+    app.throttle
+        .hit(format!("{name}:addr:{address}"), per_address, window, t)?;
+    Ok(())
 }

@@ -4,10 +4,14 @@
 
 pub mod access;
 pub mod accounts;
+pub mod channels;
 pub mod files;
 pub mod guilds;
+pub mod invites;
+pub mod members;
 pub mod messages;
 pub mod rate;
+pub mod roles;
 pub mod visibility;
 pub mod voice;
 

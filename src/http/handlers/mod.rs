@@ -1,0 +1,12 @@
+//! The route handlers, one file per resource; [`super::routes`] maps paths to them.
+
+pub mod account;
+pub mod channels;
+pub mod files;
+pub mod guilds;
+pub mod invites;
+pub mod members;
+pub mod messages;
+pub mod public;
+pub mod roles;
+pub mod users;
