@@ -29,9 +29,9 @@ pub fn test_config(data: PathBuf) -> Config {
     // Tests register, post and react far faster than people; the security tests that
     // check these limits set them back.
     config.throttle = generous_throttle();
-    // Plain HTTP, as configured for development; tests/tls.rs runs the default (HTTPS).
+    // Plain HTTP, as configured for development; tests/it/tls.rs runs the default (HTTPS).
     config.tls.enabled = false;
-    // Tests never send multicast on the host's network; tests/discovery.rs turns it on
+    // Tests never send multicast on the host's network; tests/it/discovery.rs turns it on
     // inside network namespaces of its own.
     config.discovery.enabled = false;
     config
@@ -120,7 +120,7 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     smol::block_on(f)
 }
 
-// ---- The real `hearth` binary as a child process (tests/durability.rs, tests/cli.rs) ----
+// ---- The real `hearth` binary as a child process (tests/it/durability.rs, cli.rs) ----
 
 /// Writes `DIR/hearth.toml` with light argon2 and generous login limits; `top` is extra
 /// top-level TOML (e.g. `name = "x"`) put before the sections.

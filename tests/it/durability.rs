@@ -7,8 +7,7 @@
 //! answered 2xx is there", any consistent state of the database holds, for each sender,
 //! exactly a prefix of its sequence.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};

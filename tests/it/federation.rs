@@ -1,7 +1,6 @@
 //! Federation by direct participation across real servers on loopback.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::time::Duration;

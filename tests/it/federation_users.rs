@@ -2,8 +2,7 @@
 //! created/deleted broadcast (Refrain), Synced and Unlinked profiles with refresh from the
 //! home (mzchat), and search proxied to peers.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

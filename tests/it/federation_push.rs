@@ -2,8 +2,7 @@
 //! sink standing in for UnifiedPush distributors (and, serving a `/.well-known/hearth` of
 //! its own, for a peer whose calls the test signs itself).
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::auth::server_key::ServerKey;
 use hearth::client::{Client, Response};
 use hearth::config::Config;

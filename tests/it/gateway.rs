@@ -6,9 +6,8 @@
 //! Raw sockets (async-tungstenite, driven by hand) are used wherever the test needs to
 //! control exactly when a client reads, drops or resumes; `Client::events` elsewhere.
 
-mod common;
+use crate::common::*;
 use async_tungstenite::tungstenite::Message;
-use common::*;
 use futures_lite::{future, StreamExt};
 use hearth::client::{Client, EventStream, GatewayMessage, Response};
 use serde_json::{json, Value};
@@ -423,7 +422,7 @@ fn every_event_kind_reaches_the_other_user_and_ephemerals_are_not_replayed() {
         let (g, c) = guild(&alice, "Home", &[&bob]).await;
         let (g2, _) = guild(&alice, "Second", &[&bob]).await;
         // Invites and bans reach only those who may list them (MANAGE_GUILD, BAN_MEMBERS):
-        // bob may, so that he gets every kind. tests/security/guild.rs covers the others.
+        // bob may, so that he gets every kind. tests/it/security/guild.rs covers the others.
         let staff = alice
             .ok(
                 "POST",
