@@ -138,27 +138,9 @@ impl Who {
 
 /// A guild owned by `owner` that `members` joined by invite: (guild id, first channel id).
 async fn guild(owner: &Who, name: &str, members: &[&Who]) -> (String, String) {
-    let g = owner
-        .ok("POST", "/guilds", Some(json!({ "name": name })))
-        .await;
-    let guild = g["id"].as_str().expect("guild id").to_string();
-    let channel = g["channels"][0]["id"]
-        .as_str()
-        .expect("channel id")
-        .to_string();
-    let invite = owner
-        .ok(
-            "POST",
-            &format!("/channels/{channel}/invites"),
-            Some(json!({})),
-        )
-        .await;
-    let code = invite["code"].as_str().expect("invite code");
-    for m in members {
-        m.ok("POST", &format!("/invites/{code}"), Some(json!({})))
-            .await;
-    }
-    (guild, channel)
+    let members: Vec<&Client> = members.iter().map(|m| &m.c).collect();
+    let guild = guild_joined_by(&owner.c, &owner.origin, name, &members).await;
+    (guild.id, guild.channel)
 }
 
 fn id_of(v: &Value) -> String {

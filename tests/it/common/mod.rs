@@ -1,6 +1,9 @@
 //! The one test helper: a real server on 127.0.0.1 port 0 with its own temp data dir,
-//! stopped cleanly when dropped.
+//! stopped cleanly when dropped; the set-ups the modules share are in `fixtures`.
 #![allow(dead_code)]
+
+mod fixtures;
+pub use fixtures::*;
 
 use hearth::client::Client;
 use hearth::config::Config;
@@ -359,7 +362,7 @@ pub async fn channel_history(
 }
 
 /// A test configuration whose outgoing calls may reach loopback (where the test's other
-/// servers are).
+/// servers are); [`start_federating`] starts a server on it.
 pub fn federating(dir: &std::path::Path) -> Config {
     let mut config = test_config(dir.join("data"));
     config.federation.allow_loopback = true;
