@@ -2,8 +2,7 @@
 //! replay, key binding, token expiry, the token endpoint's grants, devices, logout and
 //! revocation, login rate limits, the device-certificate grant and key-backup recovery.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::auth::device_cert::{issue_device_certificate, user_id_from_public, DeviceCertificate};
 use hearth::auth::dpop::make_proof;
 use hearth::auth::jose::{b64u, sha256_b64u, SigningKey};

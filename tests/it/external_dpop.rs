@@ -2,8 +2,7 @@
 //! tests/js, installed with `npm ci --prefix tests/js`) signs in with the password grant of
 //! an account made by the real `hearth user add`, and reads `/api/v1/users/@me`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

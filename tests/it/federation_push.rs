@@ -2,8 +2,7 @@
 //! sink standing in for UnifiedPush distributors (and, serving a `/.well-known/hearth` of
 //! its own, for a peer whose calls the test signs itself).
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::auth::server_key::ServerKey;
 use hearth::client::{Client, Response};
 use hearth::config::Config;
@@ -261,15 +260,6 @@ fn hearth_cli(server: &TestServer, args: &[&str], stdin: Option<&str>) -> std::p
     run_hearth(&all, stdin)
 }
 
-fn peer_add(server: &TestServer, url: &str) {
-    let out = hearth_cli(server, &["peer", "add", url], None);
-    assert!(
-        out.status.success(),
-        "peer add {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn peer_remove(server: &TestServer, url: &str) {
     let out = hearth_cli(server, &["peer", "remove", url], None);
     assert!(
@@ -308,38 +298,6 @@ async fn ok_json(response: Result<Response, hearth::client::ClientError>) -> Val
         .unwrap_or_else(|e| panic!("{status}: {text}: {e:?}"))
         .json()
         .unwrap_or(Value::Null)
-}
-
-struct Guild {
-    id: String,
-    channel: String,
-    channel_name: String,
-    code: String,
-}
-
-async fn guild_on(owner: &Client, server: &TestServer, name: &str) -> Guild {
-    let guild = ok_json(
-        owner
-            .post(&server.url("/api/v1/guilds"), json!({ "name": name }))
-            .await,
-    )
-    .await;
-    let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
-    let invite = ok_json(
-        owner
-            .post(
-                &server.url(&format!("/api/v1/channels/{channel}/invites")),
-                json!({}),
-            )
-            .await,
-    )
-    .await;
-    Guild {
-        id: guild["id"].as_str().unwrap().to_string(),
-        channel,
-        channel_name: guild["channels"][0]["name"].as_str().unwrap().to_string(),
-        code: invite["code"].as_str().unwrap().to_string(),
-    }
 }
 
 async fn post(client: &Client, server: &TestServer, channel: &str, content: &str) -> Value {
@@ -420,13 +378,12 @@ fn mentions_reach_the_users_distributors_once_and_survive_a_distributor_outage()
     let (a, b) = (&a.server, &b.server);
     let mut sink = Sink::start();
     block_on(async {
-        peer_add(a, &b.origin);
-        peer_add(b, &a.origin);
+        peer_both(a, b);
         let alice = user(a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         set_distributors(&alice, a, &[sink.url("/up/alice")]).await;
         let bob = user(b, "bob").await;
-        let on_b = guild_on(&bob, b, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         ok_json(
             alice
                 .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
@@ -517,7 +474,7 @@ fn mentions_reach_the_users_distributors_once_and_survive_a_distributor_outage()
 
         // A local mention on A goes to alice's distributor directly.
         let dave = user(a, "dave").await;
-        let on_a = guild_on(&dave, a, "Kitchen").await;
+        let on_a = guild_on(&dave, &a.origin, "Kitchen").await;
         ok_json(
             alice
                 .post(&a.url(&format!("/api/v1/invites/{}", on_a.code)), json!({}))
@@ -776,7 +733,7 @@ fn a_distributor_on_the_box_itself_is_never_contacted() {
         )
         .await;
         let dave = user(a, "dave").await;
-        let on_a = guild_on(&dave, a, "Kitchen").await;
+        let on_a = guild_on(&dave, &a.origin, "Kitchen").await;
         ok_json(
             alice
                 .post(&a.url(&format!("/api/v1/invites/{}", on_a.code)), json!({}))
@@ -798,14 +755,13 @@ fn a_ban_on_b_reaches_as_administrators_once() {
     let mut b = Node::start();
     let (a_origin, b_origin) = (a.server.origin.clone(), b.server.origin.clone());
     block_on(async {
-        peer_add(&a.server, &b_origin);
-        peer_add(&b.server, &a_origin);
+        peer_both(&a.server, &b.server);
         let root = admin(&a.server, "root").await;
         let alice = user(&a.server, "alice").await;
         let alice_id = alice.user_id(&a_origin).unwrap();
         let bob = user(&b.server, "bob").await;
         let bob_id = bob.user_id(&b_origin).unwrap();
-        let on_b = guild_on(&bob, &b.server, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.server.origin, "Over the hill").await;
         ok_json(
             alice
                 .post(
@@ -889,7 +845,7 @@ fn a_distributor_the_administrator_named_on_the_box_is_reached() {
         let alice_id = alice.user_id(&a.origin).unwrap();
         set_distributors(&alice, &a, &[sink.url("/up/alice"), sink.url("/elsewhere")]).await;
         let dave = user(&a, "dave").await;
-        let on_a = guild_on(&dave, &a, "Kitchen").await;
+        let on_a = guild_on(&dave, &a.origin, "Kitchen").await;
         ok_json(
             alice
                 .post(&a.url(&format!("/api/v1/invites/{}", on_a.code)), json!({}))

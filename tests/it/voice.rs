@@ -24,9 +24,8 @@
 //! frames, stamping each with its arrival time, so a check can look at exactly what a
 //! listener heard between two instants.
 
-mod common;
+use crate::common::*;
 use async_tungstenite::tungstenite::Message;
-use common::*;
 use futures_lite::{future, StreamExt};
 use hearth::client::{
     Client, ClientError, EventStream, GatewayMessage, VoiceConnection, VoiceEvent, VoicePlayer,

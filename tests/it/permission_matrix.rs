@@ -15,8 +15,7 @@
 //! that are not guild-scoped say what their b/c columns mean, or that they do not apply.
 //! On failure the whole matrix is printed, naming each route and caller.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::{Client, Response};
 use hearth::model::Permissions as P;
 use serde_json::{json, Value};

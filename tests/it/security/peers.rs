@@ -10,17 +10,6 @@ use std::time::Duration;
 
 const PASSWORD: &str = "password-of-some-length";
 
-fn start_federating_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = federating(dir.path());
-    adjust(&mut config);
-    TestServer::start_config(config, Some(dir))
-}
-
-fn start_federating() -> TestServer {
-    start_federating_with(|_| {})
-}
-
 /// Starts a server whose server key the test knows (so the test can act as that server),
 /// with its data in `dir`.
 fn start_with_key(
@@ -52,59 +41,6 @@ fn start_with_key(
         .expect("store the key");
     drop(store);
     TestServer::start_config(config, Some(dir))
-}
-
-/// `hearth peer add URL --data DIR` (through the running server's admin socket).
-fn peer_add(server: &TestServer, url: &str) {
-    let out = hearth_command(&["peer", "add", url, "--data"])
-        .arg(&server.data)
-        .output()
-        .expect("run hearth peer add");
-    assert!(
-        out.status.success(),
-        "peer add {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Every server pins every other.
-fn peer_all(servers: &[&TestServer]) {
-    for a in servers {
-        for b in servers {
-            if a.origin != b.origin {
-                peer_add(a, &b.origin);
-            }
-        }
-    }
-}
-
-struct Guild {
-    id: String,
-    channel: String,
-    code: String,
-}
-
-async fn guild_on(owner: &Client, server: &TestServer) -> Guild {
-    let guild = api_json(
-        owner,
-        "POST",
-        &server.url("/api/v1/guilds"),
-        json!({ "name": "den" }),
-    )
-    .await;
-    let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
-    let invite = api_json(
-        owner,
-        "POST",
-        &server.url(&format!("/api/v1/channels/{channel}/invites")),
-        json!({}),
-    )
-    .await;
-    Guild {
-        id: guild["id"].as_str().unwrap().to_string(),
-        channel,
-        code: invite["code"].as_str().unwrap().to_string(),
-    }
 }
 
 /// Sends `method url` with a hand-made access token and a DPoP proof by `client`'s device
@@ -201,7 +137,7 @@ fn a_peer_cannot_claim_a_user_homed_elsewhere_before_she_is_seen() {
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let den = guild_on(&bob, &b).await;
+        let den = guild_on(&bob, &b.origin, "den").await;
         let mallory = Client::new();
 
         let (join, post) = c_posts_as(&c_key, &c, &b, &den, &alice_id, &mallory).await;
@@ -258,7 +194,7 @@ fn a_peer_cannot_claim_a_user_b_knows_only_from_the_directory_even_when_open() {
     peer_add(&c, &b.origin);
     block_on(async {
         let bob = user(&b, "bob").await;
-        let den = guild_on(&bob, &b).await;
+        let den = guild_on(&bob, &b.origin, "den").await;
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let announced = eventually(Duration::from_secs(15), async || {
@@ -379,7 +315,7 @@ fn a_spoofed_unsigned_404_to_verify_user_does_not_remove_the_user() {
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let den = guild_on(&bob, &b).await;
+        let den = guild_on(&bob, &b.origin, "den").await;
         api_json(
             &alice,
             "POST",
@@ -512,7 +448,7 @@ fn a_host_not_told_of_a_migration_follows_the_old_home() {
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let den = guild_on(&bob, &b).await;
+        let den = guild_on(&bob, &b.origin, "den").await;
         api_json(
             &alice,
             "POST",
@@ -566,7 +502,7 @@ fn a_user_removed_after_a_verify_user_404_is_tombstoned() {
     peer_add(&b, &a.origin);
     block_on(async {
         let bob = user(&b, "bob").await;
-        let den = guild_on(&bob, &b).await;
+        let den = guild_on(&bob, &b.origin, "den").await;
         let mallory = Client::new();
         let hearth::auth::jose::SigningKey::EdDsa(identity) =
             hearth::auth::jose::SigningKey::generate_ed25519()
@@ -610,9 +546,7 @@ fn a_user_removed_after_a_verify_user_404_is_tombstoned() {
 /// though A accepts B's tokens for them.
 #[test]
 fn an_admin_who_migrates_away_is_no_longer_admin() {
-    let a = start_federating();
-    let b = start_federating();
-    peer_all(&[&a, &b]);
+    let (a, b) = federated_pair();
     admin_add(&a, "root");
     block_on(async {
         let root = Client::new();

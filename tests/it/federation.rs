@@ -1,19 +1,13 @@
 //! Federation by direct participation across real servers on loopback.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-fn start_federating() -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = federating(dir.path());
-    TestServer::start_config(config, Some(dir))
-}
-
 /// `hearth peer add URL --data DIR` (through the running server's admin socket).
-fn peer_add(server: &TestServer, url: &str) -> std::process::Output {
+/// Its output, for the tests that read what it says.
+fn peer_add_output(server: &TestServer, url: &str) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["peer", "add", url, "--data"])
         .arg(&server.data)
@@ -32,43 +26,6 @@ async fn json_of(client: &Client, url: &str) -> Value {
         .expect("json")
 }
 
-struct GuildOnB {
-    guild: String,
-    channel: String,
-    code: String,
-}
-
-async fn guild_on(owner: &Client, server: &TestServer) -> GuildOnB {
-    let guild = owner
-        .post(
-            &server.url("/api/v1/guilds"),
-            json!({"name": "Over the hill"}),
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
-    let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
-    let invite = owner
-        .post(
-            &server.url(&format!("/api/v1/channels/{channel}/invites")),
-            json!({}),
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
-    GuildOnB {
-        guild: guild["id"].as_str().unwrap().to_string(),
-        channel,
-        code: invite["code"].as_str().unwrap().to_string(),
-    }
-}
-
 #[test]
 fn a_user_of_a_uses_b_with_as_token_once_b_pins_a() {
     let a = start_federating();
@@ -76,7 +33,7 @@ fn a_user_of_a_uses_b_with_as_token_once_b_pins_a() {
     block_on(async {
         let alice = user(&a, "alice").await;
         let bob = user(&b, "bob").await;
-        let on_b = guild_on(&bob, &b).await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
 
         // Not a peer yet: B refuses A's token, clearly.
@@ -89,8 +46,8 @@ fn a_user_of_a_uses_b_with_as_token_once_b_pins_a() {
         assert!(String::from_utf8_lossy(&refused.body).contains("not accepted"));
 
         // The administrators pin each other's keys (shared trust); B's shows A's fingerprint.
-        assert!(peer_add(&a, &b.origin).status.success());
-        let out = peer_add(&b, &a.origin);
+        peer_add(&a, &b.origin);
+        let out = peer_add_output(&b, &a.origin);
         assert!(
             out.status.success(),
             "{}",
@@ -150,11 +107,7 @@ fn a_user_of_a_uses_b_with_as_token_once_b_pins_a() {
         })
         .await;
         assert!(synced, "B never learned alice's profile from A");
-        let members = json_of(
-            &bob,
-            &b.url(&format!("/api/v1/guilds/{}/members", on_b.guild)),
-        )
-        .await;
+        let members = json_of(&bob, &b.url(&format!("/api/v1/guilds/{}/members", on_b.id))).await;
         assert!(members
             .as_array()
             .unwrap()
@@ -172,9 +125,9 @@ fn joining_is_fail_open_while_the_home_server_is_down() {
         let carol = user(&a, "carol").await;
         let carol_id = carol.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let on_b = guild_on(&bob, &b).await;
-        assert!(peer_add(&b, &a.origin).status.success());
-        assert!(peer_add(&a, &b.origin).status.success());
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
+        peer_add(&b, &a.origin);
+        peer_add(&a, &b.origin);
 
         // A goes away; carol's access token (15 min) still works on B.
         let address = a.addr.to_string();
@@ -217,8 +170,8 @@ fn a_user_their_home_does_not_know_is_removed() {
     let b = start_federating();
     block_on(async {
         let bob = user(&b, "bob").await;
-        let on_b = guild_on(&bob, &b).await;
-        assert!(peer_add(&b, &a.origin).status.success());
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
+        peer_add(&b, &a.origin);
 
         // mzchat's path: a device certificate naming A as home, for a key A never saw.
         let mallory = Client::new();
@@ -243,8 +196,8 @@ fn a_user_their_home_does_not_know_is_removed() {
 
         // Only now does A pin B, so B's VerifyUser, refused until then, is retried and
         // answered. A says no such user: B removes the shadow account and its access.
-        assert!(peer_add(&a, &b.origin).status.success());
-        let member = format!("/api/v1/guilds/{}/members/{mallory_id}", on_b.guild);
+        peer_add(&a, &b.origin);
+        let member = format!("/api/v1/guilds/{}/members/{mallory_id}", on_b.id);
         let removed = eventually(Duration::from_secs(15), async || {
             bob.get(&b.url(&member)).await.unwrap().status == 404
         })
@@ -298,7 +251,7 @@ fn server_calls_are_refused_unless_signed_by_a_peer() {
 fn peers_on_the_box_itself_are_refused_by_default() {
     let a = start_federating();
     let b = TestServer::start();
-    let out = peer_add(&b, &a.origin);
+    let out = peer_add_output(&b, &a.origin);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("refusing to send"), "{stderr}");
@@ -306,11 +259,8 @@ fn peers_on_the_box_itself_are_refused_by_default() {
 
 #[test]
 fn a_user_migrates_to_a_new_home_and_keeps_their_id() {
-    let a = start_federating();
-    let b = start_federating();
+    let (a, b) = federated_pair();
     block_on(async {
-        assert!(peer_add(&a, &b.origin).status.success());
-        assert!(peer_add(&b, &a.origin).status.success());
         let alice = user(&a, "alice").await;
         let watcher = user(&a, "watcher").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
@@ -350,15 +300,10 @@ fn a_user_migrates_to_a_new_home_and_keeps_their_id() {
 
 #[test]
 fn one_client_uses_two_servers_at_once_with_events_from_both() {
-    let a = start_federating();
-    let b = start_federating();
+    let (a, b, alice, bob) = federated_pair_with("alice", "bob");
     block_on(async {
-        assert!(peer_add(&a, &b.origin).status.success());
-        assert!(peer_add(&b, &a.origin).status.success());
-        let alice = user(&a, "alice").await;
-        let bob = user(&b, "bob").await;
-        let on_a = guild_on(&alice, &a).await;
-        let on_b = guild_on(&bob, &b).await;
+        let on_a = guild_on(&alice, &a.origin, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         alice
             .post(&b.url(&format!("/api/v1/invites/{}", on_b.code)), json!({}))
             .await
@@ -421,7 +366,7 @@ fn one_client_uses_two_servers_at_once_with_events_from_both() {
         );
         // Nothing crossed over: A never hosts B's guild.
         let on_a_view = alice
-            .get(&a.url(&format!("/api/v1/guilds/{}", on_b.guild)))
+            .get(&a.url(&format!("/api/v1/guilds/{}", on_b.id)))
             .await
             .unwrap();
         assert_eq!(on_a_view.status, 404);
@@ -464,7 +409,7 @@ fn forged_replayed_expired_and_misdirected_calls_are_refused() {
     let a = start_with_key(secret);
     let b = start_federating();
     block_on(async {
-        assert!(peer_add(&b, &a.origin).status.success());
+        peer_add(&b, &a.origin);
         let bob = user(&b, "bob").await;
         let bob_id = bob.user_id(&b.origin).unwrap();
         let client = Client::new();
@@ -572,7 +517,7 @@ fn open_policy_pins_on_first_contact_and_device_certificates_log_in_remotely() {
     config.federation.policy = hearth::config::PeerPolicy::Open;
     let b = TestServer::start_config(config, Some(dir));
     block_on(async {
-        assert!(peer_add(&a, &b.origin).status.success());
+        peer_add(&a, &b.origin);
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         // No administrator added A on B: the open policy pins A's key on first contact.

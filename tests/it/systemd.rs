@@ -2,8 +2,7 @@
 //! `Type=notify` unit with `WatchdogSec=` (systemd/hearth.service). The test plays systemd
 //! with a Unix datagram socket of its own passed as `NOTIFY_SOCKET`.
 
-mod common;
-use common::*;
+use crate::common::*;
 use std::io::Read;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;

@@ -6,9 +6,8 @@
 //! Raw sockets (async-tungstenite, driven by hand) are used wherever the test needs to
 //! control exactly when a client reads, drops or resumes; `Client::events` elsewhere.
 
-mod common;
+use crate::common::*;
 use async_tungstenite::tungstenite::Message;
-use common::*;
 use futures_lite::{future, StreamExt};
 use hearth::client::{Client, EventStream, GatewayMessage, Response};
 use serde_json::{json, Value};
@@ -139,27 +138,9 @@ impl Who {
 
 /// A guild owned by `owner` that `members` joined by invite: (guild id, first channel id).
 async fn guild(owner: &Who, name: &str, members: &[&Who]) -> (String, String) {
-    let g = owner
-        .ok("POST", "/guilds", Some(json!({ "name": name })))
-        .await;
-    let guild = g["id"].as_str().expect("guild id").to_string();
-    let channel = g["channels"][0]["id"]
-        .as_str()
-        .expect("channel id")
-        .to_string();
-    let invite = owner
-        .ok(
-            "POST",
-            &format!("/channels/{channel}/invites"),
-            Some(json!({})),
-        )
-        .await;
-    let code = invite["code"].as_str().expect("invite code");
-    for m in members {
-        m.ok("POST", &format!("/invites/{code}"), Some(json!({})))
-            .await;
-    }
-    (guild, channel)
+    let members: Vec<&Client> = members.iter().map(|m| &m.c).collect();
+    let guild = guild_joined_by(&owner.c, &owner.origin, name, &members).await;
+    (guild.id, guild.channel)
 }
 
 fn id_of(v: &Value) -> String {
@@ -423,7 +404,7 @@ fn every_event_kind_reaches_the_other_user_and_ephemerals_are_not_replayed() {
         let (g, c) = guild(&alice, "Home", &[&bob]).await;
         let (g2, _) = guild(&alice, "Second", &[&bob]).await;
         // Invites and bans reach only those who may list them (MANAGE_GUILD, BAN_MEMBERS):
-        // bob may, so that he gets every kind. tests/security/guild.rs covers the others.
+        // bob may, so that he gets every kind. tests/it/security/guild.rs covers the others.
         let staff = alice
             .ok(
                 "POST",

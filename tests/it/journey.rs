@@ -2,8 +2,7 @@
 //! files, get restricted by roles, kicked, banned and let back in; plus history paging,
 //! invite limits, the role hierarchy for moderators, and the profile.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::{Client, Response};
 use hearth::model::Permissions as P;
 use serde_json::{json, Value};

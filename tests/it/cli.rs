@@ -1,8 +1,7 @@
 //! The `hearth` command line, run as the real binary: `user add` with and without a
 //! running server, `invite create`, `backup` and `serve`'s flags over its config file.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::{Client, ClientError};
 use serde_json::{json, Value};
 use std::os::unix::fs::PermissionsExt;

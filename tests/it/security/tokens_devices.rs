@@ -266,39 +266,6 @@ fn peer_cli(server: &TestServer, verb: &str, url: &str) {
     );
 }
 
-fn start_federating() -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    TestServer::start_config(federating(dir.path()), Some(dir))
-}
-
-/// A guild of `owner` on `server` and an invite code to it; returns (channel, code).
-async fn guild_with_invite(owner: &Client, server: &TestServer) -> (String, String) {
-    let guild: Value = owner
-        .post(
-            &server.url("/api/v1/guilds"),
-            json!({"name": "Over the hill"}),
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
-    let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
-    let invite: Value = owner
-        .post(
-            &server.url(&format!("/api/v1/channels/{channel}/invites")),
-            json!({}),
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
-    (channel, invite["code"].as_str().unwrap().to_string())
-}
-
 /// `GET path` at `server` with exactly this token and a fresh proof (no refresh, no retry).
 async fn get_with_token(client: &Client, server: &TestServer, path: &str, token: &str) -> u16 {
     let url = server.url(path);
@@ -331,9 +298,8 @@ fn a_cached_peer_token_stops_when_the_peer_is_removed() {
     block_on(async {
         let alice = user(&a, "alice").await;
         let bob = user(&b, "bob").await;
-        let (channel, code) = guild_with_invite(&bob, &b).await;
-        peer_cli(&a, "add", &b.origin);
-        peer_cli(&b, "add", &a.origin);
+        let Guild { channel, code, .. } = guild_on(&bob, &b.origin, "Over the hill").await;
+        peer_both(&a, &b);
         alice
             .post(&b.url(&format!("/api/v1/invites/{code}")), json!({}))
             .await
@@ -556,9 +522,8 @@ fn the_client_keeps_chatting_on_a_host_while_its_home_is_away() {
         let alice = user(&a, "alice").await;
         alice.set_home_retry(Duration::from_millis(500));
         let bob = user(&b, "bob").await;
-        let (channel, code) = guild_with_invite(&bob, &b).await;
-        peer_cli(&a, "add", &b.origin);
-        peer_cli(&b, "add", &a.origin);
+        let Guild { channel, code, .. } = guild_on(&bob, &b.origin, "Over the hill").await;
+        peer_both(&a, &b);
         alice
             .post(&b.url(&format!("/api/v1/invites/{code}")), json!({}))
             .await
@@ -637,9 +602,8 @@ fn a_device_removed_at_home_is_refused_by_the_hosts_that_know_the_user() {
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let (channel, code) = guild_with_invite(&bob, &b).await;
-        peer_cli(&a, "add", &b.origin);
-        peer_cli(&b, "add", &a.origin);
+        let Guild { channel, code, .. } = guild_on(&bob, &b.origin, "Over the hill").await;
+        peer_both(&a, &b);
         let phone = Client::new();
         phone.set_identity(alice.identity().unwrap());
         phone.set_home(&a.origin).unwrap();

@@ -1,8 +1,7 @@
 //! Bad input gets a clear 4xx in the shape `{"error": code, "message": text}`, never a
 //! 5xx, and nothing stored is lost; random bodies never make the server fail.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::{Client, Response};
 use serde_json::{json, Value};
 

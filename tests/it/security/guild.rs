@@ -140,28 +140,12 @@ async fn live(who: &Member) -> EventStream {
 
 /// A guild owned by `owner`: (guild id, first channel id, an invite code).
 async fn guild(owner: &Member, name: &str) -> (String, String, String) {
-    let g = owner
-        .ok("POST", "/guilds", Some(json!({ "name": name })))
-        .await;
-    let guild = g["id"].as_str().expect("guild id").to_string();
-    let channel = g["channels"][0]["id"]
-        .as_str()
-        .expect("channel")
-        .to_string();
-    let invite = owner
-        .ok(
-            "POST",
-            &format!("/channels/{channel}/invites"),
-            Some(json!({})),
-        )
-        .await;
-    let code = invite["code"].as_str().expect("code").to_string();
-    (guild, channel, code)
+    let guild = guild_on(&owner.c, &owner.origin, name).await;
+    (guild.id, guild.channel, guild.code)
 }
 
 async fn join(who: &Member, code: &str) {
-    who.ok("POST", &format!("/invites/{code}"), Some(json!({})))
-        .await;
+    crate::common::join(&who.c, &who.origin, code).await;
 }
 
 async fn role(owner: &Member, guild: &str, name: &str, position: i32, permissions: P) -> String {

@@ -6,8 +6,7 @@
 //! Needs root and `ip` (iproute2; `.ci/setup` installs it); elsewhere the namespace test
 //! says why and skips.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::admin::{self, Command};
 use hearth::client::Client;
 use serde_json::{json, Value};

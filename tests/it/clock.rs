@@ -3,9 +3,7 @@
 //! runs with libfaketime preloaded (Debian package `faketime`, installed by `.ci/setup`)
 //! three hours behind, and clients and a peer on the right time use it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::time::Duration;

@@ -2,9 +2,7 @@
 //! the new device shows a code, the signed-in device approves it with a device
 //! certificate signed by K_id, and the new device signs in with that certificate.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth::client::{Client, ClientError};
 use serde_json::{json, Value};
 use std::time::Duration;

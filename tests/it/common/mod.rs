@@ -1,6 +1,9 @@
 //! The one test helper: a real server on 127.0.0.1 port 0 with its own temp data dir,
-//! stopped cleanly when dropped.
+//! stopped cleanly when dropped; the set-ups the modules share are in `fixtures`.
 #![allow(dead_code)]
+
+mod fixtures;
+pub use fixtures::*;
 
 use hearth::client::Client;
 use hearth::config::Config;
@@ -29,9 +32,9 @@ pub fn test_config(data: PathBuf) -> Config {
     // Tests register, post and react far faster than people; the security tests that
     // check these limits set them back.
     config.throttle = generous_throttle();
-    // Plain HTTP, as configured for development; tests/tls.rs runs the default (HTTPS).
+    // Plain HTTP, as configured for development; tests/it/tls.rs runs the default (HTTPS).
     config.tls.enabled = false;
-    // Tests never send multicast on the host's network; tests/discovery.rs turns it on
+    // Tests never send multicast on the host's network; tests/it/discovery.rs turns it on
     // inside network namespaces of its own.
     config.discovery.enabled = false;
     config
@@ -120,7 +123,7 @@ pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
     smol::block_on(f)
 }
 
-// ---- The real `hearth` binary as a child process (tests/durability.rs, tests/cli.rs) ----
+// ---- The real `hearth` binary as a child process (tests/it/durability.rs, cli.rs) ----
 
 /// Writes `DIR/hearth.toml` with light argon2 and generous login limits; `top` is extra
 /// top-level TOML (e.g. `name = "x"`) put before the sections.
@@ -359,7 +362,7 @@ pub async fn channel_history(
 }
 
 /// A test configuration whose outgoing calls may reach loopback (where the test's other
-/// servers are).
+/// servers are); [`start_federating`] starts a server on it.
 pub fn federating(dir: &std::path::Path) -> Config {
     let mut config = test_config(dir.join("data"));
     config.federation.allow_loopback = true;

@@ -3,9 +3,7 @@
 //! real server: each hears the other's tone; muting stops the browser's audio; leaving
 //! leaves the room; a bad ticket is refused with its close code.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth::client::{VoiceEvent, VoicePlayer};
 use hearth::voice::{sine, tone_power, FRAME_SAMPLES, SAMPLE_RATE};
 use serde_json::{json, Value};

@@ -1,9 +1,7 @@
 //! The web client: its files as the server serves them, and the client itself driven in
 //! Debian's Chromium by playwright-core (`tests/js/web/chat.mjs`) against a real server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 
 fn get(server: &TestServer, path: &str, headers: &[(&str, String)]) -> hearth::client::Response {

@@ -2,9 +2,7 @@
 //! published, pinned by the client at first use, and a changed certificate refused with a
 //! clear error. Also the owner's own certificate, and websockets (gateway, voice) over TLS.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use hearth::client::{Client, ClientError, GatewayMessage};
 use hearth::config::Config;
 use serde_json::json;

@@ -7,8 +7,7 @@
 //! answered 2xx is there", any consistent state of the database holds, for each sender,
 //! exactly a prefix of its sequence.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -190,45 +189,14 @@ async fn community(origin: &str, users: usize) -> Community {
         .register(origin, &names[0], PASSWORD)
         .await
         .expect("register owner");
-    let guild = owner
-        .post(
-            &format!("{origin}/api/v1/guilds"),
-            json!({ "name": "Durable" }),
-        )
-        .await
-        .expect("create guild")
-        .ok()
-        .expect("guild created")
-        .json()
-        .expect("json");
-    let channel = guild["channels"][0]["id"]
-        .as_str()
-        .expect("channel id")
-        .to_string();
-    let invite = owner
-        .post(
-            &format!("{origin}/api/v1/channels/{channel}/invites"),
-            json!({}),
-        )
-        .await
-        .expect("create invite")
-        .ok()
-        .expect("invite created")
-        .json()
-        .expect("json");
-    let code = invite["code"].as_str().expect("code").to_string();
+    let Guild { channel, code, .. } = guild_on(&owner, origin, "Durable").await;
     for name in &names[1..] {
         let member = Client::new();
         member
             .register(origin, name, PASSWORD)
             .await
             .expect("register member");
-        member
-            .post(&format!("{origin}/api/v1/invites/{code}"), json!({}))
-            .await
-            .expect("join")
-            .ok()
-            .expect("joined");
+        join(&member, origin, &code).await;
     }
     Community {
         channel,

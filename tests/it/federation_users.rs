@@ -2,44 +2,12 @@
 //! created/deleted broadcast (Refrain), Synced and Unlinked profiles with refresh from the
 //! home (mzchat), and search proxied to peers.
 
-mod common;
-use common::*;
+use crate::common::*;
 use hearth::client::Client;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 const PASSWORD: &str = "password-of-some-length";
-
-fn start_federating_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> TestServer {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = federating(dir.path());
-    adjust(&mut config);
-    TestServer::start_config(config, Some(dir))
-}
-
-fn start_federating() -> TestServer {
-    start_federating_with(|_| {})
-}
-
-/// `hearth peer add URL --data DIR` (through the running server's admin socket).
-fn peer_add(server: &TestServer, url: &str) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hearth"))
-        .args(["peer", "add", url, "--data"])
-        .arg(&server.data)
-        .output()
-        .expect("run hearth peer add");
-    assert!(
-        out.status.success(),
-        "peer add {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Both servers pin each other.
-fn peer_both(a: &TestServer, b: &TestServer) {
-    peer_add(a, &b.origin);
-    peer_add(b, &a.origin);
-}
 
 async fn json_of(client: &Client, url: &str) -> Value {
     let answer = client.get(url).await.expect("request");
@@ -50,40 +18,6 @@ async fn json_of(client: &Client, url: &str) -> Value {
         String::from_utf8_lossy(&answer.body)
     );
     answer.json().expect("json")
-}
-
-struct Guild {
-    id: String,
-    channel: String,
-    code: String,
-}
-
-async fn guild_on(owner: &Client, server: &TestServer, name: &str) -> Guild {
-    let guild = owner
-        .post(&server.url("/api/v1/guilds"), json!({ "name": name }))
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
-    let channel = guild["channels"][0]["id"].as_str().unwrap().to_string();
-    let invite = owner
-        .post(
-            &server.url(&format!("/api/v1/channels/{channel}/invites")),
-            json!({}),
-        )
-        .await
-        .unwrap()
-        .ok()
-        .unwrap()
-        .json()
-        .unwrap();
-    Guild {
-        id: guild["id"].as_str().unwrap().to_string(),
-        channel,
-        code: invite["code"].as_str().unwrap().to_string(),
-    }
 }
 
 /// `who` (a user of another server) joins `guild` on `server` and waits until the host
@@ -191,14 +125,10 @@ async fn forged_call(
 
 #[test]
 fn deleting_an_account_removes_it_on_its_home_and_on_peers_at_once() {
-    let a = start_federating();
-    let b = start_federating();
-    peer_both(&a, &b);
+    let (a, b, alice, bob) = federated_pair_with("alice", "bob");
     block_on(async {
-        let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
-        let bob = user(&b, "bob").await;
-        let on_b = guild_on(&bob, &b, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         join_and_sync(&alice, &a, &b, &on_b).await;
         let posted = alice
             .post(
@@ -222,7 +152,7 @@ fn deleting_an_account_removes_it_on_its_home_and_on_peers_at_once() {
         );
         let missing = delete_account(&alice, &a, json!({})).await;
         assert_eq!(missing.status, 400);
-        let own_guild = guild_on(&alice, &a, "Alice's").await;
+        let own_guild = guild_on(&alice, &a.origin, "Alice's").await;
         let owns = delete_account(&alice, &a, json!({"password": PASSWORD})).await;
         assert_eq!(owns.status, 409);
         assert_eq!(owns.error_code().as_deref(), Some("owns_guilds"));
@@ -302,10 +232,8 @@ fn deleting_an_account_removes_it_on_its_home_and_on_peers_at_once() {
 
 #[test]
 fn a_deletion_from_a_server_that_is_not_the_home_is_refused() {
-    let a = start_federating();
-    let b = start_federating();
+    let (a, b) = federated_pair();
     let mut c = start_federating();
-    peer_both(&a, &b);
     peer_add(&b, &c.origin);
     let c_origin = c.origin.clone();
     let c_key = server_key_of(&mut c);
@@ -314,7 +242,7 @@ fn a_deletion_from_a_server_that_is_not_the_home_is_refused() {
         let alice_id = alice.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
         let bob_id = bob.user_id(&b.origin).unwrap();
-        let on_b = guild_on(&bob, &b, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         join_and_sync(&alice, &a, &b, &on_b).await;
 
         // C is a peer of B, but alice's home is A.
@@ -462,7 +390,7 @@ fn shadow_profiles_refresh_from_the_home_and_are_served_cached_while_it_is_down(
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let on_b = guild_on(&bob, &b, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         join_and_sync(&alice, &a, &b, &on_b).await;
 
         rename(&alice, &a, "Alice Liddell").await;
@@ -510,16 +438,14 @@ fn shadow_profiles_refresh_from_the_home_and_are_served_cached_while_it_is_down(
 
 #[test]
 fn unlinked_profiles_stay_local_until_relinked() {
-    let a = start_federating();
-    let b = start_federating();
-    peer_both(&a, &b);
+    let (a, b) = federated_pair();
     block_on(async {
         let alice = user(&a, "alice").await;
         let alice_id = alice.user_id(&a.origin).unwrap();
         let carol = user(&a, "carol").await;
         let carol_id = carol.user_id(&a.origin).unwrap();
         let bob = user(&b, "bob").await;
-        let on_b = guild_on(&bob, &b, "Over the hill").await;
+        let on_b = guild_on(&bob, &b.origin, "Over the hill").await;
         join_and_sync(&alice, &a, &b, &on_b).await;
         join_and_sync(&carol, &a, &b, &on_b).await;
 
@@ -582,9 +508,7 @@ fn unlinked_profiles_stay_local_until_relinked() {
 
 #[test]
 fn search_on_a_home_finds_users_of_its_peers() {
-    let a = start_federating();
-    let b = start_federating();
-    peer_both(&a, &b);
+    let (a, b) = federated_pair();
     block_on(async {
         let dana = user(&a, "dana").await;
         let dana_id = dana.user_id(&a.origin).unwrap();

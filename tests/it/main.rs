@@ -1,0 +1,26 @@
+//! Every integration test, in one binary so the crate is linked once: one module per
+//! subject, each starting real servers (or the `hearth` binary) of its own, and `common`,
+//! the harness and fixtures they share. `cargo test --test it gateway::` runs one module.
+
+mod common;
+
+mod bad_input;
+mod cli;
+mod clock;
+mod device_link;
+mod discovery;
+mod dpop;
+mod durability;
+mod external_dpop;
+mod federation;
+mod federation_push;
+mod federation_users;
+mod gateway;
+mod journey;
+mod permission_matrix;
+mod security;
+mod systemd;
+mod tls;
+mod voice;
+mod web;
+mod web_voice;
