@@ -1,4 +1,4 @@
-//! Linking a new device from one already signed in (DESIGN §2, mzchat's mailbox flow).
+//! Linking a new device from one already signed in (docs/design.md §2, mzchat's mailbox flow).
 //!
 //! 1. The new device makes its device key K_dev and opens a link: the server answers a
 //!    short code to show (`XXXX-XXXX`, 40 bits) and a long secret mailbox id to poll.
