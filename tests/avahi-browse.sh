@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks with Avahi, the mDNS stack of most Linux LANs, that a running `hearth serve` is
 # seen as `_hearth._tcp` with its TXT record (origin, key, key_fp, tls, v). Not run by
-# `cargo test`; run it by hand as root (README: "LAN discovery").
+# `cargo test`; run it by hand as root (docs/protocol.md: "LAN discovery").
 #
 #   bash tests/avahi-browse.sh          two network namespaces joined by a veth pair:
 #                                       hearth in one; a private avahi-daemon (its own

@@ -1,4 +1,4 @@
-//! Linking a new device from one already signed in (DESIGN §2, mzchat's mailbox flow):
+//! Linking a new device from one already signed in (docs/design.md §2, mzchat's mailbox flow):
 //! the new device shows a code, the signed-in device approves it with a device
 //! certificate signed by K_id, and the new device signs in with that certificate.
 

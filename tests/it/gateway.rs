@@ -795,7 +795,7 @@ fn every_event_kind_reaches_the_other_user_and_ephemerals_are_not_replayed() {
             .map(|f| f["seq"].as_u64().expect("seq"))
             .collect();
         // Events addressed to the channel deleted since are no longer anyone's to see, and
-        // those of the message deleted since are replayed only as its deletion (README:
+        // those of the message deleted since are replayed only as its deletion (docs/protocol.md:
         // a resume replays what REST shows now); everything else comes again, in the same
         // order and with the same content.
         let gone: HashSet<u64> = w
@@ -1101,7 +1101,7 @@ fn resume_points_outside_the_retained_log_get_resync() {
         assert_eq!(json_frame(&mut ws, "resync").await["op"], "resync");
         drop(ws);
 
-        // 0 means "everything still retained" (README).
+        // 0 means "everything still retained" (docs/protocol.md).
         let (mut ws, _) = open(&bob, Some(json!({"op": "resume", "seq": 0}))).await;
         let (events, ready) = replay(&mut ws).await;
         assert_eq!(ready, last);

@@ -1,4 +1,4 @@
-//! Every authenticated route of the README's protocol table (and the account and voice
+//! Every authenticated route of the protocol table (docs/protocol.md) (and the account and voice
 //! routes next to it), each called by five callers:
 //!
 //! - **a** nobody: no token at all → 401 with a `WWW-Authenticate: DPoP …` challenge;

@@ -1723,7 +1723,7 @@ fn a_talker_heard_again_after_a_lasting_latency_step() {
 
 /// The stream a moved participant receives goes on across the move: the next frame's
 /// sequence number follows the last one and its timestamp moves on by about the time that
-/// passed, as the README's wire rules promise ("the socket stays open and carries the new
+/// passed, as the wire rules in docs/protocol.md promise ("the socket stays open and carries the new
 /// room from the next frame").
 ///
 /// (Rooms once numbered each participant's frames from a random start of their own, so a

@@ -1,4 +1,4 @@
-//! Attack tests from the security review (README "Security"): each test performs an
+//! Attack tests from the security review (docs/security.md): each test performs an
 //! attack against real servers on loopback and checks that it no longer works. One module
 //! per group of the review.
 
