@@ -511,7 +511,8 @@ async fn preview_invite(req: Req) -> ApiResult {
 
 async fn typing(req: Req, me: Principal) -> ApiResult {
     let channel = id_param(&req, "channel_id")?;
-    crate::gateway::typing(req.state(), me.user, channel)?;
+    let app = req.state();
+    crate::gateway::typing(&app.services, &app.gateway, me.user, channel)?;
     no_content()
 }
 
