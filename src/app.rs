@@ -53,7 +53,7 @@ pub struct App {
     /// The realtime gateway.
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Voice rooms.
-    pub voice: crate::voice::Voice,
+    pub voice: Arc<crate::voice::Voice>,
     /// Federation state (replay guard, outbox wake-ups).
     pub federation: crate::federation::Federation,
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
@@ -187,7 +187,11 @@ impl App {
         ));
         crate::gateway::connect_store(&gateway, &store);
         let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
-        let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone(), ticket_caps);
+        let voice = Arc::new(crate::voice::Voice::new(
+            config.voice.clone(),
+            gateway.clone(),
+            ticket_caps,
+        ));
         let discovered = Arc::new(crate::lan::Discovered::new(
             server_key.public_bytes(),
             &origin,

@@ -49,10 +49,12 @@
 pub mod hub;
 pub mod protocol;
 pub mod session;
+pub mod socket;
 pub mod tickets;
 
 use crate::config::GatewayConfig;
 use crate::model::{Audience, Event, UserId};
+use crate::service::Services;
 use hub::Hub;
 use std::sync::Arc;
 
@@ -78,18 +80,7 @@ pub struct Gateway {
     /// Settings.
     pub config: GatewayConfig,
     tickets: tickets::TicketBook<Ticket>,
-    sessions: std::sync::atomic::AtomicUsize,
-}
-
-/// Counts a running session while alive.
-pub struct SessionGuard<'a>(&'a Gateway);
-
-impl Drop for SessionGuard<'_> {
-    fn drop(&mut self) {
-        self.0
-            .sessions
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
+    sessions: socket::Running,
 }
 
 impl Gateway {
@@ -99,20 +90,18 @@ impl Gateway {
             hub: Hub::default(),
             config,
             tickets: tickets::TicketBook::new(caps, TICKET_SECS),
-            sessions: std::sync::atomic::AtomicUsize::new(0),
+            sessions: socket::Running::default(),
         }
     }
 
     /// Marks a session as running until the guard drops.
-    pub fn session_started(&self) -> SessionGuard<'_> {
-        self.sessions
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        SessionGuard(self)
+    pub fn session_started(&self) -> socket::SessionGuard<'_> {
+        self.sessions.start()
     }
 
     /// Sessions still running (shutdown waits for them to close cleanly).
     pub fn sessions_running(&self) -> usize {
-        self.sessions.load(std::sync::atomic::Ordering::Acquire)
+        self.sessions.count()
     }
 
     /// Issues a single-use ticket, unless the device, the user or the server holds too
@@ -152,13 +141,14 @@ impl Gateway {
 
 /// Publishes that `user` is typing in `channel` (needs SEND_MESSAGES there).
 pub fn typing(
-    app: &crate::app::App,
+    services: &Services,
+    gateway: &Gateway,
     user: UserId,
     channel: crate::model::Id,
 ) -> crate::service::Result<()> {
-    let guild = app.services.check_typing(user, channel)?;
-    let expires_in_ms = app.gateway.config.typing_secs * 1000;
-    app.gateway.publish_ephemeral(
+    let guild = services.check_typing(user, channel)?;
+    let expires_in_ms = gateway.config.typing_secs * 1000;
+    gateway.publish_ephemeral(
         "typing",
         Audience::channel(guild, channel),
         serde_json::json!({

@@ -3,15 +3,14 @@
 
 use super::hub::{CutOff, PresenceChange, Subscription};
 use super::protocol::{self, close, ClientOp, Dispatch};
-use super::Ticket;
-use crate::app::App;
+use super::socket::{self, close_with, send, Beat, FromClient, Handler, Sink, Timing};
+use super::{Gateway, Ticket};
 use crate::model::{Audience, Event, Id, Permissions, Presence, UserId};
 use crate::service::visibility::GuildVisibility;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
-use async_tungstenite::tungstenite::{Error as WsError, Message};
+use crate::service::Services;
+use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
-use futures_lite::{AsyncRead, AsyncWrite, FutureExt, StreamExt};
+use futures_lite::{AsyncRead, AsyncWrite, FutureExt};
 use serde_json::json;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,13 +21,29 @@ const REPLAY_PAGE: usize = 512;
 /// How long the client has to send `resume` or `start`.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the reading half reports.
-enum FromClient {
-    Op(ClientOp),
-    Heard,
-    Malformed(String),
-    TooLarge,
-    Closed,
+/// What the gateway's text frames mean; it has no binary ones.
+struct GatewayFrames;
+
+impl socket::Frames for GatewayFrames {
+    type Op = ClientOp;
+    const MALFORMED: u16 = close::MALFORMED;
+
+    fn data(&mut self, message: Message) -> FromClient<ClientOp> {
+        match message {
+            Message::Text(text) => match protocol::parse_client(text.as_str()) {
+                Ok(op) => FromClient::Op(op),
+                Err(e) => FromClient::Reject(close::MALFORMED, e),
+            },
+            _ => FromClient::Reject(
+                close::MALFORMED,
+                "binary frames are not part of this protocol".into(),
+            ),
+        }
+    }
+
+    fn too_large(&self) -> (u16, String) {
+        (close::TOO_LARGE, "frame too large".into())
+    }
 }
 
 /// What a user may see, cached per guild and dropped when permissions change.
@@ -45,11 +60,11 @@ enum Delivery {
 }
 
 impl Visibility {
-    fn guild(&mut self, app: &App, guild: Id) -> Option<&GuildVisibility> {
+    fn guild(&mut self, services: &Services, guild: Id) -> Option<&GuildVisibility> {
         let user = self.user;
         self.guilds
             .entry(guild)
-            .or_insert_with(|| app.services.guild_visibility(user, guild).ok().flatten())
+            .or_insert_with(|| services.guild_visibility(user, guild).ok().flatten())
             .as_ref()
     }
 
@@ -58,7 +73,7 @@ impl Visibility {
     /// out (module docs of [`crate::gateway`]).
     fn allows(
         &mut self,
-        app: &App,
+        services: &Services,
         audience: &Audience,
         event: Option<&Event>,
         delivery: Delivery,
@@ -78,7 +93,7 @@ impl Visibility {
             needed |= Permissions::READ_MESSAGE_HISTORY;
         }
         for guild in &audience.guilds {
-            let Some(visible) = self.guild(app, *guild) else {
+            let Some(visible) = self.guild(services, *guild) else {
                 continue;
             };
             if let Some(event) = replayed {
@@ -94,46 +109,9 @@ impl Visibility {
     }
 }
 
-fn close_frame(code: u16, reason: String) -> Message {
-    Message::Close(Some(CloseFrame {
-        code: CloseCode::from(code),
-        reason: reason.into(),
-    }))
-}
-
-type Sink<S> = async_tungstenite::WebSocketSender<S>;
-
-/// Sends with a deadline, so a client that stopped reading cannot hold the task forever.
-async fn send<S: AsyncRead + AsyncWrite + Unpin>(
-    sink: &mut Sink<S>,
-    message: Message,
-    within: Duration,
-) -> bool {
-    let sent = async { sink.send(message).await.is_ok() };
-    sent.or(async {
-        smol::Timer::after(within).await;
-        false
-    })
-    .await
-}
-
-async fn close_with<S: AsyncRead + AsyncWrite + Unpin>(
-    sink: &mut Sink<S>,
-    code: u16,
-    reason: String,
-) {
-    let _ = send(sink, close_frame(code, reason), Duration::from_secs(2)).await;
-    let _ = async { sink.close(None).await }
-        .or(async {
-            smol::Timer::after(Duration::from_secs(2)).await;
-            Ok(())
-        })
-        .await;
-}
-
 /// Publishes a presence change to everyone who shares a guild with the user.
-fn announce_presence(app: &App, user: UserId, online: bool) {
-    let Ok(profile) = app.services.get_user(user) else {
+fn announce_presence(services: &Services, gateway: &Gateway, user: UserId, online: bool) {
+    let Ok(profile) = services.get_user(user) else {
         return;
     };
     let status = match (online, profile.profile.presence) {
@@ -148,13 +126,13 @@ fn announce_presence(app: &App, user: UserId, online: bool) {
     if online && profile.profile.presence == Presence::Offline {
         return;
     }
-    let guilds = app.services.guild_ids_of(user).unwrap_or_default();
+    let guilds = services.guild_ids_of(user).unwrap_or_default();
     let audience = Audience {
         guilds,
         users: vec![user],
         ..Audience::default()
     };
-    app.gateway.publish_ephemeral(
+    gateway.publish_ephemeral(
         "presence",
         audience,
         json!({ "user_id": user, "status": status }),
@@ -162,13 +140,17 @@ fn announce_presence(app: &App, user: UserId, online: bool) {
 }
 
 /// Runs a connection to its end.
-pub async fn run<S>(app: Arc<App>, ws: WebSocketStream<S>, ticket: Option<Ticket>)
-where
+pub async fn run<S>(
+    services: Arc<Services>,
+    gateway: Arc<Gateway>,
+    ws: WebSocketStream<S>,
+    ticket: Option<Ticket>,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _running = app.gateway.session_started();
-    let (mut sink, mut stream) = ws.split();
-    let config = app.gateway.config.clone();
+    let _running = gateway.session_started();
+    let (mut sink, stream) = ws.split();
+    let config = gateway.config.clone();
     let heartbeat = Duration::from_secs(config.heartbeat_secs.max(1));
     let Some(ticket) = ticket else {
         close_with(
@@ -180,7 +162,7 @@ where
         return;
     };
     let user = ticket.user;
-    let Some((subscription, presence)) = app.gateway.hub.subscribe(
+    let Some((subscription, presence)) = gateway.hub.subscribe(
         user,
         &ticket.jkt,
         config.queue_per_connection,
@@ -198,45 +180,23 @@ where
     // subscribing: a sign-out before this point has removed the device already, one
     // after it cuts this connection off.
     let still_signed_in = if ticket.local {
-        app.services
-            .device_active(user, &ticket.jkt)
-            .unwrap_or(false)
+        services.device_active(user, &ticket.jkt).unwrap_or(false)
     } else {
-        app.services.get_user(user).is_ok()
+        services.get_user(user).is_ok()
     };
     if !still_signed_in {
-        app.gateway.hub.unsubscribe(subscription.id);
+        gateway.hub.unsubscribe(subscription.id);
         close_with(&mut sink, close::SIGNED_OUT, "signed out".into()).await;
         return;
     }
-    let (from_client_tx, from_client) = async_channel::bounded::<FromClient>(16);
-    let reader = smol::spawn(async move {
-        loop {
-            let item = match stream.next().await {
-                None => FromClient::Closed,
-                Some(Ok(Message::Text(text))) => match protocol::parse_client(text.as_str()) {
-                    Ok(op) => FromClient::Op(op),
-                    Err(e) => FromClient::Malformed(e),
-                },
-                Some(Ok(Message::Binary(_))) => {
-                    FromClient::Malformed("binary frames are not part of this protocol".into())
-                }
-                Some(Ok(Message::Close(_))) => FromClient::Closed,
-                Some(Ok(_)) => FromClient::Heard,
-                Some(Err(WsError::Capacity(_))) => FromClient::TooLarge,
-                Some(Err(e)) => FromClient::Malformed(format!("websocket error: {e}")),
-            };
-            let end = !matches!(item, FromClient::Op(_) | FromClient::Heard);
-            if from_client_tx.send(item).await.is_err() || end {
-                break;
-            }
-        }
-    });
+    let (from_client_tx, from_client) = async_channel::bounded(16);
+    let reader = smol::spawn(socket::read(stream, GatewayFrames, from_client_tx));
     if presence == PresenceChange::CameOnline {
-        announce_presence(&app, user, true);
+        announce_presence(&services, &gateway, user, true);
     }
     let mut session = Session {
-        app: app.clone(),
+        services: services.clone(),
+        gateway: gateway.clone(),
         user,
         visibility: Visibility {
             user,
@@ -245,10 +205,11 @@ where
         cursor: 0,
         last_heard: Instant::now(),
         heartbeat,
+        cut_off: subscription.reason.clone(),
     };
     session.serve(&mut sink, &subscription, &from_client).await;
     reader.cancel().await;
-    let change = app.gateway.hub.unsubscribe(subscription.id);
+    let change = gateway.hub.unsubscribe(subscription.id);
     // A connection the hub cut off (too slow, signed out) has left it already, so
     // unsubscribing cannot tell whether it was the user's last one: ask.
     let cut_off = matches!(
@@ -258,38 +219,74 @@ where
             .unwrap_or_else(|p| p.into_inner()),
         Some(CutOff::TooSlow | CutOff::SignedOut)
     );
-    if change == PresenceChange::WentOffline || (cut_off && !app.gateway.hub.is_online(user)) {
-        announce_presence(&app, user, false);
+    if change == PresenceChange::WentOffline || (cut_off && !gateway.hub.is_online(user)) {
+        announce_presence(&services, &gateway, user, false);
     }
 }
 
 struct Session {
-    app: Arc<App>,
+    services: Arc<Services>,
+    gateway: Arc<Gateway>,
     user: UserId,
     visibility: Visibility,
     /// Sequence number of the last persistent event handled (sent or filtered out).
     cursor: u64,
     last_heard: Instant,
     heartbeat: Duration,
+    /// Why the hub closed the queue, once it has.
+    cut_off: Arc<std::sync::Mutex<Option<CutOff>>>,
 }
 
-enum Input {
-    Frame(Arc<Dispatch>),
-    QueueClosed,
-    Client(FromClient),
-    Tick,
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Handler<S> for Session {
+    type Out = Arc<Dispatch>;
+    type Op = ClientOp;
+
+    async fn out(&mut self, sink: &mut Sink<S>, frame: Arc<Dispatch>) -> bool {
+        let within = self.heartbeat * 2;
+        self.deliver(sink, &frame, within, Delivery::Live).await
+    }
+
+    fn queue_closed(&self) -> (u16, String) {
+        let why = *self.cut_off.lock().unwrap_or_else(|p| p.into_inner());
+        let (code, what) = match why {
+            Some(CutOff::TooSlow) => (close::TOO_SLOW, "too slow"),
+            Some(CutOff::SignedOut) => (close::SIGNED_OUT, "signed out"),
+            Some(CutOff::Shutdown) | None => (1001, "server shutting down"),
+        };
+        (code, protocol::resume_reason(what, self.cursor))
+    }
+
+    async fn op(&mut self, sink: &mut Sink<S>, op: ClientOp) -> bool {
+        let within = self.heartbeat * 2;
+        match op {
+            ClientOp::Ping => send(sink, Message::Text(protocol::pong().into()), within).await,
+            ClientOp::Typing { channel_id } => {
+                let _ = super::typing(&self.services, &self.gateway, self.user, channel_id);
+                true
+            }
+            ClientOp::Resume { .. } | ClientOp::Start => {
+                close_with(sink, close::MALFORMED, "already started".into()).await;
+                false
+            }
+        }
+    }
+
+    fn silent(&self) -> (u16, String) {
+        (
+            close::HEARTBEAT_TIMEOUT,
+            protocol::resume_reason("heartbeat timeout", self.cursor),
+        )
+    }
 }
 
 impl Session {
-    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
         &mut self,
         sink: &mut Sink<S>,
         subscription: &Subscription,
-        from_client: &async_channel::Receiver<FromClient>,
+        from_client: &async_channel::Receiver<FromClient<ClientOp>>,
     ) {
-        let app = self.app.clone();
-        let store = &app.services.store;
-        let last_seq = store.last_event_seq().unwrap_or(0);
+        let last_seq = self.services.store.last_event_seq().unwrap_or(0);
         let within = self.heartbeat * 2;
         if !send(
             sink,
@@ -326,8 +323,7 @@ impl Session {
             }
             Some(other) => {
                 let (code, reason) = match other {
-                    FromClient::TooLarge => (close::TOO_LARGE, "frame too large".to_string()),
-                    FromClient::Malformed(e) => (close::MALFORMED, e),
+                    FromClient::Reject(code, reason) => (code, reason),
                     _ => (
                         close::NOT_STARTED,
                         "the first frame must be resume or start".to_string(),
@@ -346,96 +342,13 @@ impl Session {
                 return;
             }
         }
-        let mut ticker = smol::Timer::interval(self.heartbeat);
-        loop {
-            let input = async {
-                match subscription.queue.recv().await {
-                    Ok(frame) => Input::Frame(frame),
-                    Err(_) => Input::QueueClosed,
-                }
-            }
-            .or(async {
-                from_client
-                    .recv()
-                    .await
-                    .map(Input::Client)
-                    .unwrap_or(Input::Client(FromClient::Closed))
-            })
-            .or(async {
-                ticker.next().await;
-                Input::Tick
-            })
-            .await;
-            match input {
-                Input::Frame(frame) => {
-                    if !self.deliver(sink, &frame, within, Delivery::Live).await {
-                        return;
-                    }
-                }
-                Input::QueueClosed => {
-                    let why = *subscription
-                        .reason
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    let (code, what) = match why {
-                        Some(CutOff::TooSlow) => (close::TOO_SLOW, "too slow"),
-                        Some(CutOff::SignedOut) => (close::SIGNED_OUT, "signed out"),
-                        Some(CutOff::Shutdown) | None => (1001, "server shutting down"),
-                    };
-                    close_with(sink, code, protocol::resume_reason(what, self.cursor)).await;
-                    return;
-                }
-                Input::Client(FromClient::Op(op)) => {
-                    self.last_heard = Instant::now();
-                    match op {
-                        ClientOp::Ping => {
-                            if !send(sink, Message::Text(protocol::pong().into()), within).await {
-                                return;
-                            }
-                        }
-                        ClientOp::Typing { channel_id } => {
-                            let _ = super::typing(&app, self.user, channel_id);
-                        }
-                        ClientOp::Resume { .. } | ClientOp::Start => {
-                            close_with(sink, close::MALFORMED, "already started".into()).await;
-                            return;
-                        }
-                    }
-                }
-                Input::Client(FromClient::Heard) => self.last_heard = Instant::now(),
-                Input::Client(FromClient::Malformed(reason)) => {
-                    close_with(sink, close::MALFORMED, reason).await;
-                    return;
-                }
-                Input::Client(FromClient::TooLarge) => {
-                    close_with(sink, close::TOO_LARGE, "frame too large".into()).await;
-                    return;
-                }
-                Input::Client(FromClient::Closed) => {
-                    let _ = async { sink.close(None).await }
-                        .or(async {
-                            smol::Timer::after(Duration::from_secs(1)).await;
-                            Ok(())
-                        })
-                        .await;
-                    return;
-                }
-                Input::Tick => {
-                    if self.last_heard.elapsed() > self.heartbeat * 2 {
-                        close_with(
-                            sink,
-                            close::HEARTBEAT_TIMEOUT,
-                            protocol::resume_reason("heartbeat timeout", self.cursor),
-                        )
-                        .await;
-                        return;
-                    }
-                    if !send(sink, Message::Ping(Vec::new().into()), within).await {
-                        return;
-                    }
-                }
-            }
-        }
+        let timing = Timing {
+            heartbeat: self.heartbeat,
+            beat: Beat::EveryHeartbeat,
+            within,
+            last_heard: self.last_heard,
+        };
+        socket::serve(sink, self, &subscription.queue, from_client, timing).await;
     }
 
     /// Replays the log after `seq`, then sends `ready` (or `resync` when `seq` is older
@@ -445,19 +358,18 @@ impl Session {
         sink: &mut Sink<S>,
         seq: u64,
     ) -> bool {
-        let app = self.app.clone();
+        let services = self.services.clone();
         let within = self.heartbeat * 2;
         self.cursor = seq;
         let mut first_page = true;
         loop {
-            let Ok((events, oldest)) = app.services.store.events_after(self.cursor, REPLAY_PAGE)
-            else {
+            let Ok((events, oldest)) = services.store.events_after(self.cursor, REPLAY_PAGE) else {
                 close_with(sink, 1011, "cannot read the event log".into()).await;
                 return false;
             };
             if first_page {
                 first_page = false;
-                let last = app.services.store.last_event_seq().unwrap_or(0);
+                let last = services.store.last_event_seq().unwrap_or(0);
                 let missing = match oldest {
                     // 0 asks for everything still retained (README).
                     Some(oldest) => seq != 0 && seq + 1 < oldest,
@@ -480,9 +392,12 @@ impl Session {
                 let seq = event.seq;
                 // Checked before looking the message up, so that what the user may not
                 // see costs no read; `deliver` checks again, from the cache.
-                let visible =
-                    self.visibility
-                        .allows(&app, &event.audience, Some(&event), Delivery::Replay);
+                let visible = self.visibility.allows(
+                    &services,
+                    &event.audience,
+                    Some(&event),
+                    Delivery::Replay,
+                );
                 let Some(event) = visible.then(|| self.as_now(event)).flatten() else {
                     // Skipped, but handled: a later resume starts after it.
                     self.cursor = self.cursor.max(seq);
@@ -520,7 +435,7 @@ impl Session {
             "message_id"
         };
         let message = Id::parse(data[id_field].as_str()?)?;
-        let now = self.app.services.message_now(channel, message).ok()??;
+        let now = self.services.message_now(channel, message).ok()??;
         if event.carries_message() {
             let mut current = serde_json::to_value(&now).ok()?;
             // A pin event keeps saying what it did; the rest is today's message.
@@ -545,11 +460,12 @@ impl Session {
             }
             self.cursor = event.seq;
         }
-        let app = self.app.clone();
-        if !self
-            .visibility
-            .allows(&app, &dispatch.audience, dispatch.event.as_ref(), delivery)
-        {
+        if !self.visibility.allows(
+            &self.services,
+            &dispatch.audience,
+            dispatch.event.as_ref(),
+            delivery,
+        ) {
             return true;
         }
         send(sink, Message::Text(dispatch.frame.clone()), within).await

@@ -41,11 +41,12 @@ pub async fn ticket(req: Req, me: Principal) -> ApiResult {
 /// and is then closed with code 4001 and a reason, since browsers cannot read the status
 /// of a refused handshake.
 pub async fn upgrade(req: Req) -> ApiResult {
-    let app = req.state().clone();
+    let app = req.state();
     let ticket = query_ticket(&req).and_then(|t| app.gateway.redeem_ticket(&t, now()));
     let max = app.gateway.config.max_frame_bytes;
+    let (services, gateway) = (app.services.clone(), app.gateway.clone());
     accept_websocket(&req, max, 1024, move |ws| {
-        crate::gateway::session::run(app, ws, ticket)
+        crate::gateway::session::run(services, gateway, ws, ticket)
     })
     .await
 }

@@ -173,6 +173,11 @@ impl<T: Copy + PartialEq> Mixer<T> {
             }
             output.limiter.apply(&self.scratch, peak, &mut output.frame);
         }
+        self.last_mix()
+    }
+
+    /// The result of the last [`Mixer::mix`] again (until the next one).
+    pub fn last_mix(&self) -> Mix<'_, T> {
         Mix {
             full: &self.full,
             full_gain: self.full_limiter.gain,

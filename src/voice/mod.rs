@@ -1,8 +1,8 @@
 //! Voice rooms mixed on the box (DESIGN.md §6). [`jitter`], [`mixer`], [`vad`] and
 //! [`tone`] are pure (no I/O, no codec, no clock); [`room`] wires them to Opus and a
 //! 20 ms clock on a thread per active room; [`registry`] knows who is where; [`wire`] is
-//! the frame format. The websocket side is `crate::http` (voice), the client side
-//! `crate::client` (`VoiceConnection`, `VoicePlayer`).
+//! the frame format; [`session`] runs one voice socket. The client side is `crate::client`
+//! (`VoiceConnection`, `VoicePlayer`).
 //!
 //! # Design
 //!
@@ -59,6 +59,7 @@ pub type PcmFrame = [i16; FRAME_SAMPLES];
 
 pub mod registry;
 pub mod room;
+pub mod session;
 pub mod wire;
 
 pub use registry::{Voice, VoiceState, VoiceTicket};

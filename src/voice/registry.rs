@@ -11,12 +11,13 @@ use super::jitter::JitterConfig;
 use super::room::{self, Command, ConnId, Outbound, RoomShared, RoomThread, VoiceFlags};
 use super::wire::{close, EncoderSettings};
 use crate::config::VoiceConfig;
+use crate::gateway::socket::{Running, SessionGuard};
 use crate::gateway::tickets::{TicketBook, TicketCaps, TicketRefused};
 use crate::gateway::Gateway;
 use crate::model::{Audience, Id, UserId};
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How long a voice ticket is valid, seconds.
@@ -111,16 +112,7 @@ pub struct Voice {
     tickets: TicketBook<VoiceTicket>,
     state: Mutex<Registry>,
     next_conn: AtomicU64,
-    sessions: AtomicUsize,
-}
-
-/// Counts a running voice socket while alive.
-pub struct SessionGuard<'a>(&'a Voice);
-
-impl Drop for SessionGuard<'_> {
-    fn drop(&mut self) {
-        self.0.sessions.fetch_sub(1, Ordering::AcqRel);
-    }
+    sessions: Running,
 }
 
 impl Voice {
@@ -132,7 +124,7 @@ impl Voice {
             tickets: TicketBook::new(caps, TICKET_SECS),
             state: Mutex::new(Registry::default()),
             next_conn: AtomicU64::new(1),
-            sessions: AtomicUsize::new(0),
+            sessions: Running::default(),
         }
     }
 
@@ -142,13 +134,12 @@ impl Voice {
 
     /// Marks a voice socket as running until the guard drops.
     pub fn session_started(&self) -> SessionGuard<'_> {
-        self.sessions.fetch_add(1, Ordering::AcqRel);
-        SessionGuard(self)
+        self.sessions.start()
     }
 
     /// Voice sockets still running.
     pub fn sessions_running(&self) -> usize {
-        self.sessions.load(Ordering::Acquire)
+        self.sessions.count()
     }
 
     /// Issues a single-use ticket for opening the voice socket of `channel`, unless the

@@ -431,6 +431,21 @@ impl RoomCore {
     /// Runs tick number `tick`: plays out one frame per talker, mixes, encodes and queues
     /// each listener's frame. Returns the number of talkers mixed.
     pub fn tick(&mut self, tick: u64, stats: &RoomStats) -> usize {
+        self.play_out(stats);
+        let talking = self.mix();
+        if talking == 0 {
+            // Silence: nothing is sent; listeners see the timestamp jump.
+            return 0;
+        }
+        self.encode_and_send(tick, talking, stats);
+        talking
+    }
+
+    /// The first phase of a tick: pops one frame from the jitter buffer of everyone who
+    /// may send, decodes it (the next packet's FEC for a gap when it is buffered, PLC
+    /// otherwise), runs talking detection on it, and marks who talks this tick: at most
+    /// the loudest `max_mixed`.
+    fn play_out(&mut self, stats: &RoomStats) {
         let mut decodes = 0u64;
         for p in &mut self.participants {
             p.talking = false;
@@ -494,22 +509,33 @@ impl RoomCore {
                 }
             }
         }
+    }
 
-        let timestamp = self
-            .out_ts_base
-            .wrapping_add((tick as u32).wrapping_mul(wire::FRAME_TS));
+    /// The second phase of a tick: mixes the frames of those talking, the full mix and
+    /// each talker's mix-minus, into the mixer's buffers. Returns how many talk; with
+    /// nobody talking the mixer is left as it was.
+    fn mix(&mut self) -> usize {
         let talkers: Vec<(ConnId, &PcmFrame)> = self
             .participants
             .iter()
             .filter(|p| p.talking)
             .map(|p| (p.conn, &*p.pcm))
             .collect();
-        let talking = talkers.len();
-        if talking == 0 {
-            // Silence: nothing is sent; listeners see the timestamp jump.
-            return 0;
+        if !talkers.is_empty() {
+            self.mixer.mix(&talkers);
         }
-        let mix = self.mixer.mix(&talkers);
+        talkers.len()
+    }
+
+    /// The third phase of a tick: encodes the mix of tick number `tick` (one shared encode
+    /// for everyone not talking, an own one per talker who hears others, or one per
+    /// listener in [`MixMode::PerListener`]) and queues each listener's frame, dropping it
+    /// for a listener whose queue is full.
+    fn encode_and_send(&mut self, tick: u64, talking: usize, stats: &RoomStats) {
+        let timestamp = self
+            .out_ts_base
+            .wrapping_add((tick as u32).wrapping_mul(wire::FRAME_TS));
+        let mix = self.mixer.last_mix();
         let settings = self.settings;
         let mut encodes = 0u64;
         let mut sent = 0u64;
@@ -598,7 +624,6 @@ impl RoomCore {
         stats.encodes.fetch_add(encodes, Ordering::Relaxed);
         stats.sent.fetch_add(sent, Ordering::Relaxed);
         stats.dropped.fetch_add(dropped, Ordering::Relaxed);
-        talking
     }
 }
 

@@ -48,6 +48,7 @@ pub async fn delete_channel(req: Req, me: Principal) -> ApiResult {
 
 pub async fn typing(req: Req, me: Principal) -> ApiResult {
     let channel = id_param(&req, "channel_id")?;
-    crate::gateway::typing(req.state(), me.user, channel)?;
+    let app = req.state();
+    crate::gateway::typing(&app.services, &app.gateway, me.user, channel)?;
     no_content()
 }
