@@ -20,10 +20,29 @@ pub use writer::Writer;
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// Storage errors. Callers map them to "internal error": they mean the disk or the file
-/// is in trouble, never that the user sent something wrong.
+/// is in trouble, never that the user sent something wrong. redb's kinds are kept apart
+/// because on an SD card "the disk is full" and "the file is damaged" need different
+/// help from the operator.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum StoreError {
-    /// redb failed.
+    /// The file system has no space left (or the quota is used up).
+    #[error("disk full, free some space: {0}")]
+    DiskFull(String),
+    /// Another I/O error of the file system (database file or backups).
+    #[error("i/o error ({kind:?}): {message}")]
+    Io {
+        /// What the operating system said, as `std::io::ErrorKind`.
+        kind: std::io::ErrorKind,
+        /// The error's text.
+        message: String,
+    },
+    /// redb found the database file damaged.
+    #[error("the database file is corrupted: {0}")]
+    Corrupted(String),
+    /// Another process (or another open in this one) holds the database file's lock.
+    #[error("the database file is already open elsewhere (another Hearth holds its lock)")]
+    AlreadyOpen,
+    /// Any other redb failure.
     #[error("database error: {0}")]
     Database(String),
     /// A stored value could not be decoded.
@@ -45,31 +64,81 @@ pub enum StoreError {
     /// The writer thread has stopped.
     #[error("the database writer has stopped")]
     WriterGone,
-    /// A write was attempted in a read transaction.
+    /// A write was attempted in a read-only transaction.
     #[error("write in a read-only transaction")]
     ReadOnly,
-    /// File system error (backups).
-    #[error("i/o error: {0}")]
-    Io(String),
 }
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(impl From<$t> for StoreError {
-        fn from(e: $t) -> Self { StoreError::Database(e.to_string()) }
-    })*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
-        StoreError::Io(e.to_string())
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                StoreError::DiskFull(e.to_string())
+            }
+            kind => StoreError::Io {
+                kind,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Io(io) => StoreError::from(io),
+            redb::StorageError::Corrupted(text) => StoreError::Corrupted(text),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+            redb::DatabaseError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        match e {
+            redb::TransactionError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        match e {
+            redb::TableError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        match e {
+            redb::CommitError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(io) => StoreError::from(io),
+            redb::Error::Corrupted(text) => StoreError::Corrupted(text),
+            redb::Error::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+            other => StoreError::Database(other.to_string()),
+        }
     }
 }
 
