@@ -84,7 +84,7 @@ pub(crate) fn upload_meta(
     {
         return Ok(Some(first));
     }
-    Ok(tx.get(FILE, file_id.as_bytes())?)
+    Ok(tx.get(FILE, file_id)?)
 }
 
 /// Requires ATTACH_FILES (and SEND_MESSAGES) in the channel.
@@ -292,7 +292,7 @@ mod tests {
         let id = file_id.clone();
         store
             .write_blocking(move |tx| {
-                tx.put(FILE, id.as_bytes(), &meta("old.txt", alice))?;
+                tx.put(FILE, &id, &meta("old.txt", alice))?;
                 tx.put(
                     CHANNEL_FILE,
                     &keys::join(&[&keys::id(old_channel), id.as_bytes()]),

@@ -9,7 +9,9 @@ pub mod writer;
 
 use crate::model::{Audience, Event, Id};
 use codec::{decode, encode, CodecError, Stored};
+use keys::{KeyCodec, KeyPrefix};
 use redb::{ReadableDatabase, ReadableTable};
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
 use tables::{Table, ALL_TABLES, EVENT_LOG, META};
@@ -203,74 +205,167 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-type RangeItem<'a> = Result<
-    (
-        redb::AccessGuard<'a, &'static [u8]>,
-        redb::AccessGuard<'a, &'static [u8]>,
-    ),
-    redb::StorageError,
->;
-
-fn scan_in<V: Stored, T: ReadableTable<&'static [u8], &'static [u8]>>(
+/// Walks the rows with keys in `[lower, upper)` (upper `None` = to the end), ascending or
+/// descending, handing each key and value to `visit` until it answers `false`.
+fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
-    name: &'static str,
     lower: &[u8],
     upper: Option<&[u8]>,
     reverse: bool,
-    limit: usize,
-) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-    let mut out = Vec::new();
-    let mut push = |item: RangeItem| -> Result<bool, StoreError> {
-        let (k, v) = item?;
-        out.push((
-            k.value().to_vec(),
-            decode(v.value()).map_err(|e| corrupt(name, e))?,
-        ));
-        Ok(out.len() < limit)
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let range = match upper {
+        Some(upper) if upper <= lower => return Ok(()),
+        Some(upper) => table.range::<&[u8]>(lower..upper)?,
+        None => table.range::<&[u8]>(lower..)?,
     };
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    match upper {
-        Some(upper) => {
-            let range = table.range::<&[u8]>(lower..upper)?;
-            if reverse {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            } else {
-                for item in range {
-                    if !push(item)? {
-                        break;
-                    }
-                }
+    if reverse {
+        for item in range.rev() {
+            let (k, v) = item?;
+            if !visit(k.value(), v.value())? {
+                break;
             }
         }
-        None => {
-            let range = table.range::<&[u8]>(lower..)?;
-            if reverse {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            } else {
-                for item in range {
-                    if !push(item)? {
-                        break;
-                    }
-                }
+    } else {
+        for item in range {
+            let (k, v) = item?;
+            if !visit(k.value(), v.value())? {
+                break;
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Which rows a typed read takes: every row, or those whose key starts with a prefix,
+/// narrowed by named options. Bounds are keys of the table's shape `K`.
+///
+/// ```ignore
+/// tx.rows(CHANNEL_MESSAGE, Rows::prefix(channel).before((channel, last)).reverse().limit(50))
+/// ```
+pub struct Rows<K> {
+    lower: Vec<u8>,
+    upper: Option<Vec<u8>>,
+    reverse: bool,
+    limit: usize,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K: KeyCodec> Rows<K> {
+    /// Every row, ascending.
+    pub fn all() -> Self {
+        Rows {
+            lower: Vec::new(),
+            upper: None,
+            reverse: false,
+            limit: usize::MAX,
+            _key: PhantomData,
+        }
+    }
+
+    /// The rows whose key starts with `prefix` (the first part of a composite key).
+    pub fn prefix<P>(prefix: P) -> Self
+    where
+        K: KeyPrefix<P>,
+    {
+        let lower = K::encode_prefix(prefix);
+        let upper = prefix_end(&lower);
+        Rows {
+            lower,
+            upper,
+            ..Rows::all()
+        }
+    }
+
+    /// Only rows at `key` or after it.
+    pub fn at_or_after(mut self, key: K::Key<'_>) -> Self {
+        self.lower = self.lower.max(K::encode(key));
+        self
+    }
+
+    /// Only rows after `key`.
+    pub fn after(mut self, key: K::Key<'_>) -> Self {
+        // The smallest byte string above a key is the key followed by a 0 byte.
+        let mut above = K::encode(key);
+        above.push(0);
+        self.lower = self.lower.max(above);
+        self
+    }
+
+    /// Only rows before `key`.
+    pub fn before(mut self, key: K::Key<'_>) -> Self {
+        let key = K::encode(key);
+        self.upper = Some(match self.upper.take() {
+            Some(upper) => upper.min(key),
+            None => key,
+        });
+        self
+    }
+
+    /// Highest keys first.
+    pub fn reverse(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    /// At most `limit` rows.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
 }
 
 impl Tx<'_> {
+    /// Runs `scan_in` on `table` in this transaction.
+    fn scan<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        reverse: bool,
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Tx::Read(t) => scan_in(&t.open_table(table.def())?, lower, upper, reverse, visit),
+            Tx::Write(t, _) => scan_in(&t.open_table(table.def())?, lower, upper, reverse, visit),
+        }
+    }
+
+    /// Runs `scan` over `rows`, handing `visit` each row whose key has the table's shape
+    /// (others are skipped) until it answers `false` or the limit is reached.
+    fn scan_rows<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: &Rows<K>,
+        mut visit: impl FnMut(K::Owned, &[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if rows.limit == 0 {
+            return Ok(());
+        }
+        let mut taken = 0;
+        self.scan(
+            table,
+            &rows.lower,
+            rows.upper.as_deref(),
+            rows.reverse,
+            |k, v| {
+                if let Some(key) = K::decode(k) {
+                    visit(key, k, v)?;
+                    taken += 1;
+                }
+                Ok(taken < rows.limit)
+            },
+        )
+    }
+
     /// One value by key.
-    pub fn get<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<Option<V>, StoreError> {
+    pub fn get<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+    ) -> Result<Option<V>, StoreError> {
+        let key = K::encode(key);
+        let key = key.as_slice();
         let raw = match self {
             Tx::Read(t) => t
                 .open_table(table.def())?
@@ -286,11 +381,66 @@ impl Tx<'_> {
     }
 
     /// Whether a key exists.
-    pub fn contains<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
+    pub fn contains<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+    ) -> Result<bool, StoreError> {
+        let key = K::encode(key);
+        let key = key.as_slice();
         Ok(match self {
             Tx::Read(t) => t.open_table(table.def())?.get(key)?.is_some(),
             Tx::Write(t, _) => t.open_table(table.def())?.get(key)?.is_some(),
         })
+    }
+
+    /// Typed rows with their decoded keys, as `rows` selects them.
+    pub fn rows<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: Rows<K>,
+    ) -> Result<Vec<(K::Owned, V)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_rows(table, &rows, |key, _, value| {
+            out.push((key, decode(value).map_err(|e| corrupt(table.name, e))?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// How many rows `rows` selects (its limit caps the count).
+    pub fn count<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: Rows<K>,
+    ) -> Result<usize, StoreError> {
+        let mut count = 0;
+        self.scan_rows(table, &rows, |_, _, _| {
+            count += 1;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// Removes the rows `rows` selects (writer only). Returns how many.
+    pub fn delete_rows<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: Rows<K>,
+    ) -> Result<usize, StoreError> {
+        let Tx::Write(t, _) = self else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut doomed = Vec::new();
+        self.scan_rows(table, &rows, |_, key, _| {
+            doomed.push(key.to_vec());
+            Ok(())
+        })?;
+        let mut table_handle = t.open_table(table.def())?;
+        for key in &doomed {
+            table_handle.remove(key.as_slice())?;
+        }
+        Ok(doomed.len())
     }
 
     /// Rows with keys in `[lower, upper)` (upper `None` = to the end), at most `limit`,
@@ -303,24 +453,18 @@ impl Tx<'_> {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-        match self {
-            Tx::Read(t) => scan_in(
-                &t.open_table(table.def())?,
-                table.name,
-                lower,
-                upper,
-                reverse,
-                limit,
-            ),
-            Tx::Write(t, _) => scan_in(
-                &t.open_table(table.def())?,
-                table.name,
-                lower,
-                upper,
-                reverse,
-                limit,
-            ),
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
         }
+        self.scan(table, lower, upper, reverse, |k, v| {
+            out.push((
+                k.to_vec(),
+                decode(v).map_err(|e| corrupt(table.name, e))?,
+            ));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
     }
 
     /// Rows whose key starts with `prefix`, ascending, at most `limit`.
@@ -341,26 +485,7 @@ impl Tx<'_> {
         prefix: &[u8],
         cap: usize,
     ) -> Result<usize, StoreError> {
-        let end = prefix_end(prefix);
-        let count = |t: &dyn Fn() -> Result<usize, StoreError>| t();
-        match self {
-            Tx::Read(t) => count(&|| {
-                let table = t.open_table(table.def())?;
-                let iter = match &end {
-                    Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
-                    None => table.range::<&[u8]>(prefix..)?,
-                };
-                Ok(iter.take(cap).count())
-            }),
-            Tx::Write(t, _) => count(&|| {
-                let table = t.open_table(table.def())?;
-                let iter = match &end {
-                    Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
-                    None => table.range::<&[u8]>(prefix..)?,
-                };
-                Ok(iter.take(cap).count())
-            }),
-        }
+        self.count(table, Rows::prefix(prefix).limit(cap))
     }
 
     /// Records an event in this commit (writer only) and returns its sequence number. Like
@@ -395,29 +520,41 @@ impl Tx<'_> {
             data,
             at_ms: now_ms(),
         };
-        self.put(EVENT_LOG, &seq.to_be_bytes(), &event)?;
+        self.put(EVENT_LOG, seq, &event)?;
         sink.next_seq.set(Some(seq + 1));
         sink.emitted.borrow_mut().push(event);
         Ok(seq)
     }
 
     /// Inserts or replaces a value (writer only).
-    pub fn put<V: Stored>(&self, table: Table<V>, key: &[u8], value: &V) -> Result<(), StoreError> {
+    pub fn put<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+        value: &V,
+    ) -> Result<(), StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
             Tx::Write(t, _) => {
                 t.open_table(table.def())?
-                    .insert(key, encode(value).as_slice())?;
+                    .insert(K::encode(key).as_slice(), encode(value).as_slice())?;
                 Ok(())
             }
         }
     }
 
     /// Removes a key (writer only). Returns whether it existed.
-    pub fn delete<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
+    pub fn delete<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+    ) -> Result<bool, StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
-            Tx::Write(t, _) => Ok(t.open_table(table.def())?.remove(key)?.is_some()),
+            Tx::Write(t, _) => Ok(t
+                .open_table(table.def())?
+                .remove(K::encode(key).as_slice())?
+                .is_some()),
         }
     }
 
@@ -427,26 +564,7 @@ impl Tx<'_> {
         table: Table<V>,
         prefix: &[u8],
     ) -> Result<usize, StoreError> {
-        let Tx::Write(t, _) = self else {
-            return Err(StoreError::ReadOnly);
-        };
-        let mut table_handle = t.open_table(table.def())?;
-        let end = prefix_end(prefix);
-        let keys: Vec<Vec<u8>> = {
-            let iter = match &end {
-                Some(e) => table_handle.range::<&[u8]>(prefix..e.as_slice())?,
-                None => table_handle.range::<&[u8]>(prefix..)?,
-            };
-            let mut keys = Vec::new();
-            for item in iter {
-                keys.push(item?.0.value().to_vec());
-            }
-            keys
-        };
-        for key in &keys {
-            table_handle.remove(key.as_slice())?;
-        }
-        Ok(keys.len())
+        self.delete_rows(table, Rows::prefix(prefix))
     }
 }
 
@@ -470,28 +588,27 @@ pub(crate) fn finish_batch(tx: &Tx, retention: Retention) -> Result<(), StoreErr
     // Sequence numbers are contiguous, so pruning by count needs only the keys below the
     // cut; only rows being deleted (a few per commit in steady state) are read.
     let oldest_kept_by_count = last.saturating_sub(retention.max_events.max(1)) + 1;
-    let doomed = tx.range(
+    let doomed = tx.rows(
         EVENT_LOG,
-        &[],
-        Some(&oldest_kept_by_count.to_be_bytes()),
-        false,
-        PRUNE_PER_COMMIT,
+        Rows::all()
+            .before(oldest_kept_by_count)
+            .limit(PRUNE_PER_COMMIT),
     )?;
     let mut pruned = doomed.len();
-    for (key, _) in doomed {
-        tx.delete(EVENT_LOG, &key)?;
+    for (seq, _) in doomed {
+        tx.delete(EVENT_LOG, seq)?;
     }
     // Then by age, oldest first, reading one row at a time and stopping at the first
     // young one (normally the very first).
     let age_cutoff = now_ms().saturating_sub(retention.max_age_secs.saturating_mul(1000));
     while pruned < PRUNE_PER_COMMIT {
-        let Some((key, oldest)) = tx.range(EVENT_LOG, &[], None, false, 1)?.pop() else {
+        let Some((seq, oldest)) = tx.rows(EVENT_LOG, Rows::all().limit(1))?.pop() else {
             break;
         };
         if oldest.at_ms >= age_cutoff || oldest.seq == last {
             break;
         }
-        tx.delete(EVENT_LOG, &key)?;
+        tx.delete(EVENT_LOG, seq)?;
         pruned += 1;
     }
     Ok(())
@@ -568,12 +685,16 @@ impl Store {
     ) -> Result<(Vec<Event>, Option<u64>), StoreError> {
         self.read(|tx| {
             let oldest = tx
-                .range(EVENT_LOG, &[], None, false, 1)?
+                .rows(EVENT_LOG, Rows::all().limit(1))?
                 .first()
                 .map(|(_, e)| e.seq);
-            let start = after.saturating_add(1).to_be_bytes();
             let events = tx
-                .range(EVENT_LOG, &start, None, false, limit)?
+                .rows(
+                    EVENT_LOG,
+                    Rows::all()
+                        .at_or_after(after.saturating_add(1))
+                        .limit(limit),
+                )?
                 .into_iter()
                 .map(|(_, e)| e)
                 .collect();
