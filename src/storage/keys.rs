@@ -394,4 +394,89 @@ mod tests {
         );
         assert_eq!(parse_reaction(&key[..10]), None);
     }
+
+    /// Encodes `key` and checks that it decodes to `owned`.
+    fn round_trip<K: KeyCodec>(key: K::Key<'_>, owned: K::Owned) -> Vec<u8>
+    where
+        K::Owned: PartialEq + std::fmt::Debug,
+    {
+        let bytes = K::encode(key);
+        assert_eq!(K::decode(&bytes), Some(owned));
+        bytes
+    }
+
+    /// Checks that every cut of a fixed-width key, and the key with a byte more, decode to
+    /// `None`.
+    fn rejects_other_lengths<K: KeyCodec>(bytes: &[u8]) {
+        for cut in 0..bytes.len() {
+            assert!(K::decode(&bytes[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut long = bytes.to_vec();
+        long.push(0);
+        assert!(K::decode(&long).is_none());
+    }
+
+    #[test]
+    fn fixed_width_keys_round_trip_and_reject_other_lengths() {
+        let (a, b, u) = (Id(7), Id(1 << 40), UserId([9; 32]));
+        rejects_other_lengths::<IdKey>(&round_trip::<IdKey>(a, a));
+        rejects_other_lengths::<IdPair>(&round_trip::<IdPair>((a, b), (a, b)));
+        rejects_other_lengths::<IdUser>(&round_trip::<IdUser>((a, u), (a, u)));
+        rejects_other_lengths::<UserKey>(&round_trip::<UserKey>(u, u));
+        rejects_other_lengths::<UserThenId>(&round_trip::<UserThenId>((u, b), (u, b)));
+        rejects_other_lengths::<Seq>(&round_trip::<Seq>(42, 42));
+    }
+
+    #[test]
+    fn keys_with_text_round_trip_and_reject_garbled_bytes() {
+        let (a, u) = (Id(3), UserId([4; 32]));
+        round_trip::<Raw>(b"server_key", b"server_key".to_vec());
+        round_trip::<Text>("alice", "alice".to_string());
+        round_trip::<IdText>((a, "code"), (a, "code".to_string()));
+        round_trip::<UserText>((u, "https://b.example"), (u, "https://b.example".into()));
+        round_trip::<OriginUser>(("https://b.example", u), ("https://b.example".into(), u));
+        round_trip::<OriginSeq>(("https://b.example", 9), ("https://b.example".into(), 9));
+        let file = "ab".repeat(32);
+        round_trip::<Upload>((a, &file, u), (a, file.clone(), u));
+        round_trip::<ReactionKey>((a, "👍", u), (a, "👍".to_string(), u));
+
+        assert_eq!(Text::decode(&[0xff, 0xfe]), None);
+        assert_eq!(IdText::decode(&[0; 7]), None);
+        assert_eq!(IdText::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 0xff]), None);
+        assert_eq!(UserText::decode(&[0; 31]), None);
+        assert_eq!(OriginUser::decode(b"no zero here"), None);
+        assert_eq!(OriginUser::decode(b"https://b.example\0short"), None);
+        assert_eq!(OriginSeq::decode(b"https://b.example\0\0\0"), None);
+        assert_eq!(Upload::decode(&[0; 39]), None);
+        assert_eq!(ReactionKey::decode(&[0; 9]), None);
+        assert_eq!(ReactionKey::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 200, b'x']), None);
+    }
+
+    #[test]
+    fn prefixes_start_their_keys_and_keep_order() {
+        let (a, b, u) = (Id(1), Id(2), UserId([5; 32]));
+        let cases = [
+            (IdPair::encode_prefix(a), IdPair::encode((a, b))),
+            (IdUser::encode_prefix(a), IdUser::encode((a, u))),
+            (UserThenId::encode_prefix(u), UserThenId::encode((u, a))),
+            (IdText::encode_prefix(a), IdText::encode((a, "x"))),
+            (UserText::encode_prefix(u), UserText::encode((u, "x"))),
+            (OriginUser::encode_prefix("o"), OriginUser::encode(("o", u))),
+            (OriginSeq::encode_prefix("o"), OriginSeq::encode(("o", 1))),
+            (Upload::encode_prefix(a), Upload::encode((a, "f", u))),
+            (Upload::encode_prefix((a, "f")), Upload::encode((a, "f", u))),
+            (ReactionKey::encode_prefix(a), ReactionKey::encode((a, "x", u))),
+        ];
+        for (prefix, key) in cases {
+            assert!(key.starts_with(&prefix));
+        }
+        // Big-endian parts: numeric order is byte order, first part first.
+        assert!(IdPair::encode((a, Id(300))) < IdPair::encode((b, Id(1))));
+        assert!(IdPair::encode((a, Id(2))) < IdPair::encode((a, Id(300))));
+        assert!(Seq::encode(255) < Seq::encode(256));
+        assert!(OriginSeq::encode(("o", 1 << 20)) < OriginSeq::encode(("o", 1 << 21)));
+        // One origin's rows do not take in a longer origin that starts the same way.
+        let longer = OriginSeq::encode(("o.example", 1));
+        assert!(!longer.starts_with(&OriginSeq::encode_prefix("o")));
+    }
 }

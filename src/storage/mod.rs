@@ -856,4 +856,117 @@ mod tests {
             store.read(|tx| tx.emit("c", Audience::default(), None, &3));
         assert!(matches!(read_only, Err(StoreError::ReadOnly)));
     }
+
+    #[test]
+    fn redb_errors_keep_their_kind() {
+        use std::io::{Error, ErrorKind};
+        let full = redb::StorageError::Io(Error::from(ErrorKind::StorageFull));
+        assert!(matches!(StoreError::from(full), StoreError::DiskFull(_)));
+        let enospc = redb::StorageError::Io(Error::from_raw_os_error(28));
+        let error = StoreError::from(redb::CommitError::Storage(enospc));
+        assert!(matches!(error, StoreError::DiskFull(_)));
+        assert!(error.to_string().starts_with("disk full"), "{error}");
+        let quota = redb::Error::Io(Error::from(ErrorKind::QuotaExceeded));
+        assert!(matches!(StoreError::from(quota), StoreError::DiskFull(_)));
+
+        let denied = redb::StorageError::Io(Error::from(ErrorKind::PermissionDenied));
+        assert!(matches!(
+            StoreError::from(redb::TableError::Storage(denied)),
+            StoreError::Io {
+                kind: ErrorKind::PermissionDenied,
+                ..
+            }
+        ));
+        let damaged = redb::StorageError::Corrupted("bad checksum".into());
+        assert!(matches!(
+            StoreError::from(redb::TransactionError::Storage(damaged)),
+            StoreError::Corrupted(text) if text == "bad checksum"
+        ));
+        assert!(matches!(
+            StoreError::from(redb::DatabaseError::DatabaseAlreadyOpen),
+            StoreError::AlreadyOpen
+        ));
+        assert!(matches!(
+            StoreError::from(redb::StorageError::ValueTooLarge(1 << 40)),
+            StoreError::Database(_)
+        ));
+    }
+
+    #[test]
+    fn a_second_open_of_the_file_is_already_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path(), 10);
+        let second = Store::open(
+            &dir.path().join("db.redb"),
+            1 << 20,
+            64,
+            Retention {
+                max_events: 10,
+                max_age_secs: 3600,
+            },
+        );
+        assert!(matches!(second, Err(StoreError::AlreadyOpen)));
+    }
+
+    #[test]
+    fn typed_rows_decode_keys_narrow_by_options_and_skip_garbled_keys() {
+        use crate::storage::keys::IdPair;
+        use crate::storage::tables::GUILD_CHANNEL;
+        const TYPED: Table<tables::Present, IdPair> = Table::new("guild_channel");
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 10);
+        store
+            .write_blocking(|tx| {
+                for (g, c) in [(1, 1), (1, 2), (1, 300), (2, 1)] {
+                    tx.put(TYPED, (Id(g), Id(c)), &tables::Present)?;
+                }
+                // A key of the wrong width, as a bug or a damaged file could leave.
+                tx.put(GUILD_CHANNEL, &[0, 0, 0, 0, 0, 0, 0, 1, 7], &tables::Present)
+            })
+            .unwrap();
+        let listed = |rows: Rows<IdPair>| -> Vec<(u64, u64)> {
+            store
+                .read(|tx| tx.rows(TYPED, rows))
+                .unwrap()
+                .into_iter()
+                .map(|((g, c), _)| (g.0, c.0))
+                .collect()
+        };
+        assert_eq!(listed(Rows::all()), vec![(1, 1), (1, 2), (1, 300), (2, 1)]);
+        assert_eq!(listed(Rows::prefix(Id(1))), vec![(1, 1), (1, 2), (1, 300)]);
+        assert_eq!(
+            listed(Rows::prefix(Id(1)).reverse().limit(2)),
+            vec![(1, 300), (1, 2)]
+        );
+        assert_eq!(
+            listed(Rows::prefix(Id(1)).after((Id(1), Id(1))).before((Id(1), Id(300)))),
+            vec![(1, 2)]
+        );
+        assert_eq!(
+            listed(Rows::all().at_or_after((Id(1), Id(300)))),
+            vec![(1, 300), (2, 1)]
+        );
+        assert_eq!(listed(Rows::prefix(Id(1)).before((Id(0), Id(9)))), vec![]);
+        let (raw, typed, counted) = store
+            .read(|tx| {
+                Ok::<_, StoreError>((
+                    tx.scan_prefix(GUILD_CHANNEL, &keys::id(Id(1)), usize::MAX)?.len(),
+                    tx.count(TYPED, Rows::prefix(Id(1)))?,
+                    tx.count_prefix(GUILD_CHANNEL, &keys::id(Id(1)), 2)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((raw, typed, counted), (4, 3, 2));
+        let removed = store
+            .write_blocking(|tx| tx.delete_rows(TYPED, Rows::prefix(Id(1)).limit(2)))
+            .unwrap();
+        assert_eq!(removed, 2);
+        let left: Vec<Vec<u8>> = store
+            .read(|tx| tx.rows(GUILD_CHANNEL, Rows::all()))
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(left.len(), 3);
+    }
 }

@@ -22,7 +22,7 @@ impl<V, K> Clone for Table<V, K> {
 impl<V, K> Copy for Table<V, K> {}
 
 impl<V: Stored, K: KeyCodec> Table<V, K> {
-    const fn new(name: &'static str) -> Self {
+    pub(crate) const fn new(name: &'static str) -> Self {
         Table {
             name,
             _types: PhantomData,
