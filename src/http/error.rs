@@ -162,9 +162,15 @@ mod tests {
     fn a_full_disk_is_507_and_other_storage_errors_500() {
         let full = StoreError::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
         let answer = ApiError::from(Error::Store(full));
-        assert_eq!((answer.status, answer.code.as_str()), (507, "insufficient_storage"));
+        assert_eq!(
+            (answer.status, answer.code.as_str()),
+            (507, "insufficient_storage")
+        );
         let damaged = StoreError::Corrupted("bad page".into());
         let answer = ApiError::from(Error::Store(damaged));
-        assert_eq!((answer.status, answer.code.as_str()), (500, "internal_error"));
+        assert_eq!(
+            (answer.status, answer.code.as_str()),
+            (500, "internal_error")
+        );
     }
 }

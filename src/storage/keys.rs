@@ -114,6 +114,10 @@ pub struct UserText;
 pub struct OriginUser;
 /// An origin ‖ 0 ‖ a number: (sender, call id).
 pub struct OriginSeq;
+/// A user ‖ origin ‖ 0 ‖ a number: (user, host, host's call id).
+pub struct UserOriginSeq;
+/// A user ‖ origin ‖ 0 ‖ a text: (user, host, token id).
+pub struct UserOriginText;
 /// A channel ‖ file id ‖ uploader: one upload (file ids are fixed-width hex, so no 0).
 pub struct Upload;
 /// A reaction: message ‖ emoji length ‖ emoji ‖ user (see [`reaction`]).
@@ -327,6 +331,58 @@ impl<'p> KeyPrefix<&'p str> for OriginSeq {
     }
 }
 
+impl KeyCodec for UserOriginSeq {
+    type Key<'a> = (UserId, &'a str, u64);
+    type Owned = (UserId, String, u64);
+    fn encode((u, origin, n): (UserId, &str, u64)) -> Vec<u8> {
+        join(&[&u.0, &origin_prefix(origin), &n.to_be_bytes()])
+    }
+    fn decode(bytes: &[u8]) -> Option<(UserId, String, u64)> {
+        let (origin, rest) = split_origin(bytes.get(32..)?)?;
+        Some((
+            read_user(bytes, 0)?,
+            origin,
+            u64::from_be_bytes(rest.try_into().ok()?),
+        ))
+    }
+}
+
+impl KeyPrefix<UserId> for UserOriginSeq {
+    fn encode_prefix(user: UserId) -> Vec<u8> {
+        user.0.to_vec()
+    }
+}
+
+impl<'p> KeyPrefix<(UserId, &'p str)> for UserOriginSeq {
+    fn encode_prefix((user, origin): (UserId, &str)) -> Vec<u8> {
+        join(&[&user.0, &origin_prefix(origin)])
+    }
+}
+
+impl KeyCodec for UserOriginText {
+    type Key<'a> = (UserId, &'a str, &'a str);
+    type Owned = (UserId, String, String);
+    fn encode((u, origin, text): (UserId, &str, &str)) -> Vec<u8> {
+        join(&[&u.0, &origin_prefix(origin), text.as_bytes()])
+    }
+    fn decode(bytes: &[u8]) -> Option<(UserId, String, String)> {
+        let (origin, rest) = split_origin(bytes.get(32..)?)?;
+        Some((read_user(bytes, 0)?, origin, whole_text(rest)?))
+    }
+}
+
+impl KeyPrefix<UserId> for UserOriginText {
+    fn encode_prefix(user: UserId) -> Vec<u8> {
+        user.0.to_vec()
+    }
+}
+
+impl<'p> KeyPrefix<(UserId, &'p str)> for UserOriginText {
+    fn encode_prefix((user, origin): (UserId, &str)) -> Vec<u8> {
+        join(&[&user.0, &origin_prefix(origin)])
+    }
+}
+
 impl KeyCodec for Upload {
     type Key<'a> = (Id, &'a str, UserId);
     type Owned = (Id, String, UserId);
@@ -436,6 +492,11 @@ mod tests {
         round_trip::<UserText>((u, "https://b.example"), (u, "https://b.example".into()));
         round_trip::<OriginUser>(("https://b.example", u), ("https://b.example".into(), u));
         round_trip::<OriginSeq>(("https://b.example", 9), ("https://b.example".into(), 9));
+        round_trip::<UserOriginSeq>((u, "https://h", 5), (u, "https://h".into(), 5));
+        round_trip::<UserOriginText>(
+            (u, "https://h", "jti"),
+            (u, "https://h".into(), "jti".into()),
+        );
         let file = "ab".repeat(32);
         round_trip::<Upload>((a, &file, u), (a, file.clone(), u));
         round_trip::<ReactionKey>((a, "👍", u), (a, "👍".to_string(), u));
@@ -448,8 +509,13 @@ mod tests {
         assert_eq!(OriginUser::decode(b"https://b.example\0short"), None);
         assert_eq!(OriginSeq::decode(b"https://b.example\0\0\0"), None);
         assert_eq!(Upload::decode(&[0; 39]), None);
+        assert_eq!(UserOriginSeq::decode(&[1; 40]), None);
+        assert_eq!(UserOriginText::decode(&[1; 31]), None);
         assert_eq!(ReactionKey::decode(&[0; 9]), None);
-        assert_eq!(ReactionKey::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 200, b'x']), None);
+        assert_eq!(
+            ReactionKey::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 200, b'x']),
+            None
+        );
     }
 
     #[test]
@@ -465,7 +531,22 @@ mod tests {
             (OriginSeq::encode_prefix("o"), OriginSeq::encode(("o", 1))),
             (Upload::encode_prefix(a), Upload::encode((a, "f", u))),
             (Upload::encode_prefix((a, "f")), Upload::encode((a, "f", u))),
-            (ReactionKey::encode_prefix(a), ReactionKey::encode((a, "x", u))),
+            (
+                ReactionKey::encode_prefix(a),
+                ReactionKey::encode((a, "x", u)),
+            ),
+            (
+                UserOriginSeq::encode_prefix(u),
+                UserOriginSeq::encode((u, "o", 1)),
+            ),
+            (
+                UserOriginSeq::encode_prefix((u, "o")),
+                UserOriginSeq::encode((u, "o", 1)),
+            ),
+            (
+                UserOriginText::encode_prefix((u, "o")),
+                UserOriginText::encode((u, "o", "t")),
+            ),
         ];
         for (prefix, key) in cases {
             assert!(key.starts_with(&prefix));

@@ -240,7 +240,7 @@ fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
 /// Which rows a typed read takes: every row, or those whose key starts with a prefix,
 /// narrowed by named options. Bounds are keys of the table's shape `K`.
 ///
-/// ```ignore
+/// ```text
 /// tx.rows(CHANNEL_MESSAGE, Rows::prefix(channel).before((channel, last)).reverse().limit(50))
 /// ```
 pub struct Rows<K> {
@@ -458,10 +458,7 @@ impl Tx<'_> {
             return Ok(out);
         }
         self.scan(table, lower, upper, reverse, |k, v| {
-            out.push((
-                k.to_vec(),
-                decode(v).map_err(|e| corrupt(table.name, e))?,
-            ));
+            out.push((k.to_vec(), decode(v).map_err(|e| corrupt(table.name, e))?));
             Ok(out.len() < limit)
         })?;
         Ok(out)
@@ -921,7 +918,11 @@ mod tests {
                     tx.put(TYPED, (Id(g), Id(c)), &tables::Present)?;
                 }
                 // A key of the wrong width, as a bug or a damaged file could leave.
-                tx.put(GUILD_CHANNEL, &[0, 0, 0, 0, 0, 0, 0, 1, 7], &tables::Present)
+                tx.put(
+                    GUILD_CHANNEL,
+                    &[0, 0, 0, 0, 0, 0, 0, 1, 7],
+                    &tables::Present,
+                )
             })
             .unwrap();
         let listed = |rows: Rows<IdPair>| -> Vec<(u64, u64)> {
@@ -939,7 +940,11 @@ mod tests {
             vec![(1, 300), (1, 2)]
         );
         assert_eq!(
-            listed(Rows::prefix(Id(1)).after((Id(1), Id(1))).before((Id(1), Id(300)))),
+            listed(
+                Rows::prefix(Id(1))
+                    .after((Id(1), Id(1)))
+                    .before((Id(1), Id(300)))
+            ),
             vec![(1, 2)]
         );
         assert_eq!(
@@ -950,7 +955,8 @@ mod tests {
         let (raw, typed, counted) = store
             .read(|tx| {
                 Ok::<_, StoreError>((
-                    tx.scan_prefix(GUILD_CHANNEL, &keys::id(Id(1)), usize::MAX)?.len(),
+                    tx.scan_prefix(GUILD_CHANNEL, &keys::id(Id(1)), usize::MAX)?
+                        .len(),
                     tx.count(TYPED, Rows::prefix(Id(1)))?,
                     tx.count_prefix(GUILD_CHANNEL, &keys::id(Id(1)), 2)?,
                 ))
