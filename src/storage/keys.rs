@@ -134,7 +134,7 @@ impl KeyCodec for Raw {
     }
 }
 
-impl<'p> KeyPrefix<&'p [u8]> for Raw {
+impl KeyPrefix<&'_ [u8]> for Raw {
     fn encode_prefix(prefix: &[u8]) -> Vec<u8> {
         prefix.to_vec()
     }
@@ -307,7 +307,7 @@ impl KeyCodec for OriginUser {
     }
 }
 
-impl<'p> KeyPrefix<&'p str> for OriginUser {
+impl KeyPrefix<&'_ str> for OriginUser {
     fn encode_prefix(origin: &str) -> Vec<u8> {
         origin_prefix(origin)
     }
@@ -325,7 +325,7 @@ impl KeyCodec for OriginSeq {
     }
 }
 
-impl<'p> KeyPrefix<&'p str> for OriginSeq {
+impl KeyPrefix<&'_ str> for OriginSeq {
     fn encode_prefix(origin: &str) -> Vec<u8> {
         origin_prefix(origin)
     }
@@ -353,7 +353,7 @@ impl KeyPrefix<UserId> for UserOriginSeq {
     }
 }
 
-impl<'p> KeyPrefix<(UserId, &'p str)> for UserOriginSeq {
+impl KeyPrefix<(UserId, &'_ str)> for UserOriginSeq {
     fn encode_prefix((user, origin): (UserId, &str)) -> Vec<u8> {
         join(&[&user.0, &origin_prefix(origin)])
     }
@@ -377,7 +377,7 @@ impl KeyPrefix<UserId> for UserOriginText {
     }
 }
 
-impl<'p> KeyPrefix<(UserId, &'p str)> for UserOriginText {
+impl KeyPrefix<(UserId, &'_ str)> for UserOriginText {
     fn encode_prefix((user, origin): (UserId, &str)) -> Vec<u8> {
         join(&[&user.0, &origin_prefix(origin)])
     }
@@ -405,7 +405,7 @@ impl KeyPrefix<Id> for Upload {
     }
 }
 
-impl<'p> KeyPrefix<(Id, &'p str)> for Upload {
+impl KeyPrefix<(Id, &'_ str)> for Upload {
     fn encode_prefix((channel, file_id): (Id, &str)) -> Vec<u8> {
         join(&[&id(channel), file_id.as_bytes()])
     }
