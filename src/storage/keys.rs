@@ -1,8 +1,8 @@
 //! Composite keys: fixed-width big-endian parts concatenated, so prefix scans run in order.
 //! A table names its key shape with a [`KeyCodec`]; typed reads decode keys with it, so no
-//! caller reads a key at a byte offset. A text part followed by another part ends with a
-//! 0 byte (origins and codes never hold one), so one origin's rows are not mixed with those
-//! of a longer origin that starts the same way.
+//! caller reads a key at a byte offset. An origin followed by another part ends with a 0
+//! byte (origins never hold one), so one origin's rows are not mixed with those of a longer
+//! origin that starts the same way; file ids are fixed-width hex and need none.
 
 use crate::model::{Id, UserId};
 
