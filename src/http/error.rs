@@ -3,6 +3,7 @@
 
 use crate::auth::dpop::DpopError;
 use crate::service::Error;
+use crate::storage::StoreError;
 use serde_json::json;
 
 /// The DPoP algorithms this server accepts, for `WWW-Authenticate`.
@@ -134,6 +135,15 @@ impl From<Error> for ApiError {
             Error::TooLarge { .. } => ApiError::new(413, "body_too_large", message),
             Error::Store(e) => {
                 eprintln!("hearth: storage error: {e}");
+                // 507 tells a client the request may work once the operator frees space,
+                // which no other storage failure promises.
+                if matches!(e, StoreError::DiskFull(_)) {
+                    return ApiError::new(
+                        507,
+                        "insufficient_storage",
+                        "the server is out of storage space",
+                    );
+                }
                 ApiError::new(
                     500,
                     "internal_error",
@@ -141,5 +151,26 @@ impl From<Error> for ApiError {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_507_and_other_storage_errors_500() {
+        let full = StoreError::from(std::io::Error::from(std::io::ErrorKind::StorageFull));
+        let answer = ApiError::from(Error::Store(full));
+        assert_eq!(
+            (answer.status, answer.code.as_str()),
+            (507, "insufficient_storage")
+        );
+        let damaged = StoreError::Corrupted("bad page".into());
+        let answer = ApiError::from(Error::Store(damaged));
+        assert_eq!(
+            (answer.status, answer.code.as_str()),
+            (500, "internal_error")
+        );
     }
 }

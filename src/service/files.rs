@@ -84,7 +84,7 @@ pub(crate) fn upload_meta(
     {
         return Ok(Some(first));
     }
-    Ok(tx.get(FILE, file_id.as_bytes())?)
+    Ok(tx.get(FILE, file_id)?)
 }
 
 /// Requires ATTACH_FILES (and SEND_MESSAGES) in the channel.
@@ -131,7 +131,7 @@ impl Services {
         let path = self.file_path(&file_id);
         smol::unblock(move || staged.publish(&path))
             .await
-            .map_err(|e| Error::Store(crate::storage::StoreError::Io(e.to_string())))?;
+            .map_err(|e| Error::Store(crate::storage::StoreError::from(e)))?;
         let meta = FileMeta {
             file_id: file_id.clone(),
             size,
@@ -165,7 +165,7 @@ impl Services {
         limit: usize,
     ) -> Result<Staged> {
         use futures_lite::{AsyncReadExt, AsyncWriteExt};
-        let io = |e: std::io::Error| Error::Store(crate::storage::StoreError::Io(e.to_string()));
+        let io = |e: std::io::Error| Error::Store(crate::storage::StoreError::from(e));
         let mut random = [0u8; 8];
         crate::system::random_bytes(&mut random);
         let tmp = self.files_dir.join(format!(".tmp-{}", hex(&random)));
@@ -216,7 +216,7 @@ impl Services {
         })?;
         let file = smol::fs::File::open(self.file_path(file_id))
             .await
-            .map_err(|e| Error::Store(crate::storage::StoreError::Io(e.to_string())))?;
+            .map_err(|e| Error::Store(crate::storage::StoreError::from(e)))?;
         Ok((meta, file))
     }
 }
@@ -292,7 +292,7 @@ mod tests {
         let id = file_id.clone();
         store
             .write_blocking(move |tx| {
-                tx.put(FILE, id.as_bytes(), &meta("old.txt", alice))?;
+                tx.put(FILE, &id, &meta("old.txt", alice))?;
                 tx.put(
                     CHANNEL_FILE,
                     &keys::join(&[&keys::id(old_channel), id.as_bytes()]),

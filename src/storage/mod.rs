@@ -9,7 +9,9 @@ pub mod writer;
 
 use crate::model::{Audience, Event, Id};
 use codec::{decode, encode, CodecError, Stored};
+use keys::{KeyCodec, KeyPrefix};
 use redb::{ReadableDatabase, ReadableTable};
+use std::marker::PhantomData;
 use std::path::Path;
 use std::sync::Arc;
 use tables::{Table, ALL_TABLES, EVENT_LOG, META};
@@ -20,10 +22,29 @@ pub use writer::Writer;
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// Storage errors. Callers map them to "internal error": they mean the disk or the file
-/// is in trouble, never that the user sent something wrong.
+/// is in trouble, never that the user sent something wrong. redb's kinds are kept apart
+/// because on an SD card "the disk is full" and "the file is damaged" need different
+/// help from the operator.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum StoreError {
-    /// redb failed.
+    /// The file system has no space left (or the quota is used up).
+    #[error("disk full, free some space: {0}")]
+    DiskFull(String),
+    /// Another I/O error of the file system (database file or backups).
+    #[error("i/o error ({kind:?}): {message}")]
+    Io {
+        /// What the operating system said, as `std::io::ErrorKind`.
+        kind: std::io::ErrorKind,
+        /// The error's text.
+        message: String,
+    },
+    /// redb found the database file damaged.
+    #[error("the database file is corrupted: {0}")]
+    Corrupted(String),
+    /// Another process (or another open in this one) holds the database file's lock.
+    #[error("the database file is already open elsewhere (another Hearth holds its lock)")]
+    AlreadyOpen,
+    /// Any other redb failure.
     #[error("database error: {0}")]
     Database(String),
     /// A stored value could not be decoded.
@@ -45,31 +66,81 @@ pub enum StoreError {
     /// The writer thread has stopped.
     #[error("the database writer has stopped")]
     WriterGone,
-    /// A write was attempted in a read transaction.
+    /// A write was attempted in a read-only transaction.
     #[error("write in a read-only transaction")]
     ReadOnly,
-    /// File system error (backups).
-    #[error("i/o error: {0}")]
-    Io(String),
 }
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(impl From<$t> for StoreError {
-        fn from(e: $t) -> Self { StoreError::Database(e.to_string()) }
-    })*};
-}
-from_redb!(
-    redb::Error,
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
-        StoreError::Io(e.to_string())
+        use std::io::ErrorKind;
+        match e.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => {
+                StoreError::DiskFull(e.to_string())
+            }
+            kind => StoreError::Io {
+                kind,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl From<redb::StorageError> for StoreError {
+    fn from(e: redb::StorageError) -> Self {
+        match e {
+            redb::StorageError::Io(io) => StoreError::from(io),
+            redb::StorageError::Corrupted(text) => StoreError::Corrupted(text),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::DatabaseError> for StoreError {
+    fn from(e: redb::DatabaseError) -> Self {
+        match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+            redb::DatabaseError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TransactionError> for StoreError {
+    fn from(e: redb::TransactionError) -> Self {
+        match e {
+            redb::TransactionError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::TableError> for StoreError {
+    fn from(e: redb::TableError) -> Self {
+        match e {
+            redb::TableError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::CommitError> for StoreError {
+    fn from(e: redb::CommitError) -> Self {
+        match e {
+            redb::CommitError::Storage(storage) => StoreError::from(storage),
+            other => StoreError::Database(other.to_string()),
+        }
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Io(io) => StoreError::from(io),
+            redb::Error::Corrupted(text) => StoreError::Corrupted(text),
+            redb::Error::DatabaseAlreadyOpen => StoreError::AlreadyOpen,
+            other => StoreError::Database(other.to_string()),
+        }
     }
 }
 
@@ -134,74 +205,167 @@ fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-type RangeItem<'a> = Result<
-    (
-        redb::AccessGuard<'a, &'static [u8]>,
-        redb::AccessGuard<'a, &'static [u8]>,
-    ),
-    redb::StorageError,
->;
-
-fn scan_in<V: Stored, T: ReadableTable<&'static [u8], &'static [u8]>>(
+/// Walks the rows with keys in `[lower, upper)` (upper `None` = to the end), ascending or
+/// descending, handing each key and value to `visit` until it answers `false`.
+fn scan_in<T: ReadableTable<&'static [u8], &'static [u8]>>(
     table: &T,
-    name: &'static str,
     lower: &[u8],
     upper: Option<&[u8]>,
     reverse: bool,
-    limit: usize,
-) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-    let mut out = Vec::new();
-    let mut push = |item: RangeItem| -> Result<bool, StoreError> {
-        let (k, v) = item?;
-        out.push((
-            k.value().to_vec(),
-            decode(v.value()).map_err(|e| corrupt(name, e))?,
-        ));
-        Ok(out.len() < limit)
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+) -> Result<(), StoreError> {
+    let range = match upper {
+        Some(upper) if upper <= lower => return Ok(()),
+        Some(upper) => table.range::<&[u8]>(lower..upper)?,
+        None => table.range::<&[u8]>(lower..)?,
     };
-    if limit == 0 {
-        return Ok(Vec::new());
-    }
-    match upper {
-        Some(upper) => {
-            let range = table.range::<&[u8]>(lower..upper)?;
-            if reverse {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            } else {
-                for item in range {
-                    if !push(item)? {
-                        break;
-                    }
-                }
+    if reverse {
+        for item in range.rev() {
+            let (k, v) = item?;
+            if !visit(k.value(), v.value())? {
+                break;
             }
         }
-        None => {
-            let range = table.range::<&[u8]>(lower..)?;
-            if reverse {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
-                    }
-                }
-            } else {
-                for item in range {
-                    if !push(item)? {
-                        break;
-                    }
-                }
+    } else {
+        for item in range {
+            let (k, v) = item?;
+            if !visit(k.value(), v.value())? {
+                break;
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+/// Which rows a typed read takes: every row, or those whose key starts with a prefix,
+/// narrowed by named options. Bounds are keys of the table's shape `K`.
+///
+/// ```text
+/// tx.rows(CHANNEL_MESSAGE, Rows::prefix(channel).before((channel, last)).reverse().limit(50))
+/// ```
+pub struct Rows<K> {
+    lower: Vec<u8>,
+    upper: Option<Vec<u8>>,
+    reverse: bool,
+    limit: usize,
+    _key: PhantomData<fn() -> K>,
+}
+
+impl<K: KeyCodec> Rows<K> {
+    /// Every row, ascending.
+    pub fn all() -> Self {
+        Rows {
+            lower: Vec::new(),
+            upper: None,
+            reverse: false,
+            limit: usize::MAX,
+            _key: PhantomData,
+        }
+    }
+
+    /// The rows whose key starts with `prefix` (the first part of a composite key).
+    pub fn prefix<P>(prefix: P) -> Self
+    where
+        K: KeyPrefix<P>,
+    {
+        let lower = K::encode_prefix(prefix);
+        let upper = prefix_end(&lower);
+        Rows {
+            lower,
+            upper,
+            ..Rows::all()
+        }
+    }
+
+    /// Only rows at `key` or after it.
+    pub fn at_or_after(mut self, key: K::Key<'_>) -> Self {
+        self.lower = self.lower.max(K::encode(key));
+        self
+    }
+
+    /// Only rows after `key`.
+    pub fn after(mut self, key: K::Key<'_>) -> Self {
+        // The smallest byte string above a key is the key followed by a 0 byte.
+        let mut above = K::encode(key);
+        above.push(0);
+        self.lower = self.lower.max(above);
+        self
+    }
+
+    /// Only rows before `key`.
+    pub fn before(mut self, key: K::Key<'_>) -> Self {
+        let key = K::encode(key);
+        self.upper = Some(match self.upper.take() {
+            Some(upper) => upper.min(key),
+            None => key,
+        });
+        self
+    }
+
+    /// Highest keys first.
+    pub fn reverse(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    /// At most `limit` rows.
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = limit;
+        self
+    }
 }
 
 impl Tx<'_> {
+    /// Runs `scan_in` on `table` in this transaction.
+    fn scan<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        lower: &[u8],
+        upper: Option<&[u8]>,
+        reverse: bool,
+        visit: impl FnMut(&[u8], &[u8]) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Tx::Read(t) => scan_in(&t.open_table(table.def())?, lower, upper, reverse, visit),
+            Tx::Write(t, _) => scan_in(&t.open_table(table.def())?, lower, upper, reverse, visit),
+        }
+    }
+
+    /// Runs `scan` over `rows`, handing `visit` each row whose key has the table's shape
+    /// (others are skipped) until it answers `false` or the limit is reached.
+    fn scan_rows<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: &Rows<K>,
+        mut visit: impl FnMut(K::Owned, &[u8], &[u8]) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        if rows.limit == 0 {
+            return Ok(());
+        }
+        let mut taken = 0;
+        self.scan(
+            table,
+            &rows.lower,
+            rows.upper.as_deref(),
+            rows.reverse,
+            |k, v| {
+                if let Some(key) = K::decode(k) {
+                    visit(key, k, v)?;
+                    taken += 1;
+                }
+                Ok(taken < rows.limit)
+            },
+        )
+    }
+
     /// One value by key.
-    pub fn get<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<Option<V>, StoreError> {
+    pub fn get<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+    ) -> Result<Option<V>, StoreError> {
+        let key = K::encode(key);
+        let key = key.as_slice();
         let raw = match self {
             Tx::Read(t) => t
                 .open_table(table.def())?
@@ -217,11 +381,66 @@ impl Tx<'_> {
     }
 
     /// Whether a key exists.
-    pub fn contains<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
+    pub fn contains<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+    ) -> Result<bool, StoreError> {
+        let key = K::encode(key);
+        let key = key.as_slice();
         Ok(match self {
             Tx::Read(t) => t.open_table(table.def())?.get(key)?.is_some(),
             Tx::Write(t, _) => t.open_table(table.def())?.get(key)?.is_some(),
         })
+    }
+
+    /// Typed rows with their decoded keys, as `rows` selects them.
+    pub fn rows<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: Rows<K>,
+    ) -> Result<Vec<(K::Owned, V)>, StoreError> {
+        let mut out = Vec::new();
+        self.scan_rows(table, &rows, |key, _, value| {
+            out.push((key, decode(value).map_err(|e| corrupt(table.name, e))?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// How many rows `rows` selects (its limit caps the count).
+    pub fn count<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: Rows<K>,
+    ) -> Result<usize, StoreError> {
+        let mut count = 0;
+        self.scan_rows(table, &rows, |_, _, _| {
+            count += 1;
+            Ok(())
+        })?;
+        Ok(count)
+    }
+
+    /// Removes the rows `rows` selects (writer only). Returns how many.
+    pub fn delete_rows<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        rows: Rows<K>,
+    ) -> Result<usize, StoreError> {
+        let Tx::Write(t, _) = self else {
+            return Err(StoreError::ReadOnly);
+        };
+        let mut doomed = Vec::new();
+        self.scan_rows(table, &rows, |_, key, _| {
+            doomed.push(key.to_vec());
+            Ok(())
+        })?;
+        let mut table_handle = t.open_table(table.def())?;
+        for key in &doomed {
+            table_handle.remove(key.as_slice())?;
+        }
+        Ok(doomed.len())
     }
 
     /// Rows with keys in `[lower, upper)` (upper `None` = to the end), at most `limit`,
@@ -234,24 +453,15 @@ impl Tx<'_> {
         reverse: bool,
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-        match self {
-            Tx::Read(t) => scan_in(
-                &t.open_table(table.def())?,
-                table.name,
-                lower,
-                upper,
-                reverse,
-                limit,
-            ),
-            Tx::Write(t, _) => scan_in(
-                &t.open_table(table.def())?,
-                table.name,
-                lower,
-                upper,
-                reverse,
-                limit,
-            ),
+        let mut out = Vec::new();
+        if limit == 0 {
+            return Ok(out);
         }
+        self.scan(table, lower, upper, reverse, |k, v| {
+            out.push((k.to_vec(), decode(v).map_err(|e| corrupt(table.name, e))?));
+            Ok(out.len() < limit)
+        })?;
+        Ok(out)
     }
 
     /// Rows whose key starts with `prefix`, ascending, at most `limit`.
@@ -272,26 +482,7 @@ impl Tx<'_> {
         prefix: &[u8],
         cap: usize,
     ) -> Result<usize, StoreError> {
-        let end = prefix_end(prefix);
-        let count = |t: &dyn Fn() -> Result<usize, StoreError>| t();
-        match self {
-            Tx::Read(t) => count(&|| {
-                let table = t.open_table(table.def())?;
-                let iter = match &end {
-                    Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
-                    None => table.range::<&[u8]>(prefix..)?,
-                };
-                Ok(iter.take(cap).count())
-            }),
-            Tx::Write(t, _) => count(&|| {
-                let table = t.open_table(table.def())?;
-                let iter = match &end {
-                    Some(e) => table.range::<&[u8]>(prefix..e.as_slice())?,
-                    None => table.range::<&[u8]>(prefix..)?,
-                };
-                Ok(iter.take(cap).count())
-            }),
-        }
+        self.count(table, Rows::prefix(prefix).limit(cap))
     }
 
     /// Records an event in this commit (writer only) and returns its sequence number. Like
@@ -326,29 +517,41 @@ impl Tx<'_> {
             data,
             at_ms: now_ms(),
         };
-        self.put(EVENT_LOG, &seq.to_be_bytes(), &event)?;
+        self.put(EVENT_LOG, seq, &event)?;
         sink.next_seq.set(Some(seq + 1));
         sink.emitted.borrow_mut().push(event);
         Ok(seq)
     }
 
     /// Inserts or replaces a value (writer only).
-    pub fn put<V: Stored>(&self, table: Table<V>, key: &[u8], value: &V) -> Result<(), StoreError> {
+    pub fn put<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+        value: &V,
+    ) -> Result<(), StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
             Tx::Write(t, _) => {
                 t.open_table(table.def())?
-                    .insert(key, encode(value).as_slice())?;
+                    .insert(K::encode(key).as_slice(), encode(value).as_slice())?;
                 Ok(())
             }
         }
     }
 
     /// Removes a key (writer only). Returns whether it existed.
-    pub fn delete<V: Stored>(&self, table: Table<V>, key: &[u8]) -> Result<bool, StoreError> {
+    pub fn delete<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+        key: K::Key<'_>,
+    ) -> Result<bool, StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
-            Tx::Write(t, _) => Ok(t.open_table(table.def())?.remove(key)?.is_some()),
+            Tx::Write(t, _) => Ok(t
+                .open_table(table.def())?
+                .remove(K::encode(key).as_slice())?
+                .is_some()),
         }
     }
 
@@ -358,26 +561,7 @@ impl Tx<'_> {
         table: Table<V>,
         prefix: &[u8],
     ) -> Result<usize, StoreError> {
-        let Tx::Write(t, _) = self else {
-            return Err(StoreError::ReadOnly);
-        };
-        let mut table_handle = t.open_table(table.def())?;
-        let end = prefix_end(prefix);
-        let keys: Vec<Vec<u8>> = {
-            let iter = match &end {
-                Some(e) => table_handle.range::<&[u8]>(prefix..e.as_slice())?,
-                None => table_handle.range::<&[u8]>(prefix..)?,
-            };
-            let mut keys = Vec::new();
-            for item in iter {
-                keys.push(item?.0.value().to_vec());
-            }
-            keys
-        };
-        for key in &keys {
-            table_handle.remove(key.as_slice())?;
-        }
-        Ok(keys.len())
+        self.delete_rows(table, Rows::prefix(prefix))
     }
 }
 
@@ -401,28 +585,27 @@ pub(crate) fn finish_batch(tx: &Tx, retention: Retention) -> Result<(), StoreErr
     // Sequence numbers are contiguous, so pruning by count needs only the keys below the
     // cut; only rows being deleted (a few per commit in steady state) are read.
     let oldest_kept_by_count = last.saturating_sub(retention.max_events.max(1)) + 1;
-    let doomed = tx.range(
+    let doomed = tx.rows(
         EVENT_LOG,
-        &[],
-        Some(&oldest_kept_by_count.to_be_bytes()),
-        false,
-        PRUNE_PER_COMMIT,
+        Rows::all()
+            .before(oldest_kept_by_count)
+            .limit(PRUNE_PER_COMMIT),
     )?;
     let mut pruned = doomed.len();
-    for (key, _) in doomed {
-        tx.delete(EVENT_LOG, &key)?;
+    for (seq, _) in doomed {
+        tx.delete(EVENT_LOG, seq)?;
     }
     // Then by age, oldest first, reading one row at a time and stopping at the first
     // young one (normally the very first).
     let age_cutoff = now_ms().saturating_sub(retention.max_age_secs.saturating_mul(1000));
     while pruned < PRUNE_PER_COMMIT {
-        let Some((key, oldest)) = tx.range(EVENT_LOG, &[], None, false, 1)?.pop() else {
+        let Some((seq, oldest)) = tx.rows(EVENT_LOG, Rows::all().limit(1))?.pop() else {
             break;
         };
         if oldest.at_ms >= age_cutoff || oldest.seq == last {
             break;
         }
-        tx.delete(EVENT_LOG, &key)?;
+        tx.delete(EVENT_LOG, seq)?;
         pruned += 1;
     }
     Ok(())
@@ -499,12 +682,16 @@ impl Store {
     ) -> Result<(Vec<Event>, Option<u64>), StoreError> {
         self.read(|tx| {
             let oldest = tx
-                .range(EVENT_LOG, &[], None, false, 1)?
+                .rows(EVENT_LOG, Rows::all().limit(1))?
                 .first()
                 .map(|(_, e)| e.seq);
-            let start = after.saturating_add(1).to_be_bytes();
             let events = tx
-                .range(EVENT_LOG, &start, None, false, limit)?
+                .rows(
+                    EVENT_LOG,
+                    Rows::all()
+                        .at_or_after(after.saturating_add(1))
+                        .limit(limit),
+                )?
                 .into_iter()
                 .map(|(_, e)| e)
                 .collect();
@@ -665,5 +852,127 @@ mod tests {
         let read_only: Result<u64, StoreError> =
             store.read(|tx| tx.emit("c", Audience::default(), None, &3));
         assert!(matches!(read_only, Err(StoreError::ReadOnly)));
+    }
+
+    #[test]
+    fn redb_errors_keep_their_kind() {
+        use std::io::{Error, ErrorKind};
+        let full = redb::StorageError::Io(Error::from(ErrorKind::StorageFull));
+        assert!(matches!(StoreError::from(full), StoreError::DiskFull(_)));
+        let enospc = redb::StorageError::Io(Error::from_raw_os_error(28));
+        let error = StoreError::from(redb::CommitError::Storage(enospc));
+        assert!(matches!(error, StoreError::DiskFull(_)));
+        assert!(error.to_string().starts_with("disk full"), "{error}");
+        let quota = redb::Error::Io(Error::from(ErrorKind::QuotaExceeded));
+        assert!(matches!(StoreError::from(quota), StoreError::DiskFull(_)));
+
+        let denied = redb::StorageError::Io(Error::from(ErrorKind::PermissionDenied));
+        assert!(matches!(
+            StoreError::from(redb::TableError::Storage(denied)),
+            StoreError::Io {
+                kind: ErrorKind::PermissionDenied,
+                ..
+            }
+        ));
+        let damaged = redb::StorageError::Corrupted("bad checksum".into());
+        assert!(matches!(
+            StoreError::from(redb::TransactionError::Storage(damaged)),
+            StoreError::Corrupted(text) if text == "bad checksum"
+        ));
+        assert!(matches!(
+            StoreError::from(redb::DatabaseError::DatabaseAlreadyOpen),
+            StoreError::AlreadyOpen
+        ));
+        assert!(matches!(
+            StoreError::from(redb::StorageError::ValueTooLarge(1 << 40)),
+            StoreError::Database(_)
+        ));
+    }
+
+    #[test]
+    fn a_second_open_of_the_file_is_already_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = open(dir.path(), 10);
+        let second = Store::open(
+            &dir.path().join("db.redb"),
+            1 << 20,
+            64,
+            Retention {
+                max_events: 10,
+                max_age_secs: 3600,
+            },
+        );
+        assert!(matches!(second, Err(StoreError::AlreadyOpen)));
+    }
+
+    #[test]
+    fn typed_rows_decode_keys_narrow_by_options_and_skip_garbled_keys() {
+        use crate::storage::keys::IdPair;
+        use crate::storage::tables::GUILD_CHANNEL;
+        const TYPED: Table<tables::Present, IdPair> = Table::new("guild_channel");
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path(), 10);
+        store
+            .write_blocking(|tx| {
+                for (g, c) in [(1, 1), (1, 2), (1, 300), (2, 1)] {
+                    tx.put(TYPED, (Id(g), Id(c)), &tables::Present)?;
+                }
+                // A key of the wrong width, as a bug or a damaged file could leave.
+                tx.put(
+                    GUILD_CHANNEL,
+                    &[0, 0, 0, 0, 0, 0, 0, 1, 7],
+                    &tables::Present,
+                )
+            })
+            .unwrap();
+        let listed = |rows: Rows<IdPair>| -> Vec<(u64, u64)> {
+            store
+                .read(|tx| tx.rows(TYPED, rows))
+                .unwrap()
+                .into_iter()
+                .map(|((g, c), _)| (g.0, c.0))
+                .collect()
+        };
+        assert_eq!(listed(Rows::all()), vec![(1, 1), (1, 2), (1, 300), (2, 1)]);
+        assert_eq!(listed(Rows::prefix(Id(1))), vec![(1, 1), (1, 2), (1, 300)]);
+        assert_eq!(
+            listed(Rows::prefix(Id(1)).reverse().limit(2)),
+            vec![(1, 300), (1, 2)]
+        );
+        assert_eq!(
+            listed(
+                Rows::prefix(Id(1))
+                    .after((Id(1), Id(1)))
+                    .before((Id(1), Id(300)))
+            ),
+            vec![(1, 2)]
+        );
+        assert_eq!(
+            listed(Rows::all().at_or_after((Id(1), Id(300)))),
+            vec![(1, 300), (2, 1)]
+        );
+        assert_eq!(listed(Rows::prefix(Id(1)).before((Id(0), Id(9)))), vec![]);
+        let (raw, typed, counted) = store
+            .read(|tx| {
+                Ok::<_, StoreError>((
+                    tx.scan_prefix(GUILD_CHANNEL, &keys::id(Id(1)), usize::MAX)?
+                        .len(),
+                    tx.count(TYPED, Rows::prefix(Id(1)))?,
+                    tx.count_prefix(GUILD_CHANNEL, &keys::id(Id(1)), 2)?,
+                ))
+            })
+            .unwrap();
+        assert_eq!((raw, typed, counted), (4, 3, 2));
+        let removed = store
+            .write_blocking(|tx| tx.delete_rows(TYPED, Rows::prefix(Id(1)).limit(2)))
+            .unwrap();
+        assert_eq!(removed, 2);
+        let left: Vec<Vec<u8>> = store
+            .read(|tx| tx.rows(GUILD_CHANNEL, Rows::all()))
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(left.len(), 3);
     }
 }

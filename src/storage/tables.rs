@@ -2,28 +2,30 @@
 //! concatenations so that a prefix scan returns rows in order.
 
 use super::codec::{decode_body, CodecError, Stored};
+use super::keys::{KeyCodec, Raw, Seq, Text};
 use crate::model::*;
 use std::marker::PhantomData;
 
-/// A typed table: byte keys (built by [`super::keys`]) to versioned values of type `V`.
-pub struct Table<V> {
+/// A typed table: keys of shape `K` (a [`KeyCodec`]; [`Raw`] byte keys built by
+/// [`super::keys`] when not named) to versioned values of type `V`.
+pub struct Table<V, K = Raw> {
     /// The redb table name.
     pub name: &'static str,
-    _value: PhantomData<fn() -> V>,
+    _types: PhantomData<fn() -> (K, V)>,
 }
 
-impl<V> Clone for Table<V> {
+impl<V, K> Clone for Table<V, K> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<V> Copy for Table<V> {}
+impl<V, K> Copy for Table<V, K> {}
 
-impl<V: Stored> Table<V> {
-    const fn new(name: &'static str) -> Self {
+impl<V: Stored, K: KeyCodec> Table<V, K> {
+    pub(crate) const fn new(name: &'static str) -> Self {
         Table {
             name,
-            _value: PhantomData,
+            _types: PhantomData,
         }
     }
 
@@ -151,7 +153,7 @@ pub const GUILD_INVITE: Table<Present> = Table::new("guild_invite");
 /// guild id ‖ user id → ban.
 pub const GUILD_BAN: Table<Ban> = Table::new("guild_ban");
 /// file id (SHA-256) → file metadata.
-pub const FILE: Table<FileMeta> = Table::new("file");
+pub const FILE: Table<FileMeta, Text> = Table::new("file");
 /// channel id ‖ file id → (the file may be read by those who can read the channel).
 pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
 /// channel id ‖ file id ‖ uploader id → that upload's metadata (name and type are the
@@ -159,7 +161,7 @@ pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
 pub const CHANNEL_UPLOAD: Table<FileMeta> = Table::new("channel_upload");
 
 /// event sequence number → event (the event log, pruned by count and age).
-pub const EVENT_LOG: Table<Event> = Table::new("event_log");
+pub const EVENT_LOG: Table<Event, Seq> = Table::new("event_log");
 
 /// peer origin → pinned peer.
 pub const PEER: Table<Peer> = Table::new("peer");
