@@ -1,6 +1,6 @@
 //! The realtime gateway: one websocket per client per server. Persistent events come from
 //! the event log (written in the same commit as each change) and are replayed on resume;
-//! typing and presence are ephemeral. See the README's Protocol section.
+//! typing and presence are ephemeral. See docs/protocol.md.
 //!
 //! Browsers cannot set headers on a websocket, so a client first asks for a single-use
 //! ticket with an ordinary DPoP-authenticated `POST /api/v1/gateway/ticket` and then opens

@@ -371,7 +371,7 @@ impl Session {
                 first_page = false;
                 let last = services.store.last_event_seq().unwrap_or(0);
                 let missing = match oldest {
-                    // 0 asks for everything still retained (README).
+                    // 0 asks for everything still retained (docs/protocol.md).
                     Some(oldest) => seq != 0 && seq + 1 < oldest,
                     None => seq < last,
                 };

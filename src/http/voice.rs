@@ -2,8 +2,8 @@
 //!
 //! A client asks `POST /api/v1/channels/{id}/voice` for a single-use ticket (CONNECT is
 //! checked there), then opens `GET /api/v1/voice?ticket=…`. Opening the socket joins the
-//! room; closing it leaves. The socket itself runs in [`crate::voice::session`]. See the
-//! README's "Voice" section.
+//! room; closing it leaves. The socket itself runs in [`crate::voice::session`]. See
+//! docs/protocol.md, "Voice".
 
 use super::auth::Principal;
 use super::error::ApiError;

@@ -1,4 +1,4 @@
-//! Voice rooms mixed on the box (DESIGN.md §6). [`jitter`], [`mixer`], [`vad`] and
+//! Voice rooms mixed on the box (docs/design.md §6). [`jitter`], [`mixer`], [`vad`] and
 //! [`tone`] are pure (no I/O, no codec, no clock); [`room`] wires them to Opus and a
 //! 20 ms clock on a thread per active room; [`registry`] knows who is where; [`wire`] is
 //! the frame format; [`session`] runs one voice socket. The client side is `crate::client`

@@ -2,7 +2,7 @@
 //! participants, hands the client's audio to the room and the room's frames to the
 //! client, answers text ops, pings, and checks again now and then that the user may stay.
 //! Binary frames carry audio both ways ([`crate::voice::wire`]), text frames carry JSON
-//! ops. See the README's "Voice" section.
+//! ops. See docs/protocol.md, "Voice".
 
 use super::registry::{JoinError, Route, Voice, VoiceState, VoiceTicket};
 use super::room::{ConnId, Inbound, Outbound};

@@ -84,7 +84,7 @@ impl Reject {
     }
 }
 
-/// Close codes of the voice websocket (the README's "Voice" section).
+/// Close codes of the voice websocket (docs/protocol.md, "Voice").
 pub mod close {
     /// The ticket is missing, unknown, used or expired.
     pub const INVALID_TICKET: u16 = 4001;

@@ -1,4 +1,4 @@
-// Voice in the browser: one voice socket, 20 ms mono 48 kHz Opus frames both ways (README
+// Voice in the browser: one voice socket, 20 ms mono 48 kHz Opus frames both ways (docs/protocol.md
 // "Voice"), encoded and decoded with WebCodecs, captured and played by audio worklets.
 //
 //   const call = await joinVoice({ ticketUrl: async () => url, onEvent, microphone: true,
