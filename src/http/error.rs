@@ -133,7 +133,7 @@ impl From<Error> for ApiError {
             Error::Body(_) => ApiError::new(400, "invalid_body", message),
             Error::TooLarge { .. } => ApiError::new(413, "body_too_large", message),
             Error::Store(e) => {
-                eprintln!("hearth: storage error: {e}");
+                log::error!("storage error: {e}");
                 ApiError::new(
                     500,
                     "internal_error",
