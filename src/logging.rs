@@ -172,7 +172,15 @@ mod tests {
         // Inherited from a parent whose standard error was the journal.
         assert_eq!(stream("64769:999"), Destination::Stderr);
         assert_eq!(stream("1:123456"), Destination::Stderr);
-        for bad in ["", "64769", "64769:", ":123456", "a:b", "64769:123456:1", "-1:2"] {
+        for bad in [
+            "",
+            "64769",
+            "64769:",
+            ":123456",
+            "a:b",
+            "64769:123456:1",
+            "-1:2",
+        ] {
             assert_eq!(stream(bad), Destination::Stderr, "{bad:?}");
         }
         assert_eq!(destination(None, ours), Destination::Stderr);

@@ -107,7 +107,11 @@ pub fn start(
     let daemon = match ServiceDaemon::new() {
         Ok(d) => d,
         Err(e) => {
-            log_off(&discovered, log::Level::Warn, format!("cannot start mDNS: {e}"));
+            log_off(
+                &discovered,
+                log::Level::Warn,
+                format!("cannot start mDNS: {e}"),
+            );
             return None;
         }
     };
@@ -308,9 +312,7 @@ fn handle(table: &Discovered, event: ServiceEvent) {
             );
             match table.observe(found) {
                 Observed::New { clash: false } => {
-                    log::info!(
-                        "LAN discovery: found \"{name}\" at {origin}, key fingerprint {fp}"
-                    );
+                    log::info!("LAN discovery: found \"{name}\" at {origin}, key fingerprint {fp}");
                 }
                 Observed::New { clash: true } => {
                     log::warn!(
