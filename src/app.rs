@@ -297,8 +297,8 @@ pub async fn run_with(
     let admin_path = admin_socket_path(&config);
     let tls = if config.tls.enabled {
         let tls = crate::lan::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
-        eprintln!(
-            "hearth: TLS certificate {} SHA-256 fingerprint {}",
+        log::info!(
+            "TLS certificate {} SHA-256 fingerprint {}",
             tls.source.display(),
             crate::lan::tls::display_fingerprint(&tls.fingerprint)
         );

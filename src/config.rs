@@ -41,6 +41,57 @@ pub struct Config {
     pub throttle: ThrottleConfig,
     /// Names this server answers as, besides `public_url`.
     pub server: ServerConfig,
+    /// The server's log.
+    pub log: LogConfig,
+}
+
+/// The server's log: to the systemd journal (with priorities) when `hearth serve` runs as
+/// a service whose standard error is the journal, else to standard error.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// The least severe messages written: `error`, `warn`, `info`, `debug` or `trace`.
+    /// Messages of other crates than Hearth, rustls, mdns-sd and async-tungstenite show at
+    /// `warn` and above unless this is `debug` or `trace`. `hearth serve --log-level`
+    /// overrides it. Default `info`.
+    pub level: LogLevel,
+}
+
+/// How much the server logs; each level includes the ones before it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    /// Only what the server cannot do that it should (a storage error, unsaved pins).
+    Error,
+    /// Also a peer or the LAN misbehaving, and retries.
+    Warn,
+    /// Also start-up facts: the address, the TLS fingerprint, LAN discovery.
+    #[default]
+    Info,
+    /// Also chatter meant for debugging.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+/// A log level that is none of `error`, `warn`, `info`, `debug`, `trace`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown log level `{0}` (expected error, warn, info, debug or trace)")]
+pub struct UnknownLogLevel(String);
+
+impl std::str::FromStr for LogLevel {
+    type Err = UnknownLogLevel;
+
+    fn from_str(s: &str) -> Result<LogLevel, UnknownLogLevel> {
+        match s {
+            "error" => Ok(LogLevel::Error),
+            "warn" => Ok(LogLevel::Warn),
+            "info" => Ok(LogLevel::Info),
+            "debug" => Ok(LogLevel::Debug),
+            "trace" => Ok(LogLevel::Trace),
+            _ => Err(UnknownLogLevel(s.to_owned())),
+        }
+    }
 }
 
 /// Protection against a client exhausting the box. Rate limits count in fixed windows and
@@ -444,6 +495,7 @@ impl Default for Config {
             discovery: DiscoveryConfig::default(),
             throttle: ThrottleConfig::default(),
             server: ServerConfig::default(),
+            log: LogConfig::default(),
         }
     }
 }
@@ -553,5 +605,17 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 10);
         assert_eq!(c.limits.max_upload_bytes, 8 * 1024 * 1024);
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn log_level_defaults_to_info_and_refuses_unknown_words() {
+        assert_eq!(Config::default().log.level, LogLevel::Info);
+        let c: Config = toml::from_str("[log]\nlevel = \"debug\"").unwrap();
+        assert_eq!(c.log.level, LogLevel::Debug);
+        let bad = toml::from_str::<Config>("[log]\nlevel = \"loud\"").unwrap_err();
+        assert!(bad.to_string().contains("loud"), "{bad}");
+        assert_eq!("warn".parse::<LogLevel>().unwrap(), LogLevel::Warn);
+        let bad = "WARNING".parse::<LogLevel>().unwrap_err();
+        assert!(bad.to_string().contains("expected error, warn"), "{bad}");
     }
 }

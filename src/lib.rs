@@ -50,6 +50,7 @@ pub mod federation;
 pub mod gateway;
 pub mod http;
 pub mod lan;
+pub mod logging;
 pub mod model;
 pub mod origins;
 pub mod service;

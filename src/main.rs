@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use hearth::admin::{self, Command};
 use hearth::app::{self, App};
 use hearth::auth::{keywrap, password::PasswordParams};
-use hearth::config::Config;
+use hearth::config::{Config, LogLevel};
 use hearth::model::Id;
 use std::io::Read;
 use std::path::PathBuf;
@@ -36,6 +36,10 @@ enum Commands {
         /// Address to listen on (overrides the config).
         #[arg(long)]
         listen: Option<String>,
+        /// Least severe log messages written: error, warn, info, debug or trace
+        /// (overrides `[log] level` in the config).
+        #[arg(long)]
+        log_level: Option<LogLevel>,
     },
     /// Manage accounts.
     User {
@@ -129,8 +133,18 @@ fn main() -> anyhow::Result<()> {
     if let Some(data) = cli.data {
         config.data_dir = data;
     }
+    if let Commands::Serve {
+        log_level: Some(level),
+        ..
+    } = cli.command
+    {
+        config.log.level = level;
+    }
+    // Every command, not only `serve`: the library's messages (e.g. TLS pins it cannot
+    // save during `peer add`) are logged too.
+    hearth::logging::init(config.log.level)?;
     match cli.command {
-        Commands::Serve { listen } => {
+        Commands::Serve { listen, .. } => {
             if let Some(listen) = listen {
                 config.listen = listen;
             }
@@ -330,7 +344,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
     // Every connection is a file descriptor: take the whole hard limit (the connection
     // caps are kept below it; see `http::serve`).
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
-        eprintln!("hearth: cannot raise the open-file limit: {e}");
+        log::warn!("cannot raise the open-file limit: {e}");
     }
     let listener = smol::block_on(smol::net::TcpListener::bind(config.listen.as_str()))
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -358,14 +372,14 @@ fn serve(config: Config) -> anyhow::Result<()> {
             let _ = stopped.recv().await;
         },
         |origin| {
-            eprintln!(
-                "hearth: listening on {scheme}://{local} as {origin} (data in {})",
+            log::info!(
+                "listening on {scheme}://{local} as {origin} (data in {})",
                 data_dir.display()
             );
             service_manager::ready(origin, local, scheme, stopping);
         },
     ))?;
-    eprintln!("hearth: stopped");
+    log::info!("stopped");
     Ok(())
 }
 
@@ -385,7 +399,7 @@ mod service_manager {
 
     fn notify(states: &[NotifyState]) {
         if let Err(e) = sd_notify::notify(states) {
-            eprintln!("hearth: cannot notify systemd: {e}");
+            log::error!("cannot notify systemd: {e}");
         }
     }
 
@@ -406,7 +420,7 @@ mod service_manager {
             .spawn(move || watchdog(&url, timeout, &stopping));
         if let Err(e) = started {
             // No pings means systemd restarts us: better than running unwatched.
-            eprintln!("hearth: cannot start the watchdog thread: {e}");
+            log::error!("cannot start the watchdog thread: {e}");
         }
     }
 
@@ -444,9 +458,7 @@ mod service_manager {
                 Ok(()) if !stopping.load(Ordering::SeqCst) => notify(&[NotifyState::Watchdog]),
                 Ok(()) => return,
                 Err(e) => {
-                    eprintln!(
-                        "hearth: health check of {url} failed ({e}); not pinging the watchdog"
-                    )
+                    log::error!("health check of {url} failed ({e}); not pinging the watchdog")
                 }
             }
             next += period;

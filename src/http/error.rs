@@ -134,7 +134,7 @@ impl From<Error> for ApiError {
             Error::Body(_) => ApiError::new(400, "invalid_body", message),
             Error::TooLarge { .. } => ApiError::new(413, "body_too_large", message),
             Error::Store(e) => {
-                eprintln!("hearth: storage error: {e}");
+                log::error!("storage error: {e}");
                 // 507 tells a client the request may work once the operator frees space,
                 // which no other storage failure promises.
                 if matches!(e, StoreError::DiskFull(_)) {

@@ -66,7 +66,7 @@ pub async fn serve(
             });
         match spawned {
             Ok(handle) => workers.push(handle),
-            Err(e) => eprintln!("hearth: cannot start worker thread: {e}"),
+            Err(e) => log::error!("cannot start worker thread: {e}"),
         }
     }
     let throttle = &app.services.config.throttle;
@@ -137,7 +137,7 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment rather than spin.
-                    eprintln!("hearth: accept failed: {e}");
+                    log::warn!("accept failed: {e}");
                     smol::Timer::after(std::time::Duration::from_millis(50)).await;
                 }
             }
@@ -174,8 +174,8 @@ fn max_connections(configured: usize) -> usize {
     match rlimit::Resource::NOFILE.get() {
         Ok((soft, _)) if (soft.saturating_sub(FD_RESERVE) as usize) < configured => {
             let fitted = soft.saturating_sub(FD_RESERVE).max(16) as usize;
-            eprintln!(
-                "hearth: at most {fitted} connections (max_connections is {configured}, the \
+            log::warn!(
+                "at most {fitted} connections (max_connections is {configured}, the \
                  open-file limit {soft})"
             );
             fitted

@@ -27,8 +27,8 @@ pub struct Discovery {
     stopped: bool,
 }
 
-fn log_off(discovered: &Discovered, reason: String) {
-    eprintln!("hearth: LAN discovery off: {reason}");
+fn log_off(discovered: &Discovered, level: log::Level, reason: String) {
+    log::log!(level, "LAN discovery off: {reason}");
     discovered.set_status(|s| {
         s.running = false;
         s.note = Some(reason);
@@ -99,6 +99,7 @@ pub fn start(
     if local.ip().is_loopback() {
         log_off(
             &discovered,
+            log::Level::Info,
             format!("listening on {local}, which nobody on the LAN can reach"),
         );
         return None;
@@ -106,7 +107,11 @@ pub fn start(
     let daemon = match ServiceDaemon::new() {
         Ok(d) => d,
         Err(e) => {
-            log_off(&discovered, format!("cannot start mDNS: {e}"));
+            log_off(
+                &discovered,
+                log::Level::Warn,
+                format!("cannot start mDNS: {e}"),
+            );
             return None;
         }
     };
@@ -125,7 +130,11 @@ pub fn start(
             .and_then(|()| daemon.enable_interface(IfKind::Addr(ip)))
     };
     if let Err(e) = selected {
-        log_off(&discovered, format!("cannot choose mDNS interfaces: {e}"));
+        log_off(
+            &discovered,
+            log::Level::Warn,
+            format!("cannot choose mDNS interfaces: {e}"),
+        );
         let _ = daemon.shutdown();
         return None;
     }
@@ -143,13 +152,14 @@ pub fn start(
         Err(reason) => note = Some(format!("not announced: {reason}")),
     }
     if let Some(note) = &note {
-        eprintln!("hearth: LAN discovery: {note}");
+        log::warn!("LAN discovery: {note}");
     }
     let events = match daemon.browse(SERVICE_TYPE) {
         Ok(events) => events,
         Err(e) => {
             log_off(
                 &discovered,
+                log::Level::Warn,
                 format!("cannot browse for {SERVICE_TYPE}: {e}"),
             );
             let _ = daemon.shutdown();
@@ -158,8 +168,8 @@ pub fn start(
     };
     let advertised_as = fullname.as_deref().map(instance_name);
     if let Some(name) = &advertised_as {
-        eprintln!(
-            "hearth: LAN discovery: announcing \"{name}\" as {SERVICE_TYPE} on port {}",
+        log::info!(
+            "LAN discovery: announcing \"{name}\" as {SERVICE_TYPE} on port {}",
             local.port()
         );
     }
@@ -232,7 +242,7 @@ async fn run(
             Step::Daemon(Some(DaemonEvent::Error(e))) => {
                 if !logged_error {
                     logged_error = true;
-                    eprintln!("hearth: LAN discovery: mDNS error (further ones not logged): {e}");
+                    log::warn!("LAN discovery: mDNS error (further ones not logged): {e}");
                     table.set_status(|s| s.note = Some(format!("mDNS error: {e}")));
                 }
             }
@@ -242,8 +252,8 @@ async fn run(
                     .is_some_and(|f| f.eq_ignore_ascii_case(&change.original))
                 {
                     let name = instance_name(&change.new_name);
-                    eprintln!(
-                        "hearth: LAN discovery: another service has this server's name; announcing as \"{name}\""
+                    log::warn!(
+                        "LAN discovery: another service has this server's name; announcing as \"{name}\""
                     );
                     fullname = Some(change.new_name.clone());
                     table.set_status(|s| s.advertised_as = Some(name));
@@ -261,7 +271,7 @@ async fn run(
                     Err(e) => {
                         if !logged_error {
                             logged_error = true;
-                            eprintln!("hearth: LAN discovery: cannot browse: {e}");
+                            log::warn!("LAN discovery: cannot browse: {e}");
                         }
                         browse_again = Some(Instant::now() + Duration::from_secs(10));
                     }
@@ -302,13 +312,11 @@ fn handle(table: &Discovered, event: ServiceEvent) {
             );
             match table.observe(found) {
                 Observed::New { clash: false } => {
-                    eprintln!(
-                        "hearth: LAN discovery: found \"{name}\" at {origin}, key fingerprint {fp}"
-                    );
+                    log::info!("LAN discovery: found \"{name}\" at {origin}, key fingerprint {fp}");
                 }
                 Observed::New { clash: true } => {
-                    eprintln!(
-                        "hearth: LAN discovery: CONFLICT: \"{name}\" at {origin} (key fingerprint {fp}) claims the origin or name of a server known under another key, or another TLS certificate or host for a known one; not trusted"
+                    log::warn!(
+                        "LAN discovery: CONFLICT: \"{name}\" at {origin} (key fingerprint {fp}) claims the origin or name of a server known under another key, or another TLS certificate or host for a known one; not trusted"
                     );
                 }
                 Observed::Own | Observed::Refreshed => {}

@@ -259,7 +259,7 @@ impl Pins {
             std::fs::rename(&tmp, file.as_ref())
         })();
         if let Err(e) = written {
-            eprintln!("hearth: cannot save TLS pins to {}: {e}", file.display());
+            log::error!("cannot save TLS pins to {}: {e}", file.display());
         }
     }
 }

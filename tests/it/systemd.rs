@@ -227,3 +227,135 @@ fn notify_protocol_over_https() {
 fn notify_protocol_over_plain_http() {
     notify_protocol(false);
 }
+
+/// Runs `hearth serve` (plain HTTP, port 0, `extra` arguments) with standard error on a
+/// pipe whose device and inode `journal_stream` may name, as systemd names the journal
+/// stream it connects; stops it with SIGTERM once `ready` appears in its standard error
+/// and returns everything written there.
+fn serve_with_stderr_pipe(journal_stream: impl FnOnce(u64, u64) -> String, ready: &str) -> String {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("hearth.toml");
+    std::fs::write(&config, "[tls]\nenabled = false\n").expect("write hearth.toml");
+    let data = dir.path().join("data");
+    let (mut reader, writer) = std::io::pipe().expect("pipe");
+    let pipe = std::fs::File::from(writer.as_fd().try_clone_to_owned().expect("dup"))
+        .metadata()
+        .expect("fstat the pipe");
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "--config".as_ref(),
+        config.as_os_str(),
+        "serve".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+        "--listen".as_ref(),
+        "127.0.0.1:0".as_ref(),
+    ];
+    let child = hearth_command(&args)
+        .env("JOURNAL_STREAM", journal_stream(pipe.dev(), pipe.ino()))
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .expect("start hearth serve");
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let log = stderr.clone();
+    let reading = std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            log.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut server = Server {
+        child,
+        stderr: stderr.clone(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.stderr().contains(ready) {
+        assert!(
+            Instant::now() < deadline,
+            "no {ready:?} within 30 s; stderr:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    server.sigterm();
+    let status = server.wait(Duration::from_secs(10));
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    reading.join().expect("stderr reader");
+    server.stderr()
+}
+
+/// When `JOURNAL_STREAM` names standard error (systemd connected it to the journal), every
+/// line carries its syslog priority as journald reads it (`<6>` for info) and no
+/// `hearth: ` prefix (the journal names the unit).
+#[test]
+fn journal_stream_lines_carry_priorities() {
+    let stderr = serve_with_stderr_pipe(|dev, ino| format!("{dev}:{ino}"), "<6>listening on");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("<6>listening on http://")),
+        "{stderr}"
+    );
+    assert!(stderr.lines().any(|l| l == "<6>stopped"), "{stderr}");
+    for line in stderr.lines() {
+        assert!(
+            ["<3>", "<4>", "<6>", "<7>"]
+                .iter()
+                .any(|p| line.starts_with(p)),
+            "a line without a priority: {line:?}; stderr:\n{stderr}"
+        );
+        assert!(!line.contains("hearth: "), "{line:?}");
+    }
+}
+
+/// A `JOURNAL_STREAM` naming another stream (inherited from a parent under systemd) leaves
+/// the log on standard error as `hearth: ` lines.
+#[test]
+fn journal_stream_of_another_stream_keeps_stderr_lines() {
+    let stderr = serve_with_stderr_pipe(
+        |dev, ino| format!("{dev}:{}", ino + 1),
+        "hearth: listening on",
+    );
+    assert!(stderr.contains("hearth: listening on http://"), "{stderr}");
+    assert!(stderr.contains("hearth: stopped"), "{stderr}");
+    assert!(!stderr.contains("<6>"), "{stderr}");
+}
+
+/// A log level that does not exist stops `hearth serve` at start, naming the value.
+#[test]
+fn unknown_log_level_is_a_start_up_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("hearth.toml");
+    let data = dir.path().join("data");
+    let flag = hearth_command(&["serve", "--log-level", "loud", "--data"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run hearth serve");
+    assert!(!flag.status.success());
+    let said = String::from_utf8_lossy(&flag.stderr);
+    assert!(
+        said.contains("loud") && said.contains("expected error, warn"),
+        "{said}"
+    );
+    std::fs::write(&config, "[log]\nlevel = \"loud\"\n").expect("write hearth.toml");
+    let file = hearth_command(&["serve", "--data"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("run hearth serve");
+    assert!(!file.status.success());
+    let said = String::from_utf8_lossy(&file.stderr);
+    assert!(
+        said.contains("invalid configuration") && said.contains("loud"),
+        "{said}"
+    );
+}
