@@ -214,9 +214,7 @@ where
         }
         http_types::Result::Ok(())
     };
-    let served = std::panic::AssertUnwindSafe(requests)
-        .catch_unwind()
-        .await;
+    let served = std::panic::AssertUnwindSafe(requests).catch_unwind().await;
     let Err(_) = served else {
         return served.unwrap_or(Ok(()));
     };
