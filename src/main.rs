@@ -313,9 +313,10 @@ fn return_big_allocations_to_the_system() {
 }
 
 /// glibc gives threads that allocate at the same time arenas of their own, up to eight
-/// per core, each keeping freed memory for itself. Two arenas measured about 70 KiB less
-/// of the process's own memory after the first requests than the default, and 140 KiB
-/// after an upload (docs/measurements.md); the worker threads share them.
+/// per core, each keeping freed memory for itself. Two arenas measured about 65 KiB less
+/// of the process's own memory after the first requests than the default, and 100 KiB
+/// after an upload (docs/measurements.md); one arena saved only 25 KiB more and would put
+/// every allocation of every thread behind one lock.
 fn few_malloc_arenas() {
     // SAFETY: as above: allocator tuning, before other threads exist.
     unsafe {
