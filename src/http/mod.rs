@@ -198,12 +198,27 @@ where
 {
     use futures_lite::AsyncWriteExt;
     let mut writer = io.clone();
-    let served = std::panic::AssertUnwindSafe(async_h1::accept(
-        io,
-        respond_with(server, peer, clock.clone()),
-    ))
-    .catch_unwind()
-    .await;
+    let io = Primed::new(io);
+    let mut primer = io.clone();
+    let mut h1 = async_h1::server::Server::new(io, respond_with(server, peer, clock.clone()));
+    // `async_h1::accept`'s loop, with each request's first byte awaited on smol's reactor
+    // first (see `Primed`), under the same limit async-h1 puts on the wait for a head.
+    let requests = async {
+        loop {
+            let arrived = primer
+                .prime()
+                .or(async {
+                    smol::Timer::after(HEADERS_TIMEOUT).await;
+                    Ok(false)
+                })
+                .await?;
+            if !arrived || h1.accept_one().await? == async_h1::server::ConnectionStatus::Close {
+                break;
+            }
+        }
+        http_types::Result::Ok(())
+    };
+    let served = std::panic::AssertUnwindSafe(requests).catch_unwind().await;
     let Err(_) = served else {
         return served.unwrap_or(Ok(()));
     };
@@ -234,6 +249,91 @@ where
     writer.write_all(answer.as_bytes()).await?;
     writer.flush().await?;
     Ok(())
+}
+
+/// How long async-h1 gives a client from the start of the wait for a request to its whole
+/// head (its default; `async_h1::ServerOptions` has no setter).
+const HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A connection whose next request's first byte is read before async-h1 reads the head.
+///
+/// async-h1 races every head against a timer of async-io 1.x, and the first such timer
+/// polled starts a second reactor thread ("async-io") beside smol's, for good. The timer
+/// is polled only when the head is not there at once: with its first byte read here (on
+/// smol's reactor, within the connection's own idle deadline), a head sent in one piece,
+/// as clients send it, is whole when async-h1 reads it, and that thread never starts.
+#[derive(Clone)]
+struct Primed<IO> {
+    io: IO,
+    /// The byte read ahead, or `NO_BYTE`.
+    first: Arc<std::sync::atomic::AtomicU16>,
+}
+
+const NO_BYTE: u16 = u16::MAX;
+
+impl<IO: futures_lite::AsyncRead + Unpin> Primed<IO> {
+    fn new(io: IO) -> Primed<IO> {
+        Primed {
+            io,
+            first: Arc::new(std::sync::atomic::AtomicU16::new(NO_BYTE)),
+        }
+    }
+
+    /// Waits for the next request's first byte and keeps it for the next read; false at
+    /// the end of the input.
+    async fn prime(&mut self) -> std::io::Result<bool> {
+        let mut byte = [0u8; 1];
+        if self.io.read(&mut byte).await? == 0 {
+            return Ok(false);
+        }
+        self.first
+            .store(u16::from(byte[0]), std::sync::atomic::Ordering::Release);
+        Ok(true)
+    }
+}
+
+impl<IO: futures_lite::AsyncRead + Unpin> futures_lite::AsyncRead for Primed<IO> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        use std::sync::atomic::Ordering;
+        // A load first: every websocket frame is read through here, and it is cheaper
+        // than the swap.
+        if !buf.is_empty() && self.first.load(Ordering::Acquire) != NO_BYTE {
+            let first = self.first.swap(NO_BYTE, Ordering::AcqRel);
+            if let Ok(byte) = u8::try_from(first) {
+                buf[0] = byte;
+                return std::task::Poll::Ready(Ok(1));
+            }
+        }
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: futures_lite::AsyncWrite + Unpin> futures_lite::AsyncWrite for Primed<IO> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_close(cx)
+    }
 }
 
 /// The handler async-h1 calls for each request of a connection: tide's routes, with the
