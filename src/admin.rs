@@ -87,8 +87,6 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                 .add_user(&username, &password, &identity_key, key_backup, admin)
                 .await
                 .map_err(|e| e.to_string())?;
-            // `user_created` was queued to the peers with the account.
-            app.federation.wake();
             Ok(json!({ "id": user.id, "username": user.username }))
         }
         Command::CreateInvite {
@@ -129,7 +127,7 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             }
         }
         Command::ListOutbox => {
-            let pending = crate::federation::outbox::pending(app).map_err(|e| e.to_string())?;
+            let pending = crate::service::outbox::pending(&app.services).map_err(|e| e.to_string())?;
             Ok(Value::from(
                 pending
                     .iter()

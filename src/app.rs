@@ -187,6 +187,9 @@ impl App {
         ));
         crate::gateway::connect_store(&gateway, &store);
         let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
+        // A commit that queued a call wakes the outbox worker once it is durable.
+        let waker = federation.waker();
+        store.on_queued(move || waker.wake());
         let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone(), ticket_caps);
         let discovered = Arc::new(crate::discovery::Discovered::new(
             server_key.public_bytes(),

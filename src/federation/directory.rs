@@ -16,11 +16,11 @@
 //! - **Search** (Refrain's proxied search): `search_users` asks every approved peer at
 //!   once, with a short timeout, and merges their answers with local matches.
 
-use super::{outbound, outbox, FederationError};
+use super::{outbound, FederationError};
 use crate::app::App;
 use crate::model::*;
 use crate::service::accounts::PublicUser;
-use crate::service::Services;
+use crate::service::outbox::queue_verify;
 use crate::storage::{keys, tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
@@ -37,90 +37,6 @@ pub const DEFAULT_SEARCH_LIMIT: usize = 20;
 pub const MAX_MERGED_RESULTS: usize = 100;
 /// Most users a local search looks at.
 const SEARCH_SCAN_LIMIT: usize = 100_000;
-
-// ---- writes that queue calls to several peers ----
-
-/// What a job run by [`write_with_ids`] did: finished, or found it needs more call ids
-/// than it was given (it must say so before its first write).
-pub enum Flow<R> {
-    /// Done, with this result.
-    Done(R),
-    /// Run again with at least this many ids.
-    NeedIds(usize),
-}
-
-/// Runs `job` in one commit with `want` fresh ids for the calls it queues (one per
-/// target peer). The targets are read inside the commit, so a peer added meanwhile may
-/// need more ids than were made: the job then answers [`Flow::NeedIds`] before writing
-/// anything, and runs again with enough.
-pub async fn write_with_ids<R, E, F>(services: &Services, want: usize, job: F) -> Result<R, E>
-where
-    F: FnOnce(&Tx, &[Id]) -> Result<Flow<R>, E> + Clone + Send + 'static,
-    R: Send + 'static,
-    E: From<StoreError> + Send + 'static,
-{
-    let mut want = want;
-    loop {
-        let ids: Vec<Id> = (0..want).map(|_| services.next_id()).collect();
-        let job = job.clone();
-        match services.store.write(move |tx| job(tx, &ids)).await? {
-            Flow::Done(result) => return Ok(result),
-            Flow::NeedIds(n) => want = n + 4,
-        }
-    }
-}
-
-/// Every pinned peer's origin.
-pub fn peer_origins(tx: &Tx) -> Result<Vec<String>, StoreError> {
-    Ok(tx
-        .range(PEER, &[], None, false, usize::MAX)?
-        .into_iter()
-        .map(|(_, peer)| peer.origin)
-        .collect())
-}
-
-/// How many peers are pinned (an estimate of the ids a broadcast needs).
-pub fn peer_count(services: &Services) -> Result<usize, StoreError> {
-    services
-        .store
-        .read(|tx| tx.count_prefix(PEER, &[], usize::MAX))
-}
-
-/// The peers that keep a shadow account of local user `user` (they asked VerifyUser for
-/// them) and are still peers.
-pub fn tracked_peers(tx: &Tx, user: UserId) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    for (key, _) in tx.scan_prefix(USER_PEER, &user.0, usize::MAX)? {
-        let Ok(origin) = std::str::from_utf8(&key[32..]) else {
-            continue;
-        };
-        if tx.contains(PEER, origin.as_bytes())? {
-            out.push(origin.to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// How many peers keep a shadow of `user` (an estimate of the ids `profile_updated` needs).
-pub fn tracked_count(services: &Services, user: UserId) -> Result<usize, StoreError> {
-    services
-        .store
-        .read(|tx| tx.count_prefix(USER_PEER, &user.0, usize::MAX))
-}
-
-/// Queues `call` with `body` to each of `targets`, one id each (`ids` must be enough).
-pub fn queue_to(
-    tx: &Tx,
-    ids: &[Id],
-    targets: &[String],
-    call: &str,
-    body: &Value,
-) -> Result<(), StoreError> {
-    for (target, id) in targets.iter().zip(ids) {
-        outbox::enqueue(tx, *id, target, call, body.clone())?;
-    }
-    Ok(())
-}
 
 /// Records that `peer` keeps a shadow of local user `user` (it asked VerifyUser).
 pub async fn track_peer(app: &App, user: UserId, peer: &str) -> Result<(), StoreError> {
@@ -225,20 +141,6 @@ fn refresh_pending(tx: &Tx, state: &ShadowSync) -> Result<bool, StoreError> {
     }
 }
 
-/// Queues VerifyUser for `user` to `home` with `call_id` and notes it as pending.
-pub fn queue_verify(tx: &Tx, user: UserId, home: &str, call_id: Id) -> Result<(), StoreError> {
-    let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
-    if state.home != home {
-        state = ShadowSync {
-            home: home.to_string(),
-            ..ShadowSync::default()
-        };
-    }
-    state.pending_call = Some(call_id.0);
-    outbox::enqueue(tx, call_id, home, "verify_user", json!({ "user_id": user }))?;
-    tx.put(SHADOW_SYNC, &user.0, &state)
-}
-
 /// Of `users`, the synced shadows whose profile is older than `max_age` seconds (or was
 /// never confirmed) and that have no refresh pending, with their homes.
 fn stale(
@@ -295,9 +197,6 @@ pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, Federat
             Ok::<_, StoreError>(still.len())
         })
         .await?;
-    if queued > 0 {
-        app.federation.wake();
-    }
     Ok(queued)
 }
 
@@ -317,20 +216,15 @@ pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError>
         return Ok(());
     }
     let id = app.services.next_id();
-    let queued = app
-        .services
+    app.services
         .store
         .write(move |tx| {
             let Some(home) = verify_due(tx, user, now())? else {
-                return Ok::<_, StoreError>(false);
+                return Ok::<_, StoreError>(());
             };
-            queue_verify(tx, user, &home, id)?;
-            Ok(true)
+            queue_verify(tx, user, &home, id)
         })
         .await?;
-    if queued {
-        app.federation.wake();
-    }
     Ok(())
 }
 

@@ -89,9 +89,21 @@ impl Federation {
         &self.wake_rx
     }
 
-    /// Tells the outbox worker there is new work.
+    /// What tells the outbox worker there is new work (the store calls it after a commit
+    /// that queued a call).
+    pub fn waker(&self) -> Waker {
+        Waker(self.wake_tx.clone())
+    }
+}
+
+/// Tells the outbox worker there is new work.
+#[derive(Clone)]
+pub struct Waker(async_channel::Sender<()>);
+
+impl Waker {
+    /// Wakes the worker (a wake-up already pending is enough).
     pub fn wake(&self) {
-        let _ = self.wake_tx.try_send(());
+        let _ = self.0.try_send(());
     }
 }
 

@@ -1,5 +1,5 @@
-//! The durable outbox. A call is queued in the same commit as the change that causes it,
-//! so a crash loses nothing; a worker delivers queued calls, signed, retrying with
+//! The outbox worker. A call is queued in the same commit as the change that causes it
+//! (`service::outbox`), so a crash loses nothing; the worker delivers queued calls, signed, retrying with
 //! exponential back-off while the peer is down, and gives up only after
 //! `give_up_secs` (never for `update_homeserver`: see [`calls::give_up_secs`]). Each call carries its outbox id, on which receivers deduplicate.
 //! Two kinds of item are no calls to a peer (see [`calls::push`]): `push_fanout`, a local
@@ -9,52 +9,14 @@
 use super::{calls, outbound, FederationError};
 use crate::app::App;
 use crate::model::{Id, OutboxItem};
-use crate::storage::{tables::OUTBOX, StoreError, Tx};
+use crate::service::outbox::pending;
+use crate::storage::tables::OUTBOX;
 use crate::system::now_ms;
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most items looked at per round.
-const SCAN_LIMIT: usize = 10_000;
 /// Most calls in flight at once.
 const PARALLEL: usize = 8;
-
-/// Queues `call` to `target` with `body` (an object; its `id` is set to the call id).
-pub fn enqueue(
-    tx: &Tx,
-    id: Id,
-    target: &str,
-    call: &str,
-    mut body: Value,
-) -> Result<(), StoreError> {
-    if let Some(object) = body.as_object_mut() {
-        object.insert("id".into(), Value::from(id.0.to_string()));
-    }
-    let t = now_ms();
-    let item = OutboxItem {
-        id: id.0,
-        target: target.to_string(),
-        call: call.to_string(),
-        body: body.to_string(),
-        attempts: 0,
-        next_attempt_ms: t,
-        created_ms: t,
-        last_error: String::new(),
-    };
-    tx.put(OUTBOX, &id.to_be(), &item)
-}
-
-/// Every queued call (for administrators and tests).
-pub fn pending(app: &App) -> Result<Vec<OutboxItem>, StoreError> {
-    Ok(app
-        .services
-        .store
-        .read(|tx| tx.range(OUTBOX, &[], None, false, SCAN_LIMIT))?
-        .into_iter()
-        .map(|(_, item)| item)
-        .collect())
-}
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … up to `max_secs`.
 pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
@@ -148,7 +110,7 @@ pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
             }
             next_prune = std::time::Instant::now() + Duration::from_secs(3600);
         }
-        let items = match pending(&app) {
+        let items = match pending(&app.services) {
             Ok(items) => items,
             Err(e) => {
                 eprintln!("hearth: cannot read the outbox: {e}");

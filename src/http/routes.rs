@@ -496,8 +496,6 @@ async fn register(mut req: Req) -> ApiResult {
     throttle(&req, Action::Register, None)?;
     let body: accounts::Registration = json_body(&mut req).await?;
     let user = services(&req).register(body, "registered device").await?;
-    // `user_created` was queued to the peers with the account.
-    req.state().federation.wake();
     json(
         201,
         &accounts::PublicUser::of(&user, &services(&req).origin),
@@ -530,8 +528,6 @@ async fn presences(req: Req, me: Principal) -> ApiResult {
 async fn logout(req: Req, me: Principal) -> ApiResult {
     services(&req).remove_device(me.user, &me.jkt).await?;
     req.state().services.signed_out(me.user, Some(&me.jkt));
-    // `device_removed` may have been queued to the peers that keep a shadow of the user.
-    req.state().federation.wake();
     no_content()
 }
 
@@ -542,8 +538,6 @@ async fn me(req: Req, me: Principal) -> ApiResult {
 async fn update_me(mut req: Req, me: Principal) -> ApiResult {
     let update: accounts::ProfileUpdate = json_body(&mut req).await?;
     let own = services(&req).update_me(me.user, update).await?;
-    // A profile change may have queued `profile_updated` to peers.
-    req.state().federation.wake();
     json(200, &own)
 }
 
@@ -560,14 +554,11 @@ async fn delete_me(mut req: Req, me: Principal) -> ApiResult {
         .delete_account(&app.login_limiter, me.user, &body.password)
         .await?;
     app.services.signed_out(me.user, None);
-    // `user_deleted` was queued to every peer in the same commit.
-    app.federation.wake();
     no_content()
 }
 
 async fn relink(req: Req, me: Principal) -> ApiResult {
     let own = services(&req).relink(me.user).await?;
-    req.state().federation.wake();
     json(200, &own)
 }
 
@@ -613,7 +604,6 @@ async fn remove_device(req: Req, me: Principal) -> ApiResult {
     let device = text_param(&req, "device")?;
     services(&req).remove_device(me.user, &device).await?;
     req.state().services.signed_out(me.user, Some(&device));
-    req.state().federation.wake();
     no_content()
 }
 
@@ -925,8 +915,6 @@ async fn ban(mut req: Req, me: Principal) -> ApiResult {
     let ban = services(&req)
         .ban(me.user, guild, user, body.reason)
         .await?;
-    // A remote user's ban queued PropagateBan.
-    req.state().federation.wake();
     json(200, &ban)
 }
 
@@ -1027,10 +1015,6 @@ async fn create_message(mut req: Req, me: Principal) -> ApiResult {
     let posted = services(&req)
         .create_message(me.user, channel, body)
         .await?;
-    if push::wants_push(&posted.message) {
-        // Its push fan-out job was queued with it.
-        req.state().federation.wake();
-    }
     json(201, &posted)
 }
 

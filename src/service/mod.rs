@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod files;
 pub mod guilds;
 pub mod messages;
+pub mod outbox;
 pub mod rate;
 pub mod visibility;
 pub mod voice;

@@ -7,14 +7,15 @@
 //! at `GET /api/v1/admin/ban-notifications`.
 
 use crate::app::App;
-use crate::federation::{outbox, FederationError};
+use crate::federation::FederationError;
+use crate::service::outbox::{self, Call, PropagateBan};
 use crate::model::*;
 use crate::storage::{keys, tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
 /// The call's name.
-pub const CALL: &str = "propagate_ban";
+pub const CALL: &str = Call::PROPAGATE_BAN;
 /// Longest guild name kept.
 const MAX_GUILD_NAME: usize = 100;
 /// Longest reason kept.
@@ -35,12 +36,12 @@ pub fn queue(tx: &Tx, call_id: Id, ban: &Ban, guild_name: &str) -> Result<bool, 
         tx,
         call_id,
         &user.homeserver,
-        CALL,
-        json!({
-            "user_id": ban.user_id,
-            "guild_id": ban.guild_id,
-            "guild_name": guild_name,
-            "reason": ban.reason,
+        &Call::PropagateBan(PropagateBan {
+            id: None,
+            user_id: ban.user_id,
+            guild_id: ban.guild_id,
+            guild_name: guild_name.to_string(),
+            reason: ban.reason.clone(),
         }),
     )?;
     Ok(true)

@@ -7,14 +7,15 @@
 //! last migration applied for the user is refused, so an old proof cannot move them back.
 
 use crate::app::App;
-use crate::federation::{outbox, FederationError};
+use crate::federation::FederationError;
+use crate::service::outbox::{self, Call, UpdateHomeserver};
 use crate::model::*;
 use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
 /// The call an old home gets from the new one.
-pub const CALL: &str = "update_homeserver";
+pub const CALL: &str = Call::UPDATE_HOMESERVER;
 /// Most old servers one migration may notify.
 pub const MAX_TARGETS: usize = 16;
 
@@ -222,19 +223,18 @@ pub async fn migrate_here(
                     tx,
                     id,
                     origin,
-                    CALL,
-                    json!({
-                        "user_id": user,
-                        "new_homeserver": proof.new_homeserver,
-                        "migration_timestamp": proof.timestamp,
-                        "migration_signature": proof.signature,
+                    &Call::UpdateHomeserver(UpdateHomeserver {
+                        id: None,
+                        user_id: user,
+                        new_homeserver: proof.new_homeserver.clone(),
+                        migration_timestamp: proof.timestamp,
+                        migration_signature: proof.signature.clone(),
                     }),
                 )?;
             }
             Ok::<_, FederationError>(())
         })
         .await?;
-    app.federation.wake();
     Ok(())
 }
 

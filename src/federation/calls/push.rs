@@ -28,6 +28,7 @@
 use crate::app::App;
 use crate::auth::jose::{b64u, verify_ed25519_jws, Jws};
 use crate::federation::{outbound, outbox, FederationError};
+use crate::service::outbox::{enqueue, Call, PushDelivery, PushFanout};
 use crate::model::*;
 use crate::service::access;
 use crate::storage::{keys, tables::*, StoreError, Tx};
@@ -36,11 +37,11 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Host → home call carrying one notification.
-pub const NOTIFICATION: &str = "push_notification";
+pub const NOTIFICATION: &str = Call::PUSH_NOTIFICATION;
 /// Outbox item: POST to a UnifiedPush distributor (the target is its URL).
-pub const DELIVERY: &str = "push_delivery";
+pub const DELIVERY: &str = Call::PUSH_DELIVERY;
 /// Outbox item: expand a message's mentions into notifications (local job, no target).
-pub const FANOUT: &str = "push_fanout";
+pub const FANOUT: &str = Call::PUSH_FANOUT;
 /// The `typ` of Push Delegation Tokens.
 pub const TOKEN_TYP: &str = "hearth-push+jwt";
 /// Longest title and body of a notification, in characters.
@@ -344,16 +345,17 @@ struct Notice {
 }
 
 impl Notice {
-    fn delivery_body(&self) -> Value {
-        json!({
-            "type": "mention",
-            "host": self.host,
-            "user_id": self.user,
-            "guild_id": self.guild_id,
-            "channel_id": self.channel_id,
-            "message_id": self.message_id,
-            "title": self.title,
-            "body": self.body,
+    fn delivery_body(&self) -> Call {
+        Call::PushDelivery(PushDelivery {
+            id: None,
+            kind: "mention".into(),
+            host: self.host.clone(),
+            user_id: self.user,
+            guild_id: self.guild_id,
+            channel_id: self.channel_id,
+            message_id: self.message_id,
+            title: self.title.clone(),
+            body: self.body.clone(),
         })
     }
 }
@@ -419,7 +421,7 @@ pub async fn push_notification(
             let body = notice.delivery_body();
             let mut queued = 0;
             for (id, url) in ids.into_iter().zip(&local.push_distributors) {
-                outbox::enqueue(tx, id, url, DELIVERY, body.clone())?;
+                enqueue(tx, id, url, &body)?;
                 queued += 1;
             }
             Ok::<_, StoreError>(Received::Queued(queued))
@@ -432,12 +434,7 @@ pub async fn push_notification(
         ),
         Received::Refused(refusal) => refusal.answer(from),
         Received::Duplicate => (200, json!({ "duplicate": true })),
-        Received::Queued(n) => {
-            if n > 0 {
-                app.federation.wake();
-            }
-            (200, json!({ "queued": n }))
-        }
+        Received::Queued(n) => (200, json!({ "queued": n })),
     })
 }
 
@@ -467,20 +464,22 @@ pub fn wants_push(message: &Message) -> bool {
 
 /// Queues the fan-out job of a message, in the message's commit.
 pub fn queue_fanout(tx: &Tx, id: Id, message: &Message) -> Result<(), StoreError> {
-    outbox::enqueue(
+    enqueue(
         tx,
         id,
         "",
-        FANOUT,
-        json!({ "channel_id": message.channel_id, "message_id": message.id }),
+        &Call::PushFanout(PushFanout {
+            id: None,
+            channel_id: message.channel_id,
+            message_id: message.id,
+        }),
     )
 }
 
 /// One outbox item the fan-out will queue.
 struct Planned {
     target: String,
-    call: &'static str,
-    body: Value,
+    call: Call,
 }
 
 fn service_store(error: crate::service::Error) -> StoreError {
@@ -619,22 +618,21 @@ fn plan(
             for url in &account.push_distributors {
                 planned.push(Planned {
                     target: url.clone(),
-                    call: DELIVERY,
-                    body: notice.delivery_body(),
+                    call: notice.delivery_body(),
                 });
             }
         } else if let Some(token) = tx.get(PUSH_DELEGATION, &user.0)? {
             planned.push(Planned {
                 target: account.homeserver.clone(),
-                call: NOTIFICATION,
-                body: json!({
-                    "token": token,
-                    "user_id": user,
-                    "guild_id": guild.id,
-                    "channel_id": channel_id,
-                    "message_id": message_id,
-                    "title": title,
-                    "body": body,
+                call: Call::PushNotification(crate::service::outbox::PushNotification {
+                    id: None,
+                    token,
+                    user_id: user,
+                    guild_id: guild.id,
+                    channel_id,
+                    message_id,
+                    title: title.clone(),
+                    body: body.clone(),
                 }),
             });
         }
@@ -662,24 +660,18 @@ pub async fn fan_out(app: &App, item: OutboxItem) {
     let result = match planned {
         Ok(planned) => {
             let ids: Vec<Id> = planned.iter().map(|_| app.services.next_id()).collect();
-            let queued = planned.len();
-            let done = app
-                .services
+            app.services
                 .store
                 .write(move |tx| {
                     if !tx.delete(OUTBOX, &key)? {
-                        return Ok(false);
+                        return Ok(());
                     }
                     for (id, p) in ids.into_iter().zip(planned) {
-                        outbox::enqueue(tx, id, &p.target, p.call, p.body)?;
+                        enqueue(tx, id, &p.target, &p.call)?;
                     }
-                    Ok::<_, StoreError>(true)
+                    Ok::<_, StoreError>(())
                 })
-                .await;
-            if matches!(done, Ok(true)) && queued > 0 {
-                app.federation.wake();
-            }
-            done.map(|_| ())
+                .await
         }
         Err(e) => Err(e),
     };

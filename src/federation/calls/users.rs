@@ -30,6 +30,7 @@ use crate::app::App;
 use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
+use crate::service::outbox::queue_verify;
 use crate::storage::{keys, tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
@@ -349,13 +350,12 @@ pub async fn ensure_shadow(
     check_home_evidence(user, home, evidence)?;
     let home = home.to_string();
     let call_id = app.services.next_id();
-    let created = app
-        .services
+    app.services
         .store
         .write(move |tx| {
             if let Some(u) = tx.get(USER, &user.0)? {
                 if u.homeserver == home {
-                    return Ok(false);
+                    return Ok(());
                 }
                 return Err(FederationError::NotHome(format!(
                     "this user is not homed at {home} as far as this server knows"
@@ -400,14 +400,10 @@ pub async fn ensure_shadow(
                 created_at: now(),
             };
             tx.put(USER, &user.0, &shadow)?;
-            directory::queue_verify(tx, user, &home, call_id)?;
-            Ok::<_, FederationError>(true)
+            queue_verify(tx, user, &home, call_id)?;
+            Ok::<_, FederationError>(())
         })
-        .await?;
-    if created {
-        app.federation.wake();
-    }
-    Ok(())
+        .await
 }
 
 /// Answers VerifyUser for a user homed here, and notes that `from` keeps their shadow.
