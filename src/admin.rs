@@ -127,7 +127,8 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             }
         }
         Command::ListOutbox => {
-            let pending = crate::service::outbox::pending(&app.services).map_err(|e| e.to_string())?;
+            let pending =
+                crate::service::outbox::pending(&app.services).map_err(|e| e.to_string())?;
             Ok(Value::from(
                 pending
                     .iter()

@@ -247,7 +247,7 @@ pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationErro
         .store
         .write(move |tx| {
             // Its Push Delegation Tokens stop working with the peering.
-            calls::push::revoke_host(tx, &key)?;
+            crate::service::push::revoke_host(tx, &key)?;
             tx.delete(PEER, key.as_bytes())
         })
         .await?;

@@ -6,8 +6,8 @@ use super::auth::{authenticate, verify_proof, Principal};
 use super::error::{header_value, ApiError};
 use super::{json, json_body, no_content, read_body, ApiResult, Req};
 use crate::app::App;
-use crate::federation::calls::{ban, push};
 use crate::model::{Id, UserId};
+use crate::service::push;
 use crate::service::{accounts, guilds, messages, Error};
 use crate::system::now;
 use serde::Deserialize;
@@ -573,18 +573,18 @@ async fn search_users(req: Req, _me: Principal) -> ApiResult {
         .query()
         .map_err(|_| ApiError::bad_request("invalid_query", "q is text, limit a number"))?;
     let q = query.q.unwrap_or_default();
-    crate::federation::directory::check_query(&q).map_err(|_| {
+    crate::service::remote_users::check_query(&q).map_err(|_| {
         ApiError::bad_request(
             "invalid_query",
             format!(
                 "q must be 1 to {} characters",
-                crate::federation::directory::MAX_QUERY_CHARS
+                crate::service::remote_users::MAX_QUERY_CHARS
             ),
         )
     })?;
     let limit = query
         .limit
-        .unwrap_or(crate::federation::directory::DEFAULT_SEARCH_LIMIT);
+        .unwrap_or(crate::service::remote_users::DEFAULT_SEARCH_LIMIT);
     let found = crate::federation::directory::search(req.state(), &q, limit).await?;
     json(200, &found)
 }
@@ -608,7 +608,7 @@ async fn remove_device(req: Req, me: Principal) -> ApiResult {
 }
 
 async fn push_delegations(req: Req, me: Principal) -> ApiResult {
-    let list = push::list_delegations(req.state(), me.user).map_err(Error::Store)?;
+    let list = push::list_delegations(&req.state().services, me.user).map_err(Error::Store)?;
     json(200, &list)
 }
 
@@ -628,7 +628,7 @@ fn host_query(req: &Req) -> Result<String, ApiError> {
 /// `DELETE /users/@me/push-delegations?host=`: revokes the host's tokens and stops new ones.
 async fn revoke_push_delegation(req: Req, me: Principal) -> ApiResult {
     let host = host_query(&req)?;
-    let (tokens, already) = push::revoke_delegation(req.state(), me.user, host)
+    let (tokens, already) = push::revoke_delegation(&req.state().services, me.user, host)
         .await
         .map_err(Error::Store)?;
     if tokens == 0 && already {
@@ -644,7 +644,7 @@ async fn revoke_push_delegation(req: Req, me: Principal) -> ApiResult {
 /// `PUT /users/@me/push-delegations?host=`: lets a revoked host get tokens again.
 async fn allow_push_delegation(req: Req, me: Principal) -> ApiResult {
     let host = host_query(&req)?;
-    if !push::allow_host(req.state(), me.user, host)
+    if !push::allow_host(&req.state().services, me.user, host)
         .await
         .map_err(Error::Store)?
     {
@@ -674,8 +674,15 @@ async fn ban_notifications(req: Req, me: Principal) -> ApiResult {
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id must be a user id"))
         })
         .transpose()?;
-    let list = ban::list(req.state(), user).map_err(Error::Store)?;
-    json(200, &list.iter().map(ban::view).collect::<Vec<_>>())
+    let list =
+        crate::service::ban_notices::list(&req.state().services, user).map_err(Error::Store)?;
+    json(
+        200,
+        &list
+            .iter()
+            .map(crate::service::ban_notices::view)
+            .collect::<Vec<_>>(),
+    )
 }
 
 async fn my_guilds(req: Req, me: Principal) -> ApiResult {
@@ -686,7 +693,7 @@ async fn user(req: Req, me: Principal) -> ApiResult {
     let id = user_param(&req, "user_id", &me)?;
     let app = req.state();
     // A shadow account's profile as cached here, or a remote user the directory knows.
-    let user = crate::federation::directory::lookup(app, id)
+    let user = crate::service::remote_users::lookup(&app.services, id)
         .map_err(Error::Store)?
         .ok_or(Error::NotFound("user"))?;
     if user.homeserver != app.services.origin {

@@ -1,9 +1,9 @@
 //! Accounts: registration, the token grants (password, refresh, device certificate),
 //! devices, logout, profiles and per-user settings.
 
+use super::outbox::{self, Call, Flow};
 use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
-use super::outbox::{self, Call, Flow};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use crate::system::now;
@@ -923,7 +923,7 @@ impl Services {
             if peers.len() > ids.len() {
                 return Ok(Flow::NeedIds(peers.len()));
             }
-            crate::federation::calls::remove_user_everywhere(tx, id)?;
+            super::lifecycle::remove_user_everywhere(tx, id)?;
             let call = Call::UserDeleted(outbox::UserRef {
                 id: None,
                 user_id: id,

@@ -4,11 +4,16 @@
 
 pub mod access;
 pub mod accounts;
+pub mod ban_notices;
 pub mod files;
 pub mod guilds;
+pub mod inbox;
+pub mod lifecycle;
 pub mod messages;
 pub mod outbox;
+pub mod push;
 pub mod rate;
+pub mod remote_users;
 pub mod visibility;
 pub mod voice;
 

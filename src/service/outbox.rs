@@ -417,8 +417,8 @@ mod tests {
             call.body(),
             serde_json::json!({ "user_id": user.to_text(), "jkt": "abc", "removed_at": 5 })
         );
-        let stored = r#"{"id":"9","user_id":"U","jkt":"abc","removed_at":5}"#
-            .replace('U', &user.to_text());
+        let stored =
+            r#"{"id":"9","user_id":"U","jkt":"abc","removed_at":5}"#.replace('U', &user.to_text());
         assert!(matches!(
             Call::parse(Call::DEVICE_REMOVED, &stored),
             Some(Call::DeviceRemoved(DeviceRemoved { removed_at: 5, .. }))
@@ -428,6 +428,9 @@ mod tests {
             user: serde_json::json!({ "id": user }),
             certificate: None,
         });
-        assert_eq!(created.body(), serde_json::json!({ "user": { "id": user } }));
+        assert_eq!(
+            created.body(),
+            serde_json::json!({ "user": { "id": user } })
+        );
     }
 }

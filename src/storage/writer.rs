@@ -70,12 +70,22 @@ impl Writer {
 
     /// Sets the hook that receives each commit's events.
     pub fn on_events(&self, hook: EventHook) {
-        *self.shared.hook.events.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+        *self
+            .shared
+            .hook
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Sets the hook told of each commit that queued outbox work.
     pub fn on_queued(&self, hook: QueuedHook) {
-        *self.shared.hook.queued.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+        *self
+            .shared
+            .hook
+            .queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Queues `f` and waits until its commit is durable.
@@ -169,14 +179,24 @@ fn run(
         // Events go out before the answers, so when a request returns its event is
         // already queued for every live connection.
         if commit.is_ok() && !events.is_empty() {
-            if let Some(hook) = hook.events.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if let Some(hook) = hook
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
                 hook(events);
             }
         }
         // The outbox worker is woken before the answers too, so a request that queued a
         // call returns with its delivery already under way.
         if commit.is_ok() && sink.queued() {
-            if let Some(hook) = hook.queued.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if let Some(hook) = hook
+                .queued
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
                 hook();
             }
         }

@@ -8,8 +8,8 @@
 
 use crate::app::App;
 use crate::federation::FederationError;
-use crate::service::outbox::{self, Call, UpdateHomeserver};
 use crate::model::*;
+use crate::service::outbox::{self, Call, UpdateHomeserver};
 use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
@@ -278,7 +278,7 @@ pub async fn update_homeserver(
                 return Ok((409, json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
             }
             // Stop acting as home: no more sign-ins or tokens here for this user.
-            super::users::sign_out_all_devices(tx, user)?;
+            crate::service::lifecycle::sign_out_all_devices(tx, user)?;
             if account.homeserver.is_empty() && !account.username.is_empty() {
                 tx.delete(USERNAME_USER, account.username.as_bytes())?;
             }

@@ -9,12 +9,14 @@ pub mod migration;
 pub mod push;
 pub mod users;
 
-pub use users::{ensure_shadow, remove_user_everywhere, HomeEvidence, PUSH_TOKEN_SECS};
+pub use crate::service::inbox::first_delivery;
+pub use crate::service::push::PUSH_TOKEN_SECS;
+pub use users::{ensure_shadow, HomeEvidence};
 
 use super::FederationError;
 use crate::app::App;
 use crate::model::{OutboxItem, UserId};
-use crate::storage::{keys, tables::INBOX, StoreError, Tx};
+use crate::storage::{tables::INBOX, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -67,7 +69,7 @@ pub async fn handle(
             // so that it can be listed and revoked.
             let user = body["user_id"].as_str().and_then(UserId::parse);
             if let (200, Some(user)) = (status, user) {
-                match push::issue_token(app, from, user).await? {
+                match crate::service::push::issue_token(&app.services, from, user).await? {
                     Some(token) => answer["push_token"] = Value::from(token),
                     // The user revoked push for this host.
                     None => {
@@ -110,17 +112,6 @@ pub fn call_id(body: &Value) -> Result<u64, FederationError> {
         .as_str()
         .and_then(|id| id.parse().ok())
         .ok_or_else(|| FederationError::Invalid("the call has no id".into()))
-}
-
-/// Records that the call (`from`, `id`) was applied; `false` if it had been already, in
-/// which case the caller must not apply it again. Use in the commit that applies it.
-pub fn first_delivery(tx: &Tx, from: &str, id: u64) -> Result<bool, StoreError> {
-    let key = keys::join(&[from.as_bytes(), &[0], &id.to_be_bytes()]);
-    if tx.contains(INBOX, &key)? {
-        return Ok(false);
-    }
-    tx.put(INBOX, &key, &now())?;
-    Ok(true)
 }
 
 /// Forgets received call ids older than the longest a sender retries (plus a day), so the

@@ -30,13 +30,13 @@ use crate::app::App;
 use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
+use crate::service::lifecycle::{self, bury, deleted_by_home, remove_user_everywhere};
 use crate::service::outbox::queue_verify;
+use crate::service::push::PUSH_TOKEN_SECS;
+use crate::service::remote_users;
 use crate::storage::{keys, tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
-
-/// Lifetime of a Push Delegation Token, seconds.
-pub const PUSH_TOKEN_SECS: u64 = 30 * 24 * 3600;
 
 /// Reads a profile a peer sent (`{username, name, avatar_url, avatar_color, bio,
 /// presence}`), cleaned: bounded lengths, no control characters, http(s) avatars only.
@@ -201,66 +201,6 @@ pub fn verify_user_answered(
     Ok(())
 }
 
-/// Removes every device of a user here with its refresh tokens (access tokens stop
-/// working at once: each request checks its device).
-pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
-        for hash in &device.refresh_hashes {
-            tx.delete(REFRESH_TOKEN, hash)?;
-        }
-    }
-    tx.delete_prefix(USER_DEVICE, &user.0)?;
-    Ok(())
-}
-
-/// Deletes a user's account here with every membership and device (their messages stay,
-/// attributed to the id), and what federation kept about them (directory entry, profile
-/// freshness, the peers that kept a shadow).
-pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
-        if let Some(guild) = keys::read_id(&key, 32) {
-            tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
-            tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
-            tx.emit(
-                "member_remove",
-                Audience::guild(guild).and_user(user),
-                Some(guild),
-                &json!({ "guild_id": guild, "user_id": user }),
-            )?;
-        }
-    }
-    tx.delete_prefix(USER_GUILD, &user.0)?;
-    sign_out_all_devices(tx, user)?;
-    if let Some(u) = tx.get(USER, &user.0)? {
-        if !u.username.is_empty() && u.homeserver.is_empty() {
-            tx.delete(USERNAME_USER, u.username.as_bytes())?;
-        }
-    }
-    tx.delete(PUSH_DELEGATION, &user.0)?;
-    tx.delete(SHADOW_SYNC, &user.0)?;
-    tx.delete_prefix(USER_PEER, &user.0)?;
-    directory::forget(tx, user)?;
-    tx.delete(USER, &user.0)?;
-    Ok(())
-}
-
-fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
-    keys::join(&[&user.0, home.as_bytes()])
-}
-
-/// Records that `home` removed `user` (with its call `id`, or 0 when it answered
-/// VerifyUser with 404), keeping the newest id.
-fn bury(tx: &Tx, user: UserId, home: &str, id: u64) -> Result<(), StoreError> {
-    let key = tombstone_key(user, home);
-    let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
-    tx.put(USER_TOMBSTONE, &key, &deleted)
-}
-
-/// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
-pub fn deleted_by_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
-    tx.contains(USER_TOMBSTONE, &tombstone_key(user, home))
-}
-
 fn deleted_error() -> FederationError {
     FederationError::Service(crate::service::Error::Forbidden(
         "this account was deleted by its home server".into(),
@@ -370,7 +310,7 @@ pub async fn ensure_shadow(
             let announced = match tx.get(DIRECTORY, &user.0)? {
                 Some(entry) if entry.home == home => Some(entry),
                 Some(_) => {
-                    directory::forget(tx, user)?;
+                    remote_users::forget(tx, user)?;
                     None
                 }
                 None => None,
@@ -444,7 +384,7 @@ pub async fn verify_user(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ));
     };
-    directory::track_peer(app, user, from).await?;
+    remote_users::track_peer(&app.services, user, from).await?;
     let t = now();
     let push_token = app.services.server_key.sign_jws(
         {
@@ -515,7 +455,7 @@ fn check_home(
             ))));
         }
     } else if let Some(entry) = tx.get(DIRECTORY, &user.0)? {
-        let displaces = proven && !directory::proven_home(tx, user, &entry.home)?;
+        let displaces = proven && !remote_users::proven_home(tx, user, &entry.home)?;
         if entry.home != from && !displaces {
             return Ok(Some(not_home(format!(
                 "this user is homed at {}, not {from}",
@@ -536,7 +476,7 @@ fn record_announced(
     cap: usize,
 ) -> Result<bool, StoreError> {
     let (username, profile) = profile_from_json(profile);
-    directory::record(
+    remote_users::record(
         tx,
         &RemoteUser {
             id: user,
@@ -580,7 +520,7 @@ pub async fn user_created(
             if let Some(refused) = check_home(tx, user, &from, proven)? {
                 return Ok(refused);
             }
-            let tombstone = tx.get(USER_TOMBSTONE, &tombstone_key(user, &from))?;
+            let tombstone = lifecycle::deleted_at(tx, user, &from)?;
             if tombstone.is_some_and(|deleted| deleted > id) {
                 // Announced before the deletion we already applied.
                 return Ok((200, json!({ "recorded": false })));
@@ -590,12 +530,12 @@ pub async fn user_created(
             }
             if tombstone.is_some() {
                 // The home made the account again after deleting it.
-                tx.delete(USER_TOMBSTONE, &tombstone_key(user, &from))?;
+                lifecycle::unbury(tx, user, &from)?;
             }
             let recorded = record_announced(tx, user, &from, id, &profile, cap)?;
             if recorded && proven {
                 tx.put(DIRECTORY_PROVEN, &user.0, &from)?;
-            } else if recorded && !directory::proven_home(tx, user, &from)? {
+            } else if recorded && !remote_users::proven_home(tx, user, &from)? {
                 tx.delete(DIRECTORY_PROVEN, &user.0)?;
             }
             Ok((200, json!({ "recorded": recorded })))
