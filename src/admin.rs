@@ -111,13 +111,13 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             )
         }
         Command::AddPeer { url, fingerprint } => {
-            let peer = crate::federation::add_peer(app, &url, fingerprint.as_deref())
+            let peer = crate::federation::add_peer(&app.federation, &url, fingerprint.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(crate::http::peer_view(&peer))
         }
         Command::RemovePeer { url } => {
-            let removed = crate::federation::remove_peer(app, &url)
+            let removed = crate::federation::remove_peer(&app.federation, &url)
                 .await
                 .map_err(|e| e.to_string())?;
             if removed {
@@ -158,7 +158,8 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             Ok(view)
         }
         Command::ListPeers => {
-            let peers = crate::federation::list_peers(app).map_err(|e| e.to_string())?;
+            let peers =
+                crate::federation::list_peers(&app.federation).map_err(|e| e.to_string())?;
             Ok(Value::from(
                 peers.iter().map(crate::http::peer_view).collect::<Vec<_>>(),
             ))

@@ -39,7 +39,7 @@ pub struct App {
     /// DPoP proof checks (nonces, replay cache).
     pub dpop: DpopVerifier,
     /// Verified access tokens, so only the proof costs per request.
-    pub token_cache: AccessTokenCache,
+    pub token_cache: Arc<AccessTokenCache>,
     /// Login attempt counters.
     pub login_limiter: LoginLimiter,
     /// Rate limits of registration, posting, reactions and uploads.
@@ -54,8 +54,8 @@ pub struct App {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Voice rooms.
     pub voice: crate::voice::Voice,
-    /// Federation state (replay guard, outbox wake-ups).
-    pub federation: crate::federation::Federation,
+    /// Federation state (replay guard, outbox wake-ups) and its handle on the services.
+    pub federation: Arc<crate::federation::Federation>,
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
     pub executor: Arc<smol::Executor<'static>>,
     /// Hearth servers heard on the LAN (mDNS), filled while [`run_with`] runs.
@@ -175,7 +175,7 @@ impl App {
                 nonce_epoch_secs: auth.dpop_nonce_secs,
             },
         );
-        let token_cache = AccessTokenCache::new(auth.token_cache_capacity);
+        let token_cache = Arc::new(AccessTokenCache::new(auth.token_cache_capacity));
         let highest = highest_id(&store)?;
         let ticket_caps = crate::gateway::tickets::TicketCaps {
             per_device: config.throttle.tickets_per_device,
@@ -186,10 +186,6 @@ impl App {
             ticket_caps,
         ));
         crate::gateway::connect_store(&gateway, &store);
-        let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
-        // A commit that queued a call wakes the outbox worker once it is durable.
-        let waker = federation.waker();
-        store.on_queued(move || waker.wake());
         let voice = crate::voice::Voice::new(config.voice.clone(), gateway.clone(), ticket_caps);
         let discovered = Arc::new(crate::discovery::Discovered::new(
             server_key.public_bytes(),
@@ -206,13 +202,22 @@ impl App {
         ));
         let hub_gateway = gateway.clone();
         services.on_sign_out(move |user, jkt| hub_gateway.hub.sign_out(user, jkt));
+        let executor = Arc::new(smol::Executor::new());
+        let federation = Arc::new(crate::federation::Federation::new(
+            services.clone(),
+            token_cache.clone(),
+            executor.clone(),
+        ));
+        // A commit that queued a call wakes the outbox worker once it is durable.
+        let waker = federation.waker();
+        services.store.on_queued(move || waker.wake());
         Ok(App {
             origins: crate::origins::ServedOrigins::only(&services.origin),
             discovered,
             voice,
             federation,
             gateway,
-            executor: Arc::new(smol::Executor::new()),
+            executor,
             services,
             dpop,
             token_cache,
@@ -324,9 +329,10 @@ pub async fn run_with(
     // LAN discovery starts once requests are served; it never holds up or fails the start.
     let discovery = crate::discovery::start(&app, local);
     let (stop_outbox, outbox_stopped) = async_channel::bounded::<()>(1);
-    let outbox = app
-        .executor
-        .spawn(crate::federation::outbox::run(app.clone(), outbox_stopped));
+    let outbox = app.executor.spawn(crate::federation::outbox::run(
+        app.federation.clone(),
+        outbox_stopped,
+    ));
     crate::http::serve(listener, app.clone(), tls.map(|t| t.acceptor), shutdown).await;
     // Withdraw the announcement (mDNS goodbye) before anything else stops.
     if let Some(discovery) = discovery {

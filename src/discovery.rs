@@ -501,7 +501,7 @@ fn own(app: &App) -> Own<'_> {
 /// What `GET /api/v1/admin/discovered` and `hearth peer discovered` show: whether
 /// discovery runs, this server's own announcement, and every server heard.
 pub fn listing(app: &App) -> Result<Value, FederationError> {
-    let peers = crate::federation::list_peers(app)?;
+    let peers = crate::federation::list_peers(&app.federation)?;
     let entries = app.discovered.entries(now());
     let status = app.discovered.status();
     let me = own(app);
@@ -645,7 +645,7 @@ pub async fn add_discovered_peer(
     if origin == app.services.origin {
         return Err(FederationError::Invalid("a server cannot peer with itself".into()).into());
     }
-    let peers = crate::federation::list_peers(app)?;
+    let peers = crate::federation::list_peers(&app.federation)?;
     let entries = app.discovered.entries(now());
     let assessed = assess(&entries, &peers, &own(app));
     let heard: Vec<&Assessed> = assessed

@@ -8,7 +8,7 @@
 //!   once, with a short timeout, and merges their answers with local matches.
 
 use super::{outbound, FederationError};
-use crate::app::App;
+use crate::federation::Federation;
 use crate::model::*;
 use crate::service::accounts::PublicUser;
 use crate::service::outbox::queue_verify;
@@ -67,18 +67,18 @@ fn stale(
 /// Queues VerifyUser for each of `users` that is a synced shadow with a profile older
 /// than `federation.profile_refresh_secs` and no refresh pending. Looking a user up calls
 /// this and serves the cached profile meanwhile, so lookups work while the home is down.
-pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, FederationError> {
+pub async fn refresh_stale(fed: &Federation, users: &[UserId]) -> Result<usize, FederationError> {
     if users.is_empty() {
         return Ok(0);
     }
-    let max_age = app.services.config.federation.profile_refresh_secs;
+    let max_age = fed.services.config.federation.profile_refresh_secs;
     let t = now();
-    let candidates = app.services.store.read(|tx| stale(tx, users, max_age, t))?;
+    let candidates = fed.services.store.read(|tx| stale(tx, users, max_age, t))?;
     if candidates.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Id> = candidates.iter().map(|_| app.services.next_id()).collect();
-    let queued = app
+    let ids: Vec<Id> = candidates.iter().map(|_| fed.services.next_id()).collect();
+    let queued = fed
         .services
         .store
         .write(move |tx| {
@@ -100,8 +100,8 @@ const VERIFY_SOON_SECS: u64 = 30;
 /// Queues VerifyUser for the shadow account `user` to the home it knows, unless one is
 /// pending or the home confirmed the user in the last [`VERIFY_SOON_SECS`]: when a client
 /// shows another home for the user, the known home may answer that they moved.
-pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError> {
-    if app
+pub async fn verify_soon(fed: &Federation, user: UserId) -> Result<(), FederationError> {
+    if fed
         .services
         .store
         .read(|tx| verify_due(tx, user, now()))?
@@ -109,8 +109,8 @@ pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError>
     {
         return Ok(());
     }
-    let id = app.services.next_id();
-    app.services
+    let id = fed.services.next_id();
+    fed.services
         .store
         .write(move |tx| {
             let Some(home) = verify_due(tx, user, now())? else {
@@ -140,8 +140,8 @@ fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreErro
 
 /// [`refresh_stale`] for a lookup: failures are logged, never shown to the user, who
 /// gets the cached profile either way.
-pub async fn refresh_on_lookup(app: &App, users: &[UserId]) {
-    if let Err(e) = refresh_stale(app, users).await {
+pub async fn refresh_on_lookup(fed: &Federation, users: &[UserId]) {
+    if let Err(e) = refresh_stale(fed, users).await {
         eprintln!("hearth: cannot queue a profile refresh: {e}");
     }
 }
@@ -151,7 +151,7 @@ pub async fn refresh_on_lookup(app: &App, users: &[UserId]) {
 /// Sends one signed call now and waits at most `timeout` for the answer (for calls
 /// answered synchronously, which are not worth a durable retry).
 pub async fn call_now(
-    app: &App,
+    fed: &Federation,
     target: &str,
     call: &str,
     mut body: Value,
@@ -161,12 +161,12 @@ pub async fn call_now(
     if let Some(object) = body.as_object_mut() {
         object.insert(
             "id".into(),
-            Value::from(app.services.next_id().0.to_string()),
+            Value::from(fed.services.next_id().0.to_string()),
         );
     }
     let path = format!("/federation/v1/{call}");
     let bytes = body.to_string().into_bytes();
-    let send = super::send_signed(app, target, &path, bytes, timeout);
+    let send = super::send_signed(fed, target, &path, bytes, timeout);
     send.or(async {
         smol::Timer::after(timeout).await;
         Err(FederationError::Peer(format!(
@@ -206,11 +206,15 @@ fn read_peer_results(peer: &str, body: &[u8], limit: usize) -> Option<Vec<Public
 /// order of their pinning; each user once. A peer that does not answer is listed under
 /// `unreachable`, and its users this server knows from the directory are shown instead
 /// (marked `"cached": true`).
-pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, FederationError> {
+pub async fn search(
+    fed: &Arc<Federation>,
+    q: &str,
+    limit: usize,
+) -> Result<Value, FederationError> {
     let q = check_query(q).map_err(|e| FederationError::Invalid(e.to_string()))?;
     let limit = limit.clamp(1, MAX_SEARCH_LIMIT);
-    let origin = app.services.origin.clone();
-    let (local, peers) = app.services.store.read(|tx| {
+    let origin = fed.services.origin.clone();
+    let (local, peers) = fed.services.store.read(|tx| {
         let local = search_local(tx, &q, limit, &origin)?;
         let peers: Vec<String> = tx
             .range(PEER, &[], None, false, usize::MAX)?
@@ -220,16 +224,16 @@ pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, Fede
             .collect();
         Ok::<_, StoreError>((local, peers))
     })?;
-    let timeout = Duration::from_millis(app.services.config.federation.search_timeout_ms);
+    let timeout = Duration::from_millis(fed.services.config.federation.search_timeout_ms);
     let tasks: Vec<_> = peers
         .iter()
         .map(|peer| {
-            let app = app.clone();
+            let fed = fed.clone();
             let peer = peer.clone();
             let q = q.clone();
-            app.executor.clone().spawn(async move {
+            fed.executor.clone().spawn(async move {
                 let answer = call_now(
-                    &app,
+                    &fed,
                     &peer,
                     "search_users",
                     json!({ "q": q, "limit": limit }),
@@ -267,7 +271,7 @@ pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, Fede
             }
             None => {
                 unreachable.push(peer.clone());
-                let cached = app
+                let cached = fed
                     .services
                     .store
                     .read(|tx| search_directory(tx, peer, &q, limit))?;
@@ -281,7 +285,7 @@ pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, Fede
 }
 
 /// Answers `search_users` `{id, q, limit?}`: this server's own users matching `q`.
-pub fn search_users(app: &App, body: &Value) -> Result<(u16, Value), FederationError> {
+pub fn search_users(fed: &Federation, body: &Value) -> Result<(u16, Value), FederationError> {
     let q = check_query(body["q"].as_str().unwrap_or(""))
         .map_err(|e| FederationError::Invalid(e.to_string()))?;
     let limit = body["limit"]
@@ -289,8 +293,8 @@ pub fn search_users(app: &App, body: &Value) -> Result<(u16, Value), FederationE
         .map(|l| l as usize)
         .unwrap_or(DEFAULT_SEARCH_LIMIT)
         .clamp(1, MAX_SEARCH_LIMIT);
-    let origin = app.services.origin.clone();
-    let users = app
+    let origin = fed.services.origin.clone();
+    let users = fed
         .services
         .store
         .read(|tx| search_local(tx, &q, limit, &origin))?;

@@ -7,7 +7,7 @@
 //! POST to a UnifiedPush distributor URL (through the same SSRF guard).
 
 use super::{calls, outbound, FederationError};
-use crate::app::App;
+use crate::federation::Federation;
 use crate::model::{Id, OutboxItem};
 use crate::service::outbox::pending;
 use crate::storage::tables::OUTBOX;
@@ -28,15 +28,15 @@ pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
 }
 
 /// Signs and sends one call.
-async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
+async fn send(fed: &Federation, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
     if item.call == calls::push::DELIVERY {
         // Not a server call: a plain POST to a UnifiedPush distributor.
-        return calls::push::deliver(app, item).await;
+        return calls::push::deliver(fed, item).await;
     }
-    let config = &app.services.config.federation;
+    let config = &fed.services.config.federation;
     let path = format!("/federation/v1/{}", item.call);
     super::send_signed(
-        app,
+        fed,
         &item.target,
         &path,
         item.body.clone().into_bytes(),
@@ -46,18 +46,18 @@ async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, Federati
 }
 
 /// Attempts one item and records the outcome.
-async fn attempt(app: &App, item: OutboxItem) {
+async fn attempt(fed: &Federation, item: OutboxItem) {
     if item.call == calls::push::FANOUT {
         // A local job: expands into notifications and deliveries.
-        return calls::push::fan_out(app, item).await;
+        return calls::push::fan_out(fed, item).await;
     }
-    let config = app.services.config.federation.clone();
-    let outcome = send(app, &item).await;
+    let config = fed.services.config.federation.clone();
+    let outcome = send(fed, &item).await;
     let key = Id(item.id).to_be();
     let result = match outcome {
         Ok(answer) if calls::is_final_for(&item.call, answer.status) => {
             let item = item.clone();
-            app.services
+            fed.services
                 .store
                 .write(move |tx| {
                     tx.delete(OUTBOX, &key)?;
@@ -77,7 +77,7 @@ async fn attempt(app: &App, item: OutboxItem) {
                 > calls::give_up_secs(&item.call, config.give_up_secs).saturating_mul(1000);
             item.next_attempt_ms =
                 now_ms() + backoff(item.attempts, config.max_retry_secs).as_millis() as u64;
-            app.services
+            fed.services
                 .store
                 .write(move |tx| {
                     if give_up {
@@ -100,17 +100,17 @@ async fn attempt(app: &App, item: OutboxItem) {
 }
 
 /// Delivers queued calls until `stop` closes.
-pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
+pub async fn run(fed: Arc<Federation>, stop: async_channel::Receiver<()>) {
     use futures_lite::FutureExt;
     let mut next_prune = std::time::Instant::now();
     loop {
         if std::time::Instant::now() >= next_prune {
-            if let Err(e) = calls::prune_inbox(&app).await {
+            if let Err(e) = calls::prune_inbox(&fed).await {
                 eprintln!("hearth: cannot prune received call ids: {e}");
             }
             next_prune = std::time::Instant::now() + Duration::from_secs(3600);
         }
-        let items = match pending(&app.services) {
+        let items = match pending(&fed.services) {
             Ok(items) => items,
             Err(e) => {
                 eprintln!("hearth: cannot read the outbox: {e}");
@@ -125,10 +125,10 @@ pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
                 .iter()
                 .cloned()
                 .map(|item| {
-                    let app = app.clone();
-                    app.executor
+                    let fed = fed.clone();
+                    fed.executor
                         .clone()
-                        .spawn(async move { attempt(&app, item).await })
+                        .spawn(async move { attempt(&fed, item).await })
                 })
                 .collect();
             for task in tasks {
@@ -148,7 +148,7 @@ pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
             true
         }
         .or(async {
-            let _ = app.federation.wakeups().recv().await;
+            let _ = fed.wakeups().recv().await;
             false
         })
         .or(async {

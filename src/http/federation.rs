@@ -66,10 +66,11 @@ pub async fn inbound(mut req: Req) -> ApiResult {
     let call_name = req.param("call").unwrap_or("").to_string();
     let path = req.url().path().to_string();
     let app = req.state().clone();
-    let call = federation::verify_inbound(&app, "POST", &path, &signature, &body).await?;
+    let call =
+        federation::verify_inbound(&app.federation, "POST", &path, &signature, &body).await?;
     // From here on every answer, refusals included, is signed for this call.
     let answered = match serde_json::from_slice::<Value>(&body) {
-        Ok(value) => federation::calls::handle(&app, &call.iss, &call_name, &value)
+        Ok(value) => federation::calls::handle(&app.federation, &call.iss, &call_name, &value)
             .await
             .map_err(ApiError::from)
             .and_then(|(status, answer)| json(status, &answer)),
@@ -145,7 +146,7 @@ pub fn peer_view(peer: &Peer) -> Value {
 /// `GET /api/v1/admin/peers`.
 pub async fn list_peers(req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
-    let peers = federation::list_peers(req.state())?;
+    let peers = federation::list_peers(&req.state().federation)?;
     json(200, &peers.iter().map(peer_view).collect::<Vec<_>>())
 }
 
@@ -161,7 +162,12 @@ struct AddPeer {
 pub async fn add_peer(mut req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
     let body: AddPeer = json_body(&mut req).await?;
-    let peer = federation::add_peer(req.state(), &body.url, body.fingerprint.as_deref()).await?;
+    let peer = federation::add_peer(
+        &req.state().federation,
+        &body.url,
+        body.fingerprint.as_deref(),
+    )
+    .await?;
     json(201, &peer_view(&peer))
 }
 
@@ -176,7 +182,7 @@ pub async fn remove_peer(req: Req, me: Principal) -> ApiResult {
     let query: PeerQuery = req
         .query()
         .map_err(|_| ApiError::bad_request("invalid_query", "url is required"))?;
-    if !federation::remove_peer(req.state(), &query.url).await? {
+    if !federation::remove_peer(&req.state().federation, &query.url).await? {
         return Err(ApiError::new(404, "unknown_peer", "no such peer"));
     }
     no_content()

@@ -364,17 +364,19 @@ async fn remote_certificate_user(app: &App, certificate: &str, jkt: &str) -> Res
     })?;
     let home = crate::federation::normalize_origin(&cert.homeserver)
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))?;
-    crate::federation::peer_key(app, &home).await.map_err(|e| {
-        oauth_error(
-            "invalid_grant",
-            format!("users of {home} are not accepted here: {e}"),
-        )
-    })?;
+    crate::federation::peer_key(&app.federation, &home)
+        .await
+        .map_err(|e| {
+            oauth_error(
+                "invalid_grant",
+                format!("users of {home} are not accepted here: {e}"),
+            )
+        })?;
     let evidence = crate::federation::calls::HomeEvidence {
         certificate: Some(certificate),
         jkt,
     };
-    crate::federation::calls::ensure_shadow(app, user, &home, evidence)
+    crate::federation::calls::ensure_shadow(&app.federation, user, &home, evidence)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
@@ -412,7 +414,7 @@ async fn migrate(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    crate::federation::calls::migration::migrate_here(app, user, proof, targets)
+    crate::federation::calls::migration::migrate_here(&app.federation, user, proof, targets)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
@@ -585,7 +587,7 @@ async fn search_users(req: Req, _me: Principal) -> ApiResult {
     let limit = query
         .limit
         .unwrap_or(crate::service::remote_users::DEFAULT_SEARCH_LIMIT);
-    let found = crate::federation::directory::search(req.state(), &q, limit).await?;
+    let found = crate::federation::directory::search(&req.state().federation, &q, limit).await?;
     json(200, &found)
 }
 
@@ -697,7 +699,7 @@ async fn user(req: Req, me: Principal) -> ApiResult {
         .map_err(Error::Store)?
         .ok_or(Error::NotFound("user"))?;
     if user.homeserver != app.services.origin {
-        crate::federation::directory::refresh_on_lookup(app, &[id]).await;
+        crate::federation::directory::refresh_on_lookup(&app.federation, &[id]).await;
     }
     json(200, &user)
 }
@@ -712,7 +714,7 @@ async fn refresh_members<'a>(app: &App, members: impl Iterator<Item = &'a guilds
         })
         .map(|m| m.member.user_id)
         .collect();
-    crate::federation::directory::refresh_on_lookup(app, &remote).await;
+    crate::federation::directory::refresh_on_lookup(&app.federation, &remote).await;
 }
 
 // ---- guilds ----

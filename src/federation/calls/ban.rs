@@ -6,7 +6,7 @@
 //! stay local to the host; the home only keeps the notice, listed to its administrators
 //! at `GET /api/v1/admin/ban-notifications`.
 
-use crate::app::App;
+use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::model::*;
 use crate::service::{ban_notices, outbox::Call};
@@ -17,7 +17,7 @@ pub const CALL: &str = Call::PROPAGATE_BAN;
 
 /// Handles PropagateBan from `from` (a verified peer).
 pub async fn propagate_ban(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
@@ -35,7 +35,7 @@ pub async fn propagate_ban(
         body["guild_name"].as_str().unwrap_or(""),
         body["reason"].as_str().unwrap_or(""),
     );
-    let recorded = ban_notices::record(&app.services, notification).await?;
+    let recorded = ban_notices::record(&fed.services, notification).await?;
     Ok(match recorded {
         None => (
             404,

@@ -5,7 +5,7 @@
 //! user's home may send it.
 
 use super::{body_user, call_id, first_delivery};
-use crate::app::App;
+use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::service::accounts::remove_remote_device;
 use crate::storage::tables::USER;
@@ -16,7 +16,7 @@ const MAX_JKT_LEN: usize = 128;
 
 /// Applies `device_removed` from `from`.
 pub async fn device_removed(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
@@ -38,7 +38,7 @@ pub async fn device_removed(
         .ok_or_else(|| FederationError::Invalid("removed_at is not a time".into()))?
         .min(crate::system::now());
     let from = from.to_string();
-    let (status, answer, applied) = app
+    let (status, answer, applied) = fed
         .services
         .store
         .write(move |tx| {
@@ -66,7 +66,7 @@ pub async fn device_removed(
         .await?;
     if applied {
         let jkt = body["jkt"].as_str().unwrap_or_default();
-        app.services.signed_out(user, Some(jkt));
+        fed.services.signed_out(user, Some(jkt));
     }
     Ok((status, answer))
 }

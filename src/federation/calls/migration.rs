@@ -6,7 +6,7 @@
 //! stops acting as home for the user. The user id never changes. A proof older than the
 //! last migration applied for the user is refused, so an old proof cannot move them back.
 
-use crate::app::App;
+use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::model::*;
 use crate::service::outbox::{self, Call, UpdateHomeserver};
@@ -159,18 +159,18 @@ pub fn follow_move(
 /// listed old servers (which must be peers). Creates the account if this server has never
 /// seen the user.
 pub async fn migrate_here(
-    app: &App,
+    fed: &Federation,
     user: UserId,
     proof: MigrationProof,
     targets: Vec<String>,
 ) -> Result<(), FederationError> {
-    if proof.new_homeserver != app.services.origin {
+    if proof.new_homeserver != fed.services.origin {
         return Err(FederationError::Invalid(format!(
             "the migration proof names {} as the new home, not this server ({})",
-            proof.new_homeserver, app.services.origin
+            proof.new_homeserver, fed.services.origin
         )));
     }
-    let window = app.services.config.federation.migration.proof_window_secs;
+    let window = fed.services.config.federation.migration.proof_window_secs;
     check_proof(user, &proof, now(), window)?;
     if targets.len() > MAX_TARGETS {
         return Err(FederationError::Invalid(format!(
@@ -180,13 +180,13 @@ pub async fn migrate_here(
     let mut origins = Vec::new();
     for target in &targets {
         let origin = crate::federation::normalize_origin(target)?;
-        crate::federation::peer_key(app, &origin).await?;
-        if origin != app.services.origin && !origins.contains(&origin) {
+        crate::federation::peer_key(fed, &origin).await?;
+        if origin != fed.services.origin && !origins.contains(&origin) {
             origins.push(origin);
         }
     }
-    let ids: Vec<Id> = origins.iter().map(|_| app.services.next_id()).collect();
-    app.services
+    let ids: Vec<Id> = origins.iter().map(|_| fed.services.next_id()).collect();
+    fed.services
         .store
         .write(move |tx| {
             if proof.timestamp <= last_migration(tx, user)? {
@@ -240,7 +240,7 @@ pub async fn migrate_here(
 
 /// On an old server: `update_homeserver` from the new home.
 pub async fn update_homeserver(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
@@ -265,7 +265,7 @@ pub async fn update_homeserver(
     // comes from the timestamps: an older proof than the last one applied is refused.
     check_signature(user, &proof)?;
     let from = from.to_string();
-    app.services
+    fed.services
         .store
         .write(move |tx| {
             if !super::first_delivery(tx, &from, id)? {

@@ -14,7 +14,7 @@ pub use crate::service::push::PUSH_TOKEN_SECS;
 pub use users::{ensure_shadow, HomeEvidence};
 
 use super::FederationError;
-use crate::app::App;
+use crate::federation::Federation;
 use crate::model::{OutboxItem, UserId};
 use crate::storage::{tables::INBOX, StoreError, Tx};
 use crate::system::now;
@@ -57,19 +57,19 @@ pub fn on_answer(tx: &Tx, item: &OutboxItem, status: u16, body: &[u8]) -> Result
 
 /// Handles an inbound call from `from` (already verified). Returns status and body.
 pub async fn handle(
-    app: &App,
+    fed: &Federation,
     from: &str,
     call: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     match call {
         "verify_user" => {
-            let (status, mut answer) = users::verify_user(app, from, body).await?;
+            let (status, mut answer) = users::verify_user(fed, from, body).await?;
             // The Push Delegation Token handed out is one recorded here (push::issue_token),
             // so that it can be listed and revoked.
             let user = body["user_id"].as_str().and_then(UserId::parse);
             if let (200, Some(user)) = (status, user) {
-                match crate::service::push::issue_token(&app.services, from, user).await? {
+                match crate::service::push::issue_token(&fed.services, from, user).await? {
                     Some(token) => answer["push_token"] = Value::from(token),
                     // The user revoked push for this host.
                     None => {
@@ -81,16 +81,16 @@ pub async fn handle(
             }
             Ok((status, answer))
         }
-        ban::CALL => ban::propagate_ban(app, from, body).await,
-        push::NOTIFICATION => push::push_notification(app, from, body).await,
-        migration::CALL => migration::update_homeserver(app, from, body).await,
-        "user_created" => users::user_created(app, from, body).await,
-        "user_deleted" => users::user_deleted(app, from, body).await,
-        "profile_updated" => users::profile_updated(app, from, body).await,
+        ban::CALL => ban::propagate_ban(fed, from, body).await,
+        push::NOTIFICATION => push::push_notification(fed, from, body).await,
+        migration::CALL => migration::update_homeserver(fed, from, body).await,
+        "user_created" => users::user_created(fed, from, body).await,
+        "user_deleted" => users::user_deleted(fed, from, body).await,
+        "profile_updated" => users::profile_updated(fed, from, body).await,
         crate::service::accounts::DEVICE_REMOVED_CALL => {
-            devices::device_removed(app, from, body).await
+            devices::device_removed(fed, from, body).await
         }
-        "search_users" => crate::federation::directory::search_users(app, body),
+        "search_users" => crate::federation::directory::search_users(fed, body),
         other => Ok((
             404,
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),
@@ -116,10 +116,10 @@ pub fn call_id(body: &Value) -> Result<u64, FederationError> {
 
 /// Forgets received call ids older than the longest a sender retries (plus a day), so the
 /// deduplication table stays bounded.
-pub async fn prune_inbox(app: &App) -> Result<usize, StoreError> {
-    let keep_secs = app.services.config.federation.give_up_secs + 24 * 3600;
+pub async fn prune_inbox(fed: &Federation) -> Result<usize, StoreError> {
+    let keep_secs = fed.services.config.federation.give_up_secs + 24 * 3600;
     let cutoff = now().saturating_sub(keep_secs);
-    app.services
+    fed.services
         .store
         .write(move |tx| {
             let old: Vec<Vec<u8>> = tx

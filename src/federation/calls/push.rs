@@ -11,8 +11,8 @@
 //!   to the distributor URL, through the SSRF guard, retried with back-off like every
 //!   call, and given up after a day (a stale notification is worth nothing).
 
-use crate::app::App;
 use crate::auth::jose::{verify_ed25519_jws, Jws};
+use crate::federation::Federation;
 use crate::federation::{outbound, outbox, FederationError};
 use crate::model::*;
 use crate::service::outbox::{enqueue, Call};
@@ -149,7 +149,7 @@ enum Received {
 
 /// Handles PushNotification from `from` (a verified peer).
 pub async fn push_notification(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
@@ -169,8 +169,8 @@ pub async fn push_notification(
     };
     let jti = match verify_token(
         token,
-        &app.services.server_key.public_bytes(),
-        &app.services.origin,
+        &fed.services.server_key.public_bytes(),
+        &fed.services.origin,
         from,
         user,
         now(),
@@ -178,14 +178,14 @@ pub async fn push_notification(
         Ok(jti) => jti,
         Err(refusal) => return Ok(refusal.answer(from)),
     };
-    let distributors = app
+    let distributors = fed
         .services
         .store
         .read(|tx| tx.get(USER, &user.0))?
         .map(|u| u.push_distributors.len())
         .unwrap_or(0);
-    let ids: Vec<Id> = (0..distributors).map(|_| app.services.next_id()).collect();
-    let received = app
+    let ids: Vec<Id> = (0..distributors).map(|_| fed.services.next_id()).collect();
+    let received = fed
         .services
         .store
         .write(move |tx| {
@@ -237,15 +237,15 @@ pub fn notification_answered(tx: &Tx, item: &OutboxItem, status: u16) -> Result<
 
 /// Runs a fan-out job: queues its notifications and deliveries in the commit that
 /// removes it. On a storage failure it is retried with back-off.
-pub async fn fan_out(app: &App, item: OutboxItem) {
+pub async fn fan_out(fed: &Federation, item: OutboxItem) {
     let request: Value = serde_json::from_str(&item.body).unwrap_or_default();
     let ids = (
         request["channel_id"].as_str().and_then(Id::parse),
         request["message_id"].as_str().and_then(Id::parse),
     );
-    let origin = app.services.origin.clone();
+    let origin = fed.services.origin.clone();
     let planned = match ids {
-        (Some(channel), Some(message)) => app
+        (Some(channel), Some(message)) => fed
             .services
             .store
             .read(|tx| plan(tx, &origin, channel, message)),
@@ -254,8 +254,8 @@ pub async fn fan_out(app: &App, item: OutboxItem) {
     let key = Id(item.id).to_be();
     let result = match planned {
         Ok(planned) => {
-            let ids: Vec<Id> = planned.iter().map(|_| app.services.next_id()).collect();
-            app.services
+            let ids: Vec<Id> = planned.iter().map(|_| fed.services.next_id()).collect();
+            fed.services
                 .store
                 .write(move |tx| {
                     if !tx.delete(OUTBOX, &key)? {
@@ -276,9 +276,9 @@ pub async fn fan_out(app: &App, item: OutboxItem) {
         item.attempts += 1;
         item.last_error = e.to_string();
         item.next_attempt_ms = now_ms()
-            + outbox::backoff(item.attempts, app.services.config.federation.max_retry_secs)
+            + outbox::backoff(item.attempts, fed.services.config.federation.max_retry_secs)
                 .as_millis() as u64;
-        let retry = app
+        let retry = fed
             .services
             .store
             .write(move |tx| tx.put(OUTBOX, &key, &item))
@@ -335,8 +335,11 @@ pub async fn post_to_distributor(
 }
 
 /// Sends a `push_delivery` outbox item.
-pub async fn deliver(app: &App, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
-    let config = &app.services.config.federation;
+pub async fn deliver(
+    fed: &Federation,
+    item: &OutboxItem,
+) -> Result<outbound::Answer, FederationError> {
+    let config = &fed.services.config.federation;
     // A distributor the administrator named as running on this box may be reached.
     let allow_box = config.allow_loopback
         || outbound::under_prefix(&item.target, &config.local_push_distributors);
@@ -345,7 +348,7 @@ pub async fn deliver(app: &App, item: &OutboxItem) -> Result<outbound::Answer, F
         item.body.clone().into_bytes(),
         allow_box,
         Duration::from_secs(config.request_timeout_secs),
-        &app.federation.tls_pins,
+        &fed.tls_pins,
     )
     .await
 }

@@ -26,7 +26,7 @@
 //! are deduplicated with `first_delivery`.
 
 use super::first_delivery;
-use crate::app::App;
+use crate::federation::Federation;
 use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
@@ -266,19 +266,19 @@ fn check_home_evidence(
 /// to the known home is queued, which answers "moved" with it), or if that home deleted
 /// them.
 pub async fn ensure_shadow(
-    app: &App,
+    fed: &Federation,
     user: UserId,
     home: &str,
     evidence: HomeEvidence<'_>,
 ) -> Result<(), FederationError> {
-    let (known, deleted) = app.services.store.read(|tx| {
+    let (known, deleted) = fed.services.store.read(|tx| {
         Ok::<_, StoreError>((tx.get(USER, &user.0)?, deleted_by_home(tx, user, home)?))
     })?;
     match known {
         Some(u) if u.homeserver == home => return Ok(()),
         Some(u) => {
             if !u.homeserver.is_empty() {
-                directory::verify_soon(app, user).await?;
+                directory::verify_soon(fed, user).await?;
             }
             return Err(FederationError::NotHome(format!(
                 "this user is not homed at {home} as far as this server knows"
@@ -289,8 +289,8 @@ pub async fn ensure_shadow(
     }
     check_home_evidence(user, home, evidence)?;
     let home = home.to_string();
-    let call_id = app.services.next_id();
-    app.services
+    let call_id = fed.services.next_id();
+    fed.services
         .store
         .write(move |tx| {
             if let Some(u) = tx.get(USER, &user.0)? {
@@ -348,15 +348,15 @@ pub async fn ensure_shadow(
 
 /// Answers VerifyUser for a user homed here, and notes that `from` keeps their shadow.
 pub async fn verify_user(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     let user = super::body_user(body)?;
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
-    let version = app.services.next_id();
-    let (local, moved) = app.services.store.read(|tx| {
+    let version = fed.services.next_id();
+    let (local, moved) = fed.services.store.read(|tx| {
         Ok::<_, StoreError>((
             tx.get(USER, &user.0)?,
             super::migration::moved_away(tx, user)?,
@@ -384,16 +384,16 @@ pub async fn verify_user(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ));
     };
-    remote_users::track_peer(&app.services, user, from).await?;
+    remote_users::track_peer(&fed.services, user, from).await?;
     let t = now();
-    let push_token = app.services.server_key.sign_jws(
+    let push_token = fed.services.server_key.sign_jws(
         {
             let mut header = serde_json::Map::new();
             header.insert("typ".into(), Value::from("hearth-push+jwt"));
             header
         },
         &json!({
-            "iss": app.services.origin,
+            "iss": fed.services.origin,
             "aud": from,
             "sub": user,
             "scope": "push",
@@ -404,7 +404,7 @@ pub async fn verify_user(
     Ok((
         200,
         json!({
-            "user": PublicUser::of(&local, &app.services.origin),
+            "user": PublicUser::of(&local, &fed.services.origin),
             "push_token": push_token,
             "version": version.0.to_string(),
         }),
@@ -492,7 +492,7 @@ fn record_announced(
 
 /// `user_created` from the user's home: recorded in the directory.
 pub async fn user_created(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
@@ -513,8 +513,8 @@ pub async fn user_created(
     });
     let from = from.to_string();
     let profile = body["user"].clone();
-    let cap = app.services.config.federation.directory_max_per_peer;
-    app.services
+    let cap = fed.services.config.federation.directory_max_per_peer;
+    fed.services
         .store
         .write(move |tx| {
             if let Some(refused) = check_home(tx, user, &from, proven)? {
@@ -545,14 +545,14 @@ pub async fn user_created(
 
 /// `user_deleted` from the user's home: the shadow account goes, with its access.
 pub async fn user_deleted(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
     let id = super::call_id(body)?;
     let user = super::body_user(body)?;
     let from = from.to_string();
-    let (status, answer) = app
+    let (status, answer) = fed
         .services
         .store
         .write(move |tx| {
@@ -569,14 +569,14 @@ pub async fn user_deleted(
         })
         .await?;
     if status == 200 {
-        app.services.signed_out(user, None);
+        fed.services.signed_out(user, None);
     }
     Ok((status, answer))
 }
 
 /// `profile_updated` from the user's home: applied to a synced shadow and the directory.
 pub async fn profile_updated(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
 ) -> Result<(u16, Value), FederationError> {
@@ -587,8 +587,8 @@ pub async fn profile_updated(
     };
     let from = from.to_string();
     let profile = body["user"].clone();
-    let cap = app.services.config.federation.directory_max_per_peer;
-    app.services
+    let cap = fed.services.config.federation.directory_max_per_peer;
+    fed.services
         .store
         .write(move |tx| {
             if let Some(refused) = check_home(tx, user, &from, false)? {
