@@ -114,7 +114,7 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             let peer = crate::federation::add_peer(&app.federation, &url, fingerprint.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(crate::http::peer_view(&peer))
+            Ok(crate::federation::peer_view(&peer))
         }
         Command::RemovePeer { url } => {
             let removed = crate::federation::remove_peer(&app.federation, &url)
@@ -153,7 +153,7 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             let (peer, tls) = crate::discovery::add_discovered_peer(app, &origin, &fingerprint)
                 .await
                 .map_err(|e| e.to_string())?;
-            let mut view = crate::http::peer_view(&peer);
+            let mut view = crate::federation::peer_view(&peer);
             view["tls_fingerprint"] = Value::from(tls);
             Ok(view)
         }
@@ -161,7 +161,10 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             let peers =
                 crate::federation::list_peers(&app.federation).map_err(|e| e.to_string())?;
             Ok(Value::from(
-                peers.iter().map(crate::http::peer_view).collect::<Vec<_>>(),
+                peers
+                    .iter()
+                    .map(crate::federation::peer_view)
+                    .collect::<Vec<_>>(),
             ))
         }
         Command::Backup { path } => {

@@ -16,7 +16,7 @@ use crate::model::{federation::fingerprint, Peer};
 use crate::service::Services;
 use crate::storage::{tables::PEER, StoreError};
 use crate::system::now;
-use serde_json::Value;
+use serde_json::{json, Value};
 use signature::{ReplayGuard, SignatureError, SignedCall};
 use std::sync::Arc;
 
@@ -123,6 +123,18 @@ impl Waker {
     pub fn wake(&self) {
         let _ = self.0.try_send(());
     }
+}
+
+/// A peer as shown to administrators.
+pub fn peer_view(peer: &Peer) -> Value {
+    json!({
+        "origin": peer.origin,
+        "name": peer.name,
+        "server_key": crate::auth::jose::b64u(&peer.server_key),
+        "fingerprint": fingerprint(&peer.server_key),
+        "added_at": peer.added_at,
+        "approved": peer.approved,
+    })
 }
 
 /// Normalizes an origin (`scheme://host[:port]`, no path).

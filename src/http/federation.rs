@@ -5,11 +5,9 @@
 use super::auth::Principal;
 use super::error::ApiError;
 use super::{json, json_body, no_content, read_body, ApiResult, Req};
-use crate::federation::{self, signature, FederationError};
-use crate::model::federation::fingerprint;
-use crate::model::Peer;
+use crate::federation::{self, peer_view, signature, FederationError};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 impl From<FederationError> for ApiError {
     fn from(error: FederationError) -> ApiError {
@@ -129,18 +127,6 @@ pub fn require_admin_for(req: &Req, me: &Principal, what: &str) -> Result<(), Ap
 
 fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
     require_admin_for(req, me, "manage peers")
-}
-
-/// A peer as shown to administrators.
-pub fn peer_view(peer: &Peer) -> Value {
-    json!({
-        "origin": peer.origin,
-        "name": peer.name,
-        "server_key": crate::auth::jose::b64u(&peer.server_key),
-        "fingerprint": fingerprint(&peer.server_key),
-        "added_at": peer.added_at,
-        "approved": peer.approved,
-    })
 }
 
 /// `GET /api/v1/admin/peers`.
