@@ -7,6 +7,7 @@
 //! - **Search** (Refrain's proxied search): `search_users` asks every approved peer at
 //!   once, with a short timeout, and merges their answers with local matches.
 
+use super::calls::Answer;
 use super::{outbound, FederationError};
 use crate::federation::Federation;
 use crate::model::*;
@@ -285,7 +286,7 @@ pub async fn search(
 }
 
 /// Answers `search_users` `{id, q, limit?}`: this server's own users matching `q`.
-pub fn search_users(fed: &Federation, body: &Value) -> Result<(u16, Value), FederationError> {
+pub fn search_users(fed: &Federation, body: &Value) -> Result<Answer, FederationError> {
     let q = check_query(body["q"].as_str().unwrap_or(""))
         .map_err(|e| FederationError::Invalid(e.to_string()))?;
     let limit = body["limit"]
@@ -298,5 +299,5 @@ pub fn search_users(fed: &Federation, body: &Value) -> Result<(u16, Value), Fede
         .services
         .store
         .read(|tx| search_local(tx, &q, limit, &origin))?;
-    Ok((200, json!({ "users": users })))
+    Ok(Answer::Done(json!({ "users": users })))
 }

@@ -5,6 +5,7 @@
 use super::auth::Principal;
 use super::error::ApiError;
 use super::{json, json_body, no_content, read_body, ApiResult, Req};
+use crate::federation::calls::Answer;
 use crate::federation::{self, peer_view, signature, FederationError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -71,7 +72,16 @@ pub async fn inbound(mut req: Req) -> ApiResult {
         Ok(value) => federation::calls::handle(&app.federation, &call.iss, &call_name, &value)
             .await
             .map_err(ApiError::from)
-            .and_then(|(status, answer)| json(status, &answer)),
+            .and_then(|answer| {
+                let (status, body) = match answer {
+                    Answer::Done(body) => (200, body),
+                    Answer::Forbidden(body) => (403, body),
+                    Answer::NotFound(body) => (404, body),
+                    Answer::Conflict(body) => (409, body),
+                    Answer::Moved(body) => (410, body),
+                };
+                json(status, &body)
+            }),
         Err(e) => Err(ApiError::bad_request(
             "invalid_json",
             format!("the call body is not JSON: {e}"),

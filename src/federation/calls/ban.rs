@@ -6,6 +6,7 @@
 //! stay local to the host; the home only keeps the notice, listed to its administrators
 //! at `GET /api/v1/admin/ban-notifications`.
 
+use super::Answer;
 use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::model::*;
@@ -20,7 +21,7 @@ pub async fn propagate_ban(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let call_id = super::call_id(body)?;
     let user = super::body_user(body)?;
     let guild_id = body["guild_id"]
@@ -37,11 +38,10 @@ pub async fn propagate_ban(
     );
     let recorded = ban_notices::record(&fed.services, notification).await?;
     Ok(match recorded {
-        None => (
-            404,
+        None => Answer::NotFound(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ),
-        Some(true) => (200, json!({ "recorded": true })),
-        Some(false) => (200, json!({ "duplicate": true })),
+        Some(true) => Answer::Done(json!({ "recorded": true })),
+        Some(false) => Answer::Done(json!({ "duplicate": true })),
     })
 }

@@ -4,6 +4,7 @@
 //! grant here, and the home's tokens for the key issued before the removal. Only the
 //! user's home may send it.
 
+use super::Answer;
 use super::{body_user, call_id, first_delivery};
 use crate::federation::Federation;
 use crate::federation::FederationError;
@@ -19,7 +20,7 @@ pub async fn device_removed(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = call_id(body)?;
     let user = body_user(body)?;
     let jkt = body["jkt"]
@@ -38,35 +39,34 @@ pub async fn device_removed(
         .ok_or_else(|| FederationError::Invalid("removed_at is not a time".into()))?
         .min(crate::system::now());
     let from = from.to_string();
-    let (status, answer, applied) = fed
+    let (answer, applied) = fed
         .services
         .store
         .write(move |tx| {
             let home = tx.get(USER, &user.0)?.map(|u| u.homeserver);
             match home {
-                None => return Ok((200, json!({ "applied": false }), false)),
+                None => return Ok((Answer::Done(json!({ "applied": false })), false)),
                 Some(home) if home != from => {
                     return Ok((
-                        403,
-                        json!({
+                        Answer::Forbidden(json!({
                             "error": "not_home",
                             "message": format!("{from} is not this user's home"),
-                        }),
+                        })),
                         false,
                     ))
                 }
                 Some(_) => {}
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "applied": false }), false));
+                return Ok((Answer::Done(json!({ "applied": false })), false));
             }
             let applied = remove_remote_device(tx, user, &jkt, removed_at)?;
-            Ok::<_, FederationError>((200, json!({ "applied": applied }), applied))
+            Ok::<_, FederationError>((Answer::Done(json!({ "applied": applied })), applied))
         })
         .await?;
     if applied {
         let jkt = body["jkt"].as_str().unwrap_or_default();
         fed.services.signed_out(user, Some(jkt));
     }
-    Ok((status, answer))
+    Ok(answer)
 }

@@ -6,6 +6,7 @@
 //! stops acting as home for the user. The user id never changes. A proof older than the
 //! last migration applied for the user is refused, so an old proof cannot move them back.
 
+use super::Answer;
 use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::model::*;
@@ -243,7 +244,7 @@ pub async fn update_homeserver(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = super::call_id(body)?;
     let user = super::body_user(body)?;
     let proof = MigrationProof {
@@ -255,8 +256,7 @@ pub async fn update_homeserver(
             .to_string(),
     };
     if proof.new_homeserver != from {
-        return Ok((
-            403,
+        return Ok(Answer::Forbidden(
             json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
         ));
     }
@@ -269,13 +269,13 @@ pub async fn update_homeserver(
         .store
         .write(move |tx| {
             if !super::first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "applied": true })));
+                return Ok(Answer::Done(json!({ "applied": true })));
             }
             let Some(mut account) = tx.get(USER, &user.0)? else {
-                return Ok((404, json!({ "error": "unknown_user", "message": "no such user here" })));
+                return Ok(Answer::NotFound(json!({ "error": "unknown_user", "message": "no such user here" })));
             };
             if proof.timestamp <= last_migration(tx, user)? {
-                return Ok((409, json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
+                return Ok(Answer::Conflict(json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
             }
             // Stop acting as home: no more sign-ins or tokens here for this user.
             crate::service::lifecycle::sign_out_all_devices(tx, user)?;
@@ -289,7 +289,7 @@ pub async fn update_homeserver(
             account.is_admin = false;
             tx.put(USER, &user.0, &account)?;
             record_migration(tx, user, &proof)?;
-            Ok::<_, FederationError>((200, json!({ "applied": true })))
+            Ok::<_, FederationError>(Answer::Done(json!({ "applied": true })))
         })
         .await
 }

@@ -20,6 +20,22 @@ use crate::storage::{tables::INBOX, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
+/// What an inbound call answers: done, or refused for a reason the HTTP layer maps to a
+/// status. Each holds the JSON body sent back.
+#[derive(Debug)]
+pub enum Answer {
+    /// Applied, or answered (200).
+    Done(Value),
+    /// The sender may not speak for this, or its token is refused (403).
+    Forbidden(Value),
+    /// No such user homed here, or no such call (404).
+    NotFound(Value),
+    /// A newer state is already applied (409).
+    Conflict(Value),
+    /// The user moved away; the body carries their Migration Proof (410).
+    Moved(Value),
+}
+
 /// Whether an answer ends a call (delivered, or refused for good) rather than asking for
 /// a retry.
 pub fn is_final(status: u16) -> bool {
@@ -55,20 +71,20 @@ pub fn on_answer(tx: &Tx, item: &OutboxItem, status: u16, body: &[u8]) -> Result
     }
 }
 
-/// Handles an inbound call from `from` (already verified). Returns status and body.
+/// Handles an inbound call from `from` (already verified). Returns its answer (the HTTP layer gives it a status).
 pub async fn handle(
     fed: &Federation,
     from: &str,
     call: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     match call {
         "verify_user" => {
-            let (status, mut answer) = users::verify_user(fed, from, body).await?;
+            let mut answer = users::verify_user(fed, from, body).await?;
             // The Push Delegation Token handed out is one recorded here (push::issue_token),
             // so that it can be listed and revoked.
             let user = body["user_id"].as_str().and_then(UserId::parse);
-            if let (200, Some(user)) = (status, user) {
+            if let (Answer::Done(answer), Some(user)) = (&mut answer, user) {
                 match crate::service::push::issue_token(&fed.services, from, user).await? {
                     Some(token) => answer["push_token"] = Value::from(token),
                     // The user revoked push for this host.
@@ -79,7 +95,7 @@ pub async fn handle(
                     }
                 }
             }
-            Ok((status, answer))
+            Ok(answer)
         }
         ban::CALL => ban::propagate_ban(fed, from, body).await,
         push::NOTIFICATION => push::push_notification(fed, from, body).await,
@@ -91,8 +107,7 @@ pub async fn handle(
             devices::device_removed(fed, from, body).await
         }
         "search_users" => crate::federation::directory::search_users(fed, body),
-        other => Ok((
-            404,
+        other => Ok(Answer::NotFound(
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),
         )),
     }

@@ -11,6 +11,7 @@
 //!   to the distributor URL, through the SSRF guard, retried with back-off like every
 //!   call, and given up after a day (a stale notification is worth nothing).
 
+use super::Answer;
 use crate::auth::jose::{verify_ed25519_jws, Jws};
 use crate::federation::Federation;
 use crate::federation::{outbound, outbox, FederationError};
@@ -52,7 +53,7 @@ pub enum TokenRefusal {
 
 impl TokenRefusal {
     /// The 403 answer for this refusal.
-    pub fn answer(&self, caller: &str) -> (u16, Value) {
+    pub fn answer(&self, caller: &str) -> Answer {
         let (code, message) = match self {
             TokenRefusal::Malformed(why) => (
                 "invalid_push_token",
@@ -83,7 +84,7 @@ impl TokenRefusal {
                 "the push token was revoked".to_string(),
             ),
         };
-        (403, json!({ "error": code, "message": message }))
+        Answer::Forbidden(json!({ "error": code, "message": message }))
     }
 }
 
@@ -152,7 +153,7 @@ pub async fn push_notification(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let call_id = super::call_id(body)?;
     let user = super::body_user(body)?;
     let notice = Notice {
@@ -208,13 +209,12 @@ pub async fn push_notification(
         })
         .await?;
     Ok(match received {
-        Received::NotHomed => (
-            404,
+        Received::NotHomed => Answer::NotFound(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ),
         Received::Refused(refusal) => refusal.answer(from),
-        Received::Duplicate => (200, json!({ "duplicate": true })),
-        Received::Queued(n) => (200, json!({ "queued": n })),
+        Received::Duplicate => Answer::Done(json!({ "duplicate": true })),
+        Received::Queued(n) => Answer::Done(json!({ "queued": n })),
     })
 }
 

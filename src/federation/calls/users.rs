@@ -26,6 +26,7 @@
 //! are deduplicated with `first_delivery`.
 
 use super::first_delivery;
+use super::Answer;
 use crate::federation::Federation;
 use crate::federation::{directory, FederationError};
 use crate::model::*;
@@ -351,7 +352,7 @@ pub async fn verify_user(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let user = super::body_user(body)?;
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
@@ -365,22 +366,18 @@ pub async fn verify_user(
     if let Some(moved) = moved {
         // mzchat: the old home answers for a user who moved with their proof, so hosts
         // that were not told follow them rather than delete them.
-        return Ok((
-            410,
-            json!({
-                "error": "moved",
-                "message": format!("this user moved to {}", moved.new_homeserver),
-                "moved": {
-                    "new_homeserver": moved.new_homeserver,
-                    "migration_timestamp": moved.timestamp,
-                    "migration_signature": moved.signature,
-                },
-            }),
-        ));
+        return Ok(Answer::Moved(json!({
+            "error": "moved",
+            "message": format!("this user moved to {}", moved.new_homeserver),
+            "moved": {
+                "new_homeserver": moved.new_homeserver,
+                "migration_timestamp": moved.timestamp,
+                "migration_signature": moved.signature,
+            },
+        })));
     }
     let Some(local) = local.filter(|u| u.homeserver.is_empty()) else {
-        return Ok((
-            404,
+        return Ok(Answer::NotFound(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ));
     };
@@ -401,28 +398,19 @@ pub async fn verify_user(
             "exp": t + PUSH_TOKEN_SECS,
         }),
     );
-    Ok((
-        200,
-        json!({
-            "user": PublicUser::of(&local, &fed.services.origin),
-            "push_token": push_token,
-            "version": version.0.to_string(),
-        }),
-    ))
+    Ok(Answer::Done(json!({
+        "user": PublicUser::of(&local, &fed.services.origin),
+        "push_token": push_token,
+        "version": version.0.to_string(),
+    })))
 }
 
-fn not_home(message: impl Into<String>) -> (u16, Value) {
-    (
-        403,
-        json!({ "error": "not_home_server", "message": message.into() }),
-    )
+fn not_home(message: impl Into<String>) -> Answer {
+    Answer::Forbidden(json!({ "error": "not_home_server", "message": message.into() }))
 }
 
 /// The user a profile-carrying call is about, checked to be homed at the sender.
-fn announced_user(
-    from: &str,
-    body: &Value,
-) -> Result<Result<UserId, (u16, Value)>, FederationError> {
+fn announced_user(from: &str, body: &Value) -> Result<Result<UserId, Answer>, FederationError> {
     let user = body["user"]["id"]
         .as_str()
         .and_then(UserId::parse)
@@ -443,7 +431,7 @@ fn check_home(
     user: UserId,
     from: &str,
     proven: bool,
-) -> Result<Option<(u16, Value)>, StoreError> {
+) -> Result<Option<Answer>, StoreError> {
     if let Some(u) = tx.get(USER, &user.0)? {
         if u.homeserver.is_empty() {
             return Ok(Some(not_home("this user is homed here")));
@@ -495,7 +483,7 @@ pub async fn user_created(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = super::call_id(body)?;
     let user = match announced_user(from, body)? {
         Ok(user) => user,
@@ -523,10 +511,10 @@ pub async fn user_created(
             let tombstone = lifecycle::deleted_at(tx, user, &from)?;
             if tombstone.is_some_and(|deleted| deleted > id) {
                 // Announced before the deletion we already applied.
-                return Ok((200, json!({ "recorded": false })));
+                return Ok(Answer::Done(json!({ "recorded": false })));
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "recorded": false })));
+                return Ok(Answer::Done(json!({ "recorded": false })));
             }
             if tombstone.is_some() {
                 // The home made the account again after deleting it.
@@ -538,7 +526,7 @@ pub async fn user_created(
             } else if recorded && !remote_users::proven_home(tx, user, &from)? {
                 tx.delete(DIRECTORY_PROVEN, &user.0)?;
             }
-            Ok((200, json!({ "recorded": recorded })))
+            Ok(Answer::Done(json!({ "recorded": recorded })))
         })
         .await
 }
@@ -548,11 +536,11 @@ pub async fn user_deleted(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = super::call_id(body)?;
     let user = super::body_user(body)?;
     let from = from.to_string();
-    let (status, answer) = fed
+    let answer = fed
         .services
         .store
         .write(move |tx| {
@@ -560,18 +548,18 @@ pub async fn user_deleted(
                 return Ok::<_, FederationError>(refused);
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "removed": false })));
+                return Ok(Answer::Done(json!({ "removed": false })));
             }
             let known = tx.contains(USER, &user.0)?;
             remove_user_everywhere(tx, user)?;
             bury(tx, user, &from, id)?;
-            Ok((200, json!({ "removed": known })))
+            Ok(Answer::Done(json!({ "removed": known })))
         })
         .await?;
-    if status == 200 {
+    if matches!(answer, Answer::Done(_)) {
         fed.services.signed_out(user, None);
     }
-    Ok((status, answer))
+    Ok(answer)
 }
 
 /// `profile_updated` from the user's home: applied to a synced shadow and the directory.
@@ -579,7 +567,7 @@ pub async fn profile_updated(
     fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = super::call_id(body)?;
     let user = match announced_user(from, body)? {
         Ok(user) => user,
@@ -595,7 +583,7 @@ pub async fn profile_updated(
                 return Ok(refused);
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "applied": false })));
+                return Ok(Answer::Done(json!({ "applied": false })));
             }
             let mut applied = false;
             if let Some(mut shadow) = tx.get(USER, &user.0)? {
@@ -604,7 +592,7 @@ pub async fn profile_updated(
             if tx.contains(DIRECTORY, &user.0)? {
                 record_announced(tx, user, &from, id, &profile, cap)?;
             }
-            Ok((200, json!({ "applied": applied })))
+            Ok(Answer::Done(json!({ "applied": applied })))
         })
         .await
 }
