@@ -398,7 +398,7 @@ async fn migrate(
         )
     })?;
     let get = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-    let proof = crate::federation::calls::migration::MigrationProof {
+    let proof = crate::auth::migration::MigrationProof {
         new_homeserver: get("migration_new_homeserver").to_string(),
         timestamp: get("migration_timestamp").parse().map_err(|_| {
             oauth_error(

@@ -7,6 +7,7 @@
 //! last migration applied for the user is refused, so an old proof cannot move them back.
 
 use super::Answer;
+use crate::auth::migration::{check_proof, check_signature, MigrationProof};
 use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::model::*;
@@ -19,70 +20,6 @@ use serde_json::{json, Value};
 pub const CALL: &str = Call::UPDATE_HOMESERVER;
 /// Most old servers one migration may notify.
 pub const MAX_TARGETS: usize = 16;
-
-/// A Migration Proof as the client sends it.
-#[derive(Debug, Clone)]
-pub struct MigrationProof {
-    /// The new home's origin.
-    pub new_homeserver: String,
-    /// Unix seconds.
-    pub timestamp: u64,
-    /// base64url Ed25519 signature by K_id over `new_homeserver|timestamp`.
-    pub signature: String,
-}
-
-/// The signed bytes.
-pub fn signed_bytes(new_homeserver: &str, timestamp: u64) -> Vec<u8> {
-    format!("{new_homeserver}|{timestamp}").into_bytes()
-}
-
-/// Makes a proof (client side).
-pub fn make_proof(
-    identity: &ed25519_dalek::SigningKey,
-    new_homeserver: &str,
-    timestamp: u64,
-) -> MigrationProof {
-    use ed25519_dalek::Signer;
-    let signature = identity.sign(&signed_bytes(new_homeserver, timestamp));
-    MigrationProof {
-        new_homeserver: new_homeserver.to_string(),
-        timestamp,
-        signature: crate::auth::jose::b64u(&signature.to_bytes()),
-    }
-}
-
-/// Checks that `user`'s identity key signed the proof.
-pub fn check_signature(user: UserId, proof: &MigrationProof) -> Result<(), FederationError> {
-    let signature = crate::auth::jose::b64u_decode(&proof.signature)
-        .map_err(|_| FederationError::Invalid("migration_signature is not base64url".into()))?;
-    if !crate::auth::server_key::verify_raw(
-        &user.0,
-        &signed_bytes(&proof.new_homeserver, proof.timestamp),
-        &signature,
-    ) {
-        return Err(FederationError::Invalid(
-            "the migration signature does not verify with the user's identity key".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a proof's signature by `user` and that its timestamp is within `window_secs` of
-/// `now` (at sign-in on the new home, where the user presents it).
-pub fn check_proof(
-    user: UserId,
-    proof: &MigrationProof,
-    now: u64,
-    window_secs: u64,
-) -> Result<(), FederationError> {
-    check_signature(user, proof)?;
-    if proof.timestamp + window_secs < now || proof.timestamp > now + window_secs {
-        return Err(FederationError::Invalid(
-            "the migration timestamp is too far from now".into(),
-        ));
-    }
-    Ok(())
-}
 
 fn last_migration(tx: &Tx, user: UserId) -> Result<u64, StoreError> {
     Ok(tx.get(USER_MIGRATION, &user.0)?.unwrap_or(0))
@@ -292,26 +229,4 @@ pub async fn update_homeserver(
             Ok::<_, FederationError>(Answer::Done(json!({ "applied": true })))
         })
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proofs_verify_only_for_their_key_text_and_time() {
-        let crate::auth::jose::SigningKey::EdDsa(key) =
-            crate::auth::jose::SigningKey::generate_ed25519()
-        else {
-            unreachable!()
-        };
-        let user = UserId(key.verifying_key().to_bytes());
-        let proof = make_proof(&key, "http://b.example", 1000);
-        assert!(check_proof(user, &proof, 1000, 600).is_ok());
-        assert!(check_proof(user, &proof, 1000 + 601, 600).is_err());
-        let mut moved = proof.clone();
-        moved.new_homeserver = "http://evil.example".into();
-        assert!(check_proof(user, &moved, 1000, 600).is_err());
-        assert!(check_proof(UserId([9; 32]), &proof, 1000, 600).is_err());
-    }
 }
