@@ -81,8 +81,10 @@ pub struct PropagateBan {
     /// The guild.
     pub guild_id: Id,
     /// The guild's name.
+    #[serde(default)]
     pub guild_name: String,
     /// Why.
+    #[serde(default)]
     pub reason: String,
 }
 
@@ -161,10 +163,13 @@ pub struct UpdateHomeserver {
     /// The user.
     pub user_id: UserId,
     /// The new home's origin.
+    #[serde(default)]
     pub new_homeserver: String,
     /// Unix seconds of the proof.
+    #[serde(default)]
     pub migration_timestamp: u64,
     /// The proof's signature by K_id.
+    #[serde(default)]
     pub migration_signature: String,
 }
 

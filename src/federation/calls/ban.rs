@@ -9,8 +9,8 @@
 use super::Answer;
 use crate::federation::Federation;
 use crate::federation::FederationError;
-use crate::model::*;
-use crate::service::{ban_notices, outbox::Call};
+use crate::service::ban_notices;
+use crate::service::outbox::{Call, PropagateBan};
 use serde_json::{json, Value};
 
 /// The call's name.
@@ -22,19 +22,15 @@ pub async fn propagate_ban(
     from: &str,
     body: &Value,
 ) -> Result<Answer, FederationError> {
-    let call_id = super::call_id(body)?;
-    let user = super::body_user(body)?;
-    let guild_id = body["guild_id"]
-        .as_str()
-        .and_then(Id::parse)
-        .ok_or_else(|| FederationError::Invalid("guild_id is not an id".into()))?;
+    let call: PropagateBan = super::parse(body)?;
+    let call_id = super::typed_call_id(call.id.as_deref())?;
     let notification = ban_notices::notification(
         call_id,
         from,
-        user,
-        guild_id,
-        body["guild_name"].as_str().unwrap_or(""),
-        body["reason"].as_str().unwrap_or(""),
+        call.user_id,
+        call.guild_id,
+        &call.guild_name,
+        &call.reason,
     );
     let recorded = ban_notices::record(&fed.services, notification).await?;
     Ok(match recorded {

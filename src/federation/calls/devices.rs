@@ -4,11 +4,12 @@
 //! grant here, and the home's tokens for the key issued before the removal. Only the
 //! user's home may send it.
 
+use super::first_delivery;
 use super::Answer;
-use super::{body_user, call_id, first_delivery};
 use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::service::accounts::remove_remote_device;
+use crate::service::outbox::DeviceRemoved;
 use crate::storage::tables::USER;
 use serde_json::{json, Value};
 
@@ -21,10 +22,10 @@ pub async fn device_removed(
     from: &str,
     body: &Value,
 ) -> Result<Answer, FederationError> {
-    let id = call_id(body)?;
-    let user = body_user(body)?;
-    let jkt = body["jkt"]
-        .as_str()
+    let call: DeviceRemoved = super::parse(body)?;
+    let id = super::typed_call_id(call.id.as_deref())?;
+    let user = call.user_id;
+    let jkt = Some(call.jkt.as_str())
         .filter(|j| {
             !j.is_empty()
                 && j.len() <= MAX_JKT_LEN
@@ -34,10 +35,7 @@ pub async fn device_removed(
         .ok_or_else(|| FederationError::Invalid("jkt is not a key thumbprint".into()))?
         .to_string();
     // A removal time ahead of our clock would refuse the key longer than the home does.
-    let removed_at = body["removed_at"]
-        .as_u64()
-        .ok_or_else(|| FederationError::Invalid("removed_at is not a time".into()))?
-        .min(crate::system::now());
+    let removed_at = call.removed_at.min(crate::system::now());
     let from = from.to_string();
     let (answer, applied) = fed
         .services
@@ -65,8 +63,7 @@ pub async fn device_removed(
         })
         .await?;
     if applied {
-        let jkt = body["jkt"].as_str().unwrap_or_default();
-        fed.services.signed_out(user, Some(jkt));
+        fed.services.signed_out(user, Some(&call.jkt));
     }
     Ok(answer)
 }

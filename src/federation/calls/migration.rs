@@ -182,15 +182,13 @@ pub async fn update_homeserver(
     from: &str,
     body: &Value,
 ) -> Result<Answer, FederationError> {
-    let id = super::call_id(body)?;
-    let user = super::body_user(body)?;
+    let call: UpdateHomeserver = super::parse(body)?;
+    let id = super::typed_call_id(call.id.as_deref())?;
+    let user = call.user_id;
     let proof = MigrationProof {
-        new_homeserver: body["new_homeserver"].as_str().unwrap_or("").to_string(),
-        timestamp: body["migration_timestamp"].as_u64().unwrap_or(0),
-        signature: body["migration_signature"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
+        new_homeserver: call.new_homeserver,
+        timestamp: call.migration_timestamp,
+        signature: call.migration_signature,
     };
     if proof.new_homeserver != from {
         return Ok(Answer::Forbidden(

@@ -113,6 +113,18 @@ pub async fn handle(
     }
 }
 
+/// Reads a call body into its typed form ([`crate::service::outbox`]'s structs refuse
+/// unknown fields); a body that does not fit is an invalid call.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, FederationError> {
+    serde_json::from_value(body.clone()).map_err(|e| FederationError::Invalid(e.to_string()))
+}
+
+/// The call id of a typed body (a decimal string).
+pub fn typed_call_id(id: Option<&str>) -> Result<u64, FederationError> {
+    id.and_then(|id| id.parse().ok())
+        .ok_or_else(|| FederationError::Invalid("the call has no id".into()))
+}
+
 /// The `user_id` of a call body.
 pub fn body_user(body: &Value) -> Result<crate::model::UserId, FederationError> {
     body["user_id"]
