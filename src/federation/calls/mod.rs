@@ -15,7 +15,7 @@ pub use users::{ensure_shadow, HomeEvidence};
 
 use super::FederationError;
 use crate::federation::Federation;
-use crate::model::{OutboxItem, UserId};
+use crate::model::OutboxItem;
 use crate::storage::{tables::INBOX, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
@@ -80,11 +80,11 @@ pub async fn handle(
 ) -> Result<Answer, FederationError> {
     match call {
         "verify_user" => {
-            let mut answer = users::verify_user(fed, from, body).await?;
+            let user = parse::<crate::service::outbox::UserRef>(body)?.user_id;
+            let mut answer = users::verify_user(fed, from, user).await?;
             // The Push Delegation Token handed out is one recorded here (push::issue_token),
             // so that it can be listed and revoked.
-            let user = body["user_id"].as_str().and_then(UserId::parse);
-            if let (Answer::Done(answer), Some(user)) = (&mut answer, user) {
+            if let Answer::Done(answer) = &mut answer {
                 match crate::service::push::issue_token(&fed.services, from, user).await? {
                     Some(token) => answer["push_token"] = Value::from(token),
                     // The user revoked push for this host.

@@ -32,7 +32,7 @@ use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
 use crate::service::lifecycle::{self, bury, deleted_by_home, remove_user_everywhere};
-use crate::service::outbox::queue_verify;
+use crate::service::outbox::{queue_verify, UserRef};
 use crate::service::push::PUSH_TOKEN_SECS;
 use crate::service::remote_users;
 use crate::storage::{keys, tables::*, StoreError, Tx};
@@ -351,9 +351,8 @@ pub async fn ensure_shadow(
 pub async fn verify_user(
     fed: &Federation,
     from: &str,
-    body: &Value,
+    user: UserId,
 ) -> Result<Answer, FederationError> {
-    let user = super::body_user(body)?;
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
     let version = fed.services.next_id();
@@ -537,8 +536,9 @@ pub async fn user_deleted(
     from: &str,
     body: &Value,
 ) -> Result<Answer, FederationError> {
-    let id = super::call_id(body)?;
-    let user = super::body_user(body)?;
+    let call: UserRef = super::parse(body)?;
+    let id = super::typed_call_id(call.id.as_deref())?;
+    let user = call.user_id;
     let from = from.to_string();
     let answer = fed
         .services
