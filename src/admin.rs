@@ -87,8 +87,6 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                 .add_user(&username, &password, &identity_key, key_backup, admin)
                 .await
                 .map_err(|e| e.to_string())?;
-            // `user_created` was queued to the peers with the account.
-            app.federation.wake();
             Ok(json!({ "id": user.id, "username": user.username }))
         }
         Command::CreateInvite {
@@ -113,13 +111,13 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             )
         }
         Command::AddPeer { url, fingerprint } => {
-            let peer = crate::federation::add_peer(app, &url, fingerprint.as_deref())
+            let peer = crate::federation::add_peer(&app.federation, &url, fingerprint.as_deref())
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(crate::http::peer_view(&peer))
+            Ok(crate::federation::peer_view(&peer))
         }
         Command::RemovePeer { url } => {
-            let removed = crate::federation::remove_peer(app, &url)
+            let removed = crate::federation::remove_peer(&app.federation, &url)
                 .await
                 .map_err(|e| e.to_string())?;
             if removed {
@@ -129,7 +127,8 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             }
         }
         Command::ListOutbox => {
-            let pending = crate::federation::outbox::pending(app).map_err(|e| e.to_string())?;
+            let pending =
+                crate::service::outbox::pending(&app.services).map_err(|e| e.to_string())?;
             Ok(Value::from(
                 pending
                     .iter()
@@ -146,25 +145,36 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                     .collect::<Vec<_>>(),
             ))
         }
-        Command::ListDiscovered => {
-            crate::federation::discovered::listing(app).map_err(|e| e.to_string())
-        }
+        Command::ListDiscovered => crate::federation::discovered::listing(
+            &app.federation,
+            &app.discovered,
+            app.tls_fingerprint.get().map(String::as_str),
+        )
+        .map_err(|e| e.to_string()),
         Command::AddDiscoveredPeer {
             origin,
             fingerprint,
         } => {
-            let (peer, tls) =
-                crate::federation::discovered::add_discovered_peer(app, &origin, &fingerprint)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            let mut view = crate::http::peer_view(&peer);
+            let (peer, tls) = crate::federation::discovered::add_discovered_peer(
+                &app.federation,
+                &app.discovered,
+                &origin,
+                &fingerprint,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut view = crate::federation::peer_view(&peer);
             view["tls_fingerprint"] = Value::from(tls);
             Ok(view)
         }
         Command::ListPeers => {
-            let peers = crate::federation::list_peers(app).map_err(|e| e.to_string())?;
+            let peers =
+                crate::federation::list_peers(&app.federation).map_err(|e| e.to_string())?;
             Ok(Value::from(
-                peers.iter().map(crate::http::peer_view).collect::<Vec<_>>(),
+                peers
+                    .iter()
+                    .map(crate::federation::peer_view)
+                    .collect::<Vec<_>>(),
             ))
         }
         Command::Backup { path } => {

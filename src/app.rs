@@ -1,5 +1,6 @@
-//! The application: opens storage, loads or makes the server's keys, builds the services
-//! and serves HTTP and the local admin channel until shutdown.
+//! The state one running server shares between connections ([`App`]): it opens storage,
+//! loads or makes the server's keys, and builds the services, the gateway, voice rooms
+//! and the federation handle. [`crate::server`] starts and stops a server around it.
 
 use crate::auth::dpop::{DpopConfig, DpopVerifier};
 use crate::auth::server_key::ServerKey;
@@ -9,7 +10,6 @@ use crate::model::IdGenerator;
 use crate::service::accounts::LoginLimiter;
 use crate::service::Services;
 use crate::storage::{tables::META, Store, StoreError, Tx};
-use std::future::Future;
 use std::sync::Arc;
 
 /// Errors starting the server.
@@ -39,7 +39,7 @@ pub struct App {
     /// DPoP proof checks (nonces, replay cache).
     pub dpop: DpopVerifier,
     /// Verified access tokens, so only the proof costs per request.
-    pub token_cache: AccessTokenCache,
+    pub token_cache: Arc<AccessTokenCache>,
     /// Login attempt counters.
     pub login_limiter: LoginLimiter,
     /// Rate limits of registration, posting, reactions and uploads.
@@ -54,11 +54,11 @@ pub struct App {
     pub gateway: Arc<crate::gateway::Gateway>,
     /// Voice rooms.
     pub voice: Arc<crate::voice::Voice>,
-    /// Federation state (replay guard, outbox wake-ups).
-    pub federation: crate::federation::Federation,
+    /// Federation state (replay guard, outbox wake-ups) and its handle on the services.
+    pub federation: Arc<crate::federation::Federation>,
     /// Runs connections and websocket sessions (threads started by [`crate::http::serve`]).
     pub executor: Arc<smol::Executor<'static>>,
-    /// Hearth servers heard on the LAN (mDNS), filled while [`run_with`] runs.
+    /// Hearth servers heard on the LAN (mDNS), filled while [`crate::server::run_with`] runs.
     pub discovered: Arc<crate::lan::Discovered>,
     /// Every origin this server answers as; proofs' `htu` and ticket URLs use these.
     pub origins: crate::origins::ServedOrigins,
@@ -175,7 +175,7 @@ impl App {
                 nonce_epoch_secs: auth.dpop_nonce_secs,
             },
         );
-        let token_cache = AccessTokenCache::new(auth.token_cache_capacity);
+        let token_cache = Arc::new(AccessTokenCache::new(auth.token_cache_capacity));
         let highest = highest_id(&store)?;
         let ticket_caps = crate::gateway::tickets::TicketCaps {
             per_device: config.throttle.tickets_per_device,
@@ -186,7 +186,6 @@ impl App {
             ticket_caps,
         ));
         crate::gateway::connect_store(&gateway, &store);
-        let federation = crate::federation::Federation::new(&config.federation, &config.data_dir);
         let voice = Arc::new(crate::voice::Voice::new(
             config.voice.clone(),
             gateway.clone(),
@@ -207,13 +206,22 @@ impl App {
         ));
         let hub_gateway = gateway.clone();
         services.on_sign_out(move |user, jkt| hub_gateway.hub.sign_out(user, jkt));
+        let executor = Arc::new(smol::Executor::new());
+        let federation = Arc::new(crate::federation::Federation::new(
+            services.clone(),
+            token_cache.clone(),
+            executor.clone(),
+        ));
+        // A commit that queued a call wakes the outbox worker once it is durable.
+        let waker = federation.waker();
+        services.store.on_queued(move || waker.wake());
         Ok(App {
             origins: crate::origins::ServedOrigins::only(&services.origin),
             discovered,
             voice,
             federation,
             gateway,
-            executor: Arc::new(smol::Executor::new()),
+            executor,
             services,
             dpop,
             token_cache,
@@ -269,93 +277,4 @@ pub fn scheme_of(config: &Config) -> &'static str {
     } else {
         "http"
     }
-}
-
-/// Runs a server on an already bound listener until `shutdown` completes. Tests bind
-/// port 0 and call this; `hearth serve` binds the configured address.
-pub async fn run(
-    listener: smol::net::TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
-    run_with(listener, config, shutdown, |_| {}).await
-}
-
-/// Like [`run`], calling `ready` with the origin once the database, keys and admin
-/// channel are open and requests will be served.
-pub async fn run_with(
-    listener: smol::net::TcpListener,
-    config: Config,
-    shutdown: impl Future<Output = ()>,
-    ready: impl FnOnce(&str),
-) -> Result<(), StartError> {
-    let local = listener.local_addr()?;
-    let origin = origin_for(&config, local);
-    // The directory exists before its admin socket path is worked out, so the server and
-    // the CLI derive the same path (it depends on the directory's owner and real path).
-    prepare_data_dir(&config.data_dir)?;
-    let admin_path = admin_socket_path(&config);
-    let tls = if config.tls.enabled {
-        let tls = crate::lan::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
-        log::info!(
-            "TLS certificate {} SHA-256 fingerprint {}",
-            tls.source.display(),
-            crate::lan::tls::display_fingerprint(&tls.fingerprint)
-        );
-        Some(tls)
-    } else {
-        None
-    };
-    let scheme = scheme_of(&config);
-    let origins = crate::origins::ServedOrigins::new(
-        &origin,
-        &config.server.aliases,
-        tls.as_ref().map(|t| t.leaf_der.as_slice()),
-        local.port(),
-    )?
-    .listening_on(scheme, local);
-    let mut app = App::open(config, origin, scheme)?;
-    app.origins = origins;
-    let app = Arc::new(app);
-    if let Some(tls) = &tls {
-        let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
-    }
-    let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
-    ready(&app.services.origin);
-    // LAN discovery starts once requests are served; it never holds up or fails the start.
-    let discovery = crate::lan::start(
-        &app.services,
-        app.discovered.clone(),
-        app.tls_fingerprint.get().map(String::as_str),
-        local,
-    );
-    let (stop_outbox, outbox_stopped) = async_channel::bounded::<()>(1);
-    let outbox = app
-        .executor
-        .spawn(crate::federation::outbox::run(app.clone(), outbox_stopped));
-    crate::http::serve(listener, app.clone(), tls.map(|t| t.acceptor), shutdown).await;
-    // Withdraw the announcement (mDNS goodbye) before anything else stops.
-    if let Some(discovery) = discovery {
-        discovery.stop().await;
-    }
-    // The executor's threads have stopped: run the outbox worker here until it sees the
-    // stop and lets go of the app.
-    drop(stop_outbox);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while !outbox.is_finished() && std::time::Instant::now() < deadline {
-        if !app.executor.try_tick() {
-            smol::Timer::after(std::time::Duration::from_millis(2)).await;
-        }
-    }
-    drop(outbox);
-    drop(admin);
-    // Cancelled tasks (the admin listener's) let go of the app a moment later on their
-    // executor's thread: wait for that (briefly), so that the database is closed and its
-    // lock released when this returns and a new server can open the same data.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    while Arc::strong_count(&app) > 1 && std::time::Instant::now() < deadline {
-        smol::Timer::after(std::time::Duration::from_millis(2)).await;
-    }
-    let _ = std::fs::remove_file(&admin_path);
-    Ok(())
 }

@@ -2,44 +2,48 @@
 //!
 //! # Layout
 //!
-//! Dependencies point one way: `http` (and the admin channel) → `service` → `storage`,
-//! `model`. `model` and `auth` do no I/O; only `http` knows tide.
+//! Layers point one way, and `tests/it/layers.rs` fails the build's tests when a file
+//! imports a module on its own floor or above (it also fails when anything outside
+//! `http` names tide). From the bottom:
 //!
-//! - [`config`]: the one documented configuration struct with defaults.
-//! - [`app`]: [`app::App`] holds config, store and services; [`app::run`] serves an already
-//!   bound listener until a shutdown future completes (tests bind port 0).
-//! - [`model`]: ids, stored types, and the pure permission rules.
-//! - [`storage`]: redb tables, big-endian composite keys, versioned bincode values, the
-//!   group-commit writer, and online backup.
-//! - [`auth`]: JOSE (JWK thumbprints, compact JWS), DPoP proof verification (RFC 9449),
-//!   access and refresh tokens, device certificates, linking a new device from a signed-in
-//!   one (in-memory mailboxes), argon2id, client-side key wrapping.
-//! - [`service`]: business rules — accounts and token grants, guilds, channels, roles,
-//!   members, invites, bans, messages, reactions, pins, files (metadata per upload), and
-//!   the rate-limit counters.
-//! - [`gateway`]: realtime events over websockets — the fan-out hub with bounded
-//!   per-connection queues, sessions with resume from the event log, typing and presence.
-//! - [`federation`]: pinned peers, signed server-to-server calls, the durable outbox, the
-//!   SSRF guard for every outgoing request, the inbound calls (VerifyUser, …), and peers'
-//!   clock offsets (boxes without a real-time clock disagree after power cuts).
-//! - [`discovery`]: LAN discovery over mDNS — announces `_hearth._tcp.local.` with the
-//!   server key, and lists the servers heard (conflicting claims marked) for peering.
-//! - [`http`]: the accept loop (smol + async-h1) with its connection caps and request
-//!   deadlines, routes, rate limits, error mapping, DPoP middleware, and the web client's
-//!   static files (`src/web/`, embedded in the binary).
-//! - [`admin`]: the local Unix-socket admin channel used by the CLI.
-//! - [`client`]: the Rust client library (DPoP proofs, token refresh, per-origin routing,
-//!   event streams, voice) used by the CLI, the tests and the benches.
-//! - [`voice`]: voice rooms — the wire format and its checks, one thread per active room
-//!   on a 20 ms clock (jitter buffers, Opus FEC/PLC, talking detection, mix-minus with a
-//!   limiter, one shared encode for everyone not talking), the in-memory registry of who
-//!   is where, and tone generation/detection for tests.
-//! - [`origins`]: the origins the server serves (public URL, aliases, the names in its
-//!   certificate), which DPoP proofs and ticket URLs are checked against and built from.
-//! - [`tls`]: the self-signed certificate made at first start, fingerprints, and pinning
-//!   on first use for the client and for federation.
+//! 0. [`system`] (the time and random bytes: a leaf), [`model`] (ids, stored types, the
+//!    pure permission rules), [`config`] (the one documented configuration struct with
+//!    defaults), [`origins`] (the origins the server answers as, which DPoP proofs and
+//!    ticket URLs are checked against and built from).
+//! 1. [`storage`] (redb tables typed by key and value, versioned bincode values, the
+//!    group-commit writer that publishes events and wakes the outbox after a commit, and
+//!    online backup); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
+//!    refresh tokens, device certificates, migration proofs, device links, argon2id,
+//!    client-side key wrapping); [`logging`] (the `log` backend: the journal with
+//!    priorities under systemd, stderr otherwise). None of these does business.
+//! 2. [`service`]: the business rules, independent of HTTP: accounts and token grants,
+//!    guilds, channels, roles, members (kick/ban), invites, messages, reactions, pins,
+//!    files, rate limits, the user life cycle, the remote-user directory, ban notices,
+//!    push grants and fan-out planning, and the outbox queueing of server-to-server calls
+//!    (a typed `Call`, queued in the commit of the change). Every operation checks its
+//!    actor's permissions itself.
+//! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,
+//!    sessions with resume from the event log, typing and presence, and the socket loop
+//!    both websocket sessions share); [`lan`] (mDNS announcement and discovery, the table
+//!    of what was heard, and TLS: the self-signed certificate and pinning on first use).
+//! 4. [`voice`]: rooms mixed on the box (jitter buffers, Opus FEC/PLC, talking detection,
+//!    mix-minus with a limiter, one shared encode), the registry of who is where, the
+//!    voice websocket session, and tone generation/detection for tests.
+//! 5. [`federation`]: the network between boxes only: signed calls and answers, the
+//!    outbound client with its SSRF guard, the outbox worker, pinned peers and peering
+//!    with a discovered one, peers' clocks, and inbound calls parsed into typed bodies
+//!    and handed to `service`.
+//! 6. [`app`]: [`app::App`], the state one running server shares between connections.
+//! 7. [`http`] (the accept loop with its connection caps and request deadlines, the route
+//!    table, one handler file per resource, DPoP middleware, error mapping, and the web
+//!    client's static files from `src/web/`), [`admin`] (the local Unix-socket admin
+//!    channel the CLI uses), and [`client`] (the Rust client library: DPoP proofs, token
+//!    refresh, per-origin routing, event streams, voice; used by the CLI, tests, benches).
+//! 8. [`server`]: the one place that starts a server: it opens the [`app::App`] and wires
+//!    HTTP, the admin channel, LAN discovery and the outbox worker together until
+//!    shutdown. Tests bind port 0 and call [`server::run`].
 //!
-//! `src/main.rs` is the thin CLI.
+//! `src/main.rs` is the thin CLI on top.
 
 pub mod admin;
 pub mod app;
@@ -53,6 +57,7 @@ pub mod lan;
 pub mod logging;
 pub mod model;
 pub mod origins;
+pub mod server;
 pub mod service;
 pub mod storage;
 pub mod system;

@@ -394,7 +394,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
         }
     });
     let data_dir = config.data_dir.clone();
-    smol::block_on(app::run_with(
+    smol::block_on(hearth::server::run_with(
         listener,
         config,
         async move {

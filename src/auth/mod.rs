@@ -10,6 +10,7 @@ pub mod device_link;
 pub mod dpop;
 pub mod jose;
 pub mod keywrap;
+pub mod migration;
 pub mod password;
 pub mod server_key;
 pub mod tokens;

@@ -636,7 +636,7 @@ impl Client {
         let identity = self
             .identity()
             .ok_or_else(|| ClientError::Key("no identity key".into()))?;
-        let proof = crate::federation::calls::migration::make_proof(&identity, &new_home, now());
+        let proof = crate::auth::migration::make_proof(&identity, &new_home, now());
         let certificate = self.certificate_for(&identity, &new_home);
         let targets = old_homes
             .iter()

@@ -17,7 +17,7 @@
 //! checks times against its own clock; only the sender's reading of that clock improves.
 
 use super::FederationError;
-use crate::app::App;
+use crate::federation::Federation;
 use crate::system::now;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -97,30 +97,34 @@ impl PeerClocks {
 
 /// Measures `peer`'s clock now (subject to [`REMEASURE_SECS`]) and returns whether the
 /// offset was updated. The answer must carry the peer's pinned key.
-pub async fn remeasure(app: &App, peer: &str, pinned_key: &[u8; 32]) -> bool {
-    let clocks = &app.federation.clocks;
+pub async fn remeasure(fed: &Federation, peer: &str, pinned_key: &[u8; 32]) -> bool {
+    let clocks = &fed.clocks;
     if !clocks.claim_measurement(peer, now()) {
         return false;
     }
-    match measure(app, peer, pinned_key).await {
+    match measure(fed, peer, pinned_key).await {
         Ok(offset) => {
             let before = clocks.offset(peer);
             clocks.learn(peer, offset, now());
             if (offset - before).abs() > 1 {
-                eprintln!("hearth: the clock of {peer} reads {offset:+} s from ours");
+                log::info!("the clock of {peer} reads {offset:+} s from ours");
             }
             true
         }
         Err(e) => {
-            eprintln!("hearth: cannot read the clock of {peer}: {e}");
+            log::warn!("cannot read the clock of {peer}: {e}");
             false
         }
     }
 }
 
-async fn measure(app: &App, peer: &str, pinned_key: &[u8; 32]) -> Result<i64, FederationError> {
+async fn measure(
+    fed: &Federation,
+    peer: &str,
+    pinned_key: &[u8; 32],
+) -> Result<i64, FederationError> {
     let started = std::time::SystemTime::now();
-    let value = super::fetch_well_known(app, peer, Some(pinned_key)).await?;
+    let value = super::fetch_well_known(fed, peer, Some(pinned_key)).await?;
     let elapsed = started.elapsed().unwrap_or_default();
     let key = value["server_key"]
         .as_str()

@@ -1,219 +1,30 @@
-//! What a server knows about users homed elsewhere, and how it keeps it fresh:
+//! How a server keeps what it knows about users homed elsewhere fresh, and searches
+//! them across peers (the records themselves are `service::remote_users`):
 //!
-//! - **Broadcasts** (Refrain): a home queues `user_created` and `user_deleted` to every
-//!   peer, and `profile_updated` to the peers that keep a shadow account of the user (those
-//!   that asked VerifyUser for them), each in the commit of the change.
-//! - **Directory**: the remote users announced by `user_created` (and kept current by
-//!   `profile_updated`), bounded per peer; lookups of users without a shadow account here
-//!   and searches while their home is down use it. It binds no one to a home: a shadow
-//!   account needs the user's own device certificate (`calls::users::ensure_shadow`). An
-//!   announcement that carries the user's device certificate naming the sender as home
-//!   (as one made at sign-up does) is *proven*: it replaces another peer's unproven claim
-//!   of the same id, which cannot displace it in turn.
 //! - **Refresh** (mzchat Synced profiles): a synced shadow account whose profile is older
 //!   than `federation.profile_refresh_secs` is refreshed with VerifyUser when it is looked
 //!   up, at most one call pending per user; the cached profile is served meanwhile.
 //! - **Search** (Refrain's proxied search): `search_users` asks every approved peer at
 //!   once, with a short timeout, and merges their answers with local matches.
 
-use super::{outbound, outbox, FederationError};
-use crate::app::App;
+use super::calls::Answer;
+use super::{outbound, FederationError};
+use crate::federation::Federation;
 use crate::model::*;
 use crate::service::accounts::PublicUser;
-use crate::service::Services;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::service::outbox::queue_verify;
+use crate::service::remote_users::{
+    check_query, public_of_entry, search_directory, search_local, DEFAULT_SEARCH_LIMIT,
+    MAX_SEARCH_LIMIT,
+};
+use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Longest search query, characters.
-pub const MAX_QUERY_CHARS: usize = 64;
-/// Most results one server contributes to a search (and the default `limit` is lower).
-pub const MAX_SEARCH_LIMIT: usize = 50;
-/// Results per server when the client does not say.
-pub const DEFAULT_SEARCH_LIMIT: usize = 20;
 /// Most results of one merged search.
 pub const MAX_MERGED_RESULTS: usize = 100;
-/// Most users a local search looks at.
-const SEARCH_SCAN_LIMIT: usize = 100_000;
-
-// ---- writes that queue calls to several peers ----
-
-/// What a job run by [`write_with_ids`] did: finished, or found it needs more call ids
-/// than it was given (it must say so before its first write).
-pub enum Flow<R> {
-    /// Done, with this result.
-    Done(R),
-    /// Run again with at least this many ids.
-    NeedIds(usize),
-}
-
-/// Runs `job` in one commit with `want` fresh ids for the calls it queues (one per
-/// target peer). The targets are read inside the commit, so a peer added meanwhile may
-/// need more ids than were made: the job then answers [`Flow::NeedIds`] before writing
-/// anything, and runs again with enough.
-pub async fn write_with_ids<R, E, F>(services: &Services, want: usize, job: F) -> Result<R, E>
-where
-    F: FnOnce(&Tx, &[Id]) -> Result<Flow<R>, E> + Clone + Send + 'static,
-    R: Send + 'static,
-    E: From<StoreError> + Send + 'static,
-{
-    let mut want = want;
-    loop {
-        let ids: Vec<Id> = (0..want).map(|_| services.next_id()).collect();
-        let job = job.clone();
-        match services.store.write(move |tx| job(tx, &ids)).await? {
-            Flow::Done(result) => return Ok(result),
-            Flow::NeedIds(n) => want = n + 4,
-        }
-    }
-}
-
-/// Every pinned peer's origin.
-pub fn peer_origins(tx: &Tx) -> Result<Vec<String>, StoreError> {
-    Ok(tx
-        .range(PEER, &[], None, false, usize::MAX)?
-        .into_iter()
-        .map(|(_, peer)| peer.origin)
-        .collect())
-}
-
-/// How many peers are pinned (an estimate of the ids a broadcast needs).
-pub fn peer_count(services: &Services) -> Result<usize, StoreError> {
-    services
-        .store
-        .read(|tx| tx.count_prefix(PEER, &[], usize::MAX))
-}
-
-/// The peers that keep a shadow account of local user `user` (they asked VerifyUser for
-/// them) and are still peers.
-pub fn tracked_peers(tx: &Tx, user: UserId) -> Result<Vec<String>, StoreError> {
-    let mut out = Vec::new();
-    for (key, _) in tx.scan_prefix(USER_PEER, &user.0, usize::MAX)? {
-        let Ok(origin) = std::str::from_utf8(&key[32..]) else {
-            continue;
-        };
-        if tx.contains(PEER, origin.as_bytes())? {
-            out.push(origin.to_string());
-        }
-    }
-    Ok(out)
-}
-
-/// How many peers keep a shadow of `user` (an estimate of the ids `profile_updated` needs).
-pub fn tracked_count(services: &Services, user: UserId) -> Result<usize, StoreError> {
-    services
-        .store
-        .read(|tx| tx.count_prefix(USER_PEER, &user.0, usize::MAX))
-}
-
-/// Queues `call` with `body` to each of `targets`, one id each (`ids` must be enough).
-pub fn queue_to(
-    tx: &Tx,
-    ids: &[Id],
-    targets: &[String],
-    call: &str,
-    body: &Value,
-) -> Result<(), StoreError> {
-    for (target, id) in targets.iter().zip(ids) {
-        outbox::enqueue(tx, *id, target, call, body.clone())?;
-    }
-    Ok(())
-}
-
-/// Records that `peer` keeps a shadow of local user `user` (it asked VerifyUser).
-pub async fn track_peer(app: &App, user: UserId, peer: &str) -> Result<(), StoreError> {
-    let key = keys::join(&[&user.0, peer.as_bytes()]);
-    let t = now();
-    let known = app.services.store.read(|tx| tx.get(USER_PEER, &key))?;
-    // Rewritten at most once a day, so VerifyUser stays a read in steady state.
-    if known.is_some_and(|at| at + 24 * 3600 > t) {
-        return Ok(());
-    }
-    app.services
-        .store
-        .write(move |tx| {
-            // Only for users that still exist (a deletion may have just removed them).
-            if tx.contains(USER, &user.0)? {
-                tx.put(USER_PEER, &key, &t)?;
-            }
-            Ok(())
-        })
-        .await
-}
-
-// ---- the directory ----
-
-fn by_home_key(home: &str, user: UserId) -> Vec<u8> {
-    keys::join(&[home.as_bytes(), &[0], &user.0])
-}
-
-/// Writes a directory entry, unless the home already has `cap` entries and this one is
-/// new, or a newer version is stored. Returns whether it was written.
-pub fn record(tx: &Tx, entry: &RemoteUser, cap: usize) -> Result<bool, StoreError> {
-    match tx.get(DIRECTORY, &entry.id.0)? {
-        Some(old) if old.home == entry.home && old.version > entry.version => return Ok(false),
-        Some(old) if old.home != entry.home => {
-            tx.delete(DIRECTORY_BY_HOME, &by_home_key(&old.home, entry.id))?;
-        }
-        Some(_) => {}
-        None => {
-            let prefix = keys::join(&[entry.home.as_bytes(), &[0]]);
-            if tx.count_prefix(DIRECTORY_BY_HOME, &prefix, cap)? >= cap {
-                return Ok(false);
-            }
-        }
-    }
-    tx.put(DIRECTORY, &entry.id.0, entry)?;
-    tx.put(
-        DIRECTORY_BY_HOME,
-        &by_home_key(&entry.home, entry.id),
-        &crate::storage::tables::Present,
-    )?;
-    Ok(true)
-}
-
-/// Forgets a directory entry.
-pub fn forget(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    if let Some(old) = tx.get(DIRECTORY, &user.0)? {
-        tx.delete(DIRECTORY_BY_HOME, &by_home_key(&old.home, user))?;
-        tx.delete(DIRECTORY, &user.0)?;
-    }
-    tx.delete(DIRECTORY_PROVEN, &user.0)?;
-    Ok(())
-}
-
-/// Whether the directory entry of `user` naming `home` was proven by the user's own
-/// device certificate.
-pub fn proven_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
-    Ok(tx.get(DIRECTORY_PROVEN, &user.0)?.as_deref() == Some(home))
-}
-
-/// The public view of a directory entry.
-pub fn public_of_entry(entry: &RemoteUser) -> PublicUser {
-    PublicUser {
-        id: entry.id,
-        name: entry.profile.name.clone(),
-        username: entry.username.clone(),
-        homeserver: entry.home.clone(),
-        avatar_url: entry.profile.avatar_url.clone(),
-        avatar_color: entry.profile.avatar_color.clone(),
-        bio: entry.profile.bio.clone(),
-        presence: entry.profile.presence,
-    }
-}
-
-/// A user as others see them: the account here (local or shadow), else what the
-/// directory holds.
-pub fn lookup(app: &App, user: UserId) -> Result<Option<PublicUser>, StoreError> {
-    app.services.store.read(|tx| {
-        if let Some(u) = tx.get(USER, &user.0)? {
-            return Ok(Some(PublicUser::of(&u, &app.services.origin)));
-        }
-        Ok(tx.get(DIRECTORY, &user.0)?.as_ref().map(public_of_entry))
-    })
-}
 
 // ---- refresh of synced shadow accounts ----
 
@@ -223,20 +34,6 @@ fn refresh_pending(tx: &Tx, state: &ShadowSync) -> Result<bool, StoreError> {
         Some(id) => tx.contains(OUTBOX, &Id(id).to_be()),
         None => Ok(false),
     }
-}
-
-/// Queues VerifyUser for `user` to `home` with `call_id` and notes it as pending.
-pub fn queue_verify(tx: &Tx, user: UserId, home: &str, call_id: Id) -> Result<(), StoreError> {
-    let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
-    if state.home != home {
-        state = ShadowSync {
-            home: home.to_string(),
-            ..ShadowSync::default()
-        };
-    }
-    state.pending_call = Some(call_id.0);
-    outbox::enqueue(tx, call_id, home, "verify_user", json!({ "user_id": user }))?;
-    tx.put(SHADOW_SYNC, &user.0, &state)
 }
 
 /// Of `users`, the synced shadows whose profile is older than `max_age` seconds (or was
@@ -271,18 +68,18 @@ fn stale(
 /// Queues VerifyUser for each of `users` that is a synced shadow with a profile older
 /// than `federation.profile_refresh_secs` and no refresh pending. Looking a user up calls
 /// this and serves the cached profile meanwhile, so lookups work while the home is down.
-pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, FederationError> {
+pub async fn refresh_stale(fed: &Federation, users: &[UserId]) -> Result<usize, FederationError> {
     if users.is_empty() {
         return Ok(0);
     }
-    let max_age = app.services.config.federation.profile_refresh_secs;
+    let max_age = fed.services.config.federation.profile_refresh_secs;
     let t = now();
-    let candidates = app.services.store.read(|tx| stale(tx, users, max_age, t))?;
+    let candidates = fed.services.store.read(|tx| stale(tx, users, max_age, t))?;
     if candidates.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<Id> = candidates.iter().map(|_| app.services.next_id()).collect();
-    let queued = app
+    let ids: Vec<Id> = candidates.iter().map(|_| fed.services.next_id()).collect();
+    let queued = fed
         .services
         .store
         .write(move |tx| {
@@ -295,9 +92,6 @@ pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, Federat
             Ok::<_, StoreError>(still.len())
         })
         .await?;
-    if queued > 0 {
-        app.federation.wake();
-    }
     Ok(queued)
 }
 
@@ -305,10 +99,10 @@ pub async fn refresh_stale(app: &App, users: &[UserId]) -> Result<usize, Federat
 const VERIFY_SOON_SECS: u64 = 30;
 
 /// Queues VerifyUser for the shadow account `user` to the home it knows, unless one is
-/// pending or the home confirmed the user in the last [`VERIFY_SOON_SECS`]: when a client
+/// pending or the home confirmed the user in the last `VERIFY_SOON_SECS`: when a client
 /// shows another home for the user, the known home may answer that they moved.
-pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError> {
-    if app
+pub async fn verify_soon(fed: &Federation, user: UserId) -> Result<(), FederationError> {
+    if fed
         .services
         .store
         .read(|tx| verify_due(tx, user, now()))?
@@ -316,21 +110,16 @@ pub async fn verify_soon(app: &App, user: UserId) -> Result<(), FederationError>
     {
         return Ok(());
     }
-    let id = app.services.next_id();
-    let queued = app
-        .services
+    let id = fed.services.next_id();
+    fed.services
         .store
         .write(move |tx| {
             let Some(home) = verify_due(tx, user, now())? else {
-                return Ok::<_, StoreError>(false);
+                return Ok::<_, StoreError>(());
             };
-            queue_verify(tx, user, &home, id)?;
-            Ok(true)
+            queue_verify(tx, user, &home, id)
         })
         .await?;
-    if queued {
-        app.federation.wake();
-    }
     Ok(())
 }
 
@@ -352,95 +141,18 @@ fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreErro
 
 /// [`refresh_stale`] for a lookup: failures are logged, never shown to the user, who
 /// gets the cached profile either way.
-pub async fn refresh_on_lookup(app: &App, users: &[UserId]) {
-    if let Err(e) = refresh_stale(app, users).await {
-        eprintln!("hearth: cannot queue a profile refresh: {e}");
+pub async fn refresh_on_lookup(fed: &Federation, users: &[UserId]) {
+    if let Err(e) = refresh_stale(fed, users).await {
+        log::error!("cannot queue a profile refresh: {e}");
     }
 }
 
 // ---- search ----
 
-/// Checks a search query: trimmed, 1 to [`MAX_QUERY_CHARS`] characters, no control
-/// characters. Returns it lowercased.
-pub fn check_query(q: &str) -> Result<String, FederationError> {
-    let q = q.trim();
-    if q.is_empty() || q.chars().count() > MAX_QUERY_CHARS || q.chars().any(char::is_control) {
-        return Err(FederationError::Invalid(format!(
-            "q must be 1 to {MAX_QUERY_CHARS} characters"
-        )));
-    }
-    Ok(q.to_lowercase())
-}
-
-/// How well a user matches `q` (lowercase): 0 best; `None` no match.
-fn rank(q: &str, id: UserId, username: &str, name: &str) -> Option<u8> {
-    let name = name.to_lowercase();
-    if username == q || id.to_text() == q {
-        Some(0)
-    } else if username.starts_with(q) {
-        Some(1)
-    } else if name.starts_with(q) {
-        Some(2)
-    } else if username.contains(q) || name.contains(q) {
-        Some(3)
-    } else {
-        None
-    }
-}
-
-/// Local users (homed here) matching `q`, best first, at most `limit`.
-pub fn search_local(
-    tx: &Tx,
-    q: &str,
-    limit: usize,
-    origin: &str,
-) -> Result<Vec<PublicUser>, StoreError> {
-    let mut found: Vec<(u8, User)> = tx
-        .range(USER, &[], None, false, SEARCH_SCAN_LIMIT)?
-        .into_iter()
-        .filter(|(_, u)| u.homeserver.is_empty())
-        .filter_map(|(_, u)| rank(q, u.id, &u.username, &u.profile.name).map(|r| (r, u)))
-        .collect();
-    found.sort_by(|(ra, a), (rb, b)| (ra, &a.username).cmp(&(rb, &b.username)));
-    Ok(found
-        .into_iter()
-        .take(limit)
-        .map(|(_, u)| PublicUser::of(&u, origin))
-        .collect())
-}
-
-/// Directory entries of `home` matching `q`, best first, at most `limit`.
-fn search_directory(
-    tx: &Tx,
-    home: &str,
-    q: &str,
-    limit: usize,
-) -> Result<Vec<PublicUser>, StoreError> {
-    let prefix = keys::join(&[home.as_bytes(), &[0]]);
-    let mut found = Vec::new();
-    for (key, _) in tx.scan_prefix(DIRECTORY_BY_HOME, &prefix, usize::MAX)? {
-        let Ok(id) = <[u8; 32]>::try_from(&key[prefix.len()..]) else {
-            continue;
-        };
-        let Some(entry) = tx.get(DIRECTORY, &id)? else {
-            continue;
-        };
-        if let Some(r) = rank(q, entry.id, &entry.username, &entry.profile.name) {
-            found.push((r, entry));
-        }
-    }
-    found.sort_by(|(ra, a), (rb, b)| (ra, &a.username).cmp(&(rb, &b.username)));
-    Ok(found
-        .into_iter()
-        .take(limit)
-        .map(|(_, e)| public_of_entry(&e))
-        .collect())
-}
-
 /// Sends one signed call now and waits at most `timeout` for the answer (for calls
 /// answered synchronously, which are not worth a durable retry).
 pub async fn call_now(
-    app: &App,
+    fed: &Federation,
     target: &str,
     call: &str,
     mut body: Value,
@@ -450,12 +162,12 @@ pub async fn call_now(
     if let Some(object) = body.as_object_mut() {
         object.insert(
             "id".into(),
-            Value::from(app.services.next_id().0.to_string()),
+            Value::from(fed.services.next_id().0.to_string()),
         );
     }
     let path = format!("/federation/v1/{call}");
     let bytes = body.to_string().into_bytes();
-    let send = super::send_signed(app, target, &path, bytes, timeout);
+    let send = super::send_signed(fed, target, &path, bytes, timeout);
     send.or(async {
         smol::Timer::after(timeout).await;
         Err(FederationError::Peer(format!(
@@ -495,11 +207,15 @@ fn read_peer_results(peer: &str, body: &[u8], limit: usize) -> Option<Vec<Public
 /// order of their pinning; each user once. A peer that does not answer is listed under
 /// `unreachable`, and its users this server knows from the directory are shown instead
 /// (marked `"cached": true`).
-pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, FederationError> {
-    let q = check_query(q)?;
+pub async fn search(
+    fed: &Arc<Federation>,
+    q: &str,
+    limit: usize,
+) -> Result<Value, FederationError> {
+    let q = check_query(q).map_err(|e| FederationError::Invalid(e.to_string()))?;
     let limit = limit.clamp(1, MAX_SEARCH_LIMIT);
-    let origin = app.services.origin.clone();
-    let (local, peers) = app.services.store.read(|tx| {
+    let origin = fed.services.origin.clone();
+    let (local, peers) = fed.services.store.read(|tx| {
         let local = search_local(tx, &q, limit, &origin)?;
         let peers: Vec<String> = tx
             .range(PEER, &[], None, false, usize::MAX)?
@@ -509,16 +225,16 @@ pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, Fede
             .collect();
         Ok::<_, StoreError>((local, peers))
     })?;
-    let timeout = Duration::from_millis(app.services.config.federation.search_timeout_ms);
+    let timeout = Duration::from_millis(fed.services.config.federation.search_timeout_ms);
     let tasks: Vec<_> = peers
         .iter()
         .map(|peer| {
-            let app = app.clone();
+            let fed = fed.clone();
             let peer = peer.clone();
             let q = q.clone();
-            app.executor.clone().spawn(async move {
+            fed.executor.clone().spawn(async move {
                 let answer = call_now(
-                    &app,
+                    &fed,
                     &peer,
                     "search_users",
                     json!({ "q": q, "limit": limit }),
@@ -556,7 +272,7 @@ pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, Fede
             }
             None => {
                 unreachable.push(peer.clone());
-                let cached = app
+                let cached = fed
                     .services
                     .store
                     .read(|tx| search_directory(tx, peer, &q, limit))?;
@@ -570,17 +286,18 @@ pub async fn search(app: &Arc<App>, q: &str, limit: usize) -> Result<Value, Fede
 }
 
 /// Answers `search_users` `{id, q, limit?}`: this server's own users matching `q`.
-pub fn search_users(app: &App, body: &Value) -> Result<(u16, Value), FederationError> {
-    let q = check_query(body["q"].as_str().unwrap_or(""))?;
+pub fn search_users(fed: &Federation, body: &Value) -> Result<Answer, FederationError> {
+    let q = check_query(body["q"].as_str().unwrap_or(""))
+        .map_err(|e| FederationError::Invalid(e.to_string()))?;
     let limit = body["limit"]
         .as_u64()
         .map(|l| l as usize)
         .unwrap_or(DEFAULT_SEARCH_LIMIT)
         .clamp(1, MAX_SEARCH_LIMIT);
-    let origin = app.services.origin.clone();
-    let users = app
+    let origin = fed.services.origin.clone();
+    let users = fed
         .services
         .store
         .read(|tx| search_local(tx, &q, limit, &origin))?;
-    Ok((200, json!({ "users": users })))
+    Ok(Answer::Done(json!({ "users": users })))
 }

@@ -2,33 +2,37 @@
 //! discovery heard, judged against the pinned peers), and pinning a discovered server's
 //! key once its fingerprint is confirmed.
 
-use crate::app::App;
 use crate::auth::jose::b64u;
-use crate::federation::{normalize_origin, FederationError};
+use crate::federation::{normalize_origin, Federation, FederationError};
 use crate::lan::announce::same_fingerprint;
-use crate::lan::heard::{assess, view, Assessed, Own};
+use crate::lan::heard::{assess, view, Assessed, Discovered, Own};
 use crate::model::{federation::fingerprint, Peer};
 use crate::system::now;
 use serde_json::{json, Value};
 
-fn own(app: &App) -> Own<'_> {
+fn own(fed: &Federation) -> Own<'_> {
     Own {
-        origin: &app.services.origin,
-        name: &app.services.config.name,
-        key: app.services.server_key.public_bytes(),
+        origin: &fed.services.origin,
+        name: &fed.services.config.name,
+        key: fed.services.server_key.public_bytes(),
     }
 }
 
 /// What `GET /api/v1/admin/discovered` and `hearth peer discovered` show: whether
-/// discovery runs, this server's own announcement, and every server heard.
-pub fn listing(app: &App) -> Result<Value, FederationError> {
-    let peers = crate::federation::list_peers(app)?;
-    let entries = app.discovered.entries(now());
-    let status = app.discovered.status();
-    let me = own(app);
+/// discovery runs, this server's own announcement (with `tls_fingerprint`, its TLS
+/// certificate's when it serves HTTPS), and every server `heard`.
+pub fn listing(
+    fed: &Federation,
+    heard: &Discovered,
+    tls_fingerprint: Option<&str>,
+) -> Result<Value, FederationError> {
+    let peers = crate::federation::list_peers(fed)?;
+    let entries = heard.entries(now());
+    let status = heard.status();
+    let me = own(fed);
     let servers: Vec<Value> = assess(&entries, &peers, &me).iter().map(view).collect();
     Ok(json!({
-        "enabled": app.services.config.discovery.enabled,
+        "enabled": fed.services.config.discovery.enabled,
         "running": status.running,
         "advertised_as": status.advertised_as,
         "note": status.note,
@@ -37,7 +41,7 @@ pub fn listing(app: &App) -> Result<Value, FederationError> {
             "name": me.name,
             "server_key": b64u(&me.key),
             "fingerprint": fingerprint(&me.key),
-            "tls_fingerprint": app.tls_fingerprint.get(),
+            "tls_fingerprint": tls_fingerprint,
         },
         "servers": servers,
     }))
@@ -67,17 +71,18 @@ pub enum AddError {
 /// certificate fingerprint it announced is pinned too unless one is pinned already.
 /// Returns the peer and the TLS fingerprint pinned for it, if any.
 pub async fn add_discovered_peer(
-    app: &App,
+    fed: &Federation,
+    heard: &Discovered,
     origin: &str,
     expected_fingerprint: &str,
 ) -> Result<(Peer, Option<String>), AddError> {
     let origin = normalize_origin(origin)?;
-    if origin == app.services.origin {
+    if origin == fed.services.origin {
         return Err(FederationError::Invalid("a server cannot peer with itself".into()).into());
     }
-    let peers = crate::federation::list_peers(app)?;
-    let entries = app.discovered.entries(now());
-    let assessed = assess(&entries, &peers, &own(app));
+    let peers = crate::federation::list_peers(fed)?;
+    let entries = heard.entries(now());
+    let assessed = assess(&entries, &peers, &own(fed));
     let heard: Vec<&Assessed> = assessed
         .iter()
         .filter(|a| a.found.origin == origin)
@@ -118,7 +123,7 @@ pub async fn add_discovered_peer(
         approved: true,
     };
     let stored = peer.clone();
-    app.services
+    fed.services
         .store
         .write(move |tx| {
             tx.put(
@@ -130,10 +135,10 @@ pub async fn add_discovered_peer(
         })
         .await
         .map_err(FederationError::from)?;
-    let mut tls_pin = app.federation.tls_pins.get(&origin);
+    let mut tls_pin = fed.tls_pins.get(&origin);
     if let (None, Some(announced)) = (&tls_pin, &entry.found.tls_fingerprint) {
         if origin.starts_with("https://") {
-            app.federation.tls_pins.set(&origin, announced);
+            fed.tls_pins.set(&origin, announced);
             tls_pin = Some(announced.clone());
         }
     }

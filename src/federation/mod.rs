@@ -11,13 +11,15 @@ pub mod outbound;
 pub mod outbox;
 pub mod signature;
 
-use crate::app::App;
+use crate::auth::tokens::AccessTokenCache;
 use crate::config::PeerPolicy;
 use crate::model::{federation::fingerprint, Peer};
+use crate::service::Services;
 use crate::storage::{tables::PEER, StoreError};
 use crate::system::now;
-use serde_json::Value;
+use serde_json::{json, Value};
 use signature::{ReplayGuard, SignatureError, SignedCall};
+use std::sync::Arc;
 
 /// Federation errors.
 #[derive(Debug, thiserror::Error)]
@@ -59,8 +61,21 @@ pub enum FederationError {
     Service(#[from] crate::service::Error),
 }
 
-/// Federation state of one server.
+impl From<crate::auth::migration::ProofError> for FederationError {
+    fn from(error: crate::auth::migration::ProofError) -> FederationError {
+        FederationError::Invalid(error.to_string())
+    }
+}
+
+/// Federation state of one server, and the handle federation code takes: the services
+/// it calls, and what only the network side keeps.
 pub struct Federation {
+    /// Business rules and storage.
+    pub services: Arc<Services>,
+    /// Verified access tokens (a re-pinned peer's are forgotten).
+    pub token_cache: Arc<AccessTokenCache>,
+    /// Runs outbox deliveries and parallel searches.
+    pub executor: Arc<smol::Executor<'static>>,
     /// Call ids seen recently.
     pub replay: ReplayGuard,
     /// TLS certificates of peers and push distributors, pinned at first contact and kept
@@ -73,8 +88,14 @@ pub struct Federation {
 }
 
 impl Federation {
-    /// New state for `config`.
-    pub fn new(config: &crate::config::FederationConfig, data_dir: &std::path::Path) -> Federation {
+    /// New state for the services' configuration.
+    pub fn new(
+        services: Arc<Services>,
+        token_cache: Arc<AccessTokenCache>,
+        executor: Arc<smol::Executor<'static>>,
+    ) -> Federation {
+        let config = &services.config.federation;
+        let data_dir = &services.config.data_dir;
         let (wake_tx, wake_rx) = async_channel::bounded(1);
         Federation {
             replay: ReplayGuard::new(config.replay_capacity),
@@ -82,6 +103,9 @@ impl Federation {
             clocks: clock::PeerClocks::new(),
             wake_tx,
             wake_rx,
+            services,
+            token_cache,
+            executor,
         }
     }
 
@@ -90,10 +114,34 @@ impl Federation {
         &self.wake_rx
     }
 
-    /// Tells the outbox worker there is new work.
-    pub fn wake(&self) {
-        let _ = self.wake_tx.try_send(());
+    /// What tells the outbox worker there is new work (the store calls it after a commit
+    /// that queued a call).
+    pub fn waker(&self) -> Waker {
+        Waker(self.wake_tx.clone())
     }
+}
+
+/// Tells the outbox worker there is new work.
+#[derive(Clone)]
+pub struct Waker(async_channel::Sender<()>);
+
+impl Waker {
+    /// Wakes the worker (a wake-up already pending is enough).
+    pub fn wake(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// A peer as shown to administrators.
+pub fn peer_view(peer: &Peer) -> Value {
+    json!({
+        "origin": peer.origin,
+        "name": peer.name,
+        "server_key": crate::auth::jose::b64u(&peer.server_key),
+        "fingerprint": fingerprint(&peer.server_key),
+        "added_at": peer.added_at,
+        "approved": peer.approved,
+    })
 }
 
 /// Normalizes an origin (`scheme://host[:port]`, no path).
@@ -105,11 +153,11 @@ pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
 /// With `pinned`, the answer must be signed with that key for a fresh challenge this
 /// server sends (its `time` and key are then the pinned server's word, not a spoofer's).
 pub async fn fetch_well_known(
-    app: &App,
+    fed: &Federation,
     origin: &str,
     pinned: Option<&[u8; 32]>,
 ) -> Result<Value, FederationError> {
-    let config = &app.services.config.federation;
+    let config = &fed.services.config.federation;
     let mut challenge = [0u8; 16];
     crate::system::random_bytes(&mut challenge);
     let challenge = crate::auth::jose::b64u(&challenge);
@@ -124,7 +172,7 @@ pub async fn fetch_well_known(
         Vec::new(),
         config.allow_loopback,
         std::time::Duration::from_secs(config.request_timeout_secs),
-        &app.federation.tls_pins,
+        &fed.tls_pins,
     )
     .await?;
     if answer.status != 200 {
@@ -149,10 +197,10 @@ pub async fn fetch_well_known(
 
 /// Fetches a server's `/.well-known/hearth`: its name and key.
 pub async fn fetch_identity(
-    app: &App,
+    fed: &Federation,
     origin: &str,
 ) -> Result<(String, [u8; 32]), FederationError> {
-    let value = fetch_well_known(app, origin, None).await?;
+    let value = fetch_well_known(fed, origin, None).await?;
     let key = value["server_key"]
         .as_str()
         .and_then(|k| crate::auth::jose::b64u_decode(k).ok())
@@ -178,17 +226,17 @@ pub async fn fetch_identity(
 /// Adds (or re-approves) a peer: fetches its identity, checks the fingerprint if the
 /// administrator gave one, and pins its key.
 pub async fn add_peer(
-    app: &App,
+    fed: &Federation,
     origin: &str,
     expected_fingerprint: Option<&str>,
 ) -> Result<Peer, FederationError> {
     let origin = normalize_origin(origin)?;
-    if origin == app.services.origin {
+    if origin == fed.services.origin {
         return Err(FederationError::Invalid(
             "a server cannot peer with itself".into(),
         ));
     }
-    let (name, key) = fetch_identity(app, &origin).await?;
+    let (name, key) = fetch_identity(fed, &origin).await?;
     let found = fingerprint(&key);
     if let Some(expected) = expected_fingerprint {
         if !expected.eq_ignore_ascii_case(&found) {
@@ -207,7 +255,7 @@ pub async fn add_peer(
         approved: true,
     };
     let stored = peer.clone();
-    app.services
+    fed.services
         .store
         .write(move |tx| {
             tx.put(PEER, stored.origin.as_bytes(), &stored)?;
@@ -215,27 +263,27 @@ pub async fn add_peer(
         })
         .await?;
     // Tokens verified with a key pinned before are checked again with this one.
-    app.token_cache.forget_issuer(&peer.origin);
+    fed.token_cache.forget_issuer(&peer.origin);
     Ok(peer)
 }
 
 /// Removes a peer; its users' tokens stop working here, and the Push Delegation Tokens
 /// this server issued to it are revoked.
-pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationError> {
+pub async fn remove_peer(fed: &Federation, origin: &str) -> Result<bool, FederationError> {
     let origin = normalize_origin(origin)?;
     let key = origin.clone();
-    let removed = app
+    let removed = fed
         .services
         .store
         .write(move |tx| {
             // Its Push Delegation Tokens stop working with the peering.
-            calls::push::revoke_host(tx, &key)?;
+            crate::service::push::revoke_host(tx, &key)?;
             tx.delete(PEER, key.as_bytes())
         })
         .await?;
-    app.token_cache.forget_issuer(&origin);
+    fed.token_cache.forget_issuer(&origin);
     // Realtime sessions of the peer's users end too; their next request is refused.
-    let homed_there: Vec<crate::model::UserId> = app
+    let homed_there: Vec<crate::model::UserId> = fed
         .services
         .store
         .read(|tx| tx.range(crate::storage::tables::USER, &[], None, false, usize::MAX))?
@@ -244,14 +292,14 @@ pub async fn remove_peer(app: &App, origin: &str) -> Result<bool, FederationErro
         .map(|(_, user)| user.id)
         .collect();
     for user in homed_there {
-        app.services.signed_out(user, None);
+        fed.services.signed_out(user, None);
     }
     Ok(removed)
 }
 
 /// Every pinned peer.
-pub fn list_peers(app: &App) -> Result<Vec<Peer>, FederationError> {
-    Ok(app
+pub fn list_peers(fed: &Federation) -> Result<Vec<Peer>, FederationError> {
+    Ok(fed
         .services
         .store
         .read(|tx| tx.range(PEER, &[], None, false, usize::MAX))?
@@ -262,17 +310,17 @@ pub fn list_peers(app: &App) -> Result<Vec<Peer>, FederationError> {
 
 /// The pinned key of `origin`; under the `open` policy an unknown server's key is fetched
 /// and pinned on first contact.
-pub async fn peer_key(app: &App, origin: &str) -> Result<[u8; 32], FederationError> {
-    if let Some(peer) = app
+pub async fn peer_key(fed: &Federation, origin: &str) -> Result<[u8; 32], FederationError> {
+    if let Some(peer) = fed
         .services
         .store
         .read(|tx| tx.get(PEER, origin.as_bytes()))?
     {
         return Ok(peer.server_key);
     }
-    if app.services.config.federation.policy == PeerPolicy::Open {
+    if fed.services.config.federation.policy == PeerPolicy::Open {
         let origin = normalize_origin(origin)?;
-        let (name, key) = fetch_identity(app, &origin).await?;
+        let (name, key) = fetch_identity(fed, &origin).await?;
         let peer = Peer {
             origin: origin.clone(),
             name,
@@ -280,7 +328,7 @@ pub async fn peer_key(app: &App, origin: &str) -> Result<[u8; 32], FederationErr
             added_at: now(),
             approved: false,
         };
-        app.services
+        fed.services
             .store
             .write(move |tx| {
                 // Keep a key pinned meanwhile (first contact wins).
@@ -290,7 +338,7 @@ pub async fn peer_key(app: &App, origin: &str) -> Result<[u8; 32], FederationErr
                 Ok::<_, StoreError>(())
             })
             .await?;
-        if let Some(peer) = app
+        if let Some(peer) = fed
             .services
             .store
             .read(|tx| tx.get(PEER, origin.as_bytes()))?
@@ -302,8 +350,8 @@ pub async fn peer_key(app: &App, origin: &str) -> Result<[u8; 32], FederationErr
 }
 
 /// The pinned key of `origin`, if it is a peer (never fetches).
-pub fn pinned_key(app: &App, origin: &str) -> Option<[u8; 32]> {
-    app.services
+pub fn pinned_key(fed: &Federation, origin: &str) -> Option<[u8; 32]> {
+    fed.services
         .store
         .read(|tx| tx.get(PEER, origin.as_bytes()))
         .ok()
@@ -318,7 +366,7 @@ pub fn pinned_key(app: &App, origin: &str) -> Option<[u8; 32]> {
 /// pinned key for this call, or it is an error: an unsigned 404 from whoever answers in the
 /// target's place is not the target's word.
 pub async fn send_signed(
-    app: &App,
+    fed: &Federation,
     target: &str,
     path: &str,
     body: Vec<u8>,
@@ -327,13 +375,13 @@ pub async fn send_signed(
     let mut remeasured = false;
     loop {
         let signed = signature::sign(
-            &app.services.server_key,
-            &app.services.origin,
+            &fed.services.server_key,
+            &fed.services.origin,
             target,
             "POST",
             path,
             &body,
-            app.federation.clocks.peer_time(target, now()),
+            fed.clocks.peer_time(target, now()),
         );
         let jti = signature::peek_jti(&signed)?;
         let answer = outbound::send(
@@ -344,24 +392,24 @@ pub async fn send_signed(
                 ("Content-Type", "application/json".into()),
             ],
             body.clone(),
-            app.services.config.federation.allow_loopback,
+            fed.services.config.federation.allow_loopback,
             timeout,
-            &app.federation.tls_pins,
+            &fed.tls_pins,
         )
         .await?;
         let skewed = answer.status == 401
             && serde_json::from_slice::<serde_json::Value>(&answer.body)
                 .is_ok_and(|v| v["error"] == signature::CLOCK_SKEW);
         if skewed && !remeasured {
-            if let Some(key) = pinned_key(app, target) {
-                if clock::remeasure(app, target, &key).await {
+            if let Some(key) = pinned_key(fed, target) {
+                if clock::remeasure(fed, target, &key).await {
                     remeasured = true;
                     continue;
                 }
             }
         }
         if answer.status != 401 {
-            let key = pinned_key(app, target)
+            let key = pinned_key(fed, target)
                 .ok_or_else(|| SignatureError::UnknownPeer(target.to_string()))?;
             signature::verify_answer(
                 answer.signature.as_deref(),
@@ -378,25 +426,25 @@ pub async fn send_signed(
 
 /// Verifies an inbound signed call, replay included.
 pub async fn verify_inbound(
-    app: &App,
+    fed: &Federation,
     method: &str,
     path: &str,
     signature: &str,
     body: &[u8],
 ) -> Result<SignedCall, FederationError> {
     let issuer = signature::peek_issuer(signature)?;
-    let key = peer_key(app, &issuer).await?;
-    let window = app.services.config.federation.signature_window_secs;
+    let key = peer_key(fed, &issuer).await?;
+    let window = fed.services.config.federation.signature_window_secs;
     let call = signature::verify(
         signature,
         &key,
-        &app.services.origin,
+        &fed.services.origin,
         method,
         path,
         body,
         now(),
         window,
     )?;
-    app.federation.replay.check(&call, now(), window)?;
+    fed.replay.check(&call, now(), window)?;
     Ok(call)
 }

@@ -1,5 +1,5 @@
-//! The durable outbox. A call is queued in the same commit as the change that causes it,
-//! so a crash loses nothing; a worker delivers queued calls, signed, retrying with
+//! The outbox worker. A call is queued in the same commit as the change that causes it
+//! (`service::outbox`), so a crash loses nothing; the worker delivers queued calls, signed, retrying with
 //! exponential back-off while the peer is down, and gives up only after
 //! `give_up_secs` (never for `update_homeserver`: see [`calls::give_up_secs`]). Each call carries its outbox id, on which receivers deduplicate.
 //! Two kinds of item are no calls to a peer (see [`calls::push`]): `push_fanout`, a local
@@ -7,54 +7,16 @@
 //! POST to a UnifiedPush distributor URL (through the same SSRF guard).
 
 use super::{calls, outbound, FederationError};
-use crate::app::App;
+use crate::federation::Federation;
 use crate::model::{Id, OutboxItem};
-use crate::storage::{tables::OUTBOX, StoreError, Tx};
+use crate::service::outbox::pending;
+use crate::storage::tables::OUTBOX;
 use crate::system::now_ms;
-use serde_json::Value;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Most items looked at per round.
-const SCAN_LIMIT: usize = 10_000;
 /// Most calls in flight at once.
 const PARALLEL: usize = 8;
-
-/// Queues `call` to `target` with `body` (an object; its `id` is set to the call id).
-pub fn enqueue(
-    tx: &Tx,
-    id: Id,
-    target: &str,
-    call: &str,
-    mut body: Value,
-) -> Result<(), StoreError> {
-    if let Some(object) = body.as_object_mut() {
-        object.insert("id".into(), Value::from(id.0.to_string()));
-    }
-    let t = now_ms();
-    let item = OutboxItem {
-        id: id.0,
-        target: target.to_string(),
-        call: call.to_string(),
-        body: body.to_string(),
-        attempts: 0,
-        next_attempt_ms: t,
-        created_ms: t,
-        last_error: String::new(),
-    };
-    tx.put(OUTBOX, &id.to_be(), &item)
-}
-
-/// Every queued call (for administrators and tests).
-pub fn pending(app: &App) -> Result<Vec<OutboxItem>, StoreError> {
-    Ok(app
-        .services
-        .store
-        .read(|tx| tx.range(OUTBOX, &[], None, false, SCAN_LIMIT))?
-        .into_iter()
-        .map(|(_, item)| item)
-        .collect())
-}
 
 /// Delay before attempt `attempts + 1`: 1 s, 2 s, 4 s … up to `max_secs`.
 pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
@@ -66,15 +28,15 @@ pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
 }
 
 /// Signs and sends one call.
-async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
+async fn send(fed: &Federation, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
     if item.call == calls::push::DELIVERY {
         // Not a server call: a plain POST to a UnifiedPush distributor.
-        return calls::push::deliver(app, item).await;
+        return calls::push::deliver(fed, item).await;
     }
-    let config = &app.services.config.federation;
+    let config = &fed.services.config.federation;
     let path = format!("/federation/v1/{}", item.call);
     super::send_signed(
-        app,
+        fed,
         &item.target,
         &path,
         item.body.clone().into_bytes(),
@@ -84,18 +46,18 @@ async fn send(app: &App, item: &OutboxItem) -> Result<outbound::Answer, Federati
 }
 
 /// Attempts one item and records the outcome.
-async fn attempt(app: &App, item: OutboxItem) {
+async fn attempt(fed: &Federation, item: OutboxItem) {
     if item.call == calls::push::FANOUT {
         // A local job: expands into notifications and deliveries.
-        return calls::push::fan_out(app, item).await;
+        return calls::push::fan_out(fed, item).await;
     }
-    let config = app.services.config.federation.clone();
-    let outcome = send(app, &item).await;
+    let config = fed.services.config.federation.clone();
+    let outcome = send(fed, &item).await;
     let key = Id(item.id).to_be();
     let result = match outcome {
         Ok(answer) if calls::is_final_for(&item.call, answer.status) => {
             let item = item.clone();
-            app.services
+            fed.services
                 .store
                 .write(move |tx| {
                     tx.delete(OUTBOX, &key)?;
@@ -115,13 +77,16 @@ async fn attempt(app: &App, item: OutboxItem) {
                 > calls::give_up_secs(&item.call, config.give_up_secs).saturating_mul(1000);
             item.next_attempt_ms =
                 now_ms() + backoff(item.attempts, config.max_retry_secs).as_millis() as u64;
-            app.services
+            fed.services
                 .store
                 .write(move |tx| {
                     if give_up {
-                        eprintln!(
-                            "hearth: giving up {} to {} after {} attempts: {}",
-                            item.call, item.target, item.attempts, item.last_error
+                        log::warn!(
+                            "giving up {} to {} after {} attempts: {}",
+                            item.call,
+                            item.target,
+                            item.attempts,
+                            item.last_error
                         );
                         tx.delete(OUTBOX, &key)?;
                     } else {
@@ -133,25 +98,25 @@ async fn attempt(app: &App, item: OutboxItem) {
         }
     };
     if let Err(e) = result {
-        eprintln!("hearth: outbox bookkeeping failed: {e}");
+        log::error!("outbox bookkeeping failed: {e}");
     }
 }
 
 /// Delivers queued calls until `stop` closes.
-pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
+pub async fn run(fed: Arc<Federation>, stop: async_channel::Receiver<()>) {
     use futures_lite::FutureExt;
     let mut next_prune = std::time::Instant::now();
     loop {
         if std::time::Instant::now() >= next_prune {
-            if let Err(e) = calls::prune_inbox(&app).await {
-                eprintln!("hearth: cannot prune received call ids: {e}");
+            if let Err(e) = calls::prune_inbox(&fed).await {
+                log::error!("cannot prune received call ids: {e}");
             }
             next_prune = std::time::Instant::now() + Duration::from_secs(3600);
         }
-        let items = match pending(&app) {
+        let items = match pending(&fed.services) {
             Ok(items) => items,
             Err(e) => {
-                eprintln!("hearth: cannot read the outbox: {e}");
+                log::error!("cannot read the outbox: {e}");
                 Vec::new()
             }
         };
@@ -163,10 +128,10 @@ pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
                 .iter()
                 .cloned()
                 .map(|item| {
-                    let app = app.clone();
-                    app.executor
+                    let fed = fed.clone();
+                    fed.executor
                         .clone()
-                        .spawn(async move { attempt(&app, item).await })
+                        .spawn(async move { attempt(&fed, item).await })
                 })
                 .collect();
             for task in tasks {
@@ -186,7 +151,7 @@ pub async fn run(app: Arc<App>, stop: async_channel::Receiver<()>) {
             true
         }
         .or(async {
-            let _ = app.federation.wakeups().recv().await;
+            let _ = fed.wakeups().recv().await;
             false
         })
         .or(async {

@@ -76,7 +76,7 @@ async fn peer_token(
     let check = || tokens::verify_access_token(token, key, issuer, clocks.peer_time(issuer, t), 0);
     let claims = match check() {
         Err(tokens::TokenError::Expired | tokens::TokenError::NotYetValid)
-            if crate::federation::clock::remeasure(app, issuer, key).await =>
+            if crate::federation::clock::remeasure(&app.federation, issuer, key).await =>
         {
             check()
         }
@@ -125,7 +125,7 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             let key = if issuer == services.origin {
                 services.server_key.public_bytes()
             } else {
-                crate::federation::peer_key(app, &issuer)
+                crate::federation::peer_key(&app.federation, &issuer)
                     .await
                     .map_err(|e| {
                         ApiError::invalid_token(format!(
@@ -151,7 +151,7 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
         }
     };
     if claims.iss != app.services.origin
-        && crate::federation::pinned_key(app, &claims.iss).is_none()
+        && crate::federation::pinned_key(&app.federation, &claims.iss).is_none()
     {
         // Removed since the token was cached: refused at once, not when the cache lets go.
         return Err(ApiError::invalid_token(format!(
@@ -184,7 +184,8 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             // Our own tokens for a peer's user (the certificate grant) hold only while
             // that peer is trusted, like the peer's own tokens.
             Some(home)
-                if !home.is_empty() && crate::federation::pinned_key(app, &home).is_none() =>
+                if !home.is_empty()
+                    && crate::federation::pinned_key(&app.federation, &home).is_none() =>
             {
                 return Err(ApiError::invalid_token(format!(
                     "this user's home {home} is no longer a peer of this server"
@@ -211,7 +212,7 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
             certificate: certificate.first().map(String::as_str),
             jkt: &claims.jkt,
         };
-        crate::federation::calls::ensure_shadow(app, user, &claims.iss, evidence)
+        crate::federation::calls::ensure_shadow(&app.federation, user, &claims.iss, evidence)
             .await
             .map_err(|e| ApiError::invalid_token(e.to_string()))?;
     }

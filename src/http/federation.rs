@@ -5,11 +5,10 @@
 use super::auth::Principal;
 use super::error::ApiError;
 use super::{json, json_body, no_content, read_body, ApiResult, Req};
-use crate::federation::{self, signature, FederationError};
-use crate::model::federation::fingerprint;
-use crate::model::Peer;
+use crate::federation::calls::Answer;
+use crate::federation::{self, peer_view, signature, FederationError};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 impl From<FederationError> for ApiError {
     fn from(error: FederationError) -> ApiError {
@@ -66,13 +65,23 @@ pub async fn inbound(mut req: Req) -> ApiResult {
     let call_name = req.param("call").unwrap_or("").to_string();
     let path = req.url().path().to_string();
     let app = req.state().clone();
-    let call = federation::verify_inbound(&app, "POST", &path, &signature, &body).await?;
+    let call =
+        federation::verify_inbound(&app.federation, "POST", &path, &signature, &body).await?;
     // From here on every answer, refusals included, is signed for this call.
     let answered = match serde_json::from_slice::<Value>(&body) {
-        Ok(value) => federation::calls::handle(&app, &call.iss, &call_name, &value)
+        Ok(value) => federation::calls::handle(&app.federation, &call.iss, &call_name, &value)
             .await
             .map_err(ApiError::from)
-            .and_then(|(status, answer)| json(status, &answer)),
+            .and_then(|answer| {
+                let (status, body) = match answer {
+                    Answer::Done(body) => (200, body),
+                    Answer::Forbidden(body) => (403, body),
+                    Answer::NotFound(body) => (404, body),
+                    Answer::Conflict(body) => (409, body),
+                    Answer::Moved(body) => (410, body),
+                };
+                json(status, &body)
+            }),
         Err(e) => Err(ApiError::bad_request(
             "invalid_json",
             format!("the call body is not JSON: {e}"),
@@ -130,22 +139,10 @@ fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
     require_admin_for(req, me, "manage peers")
 }
 
-/// A peer as shown to administrators.
-pub fn peer_view(peer: &Peer) -> Value {
-    json!({
-        "origin": peer.origin,
-        "name": peer.name,
-        "server_key": crate::auth::jose::b64u(&peer.server_key),
-        "fingerprint": fingerprint(&peer.server_key),
-        "added_at": peer.added_at,
-        "approved": peer.approved,
-    })
-}
-
 /// `GET /api/v1/admin/peers`.
 pub async fn list_peers(req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
-    let peers = federation::list_peers(req.state())?;
+    let peers = federation::list_peers(&req.state().federation)?;
     json(200, &peers.iter().map(peer_view).collect::<Vec<_>>())
 }
 
@@ -161,7 +158,12 @@ struct AddPeer {
 pub async fn add_peer(mut req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
     let body: AddPeer = json_body(&mut req).await?;
-    let peer = federation::add_peer(req.state(), &body.url, body.fingerprint.as_deref()).await?;
+    let peer = federation::add_peer(
+        &req.state().federation,
+        &body.url,
+        body.fingerprint.as_deref(),
+    )
+    .await?;
     json(201, &peer_view(&peer))
 }
 
@@ -176,7 +178,7 @@ pub async fn remove_peer(req: Req, me: Principal) -> ApiResult {
     let query: PeerQuery = req
         .query()
         .map_err(|_| ApiError::bad_request("invalid_query", "url is required"))?;
-    if !federation::remove_peer(req.state(), &query.url).await? {
+    if !federation::remove_peer(&req.state().federation, &query.url).await? {
         return Err(ApiError::new(404, "unknown_peer", "no such peer"));
     }
     no_content()
@@ -186,7 +188,15 @@ pub async fn remove_peer(req: Req, me: Principal) -> ApiResult {
 /// fingerprints, whether each is a peer already, and conflicts.
 pub async fn list_discovered(req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
-    json(200, &crate::federation::discovered::listing(req.state())?)
+    let app = req.state();
+    json(
+        200,
+        &crate::federation::discovered::listing(
+            &app.federation,
+            &app.discovered,
+            app.tls_fingerprint.get().map(String::as_str),
+        )?,
+    )
 }
 
 #[derive(Deserialize)]
@@ -213,8 +223,10 @@ impl From<crate::federation::discovered::AddError> for ApiError {
 pub async fn add_discovered(mut req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
     let body: AddDiscovered = json_body(&mut req).await?;
+    let app = req.state();
     let (peer, tls) = crate::federation::discovered::add_discovered_peer(
-        req.state(),
+        &app.federation,
+        &app.discovered,
         &body.origin,
         &body.fingerprint,
     )

@@ -5,7 +5,6 @@ pub mod auth;
 pub mod conn;
 pub mod error;
 mod federation;
-pub use federation::peer_view;
 mod gateway;
 mod handlers;
 mod links;

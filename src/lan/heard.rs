@@ -283,7 +283,7 @@ pub fn view(entry: &Assessed) -> Value {
         "conflicts": entry.conflicts,
     })
 }
-/// [`listing`] as text for `hearth peer discovered`.
+/// [`crate::federation::discovered::listing`] as text for `hearth peer discovered`.
 pub fn format_listing(listing: &Value) -> String {
     use std::fmt::Write;
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();

@@ -1,9 +1,9 @@
 //! Accounts: registration, the token grants (password, refresh, device certificate),
 //! devices, logout, profiles and per-user settings.
 
+use super::outbox::{self, Call, Flow};
 use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
-use crate::federation::directory::{self, Flow};
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use crate::system::now;
@@ -281,8 +281,8 @@ impl Services {
         let stored = user.clone();
         let origin = self.origin.clone();
         let certificate = req.device_certificate.clone();
-        directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
-            let peers = directory::peer_origins(tx)?;
+        outbox::write_with_ids(self, outbox::peer_count(self)?, move |tx, ids| {
+            let peers = outbox::peer_origins(tx)?;
             if peers.len() > ids.len() {
                 return Ok(Flow::NeedIds(peers.len()));
             }
@@ -349,8 +349,8 @@ impl Services {
         );
         let stored = user.clone();
         let origin = self.origin.clone();
-        directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
-            let peers = directory::peer_origins(tx)?;
+        outbox::write_with_ids(self, outbox::peer_count(self)?, move |tx, ids| {
+            let peers = outbox::peer_origins(tx)?;
             if peers.len() > ids.len() {
                 return Ok(Flow::NeedIds(peers.len()));
             }
@@ -627,8 +627,8 @@ impl Services {
     pub async fn remove_device(&self, user: UserId, jkt: &str) -> Result<()> {
         let jkt = jkt.to_string();
         let removed_at = now();
-        let estimate = directory::tracked_count(self, user)?;
-        directory::write_with_ids(self, estimate, move |tx, ids| {
+        let estimate = outbox::tracked_count(self, user)?;
+        outbox::write_with_ids(self, estimate, move |tx, ids| {
             let key = device_key(user, &jkt);
             let device = tx
                 .get(USER_DEVICE, &key)?
@@ -637,7 +637,7 @@ impl Services {
                 .get(USER, &user.0)?
                 .is_some_and(|u| u.homeserver.is_empty());
             let targets = if local {
-                directory::tracked_peers(tx, user)?
+                outbox::tracked_peers(tx, user)?
             } else {
                 Vec::new()
             };
@@ -649,12 +649,13 @@ impl Services {
             }
             tx.delete(USER_DEVICE, &key)?;
             tx.put(USER_DEVICE_REMOVED, &key, &removed_at)?;
-            let body = serde_json::json!({
-                "user_id": user.to_text(),
-                "jkt": jkt,
-                "removed_at": removed_at,
+            let call = Call::DeviceRemoved(outbox::DeviceRemoved {
+                id: None,
+                user_id: user,
+                jkt: jkt.clone(),
+                removed_at,
             });
-            directory::queue_to(tx, ids, &targets, DEVICE_REMOVED_CALL, &body)?;
+            outbox::queue_to(tx, ids, &targets, &call)?;
             Ok::<_, Error>(Flow::Done(()))
         })
         .await
@@ -786,11 +787,11 @@ impl Services {
             name.is_some() || avatar_url.is_some() || avatar_color.is_some() || bio.is_some();
         let push_updates = self.config.federation.push_profile_updates;
         let estimate = if push_updates {
-            directory::tracked_count(self, id)?
+            outbox::tracked_count(self, id)?
         } else {
             0
         };
-        directory::write_with_ids(self, estimate, move |tx, ids| {
+        outbox::write_with_ids(self, estimate, move |tx, ids| {
             let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
             let before = PublicUser::of(&user, &origin);
             if let Some(v) = name {
@@ -827,7 +828,7 @@ impl Services {
             let changed = serde_json::to_value(&before).ok() != serde_json::to_value(&after).ok();
             // The peers that keep a shadow of a local user hear of a new profile at once.
             let targets = if local && changed && push_updates {
-                directory::tracked_peers(tx, id)?
+                outbox::tracked_peers(tx, id)?
             } else {
                 Vec::new()
             };
@@ -846,8 +847,11 @@ impl Services {
                 ..Audience::default()
             };
             tx.emit("user_update", audience, None, &after)?;
-            let body = serde_json::json!({ "user": after });
-            directory::queue_to(tx, ids, &targets, "profile_updated", &body)?;
+            let call = Call::ProfileUpdated(outbox::ProfileUpdated {
+                id: None,
+                user: serde_json::to_value(&after).unwrap_or_default(),
+            });
+            outbox::queue_to(tx, ids, &targets, &call)?;
             Ok::<_, Error>(Flow::Done(()))
         })
         .await?;
@@ -890,7 +894,7 @@ impl Services {
             limiter.hit(account_key, failures, 60, t)?;
             return Err(Error::Forbidden("wrong password".into()));
         }
-        directory::write_with_ids(self, directory::peer_count(self)?, move |tx, ids| {
+        outbox::write_with_ids(self, outbox::peer_count(self)?, move |tx, ids| {
             if !tx.contains(USER, &id.0)? {
                 return Err(Error::NotFound("user"));
             }
@@ -915,13 +919,16 @@ impl Services {
                     ),
                 });
             }
-            let peers = directory::peer_origins(tx)?;
+            let peers = outbox::peer_origins(tx)?;
             if peers.len() > ids.len() {
                 return Ok(Flow::NeedIds(peers.len()));
             }
-            crate::federation::calls::remove_user_everywhere(tx, id)?;
-            let body = serde_json::json!({ "user_id": id });
-            directory::queue_to(tx, ids, &peers, "user_deleted", &body)?;
+            super::lifecycle::remove_user_everywhere(tx, id)?;
+            let call = Call::UserDeleted(outbox::UserRef {
+                id: None,
+                user_id: id,
+            });
+            outbox::queue_to(tx, ids, &peers, &call)?;
             Ok(Flow::Done(()))
         })
         .await
@@ -949,7 +956,7 @@ impl Services {
                 user.profile_synced = true;
                 tx.put(USER, &id.0, &user)?;
                 if !pending {
-                    directory::queue_verify(tx, id, &user.homeserver, call_id)?;
+                    outbox::queue_verify(tx, id, &user.homeserver, call_id)?;
                 }
                 Ok(())
             })
@@ -967,12 +974,13 @@ fn announce_created(
     origin: &str,
     certificate: Option<&str>,
 ) -> Result<()> {
-    let mut body = serde_json::json!({ "user": PublicUser::of(user, origin) });
-    if let Some(certificate) = certificate {
+    let call = Call::UserCreated(outbox::UserCreated {
+        id: None,
+        user: serde_json::to_value(PublicUser::of(user, origin)).unwrap_or_default(),
         // The user's own word that this server is their home (see `directory`).
-        body["certificate"] = serde_json::Value::from(certificate);
-    }
-    directory::queue_to(tx, ids, peers, "user_created", &body)?;
+        certificate: certificate.map(str::to_string),
+    });
+    outbox::queue_to(tx, ids, peers, &call)?;
     Ok(())
 }
 
@@ -1000,7 +1008,7 @@ pub fn remove_remote_device(tx: &Tx, user: UserId, jkt: &str, removed_at: u64) -
 
 /// The server call a home sends to the peers that keep a shadow of a user when one of the
 /// user's devices is removed: `{user_id, jkt, removed_at}`.
-pub const DEVICE_REMOVED_CALL: &str = "device_removed";
+pub const DEVICE_REMOVED_CALL: &str = Call::DEVICE_REMOVED;
 
 /// Whether a certificate grant for a key removed at `removed_at` is refused at `now`: until
 /// every certificate issued before the removal has expired (they are accepted at most 60 s

@@ -183,7 +183,7 @@ impl Services {
                 tx.put(GUILD_BAN, &keys::id_user(guild_id, target), &ban)?;
                 bump(tx, access.guild)?;
                 // A remote user's home hears of it (PropagateBan), in this commit.
-                crate::federation::calls::ban::queue(tx, propagate_id, &ban, &guild_name)?;
+                super::ban_notices::queue(tx, propagate_id, &ban, &guild_name)?;
                 if was_member {
                     emit_member_remove(tx, guild_id, target)?;
                 }

@@ -1,8 +1,8 @@
 //! Messages, replies, mentions, attachments, reactions and pins.
 
 use super::access::channel_access;
+use super::push;
 use super::{check_text, invalid, Error, Result, Services};
-use crate::federation::calls::push;
 use crate::model::*;
 use crate::storage::{keys, tables::*, Tx};
 use crate::system::now_ms;

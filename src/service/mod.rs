@@ -4,13 +4,19 @@
 
 pub mod access;
 pub mod accounts;
+pub mod ban_notices;
 pub mod channels;
 pub mod files;
 pub mod guilds;
+pub mod inbox;
 pub mod invites;
+pub mod lifecycle;
 pub mod members;
 pub mod messages;
+pub mod outbox;
+pub mod push;
 pub mod rate;
+pub mod remote_users;
 pub mod roles;
 pub mod visibility;
 pub mod voice;

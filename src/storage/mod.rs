@@ -159,17 +159,24 @@ pub enum Tx<'a> {
     Write(&'a redb::WriteTransaction, &'a EventSink),
 }
 
-/// Events recorded in the current write batch; published after the commit.
+/// Events recorded in the current write batch; published after the commit. It also notes
+/// whether the batch queued outbox work, so the outbox worker is woken after the commit.
 #[derive(Default)]
 pub struct EventSink {
     next_seq: std::cell::Cell<Option<u64>>,
     emitted: std::cell::RefCell<Vec<Event>>,
+    queued: std::cell::Cell<bool>,
 }
 
 impl EventSink {
     /// Takes the batch's events.
     pub fn take(&self) -> Vec<Event> {
         std::mem::take(&mut *self.emitted.borrow_mut())
+    }
+
+    /// Whether the batch queued outbox work.
+    pub fn queued(&self) -> bool {
+        self.queued.get()
     }
 
     /// The last sequence number given out in this batch, if any.
@@ -485,6 +492,14 @@ impl Tx<'_> {
         self.count(table, Rows::prefix(prefix).limit(cap))
     }
 
+    /// Notes that this commit queued outbox work, so the outbox worker is woken once it is
+    /// durable (nothing on a read transaction).
+    pub fn note_queued(&self) {
+        if let Tx::Write(_, sink) = self {
+            sink.queued.set(true);
+        }
+    }
+
     /// Records an event in this commit (writer only) and returns its sequence number. Like
     /// writes, emit only after every check that can fail.
     pub fn emit<T: serde::Serialize>(
@@ -671,6 +686,12 @@ impl Store {
     /// fan-out). Replaces any earlier hook.
     pub fn on_events(&self, hook: impl Fn(Vec<Event>) + Send + Sync + 'static) {
         self.writer.on_events(Box::new(hook));
+    }
+
+    /// Sets what runs after each durable commit that queued outbox work (waking the
+    /// outbox worker). Replaces any earlier hook.
+    pub fn on_queued(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.writer.on_queued(Box::new(hook));
     }
 
     /// Events with sequence numbers above `after`, at most `limit`, oldest first, and the

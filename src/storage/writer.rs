@@ -23,9 +23,19 @@ pub struct Writer {
 /// What runs after a commit with its events.
 pub type EventHook = Box<dyn Fn(Vec<Event>) + Send + Sync>;
 
+/// What runs after a commit that queued outbox work.
+pub type QueuedHook = Box<dyn Fn() + Send + Sync>;
+
+/// The hooks run after a commit.
+#[derive(Default)]
+struct Hooks {
+    events: Mutex<Option<EventHook>>,
+    queued: Mutex<Option<QueuedHook>>,
+}
+
 struct Shared {
     jobs: Option<async_channel::Sender<Job>>,
-    hook: Arc<Mutex<Option<EventHook>>>,
+    hook: Arc<Hooks>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -43,7 +53,7 @@ impl Writer {
     pub fn start(db: Arc<redb::Database>, max_batch: usize, retention: Retention) -> Writer {
         let (jobs, queue) = async_channel::unbounded::<Job>();
         let max_batch = max_batch.max(1);
-        let hook: Arc<Mutex<Option<EventHook>>> = Arc::new(Mutex::new(None));
+        let hook = Arc::new(Hooks::default());
         let thread_hook = hook.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-writer".into())
@@ -60,7 +70,22 @@ impl Writer {
 
     /// Sets the hook that receives each commit's events.
     pub fn on_events(&self, hook: EventHook) {
-        *self.shared.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+        *self
+            .shared
+            .hook
+            .events
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// Sets the hook told of each commit that queued outbox work.
+    pub fn on_queued(&self, hook: QueuedHook) {
+        *self
+            .shared
+            .hook
+            .queued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(hook);
     }
 
     /// Queues `f` and waits until its commit is durable.
@@ -104,7 +129,7 @@ fn run(
     queue: async_channel::Receiver<Job>,
     max_batch: usize,
     retention: Retention,
-    hook: Arc<Mutex<Option<EventHook>>>,
+    hook: Arc<Hooks>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Ok(first) = queue.recv_blocking() {
@@ -154,8 +179,25 @@ fn run(
         // Events go out before the answers, so when a request returns its event is
         // already queued for every live connection.
         if commit.is_ok() && !events.is_empty() {
-            if let Some(hook) = hook.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if let Some(hook) = hook
+                .events
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
                 hook(events);
+            }
+        }
+        // The outbox worker is woken before the answers too, so a request that queued a
+        // call returns with its delivery already under way.
+        if commit.is_ok() && sink.queued() {
+            if let Some(hook) = hook
+                .queued
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                hook();
             }
         }
         for done in completions {

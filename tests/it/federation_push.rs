@@ -249,7 +249,7 @@ impl Node {
         self.server.stop();
         let app = hearth::app::App::open(self.config(), self.server.origin.clone(), "http")
             .expect("open data");
-        hearth::federation::outbox::pending(&app).expect("read outbox")
+        hearth::service::outbox::pending(&app.services).expect("read outbox")
     }
 }
 

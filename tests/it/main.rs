@@ -17,6 +17,7 @@ mod federation_push;
 mod federation_users;
 mod gateway;
 mod journey;
+mod layers;
 mod permission_matrix;
 mod security;
 mod systemd;

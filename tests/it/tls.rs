@@ -283,7 +283,7 @@ fn a_half_configured_certificate_stops_the_start_with_a_reason() {
     let mut config = tls_config(dir.path().join("data"));
     config.tls.cert_file = Some(dir.path().join("only-cert.pem"));
     let listener = smol::block_on(smol::net::TcpListener::bind("127.0.0.1:0")).expect("bind");
-    let result = smol::block_on(hearth::app::run(listener, config, async {}));
+    let result = smol::block_on(hearth::server::run(listener, config, async {}));
     let error = result.expect_err("refused").to_string();
     assert!(error.contains("cert_file and key_file"), "{error}");
 }

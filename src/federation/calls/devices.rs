@@ -4,10 +4,12 @@
 //! grant here, and the home's tokens for the key issued before the removal. Only the
 //! user's home may send it.
 
-use super::{body_user, call_id, first_delivery};
-use crate::app::App;
+use super::first_delivery;
+use super::Answer;
+use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::service::accounts::remove_remote_device;
+use crate::service::outbox::DeviceRemoved;
 use crate::storage::tables::USER;
 use serde_json::{json, Value};
 
@@ -16,14 +18,14 @@ const MAX_JKT_LEN: usize = 128;
 
 /// Applies `device_removed` from `from`.
 pub async fn device_removed(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
-    let id = call_id(body)?;
-    let user = body_user(body)?;
-    let jkt = body["jkt"]
-        .as_str()
+) -> Result<Answer, FederationError> {
+    let call: DeviceRemoved = super::parse(body)?;
+    let id = super::typed_call_id(call.id.as_deref())?;
+    let user = call.user_id;
+    let jkt = Some(call.jkt.as_str())
         .filter(|j| {
             !j.is_empty()
                 && j.len() <= MAX_JKT_LEN
@@ -33,40 +35,35 @@ pub async fn device_removed(
         .ok_or_else(|| FederationError::Invalid("jkt is not a key thumbprint".into()))?
         .to_string();
     // A removal time ahead of our clock would refuse the key longer than the home does.
-    let removed_at = body["removed_at"]
-        .as_u64()
-        .ok_or_else(|| FederationError::Invalid("removed_at is not a time".into()))?
-        .min(crate::system::now());
+    let removed_at = call.removed_at.min(crate::system::now());
     let from = from.to_string();
-    let (status, answer, applied) = app
+    let (answer, applied) = fed
         .services
         .store
         .write(move |tx| {
             let home = tx.get(USER, &user.0)?.map(|u| u.homeserver);
             match home {
-                None => return Ok((200, json!({ "applied": false }), false)),
+                None => return Ok((Answer::Done(json!({ "applied": false })), false)),
                 Some(home) if home != from => {
                     return Ok((
-                        403,
-                        json!({
+                        Answer::Forbidden(json!({
                             "error": "not_home",
                             "message": format!("{from} is not this user's home"),
-                        }),
+                        })),
                         false,
                     ))
                 }
                 Some(_) => {}
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "applied": false }), false));
+                return Ok((Answer::Done(json!({ "applied": false })), false));
             }
             let applied = remove_remote_device(tx, user, &jkt, removed_at)?;
-            Ok::<_, FederationError>((200, json!({ "applied": applied }), applied))
+            Ok::<_, FederationError>((Answer::Done(json!({ "applied": applied })), applied))
         })
         .await?;
     if applied {
-        let jkt = body["jkt"].as_str().unwrap_or_default();
-        app.services.signed_out(user, Some(jkt));
+        fed.services.signed_out(user, Some(&call.jkt));
     }
-    Ok((status, answer))
+    Ok(answer)
 }

@@ -6,81 +6,20 @@
 //! stops acting as home for the user. The user id never changes. A proof older than the
 //! last migration applied for the user is refused, so an old proof cannot move them back.
 
-use crate::app::App;
-use crate::federation::{outbox, FederationError};
+use super::Answer;
+use crate::auth::migration::{check_proof, check_signature, MigrationProof};
+use crate::federation::Federation;
+use crate::federation::FederationError;
 use crate::model::*;
+use crate::service::outbox::{self, Call, UpdateHomeserver};
 use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
 /// The call an old home gets from the new one.
-pub const CALL: &str = "update_homeserver";
+pub const CALL: &str = Call::UPDATE_HOMESERVER;
 /// Most old servers one migration may notify.
 pub const MAX_TARGETS: usize = 16;
-
-/// A Migration Proof as the client sends it.
-#[derive(Debug, Clone)]
-pub struct MigrationProof {
-    /// The new home's origin.
-    pub new_homeserver: String,
-    /// Unix seconds.
-    pub timestamp: u64,
-    /// base64url Ed25519 signature by K_id over `new_homeserver|timestamp`.
-    pub signature: String,
-}
-
-/// The signed bytes.
-pub fn signed_bytes(new_homeserver: &str, timestamp: u64) -> Vec<u8> {
-    format!("{new_homeserver}|{timestamp}").into_bytes()
-}
-
-/// Makes a proof (client side).
-pub fn make_proof(
-    identity: &ed25519_dalek::SigningKey,
-    new_homeserver: &str,
-    timestamp: u64,
-) -> MigrationProof {
-    use ed25519_dalek::Signer;
-    let signature = identity.sign(&signed_bytes(new_homeserver, timestamp));
-    MigrationProof {
-        new_homeserver: new_homeserver.to_string(),
-        timestamp,
-        signature: crate::auth::jose::b64u(&signature.to_bytes()),
-    }
-}
-
-/// Checks that `user`'s identity key signed the proof.
-pub fn check_signature(user: UserId, proof: &MigrationProof) -> Result<(), FederationError> {
-    let signature = crate::auth::jose::b64u_decode(&proof.signature)
-        .map_err(|_| FederationError::Invalid("migration_signature is not base64url".into()))?;
-    if !crate::auth::server_key::verify_raw(
-        &user.0,
-        &signed_bytes(&proof.new_homeserver, proof.timestamp),
-        &signature,
-    ) {
-        return Err(FederationError::Invalid(
-            "the migration signature does not verify with the user's identity key".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Checks a proof's signature by `user` and that its timestamp is within `window_secs` of
-/// `now` (at sign-in on the new home, where the user presents it).
-pub fn check_proof(
-    user: UserId,
-    proof: &MigrationProof,
-    now: u64,
-    window_secs: u64,
-) -> Result<(), FederationError> {
-    check_signature(user, proof)?;
-    if proof.timestamp + window_secs < now || proof.timestamp > now + window_secs {
-        return Err(FederationError::Invalid(
-            "the migration timestamp is too far from now".into(),
-        ));
-    }
-    Ok(())
-}
 
 fn last_migration(tx: &Tx, user: UserId) -> Result<u64, StoreError> {
     Ok(tx.get(USER_MIGRATION, &user.0)?.unwrap_or(0))
@@ -158,18 +97,18 @@ pub fn follow_move(
 /// listed old servers (which must be peers). Creates the account if this server has never
 /// seen the user.
 pub async fn migrate_here(
-    app: &App,
+    fed: &Federation,
     user: UserId,
     proof: MigrationProof,
     targets: Vec<String>,
 ) -> Result<(), FederationError> {
-    if proof.new_homeserver != app.services.origin {
+    if proof.new_homeserver != fed.services.origin {
         return Err(FederationError::Invalid(format!(
             "the migration proof names {} as the new home, not this server ({})",
-            proof.new_homeserver, app.services.origin
+            proof.new_homeserver, fed.services.origin
         )));
     }
-    let window = app.services.config.federation.migration.proof_window_secs;
+    let window = fed.services.config.federation.migration.proof_window_secs;
     check_proof(user, &proof, now(), window)?;
     if targets.len() > MAX_TARGETS {
         return Err(FederationError::Invalid(format!(
@@ -179,13 +118,13 @@ pub async fn migrate_here(
     let mut origins = Vec::new();
     for target in &targets {
         let origin = crate::federation::normalize_origin(target)?;
-        crate::federation::peer_key(app, &origin).await?;
-        if origin != app.services.origin && !origins.contains(&origin) {
+        crate::federation::peer_key(fed, &origin).await?;
+        if origin != fed.services.origin && !origins.contains(&origin) {
             origins.push(origin);
         }
     }
-    let ids: Vec<Id> = origins.iter().map(|_| app.services.next_id()).collect();
-    app.services
+    let ids: Vec<Id> = origins.iter().map(|_| fed.services.next_id()).collect();
+    fed.services
         .store
         .write(move |tx| {
             if proof.timestamp <= last_migration(tx, user)? {
@@ -222,41 +161,37 @@ pub async fn migrate_here(
                     tx,
                     id,
                     origin,
-                    CALL,
-                    json!({
-                        "user_id": user,
-                        "new_homeserver": proof.new_homeserver,
-                        "migration_timestamp": proof.timestamp,
-                        "migration_signature": proof.signature,
+                    &Call::UpdateHomeserver(UpdateHomeserver {
+                        id: None,
+                        user_id: user,
+                        new_homeserver: proof.new_homeserver.clone(),
+                        migration_timestamp: proof.timestamp,
+                        migration_signature: proof.signature.clone(),
                     }),
                 )?;
             }
             Ok::<_, FederationError>(())
         })
         .await?;
-    app.federation.wake();
     Ok(())
 }
 
 /// On an old server: `update_homeserver` from the new home.
 pub async fn update_homeserver(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
-    let id = super::call_id(body)?;
-    let user = super::body_user(body)?;
+) -> Result<Answer, FederationError> {
+    let call: UpdateHomeserver = super::parse(body)?;
+    let id = super::typed_call_id(call.id.as_deref())?;
+    let user = call.user_id;
     let proof = MigrationProof {
-        new_homeserver: body["new_homeserver"].as_str().unwrap_or("").to_string(),
-        timestamp: body["migration_timestamp"].as_u64().unwrap_or(0),
-        signature: body["migration_signature"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
+        new_homeserver: call.new_homeserver,
+        timestamp: call.migration_timestamp,
+        signature: call.migration_signature,
     };
     if proof.new_homeserver != from {
-        return Ok((
-            403,
+        return Ok(Answer::Forbidden(
             json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
         ));
     }
@@ -265,20 +200,20 @@ pub async fn update_homeserver(
     // comes from the timestamps: an older proof than the last one applied is refused.
     check_signature(user, &proof)?;
     let from = from.to_string();
-    app.services
+    fed.services
         .store
         .write(move |tx| {
             if !super::first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "applied": true })));
+                return Ok(Answer::Done(json!({ "applied": true })));
             }
             let Some(mut account) = tx.get(USER, &user.0)? else {
-                return Ok((404, json!({ "error": "unknown_user", "message": "no such user here" })));
+                return Ok(Answer::NotFound(json!({ "error": "unknown_user", "message": "no such user here" })));
             };
             if proof.timestamp <= last_migration(tx, user)? {
-                return Ok((409, json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
+                return Ok(Answer::Conflict(json!({ "error": "stale_migration", "message": "a newer migration is already applied" })));
             }
             // Stop acting as home: no more sign-ins or tokens here for this user.
-            super::users::sign_out_all_devices(tx, user)?;
+            crate::service::lifecycle::sign_out_all_devices(tx, user)?;
             if account.homeserver.is_empty() && !account.username.is_empty() {
                 tx.delete(USERNAME_USER, account.username.as_bytes())?;
             }
@@ -289,29 +224,7 @@ pub async fn update_homeserver(
             account.is_admin = false;
             tx.put(USER, &user.0, &account)?;
             record_migration(tx, user, &proof)?;
-            Ok::<_, FederationError>((200, json!({ "applied": true })))
+            Ok::<_, FederationError>(Answer::Done(json!({ "applied": true })))
         })
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proofs_verify_only_for_their_key_text_and_time() {
-        let crate::auth::jose::SigningKey::EdDsa(key) =
-            crate::auth::jose::SigningKey::generate_ed25519()
-        else {
-            unreachable!()
-        };
-        let user = UserId(key.verifying_key().to_bytes());
-        let proof = make_proof(&key, "http://b.example", 1000);
-        assert!(check_proof(user, &proof, 1000, 600).is_ok());
-        assert!(check_proof(user, &proof, 1000 + 601, 600).is_err());
-        let mut moved = proof.clone();
-        moved.new_homeserver = "http://evil.example".into();
-        assert!(check_proof(user, &moved, 1000, 600).is_err());
-        assert!(check_proof(UserId([9; 32]), &proof, 1000, 600).is_err());
-    }
 }

@@ -9,14 +9,32 @@ pub mod migration;
 pub mod push;
 pub mod users;
 
-pub use users::{ensure_shadow, remove_user_everywhere, HomeEvidence, PUSH_TOKEN_SECS};
+pub use crate::service::inbox::first_delivery;
+pub use crate::service::push::PUSH_TOKEN_SECS;
+pub use users::{ensure_shadow, HomeEvidence};
 
 use super::FederationError;
-use crate::app::App;
-use crate::model::{OutboxItem, UserId};
-use crate::storage::{keys, tables::INBOX, StoreError, Tx};
+use crate::federation::Federation;
+use crate::model::OutboxItem;
+use crate::storage::{tables::INBOX, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
+
+/// What an inbound call answers: done, or refused for a reason the HTTP layer maps to a
+/// status. Each holds the JSON body sent back.
+#[derive(Debug)]
+pub enum Answer {
+    /// Applied, or answered (200).
+    Done(Value),
+    /// The sender may not speak for this, or its token is refused (403).
+    Forbidden(Value),
+    /// No such user homed here, or no such call (404).
+    NotFound(Value),
+    /// A newer state is already applied (409).
+    Conflict(Value),
+    /// The user moved away; the body carries their Migration Proof (410).
+    Moved(Value),
+}
 
 /// Whether an answer ends a call (delivered, or refused for good) rather than asking for
 /// a retry.
@@ -53,21 +71,21 @@ pub fn on_answer(tx: &Tx, item: &OutboxItem, status: u16, body: &[u8]) -> Result
     }
 }
 
-/// Handles an inbound call from `from` (already verified). Returns status and body.
+/// Handles an inbound call from `from` (already verified). Returns its answer (the HTTP layer gives it a status).
 pub async fn handle(
-    app: &App,
+    fed: &Federation,
     from: &str,
     call: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     match call {
         "verify_user" => {
-            let (status, mut answer) = users::verify_user(app, from, body).await?;
+            let user = parse::<crate::service::outbox::UserRef>(body)?.user_id;
+            let mut answer = users::verify_user(fed, from, user).await?;
             // The Push Delegation Token handed out is one recorded here (push::issue_token),
             // so that it can be listed and revoked.
-            let user = body["user_id"].as_str().and_then(UserId::parse);
-            if let (200, Some(user)) = (status, user) {
-                match push::issue_token(app, from, user).await? {
+            if let Answer::Done(answer) = &mut answer {
+                match crate::service::push::issue_token(&fed.services, from, user).await? {
                     Some(token) => answer["push_token"] = Value::from(token),
                     // The user revoked push for this host.
                     None => {
@@ -77,23 +95,34 @@ pub async fn handle(
                     }
                 }
             }
-            Ok((status, answer))
+            Ok(answer)
         }
-        ban::CALL => ban::propagate_ban(app, from, body).await,
-        push::NOTIFICATION => push::push_notification(app, from, body).await,
-        migration::CALL => migration::update_homeserver(app, from, body).await,
-        "user_created" => users::user_created(app, from, body).await,
-        "user_deleted" => users::user_deleted(app, from, body).await,
-        "profile_updated" => users::profile_updated(app, from, body).await,
+        ban::CALL => ban::propagate_ban(fed, from, body).await,
+        push::NOTIFICATION => push::push_notification(fed, from, body).await,
+        migration::CALL => migration::update_homeserver(fed, from, body).await,
+        "user_created" => users::user_created(fed, from, body).await,
+        "user_deleted" => users::user_deleted(fed, from, body).await,
+        "profile_updated" => users::profile_updated(fed, from, body).await,
         crate::service::accounts::DEVICE_REMOVED_CALL => {
-            devices::device_removed(app, from, body).await
+            devices::device_removed(fed, from, body).await
         }
-        "search_users" => crate::federation::directory::search_users(app, body),
-        other => Ok((
-            404,
+        "search_users" => crate::federation::directory::search_users(fed, body),
+        other => Ok(Answer::NotFound(
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),
         )),
     }
+}
+
+/// Reads a call body into its typed form ([`crate::service::outbox`]'s structs refuse
+/// unknown fields); a body that does not fit is an invalid call.
+pub fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, FederationError> {
+    serde_json::from_value(body.clone()).map_err(|e| FederationError::Invalid(e.to_string()))
+}
+
+/// The call id of a typed body (a decimal string).
+pub fn typed_call_id(id: Option<&str>) -> Result<u64, FederationError> {
+    id.and_then(|id| id.parse().ok())
+        .ok_or_else(|| FederationError::Invalid("the call has no id".into()))
 }
 
 /// The `user_id` of a call body.
@@ -112,23 +141,12 @@ pub fn call_id(body: &Value) -> Result<u64, FederationError> {
         .ok_or_else(|| FederationError::Invalid("the call has no id".into()))
 }
 
-/// Records that the call (`from`, `id`) was applied; `false` if it had been already, in
-/// which case the caller must not apply it again. Use in the commit that applies it.
-pub fn first_delivery(tx: &Tx, from: &str, id: u64) -> Result<bool, StoreError> {
-    let key = keys::join(&[from.as_bytes(), &[0], &id.to_be_bytes()]);
-    if tx.contains(INBOX, &key)? {
-        return Ok(false);
-    }
-    tx.put(INBOX, &key, &now())?;
-    Ok(true)
-}
-
 /// Forgets received call ids older than the longest a sender retries (plus a day), so the
 /// deduplication table stays bounded.
-pub async fn prune_inbox(app: &App) -> Result<usize, StoreError> {
-    let keep_secs = app.services.config.federation.give_up_secs + 24 * 3600;
+pub async fn prune_inbox(fed: &Federation) -> Result<usize, StoreError> {
+    let keep_secs = fed.services.config.federation.give_up_secs + 24 * 3600;
     let cutoff = now().saturating_sub(keep_secs);
-    app.services
+    fed.services
         .store
         .write(move |tx| {
             let old: Vec<Vec<u8>> = tx

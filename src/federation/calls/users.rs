@@ -26,16 +26,18 @@
 //! are deduplicated with `first_delivery`.
 
 use super::first_delivery;
-use crate::app::App;
+use super::Answer;
+use crate::federation::Federation;
 use crate::federation::{directory, FederationError};
 use crate::model::*;
 use crate::service::accounts::PublicUser;
+use crate::service::lifecycle::{self, bury, deleted_by_home, remove_user_everywhere};
+use crate::service::outbox::{queue_verify, UserRef};
+use crate::service::push::PUSH_TOKEN_SECS;
+use crate::service::remote_users;
 use crate::storage::{keys, tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
-
-/// Lifetime of a Push Delegation Token, seconds.
-pub const PUSH_TOKEN_SECS: u64 = 30 * 24 * 3600;
 
 /// Reads a profile a peer sent (`{username, name, avatar_url, avatar_color, bio,
 /// presence}`), cleaned: bounded lengths, no control characters, http(s) avatars only.
@@ -200,66 +202,6 @@ pub fn verify_user_answered(
     Ok(())
 }
 
-/// Removes every device of a user here with its refresh tokens (access tokens stop
-/// working at once: each request checks its device).
-pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
-        for hash in &device.refresh_hashes {
-            tx.delete(REFRESH_TOKEN, hash)?;
-        }
-    }
-    tx.delete_prefix(USER_DEVICE, &user.0)?;
-    Ok(())
-}
-
-/// Deletes a user's account here with every membership and device (their messages stay,
-/// attributed to the id), and what federation kept about them (directory entry, profile
-/// freshness, the peers that kept a shadow).
-pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
-        if let Some(guild) = keys::read_id(&key, 32) {
-            tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
-            tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
-            tx.emit(
-                "member_remove",
-                Audience::guild(guild).and_user(user),
-                Some(guild),
-                &json!({ "guild_id": guild, "user_id": user }),
-            )?;
-        }
-    }
-    tx.delete_prefix(USER_GUILD, &user.0)?;
-    sign_out_all_devices(tx, user)?;
-    if let Some(u) = tx.get(USER, &user.0)? {
-        if !u.username.is_empty() && u.homeserver.is_empty() {
-            tx.delete(USERNAME_USER, u.username.as_bytes())?;
-        }
-    }
-    tx.delete(PUSH_DELEGATION, &user.0)?;
-    tx.delete(SHADOW_SYNC, &user.0)?;
-    tx.delete_prefix(USER_PEER, &user.0)?;
-    directory::forget(tx, user)?;
-    tx.delete(USER, &user.0)?;
-    Ok(())
-}
-
-fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
-    keys::join(&[&user.0, home.as_bytes()])
-}
-
-/// Records that `home` removed `user` (with its call `id`, or 0 when it answered
-/// VerifyUser with 404), keeping the newest id.
-fn bury(tx: &Tx, user: UserId, home: &str, id: u64) -> Result<(), StoreError> {
-    let key = tombstone_key(user, home);
-    let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
-    tx.put(USER_TOMBSTONE, &key, &deleted)
-}
-
-/// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
-pub fn deleted_by_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
-    tx.contains(USER_TOMBSTONE, &tombstone_key(user, home))
-}
-
 fn deleted_error() -> FederationError {
     FederationError::Service(crate::service::Error::Forbidden(
         "this account was deleted by its home server".into(),
@@ -325,19 +267,19 @@ fn check_home_evidence(
 /// to the known home is queued, which answers "moved" with it), or if that home deleted
 /// them.
 pub async fn ensure_shadow(
-    app: &App,
+    fed: &Federation,
     user: UserId,
     home: &str,
     evidence: HomeEvidence<'_>,
 ) -> Result<(), FederationError> {
-    let (known, deleted) = app.services.store.read(|tx| {
+    let (known, deleted) = fed.services.store.read(|tx| {
         Ok::<_, StoreError>((tx.get(USER, &user.0)?, deleted_by_home(tx, user, home)?))
     })?;
     match known {
         Some(u) if u.homeserver == home => return Ok(()),
         Some(u) => {
             if !u.homeserver.is_empty() {
-                directory::verify_soon(app, user).await?;
+                directory::verify_soon(fed, user).await?;
             }
             return Err(FederationError::NotHome(format!(
                 "this user is not homed at {home} as far as this server knows"
@@ -348,14 +290,13 @@ pub async fn ensure_shadow(
     }
     check_home_evidence(user, home, evidence)?;
     let home = home.to_string();
-    let call_id = app.services.next_id();
-    let created = app
-        .services
+    let call_id = fed.services.next_id();
+    fed.services
         .store
         .write(move |tx| {
             if let Some(u) = tx.get(USER, &user.0)? {
                 if u.homeserver == home {
-                    return Ok(false);
+                    return Ok(());
                 }
                 return Err(FederationError::NotHome(format!(
                     "this user is not homed at {home} as far as this server knows"
@@ -370,7 +311,7 @@ pub async fn ensure_shadow(
             let announced = match tx.get(DIRECTORY, &user.0)? {
                 Some(entry) if entry.home == home => Some(entry),
                 Some(_) => {
-                    directory::forget(tx, user)?;
+                    remote_users::forget(tx, user)?;
                     None
                 }
                 None => None,
@@ -400,27 +341,22 @@ pub async fn ensure_shadow(
                 created_at: now(),
             };
             tx.put(USER, &user.0, &shadow)?;
-            directory::queue_verify(tx, user, &home, call_id)?;
-            Ok::<_, FederationError>(true)
+            queue_verify(tx, user, &home, call_id)?;
+            Ok::<_, FederationError>(())
         })
-        .await?;
-    if created {
-        app.federation.wake();
-    }
-    Ok(())
+        .await
 }
 
 /// Answers VerifyUser for a user homed here, and notes that `from` keeps their shadow.
 pub async fn verify_user(
-    app: &App,
+    fed: &Federation,
     from: &str,
-    body: &Value,
-) -> Result<(u16, Value), FederationError> {
-    let user = super::body_user(body)?;
+    user: UserId,
+) -> Result<Answer, FederationError> {
     // Made before the profile is read, so a `profile_updated` queued after this answer's
     // snapshot always carries a greater version.
-    let version = app.services.next_id();
-    let (local, moved) = app.services.store.read(|tx| {
+    let version = fed.services.next_id();
+    let (local, moved) = fed.services.store.read(|tx| {
         Ok::<_, StoreError>((
             tx.get(USER, &user.0)?,
             super::migration::moved_away(tx, user)?,
@@ -429,35 +365,31 @@ pub async fn verify_user(
     if let Some(moved) = moved {
         // mzchat: the old home answers for a user who moved with their proof, so hosts
         // that were not told follow them rather than delete them.
-        return Ok((
-            410,
-            json!({
-                "error": "moved",
-                "message": format!("this user moved to {}", moved.new_homeserver),
-                "moved": {
-                    "new_homeserver": moved.new_homeserver,
-                    "migration_timestamp": moved.timestamp,
-                    "migration_signature": moved.signature,
-                },
-            }),
-        ));
+        return Ok(Answer::Moved(json!({
+            "error": "moved",
+            "message": format!("this user moved to {}", moved.new_homeserver),
+            "moved": {
+                "new_homeserver": moved.new_homeserver,
+                "migration_timestamp": moved.timestamp,
+                "migration_signature": moved.signature,
+            },
+        })));
     }
     let Some(local) = local.filter(|u| u.homeserver.is_empty()) else {
-        return Ok((
-            404,
+        return Ok(Answer::NotFound(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ));
     };
-    directory::track_peer(app, user, from).await?;
+    remote_users::track_peer(&fed.services, user, from).await?;
     let t = now();
-    let push_token = app.services.server_key.sign_jws(
+    let push_token = fed.services.server_key.sign_jws(
         {
             let mut header = serde_json::Map::new();
             header.insert("typ".into(), Value::from("hearth-push+jwt"));
             header
         },
         &json!({
-            "iss": app.services.origin,
+            "iss": fed.services.origin,
             "aud": from,
             "sub": user,
             "scope": "push",
@@ -465,28 +397,19 @@ pub async fn verify_user(
             "exp": t + PUSH_TOKEN_SECS,
         }),
     );
-    Ok((
-        200,
-        json!({
-            "user": PublicUser::of(&local, &app.services.origin),
-            "push_token": push_token,
-            "version": version.0.to_string(),
-        }),
-    ))
+    Ok(Answer::Done(json!({
+        "user": PublicUser::of(&local, &fed.services.origin),
+        "push_token": push_token,
+        "version": version.0.to_string(),
+    })))
 }
 
-fn not_home(message: impl Into<String>) -> (u16, Value) {
-    (
-        403,
-        json!({ "error": "not_home_server", "message": message.into() }),
-    )
+fn not_home(message: impl Into<String>) -> Answer {
+    Answer::Forbidden(json!({ "error": "not_home_server", "message": message.into() }))
 }
 
 /// The user a profile-carrying call is about, checked to be homed at the sender.
-fn announced_user(
-    from: &str,
-    body: &Value,
-) -> Result<Result<UserId, (u16, Value)>, FederationError> {
+fn announced_user(from: &str, body: &Value) -> Result<Result<UserId, Answer>, FederationError> {
     let user = body["user"]["id"]
         .as_str()
         .and_then(UserId::parse)
@@ -507,7 +430,7 @@ fn check_home(
     user: UserId,
     from: &str,
     proven: bool,
-) -> Result<Option<(u16, Value)>, StoreError> {
+) -> Result<Option<Answer>, StoreError> {
     if let Some(u) = tx.get(USER, &user.0)? {
         if u.homeserver.is_empty() {
             return Ok(Some(not_home("this user is homed here")));
@@ -519,7 +442,7 @@ fn check_home(
             ))));
         }
     } else if let Some(entry) = tx.get(DIRECTORY, &user.0)? {
-        let displaces = proven && !directory::proven_home(tx, user, &entry.home)?;
+        let displaces = proven && !remote_users::proven_home(tx, user, &entry.home)?;
         if entry.home != from && !displaces {
             return Ok(Some(not_home(format!(
                 "this user is homed at {}, not {from}",
@@ -540,7 +463,7 @@ fn record_announced(
     cap: usize,
 ) -> Result<bool, StoreError> {
     let (username, profile) = profile_from_json(profile);
-    directory::record(
+    remote_users::record(
         tx,
         &RemoteUser {
             id: user,
@@ -556,10 +479,10 @@ fn record_announced(
 
 /// `user_created` from the user's home: recorded in the directory.
 pub async fn user_created(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = super::call_id(body)?;
     let user = match announced_user(from, body)? {
         Ok(user) => user,
@@ -577,46 +500,47 @@ pub async fn user_created(
     });
     let from = from.to_string();
     let profile = body["user"].clone();
-    let cap = app.services.config.federation.directory_max_per_peer;
-    app.services
+    let cap = fed.services.config.federation.directory_max_per_peer;
+    fed.services
         .store
         .write(move |tx| {
             if let Some(refused) = check_home(tx, user, &from, proven)? {
                 return Ok(refused);
             }
-            let tombstone = tx.get(USER_TOMBSTONE, &tombstone_key(user, &from))?;
+            let tombstone = lifecycle::deleted_at(tx, user, &from)?;
             if tombstone.is_some_and(|deleted| deleted > id) {
                 // Announced before the deletion we already applied.
-                return Ok((200, json!({ "recorded": false })));
+                return Ok(Answer::Done(json!({ "recorded": false })));
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "recorded": false })));
+                return Ok(Answer::Done(json!({ "recorded": false })));
             }
             if tombstone.is_some() {
                 // The home made the account again after deleting it.
-                tx.delete(USER_TOMBSTONE, &tombstone_key(user, &from))?;
+                lifecycle::unbury(tx, user, &from)?;
             }
             let recorded = record_announced(tx, user, &from, id, &profile, cap)?;
             if recorded && proven {
                 tx.put(DIRECTORY_PROVEN, &user.0, &from)?;
-            } else if recorded && !directory::proven_home(tx, user, &from)? {
+            } else if recorded && !remote_users::proven_home(tx, user, &from)? {
                 tx.delete(DIRECTORY_PROVEN, &user.0)?;
             }
-            Ok((200, json!({ "recorded": recorded })))
+            Ok(Answer::Done(json!({ "recorded": recorded })))
         })
         .await
 }
 
 /// `user_deleted` from the user's home: the shadow account goes, with its access.
 pub async fn user_deleted(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
-    let id = super::call_id(body)?;
-    let user = super::body_user(body)?;
+) -> Result<Answer, FederationError> {
+    let call: UserRef = super::parse(body)?;
+    let id = super::typed_call_id(call.id.as_deref())?;
+    let user = call.user_id;
     let from = from.to_string();
-    let (status, answer) = app
+    let answer = fed
         .services
         .store
         .write(move |tx| {
@@ -624,26 +548,26 @@ pub async fn user_deleted(
                 return Ok::<_, FederationError>(refused);
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "removed": false })));
+                return Ok(Answer::Done(json!({ "removed": false })));
             }
             let known = tx.contains(USER, &user.0)?;
             remove_user_everywhere(tx, user)?;
             bury(tx, user, &from, id)?;
-            Ok((200, json!({ "removed": known })))
+            Ok(Answer::Done(json!({ "removed": known })))
         })
         .await?;
-    if status == 200 {
-        app.services.signed_out(user, None);
+    if matches!(answer, Answer::Done(_)) {
+        fed.services.signed_out(user, None);
     }
-    Ok((status, answer))
+    Ok(answer)
 }
 
 /// `profile_updated` from the user's home: applied to a synced shadow and the directory.
 pub async fn profile_updated(
-    app: &App,
+    fed: &Federation,
     from: &str,
     body: &Value,
-) -> Result<(u16, Value), FederationError> {
+) -> Result<Answer, FederationError> {
     let id = super::call_id(body)?;
     let user = match announced_user(from, body)? {
         Ok(user) => user,
@@ -651,15 +575,15 @@ pub async fn profile_updated(
     };
     let from = from.to_string();
     let profile = body["user"].clone();
-    let cap = app.services.config.federation.directory_max_per_peer;
-    app.services
+    let cap = fed.services.config.federation.directory_max_per_peer;
+    fed.services
         .store
         .write(move |tx| {
             if let Some(refused) = check_home(tx, user, &from, false)? {
                 return Ok(refused);
             }
             if !first_delivery(tx, &from, id)? {
-                return Ok((200, json!({ "applied": false })));
+                return Ok(Answer::Done(json!({ "applied": false })));
             }
             let mut applied = false;
             if let Some(mut shadow) = tx.get(USER, &user.0)? {
@@ -668,7 +592,7 @@ pub async fn profile_updated(
             if tx.contains(DIRECTORY, &user.0)? {
                 record_announced(tx, user, &from, id, &profile, cap)?;
             }
-            Ok((200, json!({ "applied": applied })))
+            Ok(Answer::Done(json!({ "applied": applied })))
         })
         .await
 }

@@ -1,10 +1,10 @@
 //! Handlers of the signed-in user's own account: sign-out, profile, deletion, relinking,
 //! key backup, devices, and the hosts allowed to push to them.
 
-use crate::federation::calls::push;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::{json, json_body, no_content, services, text_param, ApiResult, Req};
+use crate::service::push;
 use crate::service::{accounts, Error};
 use serde::Deserialize;
 use serde_json::json;
@@ -12,8 +12,6 @@ use serde_json::json;
 pub async fn logout(req: Req, me: Principal) -> ApiResult {
     services(&req).remove_device(me.user, &me.jkt).await?;
     req.state().services.signed_out(me.user, Some(&me.jkt));
-    // `device_removed` may have been queued to the peers that keep a shadow of the user.
-    req.state().federation.wake();
     no_content()
 }
 
@@ -24,8 +22,6 @@ pub async fn me(req: Req, me: Principal) -> ApiResult {
 pub async fn update_me(mut req: Req, me: Principal) -> ApiResult {
     let update: accounts::ProfileUpdate = json_body(&mut req).await?;
     let own = services(&req).update_me(me.user, update).await?;
-    // A profile change may have queued `profile_updated` to peers.
-    req.state().federation.wake();
     json(200, &own)
 }
 
@@ -42,14 +38,11 @@ pub async fn delete_me(mut req: Req, me: Principal) -> ApiResult {
         .delete_account(&app.login_limiter, me.user, &body.password)
         .await?;
     app.services.signed_out(me.user, None);
-    // `user_deleted` was queued to every peer in the same commit.
-    app.federation.wake();
     no_content()
 }
 
 pub async fn relink(req: Req, me: Principal) -> ApiResult {
     let own = services(&req).relink(me.user).await?;
-    req.state().federation.wake();
     json(200, &own)
 }
 
@@ -68,12 +61,11 @@ pub async fn remove_device(req: Req, me: Principal) -> ApiResult {
     let device = text_param(&req, "device")?;
     services(&req).remove_device(me.user, &device).await?;
     req.state().services.signed_out(me.user, Some(&device));
-    req.state().federation.wake();
     no_content()
 }
 
 pub async fn push_delegations(req: Req, me: Principal) -> ApiResult {
-    let list = push::list_delegations(req.state(), me.user).map_err(Error::Store)?;
+    let list = push::list_delegations(&req.state().services, me.user).map_err(Error::Store)?;
     json(200, &list)
 }
 
@@ -93,7 +85,7 @@ fn host_query(req: &Req) -> Result<String, ApiError> {
 /// `DELETE /users/@me/push-delegations?host=`: revokes the host's tokens and stops new ones.
 pub async fn revoke_push_delegation(req: Req, me: Principal) -> ApiResult {
     let host = host_query(&req)?;
-    let (tokens, already) = push::revoke_delegation(req.state(), me.user, host)
+    let (tokens, already) = push::revoke_delegation(&req.state().services, me.user, host)
         .await
         .map_err(Error::Store)?;
     if tokens == 0 && already {
@@ -109,7 +101,7 @@ pub async fn revoke_push_delegation(req: Req, me: Principal) -> ApiResult {
 /// `PUT /users/@me/push-delegations?host=`: lets a revoked host get tokens again.
 pub async fn allow_push_delegation(req: Req, me: Principal) -> ApiResult {
     let host = host_query(&req)?;
-    if !push::allow_host(req.state(), me.user, host)
+    if !push::allow_host(&req.state().services, me.user, host)
         .await
         .map_err(Error::Store)?
     {

@@ -2,7 +2,6 @@
 //! bans, and the ban notifications other servers sent.
 
 use crate::app::App;
-use crate::federation::calls::ban;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::{id_param, json, json_body, no_content, services, user_param, ApiResult, Req};
@@ -20,7 +19,7 @@ async fn refresh_members<'a>(app: &App, members: impl Iterator<Item = &'a member
         })
         .map(|m| m.member.user_id)
         .collect();
-    crate::federation::directory::refresh_on_lookup(app, &remote).await;
+    crate::federation::directory::refresh_on_lookup(&app.federation, &remote).await;
 }
 
 #[derive(Deserialize)]
@@ -134,8 +133,6 @@ pub async fn ban(mut req: Req, me: Principal) -> ApiResult {
     let ban = services(&req)
         .ban(me.user, guild, user, body.reason)
         .await?;
-    // A remote user's ban queued PropagateBan.
-    req.state().federation.wake();
     json(200, &ban)
 }
 
@@ -163,6 +160,13 @@ pub async fn ban_notifications(req: Req, me: Principal) -> ApiResult {
                 .ok_or_else(|| ApiError::bad_request("invalid_query", "user_id must be a user id"))
         })
         .transpose()?;
-    let list = ban::list(req.state(), user).map_err(Error::Store)?;
-    json(200, &list.iter().map(ban::view).collect::<Vec<_>>())
+    let list =
+        crate::service::ban_notices::list(&req.state().services, user).map_err(Error::Store)?;
+    json(
+        200,
+        &list
+            .iter()
+            .map(crate::service::ban_notices::view)
+            .collect::<Vec<_>>(),
+    )
 }

@@ -1,6 +1,5 @@
 //! Handlers of a channel's messages, their reactions, and its pins.
 
-use crate::federation::calls::push;
 use crate::http::auth::Principal;
 use crate::http::error::ApiError;
 use crate::http::{
@@ -56,10 +55,6 @@ pub async fn create_message(mut req: Req, me: Principal) -> ApiResult {
     let posted = services(&req)
         .create_message(me.user, channel, body)
         .await?;
-    if push::wants_push(&posted.message) {
-        // Its push fan-out job was queued with it.
-        req.state().federation.wake();
-    }
     json(201, &posted)
 }
 

@@ -80,17 +80,19 @@ async fn remote_certificate_user(app: &App, certificate: &str, jkt: &str) -> Res
     })?;
     let home = crate::federation::normalize_origin(&cert.homeserver)
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))?;
-    crate::federation::peer_key(app, &home).await.map_err(|e| {
-        oauth_error(
-            "invalid_grant",
-            format!("users of {home} are not accepted here: {e}"),
-        )
-    })?;
+    crate::federation::peer_key(&app.federation, &home)
+        .await
+        .map_err(|e| {
+            oauth_error(
+                "invalid_grant",
+                format!("users of {home} are not accepted here: {e}"),
+            )
+        })?;
     let evidence = crate::federation::calls::HomeEvidence {
         certificate: Some(certificate),
         jkt,
     };
-    crate::federation::calls::ensure_shadow(app, user, &home, evidence)
+    crate::federation::calls::ensure_shadow(&app.federation, user, &home, evidence)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
@@ -112,7 +114,7 @@ async fn migrate(
         )
     })?;
     let get = |name: &str| form.get(name).map(String::as_str).unwrap_or("");
-    let proof = crate::federation::calls::migration::MigrationProof {
+    let proof = crate::auth::migration::MigrationProof {
         new_homeserver: get("migration_new_homeserver").to_string(),
         timestamp: get("migration_timestamp").parse().map_err(|_| {
             oauth_error(
@@ -128,7 +130,7 @@ async fn migrate(
         .filter(|t| !t.is_empty())
         .map(str::to_string)
         .collect();
-    crate::federation::calls::migration::migrate_here(app, user, proof, targets)
+    crate::federation::calls::migration::migrate_here(&app.federation, user, proof, targets)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }
@@ -212,8 +214,6 @@ pub async fn register(mut req: Req) -> ApiResult {
     throttle(&req, Action::Register, None)?;
     let body: accounts::Registration = json_body(&mut req).await?;
     let user = services(&req).register(body, "registered device").await?;
-    // `user_created` was queued to the peers with the account.
-    req.state().federation.wake();
     json(
         201,
         &accounts::PublicUser::of(&user, &services(&req).origin),

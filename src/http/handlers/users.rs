@@ -17,19 +17,19 @@ pub async fn search_users(req: Req, _me: Principal) -> ApiResult {
         .query()
         .map_err(|_| ApiError::bad_request("invalid_query", "q is text, limit a number"))?;
     let q = query.q.unwrap_or_default();
-    crate::federation::directory::check_query(&q).map_err(|_| {
+    crate::service::remote_users::check_query(&q).map_err(|_| {
         ApiError::bad_request(
             "invalid_query",
             format!(
                 "q must be 1 to {} characters",
-                crate::federation::directory::MAX_QUERY_CHARS
+                crate::service::remote_users::MAX_QUERY_CHARS
             ),
         )
     })?;
     let limit = query
         .limit
-        .unwrap_or(crate::federation::directory::DEFAULT_SEARCH_LIMIT);
-    let found = crate::federation::directory::search(req.state(), &q, limit).await?;
+        .unwrap_or(crate::service::remote_users::DEFAULT_SEARCH_LIMIT);
+    let found = crate::federation::directory::search(&req.state().federation, &q, limit).await?;
     json(200, &found)
 }
 
@@ -37,11 +37,11 @@ pub async fn user(req: Req, me: Principal) -> ApiResult {
     let id = user_param(&req, "user_id", &me)?;
     let app = req.state();
     // A shadow account's profile as cached here, or a remote user the directory knows.
-    let user = crate::federation::directory::lookup(app, id)
+    let user = crate::service::remote_users::lookup(&app.services, id)
         .map_err(Error::Store)?
         .ok_or(Error::NotFound("user"))?;
     if user.homeserver != app.services.origin {
-        crate::federation::directory::refresh_on_lookup(app, &[id]).await;
+        crate::federation::directory::refresh_on_lookup(&app.federation, &[id]).await;
     }
     json(200, &user)
 }

@@ -64,7 +64,7 @@ impl TestServer {
         let (stop, stopped) = async_channel::bounded::<()>(1);
         let (ready, is_ready) = std::sync::mpsc::channel::<String>();
         let thread = std::thread::spawn(move || {
-            smol::block_on(hearth::app::run_with(
+            smol::block_on(hearth::server::run_with(
                 listener,
                 config,
                 async move {

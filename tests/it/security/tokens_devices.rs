@@ -458,7 +458,7 @@ fn an_admin_socket_directory_owned_by_someone_else_is_refused() {
         let stop = async {
             smol::Timer::after(Duration::from_secs(5)).await;
         };
-        let run = hearth::app::run(listener, config, stop);
+        let run = hearth::server::run(listener, config, stop);
         futures_lite::future::or(async { Some(run.await) }, async {
             smol::Timer::after(Duration::from_secs(20)).await;
             None

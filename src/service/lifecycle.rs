@@ -1,0 +1,80 @@
+//! The life cycle of a user here, in one place: signing out every device, removing a
+//! user everywhere (memberships, devices, what federation kept about them), and the
+//! tombstones that remember a home deleted a user, so their still-valid tokens and any
+//! new shadow account from that home are refused.
+
+use crate::model::*;
+use crate::storage::{keys, tables::*, StoreError, Tx};
+use serde_json::json;
+
+/// Removes every device of a user here with its refresh tokens (access tokens stop
+/// working at once: each request checks its device).
+pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
+    for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
+        for hash in &device.refresh_hashes {
+            tx.delete(REFRESH_TOKEN, hash)?;
+        }
+    }
+    tx.delete_prefix(USER_DEVICE, &user.0)?;
+    Ok(())
+}
+
+/// Deletes a user's account here with every membership and device (their messages stay,
+/// attributed to the id), and what federation kept about them (directory entry, profile
+/// freshness, the peers that kept a shadow).
+pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
+    for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
+        if let Some(guild) = keys::read_id(&key, 32) {
+            tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
+            tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
+            tx.emit(
+                "member_remove",
+                Audience::guild(guild).and_user(user),
+                Some(guild),
+                &json!({ "guild_id": guild, "user_id": user }),
+            )?;
+        }
+    }
+    tx.delete_prefix(USER_GUILD, &user.0)?;
+    sign_out_all_devices(tx, user)?;
+    if let Some(u) = tx.get(USER, &user.0)? {
+        if !u.username.is_empty() && u.homeserver.is_empty() {
+            tx.delete(USERNAME_USER, u.username.as_bytes())?;
+        }
+    }
+    tx.delete(PUSH_DELEGATION, &user.0)?;
+    tx.delete(SHADOW_SYNC, &user.0)?;
+    tx.delete_prefix(USER_PEER, &user.0)?;
+    super::remote_users::forget(tx, user)?;
+    tx.delete(USER, &user.0)?;
+    Ok(())
+}
+
+fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
+    keys::join(&[&user.0, home.as_bytes()])
+}
+
+/// Records that `home` removed `user` (with its call `id`, or 0 when it answered
+/// VerifyUser with 404), keeping the newest id.
+pub fn bury(tx: &Tx, user: UserId, home: &str, id: u64) -> Result<(), StoreError> {
+    let key = tombstone_key(user, home);
+    let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
+    tx.put(USER_TOMBSTONE, &key, &deleted)
+}
+
+/// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
+pub fn deleted_by_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
+    tx.contains(USER_TOMBSTONE, &tombstone_key(user, home))
+}
+
+/// The call id with which `home` deleted `user`, if it did (0: it answered VerifyUser
+/// with 404).
+pub fn deleted_at(tx: &Tx, user: UserId, home: &str) -> Result<Option<u64>, StoreError> {
+    tx.get(USER_TOMBSTONE, &tombstone_key(user, home))
+}
+
+/// Lifts `home`'s deletion of `user` (the home made the account again).
+pub fn unbury(tx: &Tx, user: UserId, home: &str) -> Result<(), StoreError> {
+    tx.delete(USER_TOMBSTONE, &tombstone_key(user, home))?;
+    Ok(())
+}

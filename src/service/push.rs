@@ -1,0 +1,432 @@
+//! Push notifications for mentions (mzchat's PushNotification, DESIGN §3), the business side:
+//!
+//! - **Issuing.** A home answers VerifyUser with a Push Delegation Token: a compact JWS
+//!   (`typ` `hearth-push+jwt`, EdDSA by the home's server key S) with `iss` (home origin),
+//!   `aud` (the host's origin), `sub` (user id), `scope` `push`, `iat`, `exp`, `jti`. The
+//!   home records each token it issues (table `push_grant`, by user, host and `jti`), so
+//!   the user can list and revoke them and removing a peer revokes that peer's tokens.
+//!   A user's revocation also stops new tokens for that host (VerifyUser then answers
+//!   without `push_token`) until the user allows the host again.
+//! - **Fan-out planning.** A message that mentions users (`<@USER>`, a mentionable
+//!   `<@&ROLE>`, or an allowed `@everyone`) queues one `push_fanout` job in the message's
+//!   commit. The outbox worker expands it ([`plan`]): every mentioned member who may view
+//!   the channel, except the author, gets a `push_delivery` per UnifiedPush distributor if
+//!   homed here, or a `push_notification` call to their home if a Push Delegation Token is
+//!   stored for them.
+//!
+//! Titles and bodies are at most 200 characters: the guild and channel name, and the
+//! author's name with the start of the message.
+
+use super::access;
+use super::outbox::{enqueue, Call, PushDelivery, PushFanout, PushNotification};
+use super::Services;
+use crate::auth::jose::b64u;
+use crate::model::*;
+use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::system::now;
+use serde_json::{json, Value};
+
+/// Lifetime of a Push Delegation Token, seconds.
+pub const PUSH_TOKEN_SECS: u64 = 30 * 24 * 3600;
+/// The `typ` of Push Delegation Tokens.
+pub const TOKEN_TYP: &str = "hearth-push+jwt";
+/// Longest title and body of a notification, in characters.
+pub const MAX_PREVIEW_CHARS: usize = 200;
+/// Tokens kept per user and host: the newest few, so calls queued with an older one
+/// still pass while a repeated VerifyUser cannot grow the table.
+const GRANTS_PER_HOST: usize = 4;
+
+fn grant_prefix(user: UserId, host: &str) -> Vec<u8> {
+    keys::join(&[&user.0, host.as_bytes(), &[0]])
+}
+
+pub fn grant_key(user: UserId, host: &str, jti: &str) -> Vec<u8> {
+    keys::join(&[&grant_prefix(user, host), jti.as_bytes()])
+}
+
+fn revoked_key(user: UserId, host: &str) -> Vec<u8> {
+    keys::join(&[&user.0, host.as_bytes()])
+}
+
+/// Issues a Push Delegation Token for `user` to `host` and records it (durably, before
+/// the caller hands it out). Older tokens beyond the newest few, and expired ones, are
+/// forgotten in the same commit. `None` if the user revoked push for that host.
+pub async fn issue_token(
+    services: &Services,
+    host: &str,
+    user: UserId,
+) -> Result<Option<String>, StoreError> {
+    let mut id = [0u8; 16];
+    crate::system::random_bytes(&mut id);
+    let jti = b64u(&id);
+    let issued_at = now();
+    let expires_at = issued_at + PUSH_TOKEN_SECS;
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), Value::from(TOKEN_TYP));
+    let token = services.server_key.sign_jws(
+        header,
+        &json!({
+            "iss": services.origin,
+            "aud": host,
+            "sub": user,
+            "scope": "push",
+            "iat": issued_at,
+            "exp": expires_at,
+            "jti": jti,
+        }),
+    );
+    let grant = PushGrant {
+        host: host.to_string(),
+        user_id: user,
+        jti,
+        issued_at,
+        expires_at,
+    };
+    let issued = services
+        .store
+        .write(move |tx| {
+            if tx.contains(PUSH_REVOKED, &revoked_key(user, &grant.host))? {
+                return Ok(false);
+            }
+            let prefix = grant_prefix(user, &grant.host);
+            let mut existing = tx.scan_prefix(PUSH_GRANT, &prefix, usize::MAX)?;
+            existing.sort_by_key(|(_, g)| std::cmp::Reverse(g.issued_at));
+            for (index, (key, old)) in existing.iter().enumerate() {
+                if index + 1 >= GRANTS_PER_HOST || old.expires_at <= issued_at {
+                    tx.delete(PUSH_GRANT, key)?;
+                }
+            }
+            tx.put(
+                PUSH_GRANT,
+                &grant_key(user, &grant.host, &grant.jti),
+                &grant,
+            )?;
+            Ok::<_, StoreError>(true)
+        })
+        .await?;
+    Ok(issued.then_some(token))
+}
+
+/// Revokes every token issued to `host` (its peering was removed). Returns how many.
+pub fn revoke_host(tx: &Tx, host: &str) -> Result<usize, StoreError> {
+    let doomed: Vec<Vec<u8>> = tx
+        .range(PUSH_GRANT, &[], None, false, usize::MAX)?
+        .into_iter()
+        .filter(|(_, g)| g.host == host)
+        .map(|(key, _)| key)
+        .collect();
+    for key in &doomed {
+        tx.delete(PUSH_GRANT, key)?;
+    }
+    Ok(doomed.len())
+}
+
+/// A user's delegations, one entry per host: `{host, tokens, issued_at, expires_at}` (the
+/// newest live token's times), then the hosts the user revoked: `{host, revoked_at}`.
+pub fn list_delegations(services: &Services, user: UserId) -> Result<Vec<Value>, StoreError> {
+    let t = now();
+    let (grants, revoked) = services.store.read(|tx| {
+        Ok::<_, StoreError>((
+            tx.scan_prefix(PUSH_GRANT, &user.0, usize::MAX)?,
+            tx.scan_prefix(PUSH_REVOKED, &user.0, usize::MAX)?,
+        ))
+    })?;
+    let mut out: Vec<(String, usize, u64, u64)> = Vec::new();
+    for (_, grant) in grants.into_iter().filter(|(_, g)| g.expires_at > t) {
+        match out.iter_mut().find(|(host, ..)| *host == grant.host) {
+            Some(entry) => {
+                entry.1 += 1;
+                if grant.issued_at >= entry.2 {
+                    entry.2 = grant.issued_at;
+                    entry.3 = grant.expires_at;
+                }
+            }
+            None => out.push((grant.host, 1, grant.issued_at, grant.expires_at)),
+        }
+    }
+    let live = out
+        .into_iter()
+        .map(|(host, tokens, issued_at, expires_at)| {
+            json!({
+                "host": host,
+                "tokens": tokens,
+                "issued_at": issued_at,
+                "expires_at": expires_at,
+            })
+        });
+    let blocked = revoked.into_iter().map(|(key, at)| {
+        json!({
+            "host": String::from_utf8_lossy(key.get(32..).unwrap_or_default()),
+            "revoked_at": at,
+        })
+    });
+    Ok(live.chain(blocked).collect())
+}
+
+/// Revokes every token of `user` held by `host`, and stops new ones for it until
+/// [`allow_host`]. Returns how many live tokens there were, and whether the host was
+/// already revoked.
+pub async fn revoke_delegation(
+    services: &Services,
+    user: UserId,
+    host: String,
+) -> Result<(usize, bool), StoreError> {
+    services
+        .store
+        .write(move |tx| {
+            let already = tx.contains(PUSH_REVOKED, &revoked_key(user, &host))?;
+            let tokens = tx.delete_prefix(PUSH_GRANT, &grant_prefix(user, &host))?;
+            tx.put(PUSH_REVOKED, &revoked_key(user, &host), &now())?;
+            Ok((tokens, already))
+        })
+        .await
+}
+
+/// Lets `host` receive Push Delegation Tokens for `user` again (from its next VerifyUser).
+/// Returns whether it had been revoked.
+pub async fn allow_host(
+    services: &Services,
+    user: UserId,
+    host: String,
+) -> Result<bool, StoreError> {
+    services
+        .store
+        .write(move |tx| tx.delete(PUSH_REVOKED, &revoked_key(user, &host)))
+        .await
+}
+
+/// Text with control characters as spaces, trimmed, at most `max` characters (cut with
+/// an ellipsis).
+pub fn clean(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let flat = flat.trim();
+    if flat.chars().count() <= max {
+        return flat.to_string();
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+/// What a distributor receives.
+pub struct Notice {
+    /// The server hosting the message.
+    pub host: String,
+    /// The user notified.
+    pub user: UserId,
+    /// Guild of the message.
+    pub guild_id: Id,
+    /// Channel of the message.
+    pub channel_id: Id,
+    /// The message.
+    pub message_id: Id,
+    /// Title shown.
+    pub title: String,
+    /// Text shown.
+    pub body: String,
+}
+
+impl Notice {
+    /// The outbox item that posts this notice to a distributor.
+    pub fn delivery_body(&self) -> Call {
+        Call::PushDelivery(PushDelivery {
+            id: None,
+            kind: "mention".into(),
+            host: self.host.clone(),
+            user_id: self.user,
+            guild_id: self.guild_id,
+            channel_id: self.channel_id,
+            message_id: self.message_id,
+            title: self.title.clone(),
+            body: self.body.clone(),
+        })
+    }
+}
+
+/// Whether a message mentions anyone (and so queues a fan-out job).
+pub fn wants_push(message: &Message) -> bool {
+    !message.mentions.is_empty() || !message.mention_roles.is_empty() || message.mention_everyone
+}
+
+/// Queues the fan-out job of a message, in the message's commit.
+pub fn queue_fanout(tx: &Tx, id: Id, message: &Message) -> Result<(), StoreError> {
+    enqueue(
+        tx,
+        id,
+        "",
+        &Call::PushFanout(PushFanout {
+            id: None,
+            channel_id: message.channel_id,
+            message_id: message.id,
+        }),
+    )
+}
+
+/// One outbox item the fan-out will queue.
+pub struct Planned {
+    /// Peer origin or distributor URL.
+    pub target: String,
+    /// What to queue.
+    pub call: Call,
+}
+
+fn service_store(error: crate::service::Error) -> StoreError {
+    match error {
+        crate::service::Error::Store(e) => e,
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+/// Message text with `<@USER>` and `<@&ROLE>` written as `@name`, newlines as spaces,
+/// only as much as a preview needs.
+fn readable(tx: &Tx, guild: Id, content: &str) -> Result<String, StoreError> {
+    let mut out = String::new();
+    let mut rest = content;
+    while let Some(start) = rest.find("<@") {
+        if out.len() > 4 * MAX_PREVIEW_CHARS {
+            break;
+        }
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('>') else {
+            out.push_str(&rest[start..]);
+            rest = "";
+            break;
+        };
+        let inner = &after[..end];
+        let name = match inner.strip_prefix('&') {
+            Some(role) => match Id::parse(role) {
+                Some(role) => tx
+                    .get(GUILD_ROLE, &keys::id_id(guild, role))?
+                    .map(|r| r.name),
+                None => None,
+            },
+            None => match UserId::parse(inner) {
+                Some(user) => display_name(tx, guild, user)?,
+                None => None,
+            },
+        };
+        match name {
+            Some(name) => {
+                out.push('@');
+                out.push_str(&name);
+            }
+            None => out.push_str(&rest[start..start + 2 + end + 1]),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn display_name(tx: &Tx, guild: Id, user: UserId) -> Result<Option<String>, StoreError> {
+    if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild, user))? {
+        if !member.nick.is_empty() {
+            return Ok(Some(member.nick));
+        }
+    }
+    Ok(tx.get(USER, &user.0)?.map(|u| u.profile.name))
+}
+
+/// Works out who a message notifies and what each gets.
+pub fn plan(
+    tx: &Tx,
+    own_origin: &str,
+    channel_id: Id,
+    message_id: Id,
+) -> Result<Vec<Planned>, StoreError> {
+    let Some(message) = tx.get(CHANNEL_MESSAGE, &keys::id_id(channel_id, message_id))? else {
+        return Ok(Vec::new());
+    };
+    let Some(channel) = tx.get(CHANNEL, &keys::id(channel_id))? else {
+        return Ok(Vec::new());
+    };
+    let Some(guild) = tx.get(GUILD, &keys::id(message.guild_id))? else {
+        return Ok(Vec::new());
+    };
+    let roles = access::guild_roles(tx, guild.id).map_err(service_store)?;
+    let mut members: Vec<Member> = Vec::new();
+    for user in &message.mentions {
+        if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild.id, *user))? {
+            members.push(member);
+        }
+    }
+    if message.mention_everyone || !message.mention_roles.is_empty() {
+        for (_, member) in tx.scan_prefix(GUILD_MEMBER, &keys::id(guild.id), usize::MAX)? {
+            let named = message.mention_everyone
+                || member
+                    .roles
+                    .iter()
+                    .any(|r| message.mention_roles.contains(r));
+            if named && !message.mentions.contains(&member.user_id) {
+                members.push(member);
+            }
+        }
+    }
+    let author = display_name(tx, guild.id, message.author_id)?
+        .unwrap_or_else(|| message.author_id.to_text().chars().take(8).collect());
+    let text = readable(tx, guild.id, &message.content)?;
+    let body = if text.trim().is_empty() {
+        format!("{author} sent an attachment")
+    } else {
+        format!("{author}: {text}")
+    };
+    let title = clean(
+        &format!("{} #{}", guild.name, channel.name),
+        MAX_PREVIEW_CHARS,
+    );
+    let body = clean(&body, MAX_PREVIEW_CHARS);
+    let mut planned = Vec::new();
+    for member in members {
+        let user = member.user_id;
+        if user == message.author_id {
+            continue;
+        }
+        let standing = access::GuildAccess::from_parts(guild.clone(), roles.clone(), member);
+        let may_view = standing
+            .channel_permissions(tx, &channel)
+            .map_err(service_store)?
+            .contains(Permissions::VIEW_CHANNEL);
+        if !may_view {
+            continue;
+        }
+        let Some(account) = tx.get(USER, &user.0)? else {
+            continue;
+        };
+        if account.homeserver.is_empty() {
+            let notice = Notice {
+                host: own_origin.to_string(),
+                user,
+                guild_id: guild.id,
+                channel_id,
+                message_id,
+                title: title.clone(),
+                body: body.clone(),
+            };
+            for url in &account.push_distributors {
+                planned.push(Planned {
+                    target: url.clone(),
+                    call: notice.delivery_body(),
+                });
+            }
+        } else if let Some(token) = tx.get(PUSH_DELEGATION, &user.0)? {
+            planned.push(Planned {
+                target: account.homeserver.clone(),
+                call: Call::PushNotification(PushNotification {
+                    id: None,
+                    token,
+                    user_id: user,
+                    guild_id: guild.id,
+                    channel_id,
+                    message_id,
+                    title: title.clone(),
+                    body: body.clone(),
+                }),
+            });
+        }
+    }
+    Ok(planned)
+}
