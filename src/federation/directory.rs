@@ -285,13 +285,27 @@ pub async fn search(
     Ok(json!({ "users": users, "unreachable": unreachable }))
 }
 
-/// Answers `search_users` `{id, q, limit?}`: this server's own users matching `q`.
+/// `search_users` `{id, q, limit?}`: a peer searches this server's own users.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchUsers {
+    /// The call id (searches change nothing, so it is not deduplicated).
+    #[serde(default, rename = "id")]
+    _id: Option<String>,
+    /// What to look for.
+    q: String,
+    /// Most results wanted.
+    #[serde(default)]
+    limit: Option<u64>,
+}
+
+/// Answers `search_users`: this server's own users matching `q`.
 pub fn search_users(fed: &Federation, body: &Value) -> Result<Answer, FederationError> {
-    let q = check_query(body["q"].as_str().unwrap_or(""))
-        .map_err(|e| FederationError::Invalid(e.to_string()))?;
-    let limit = body["limit"]
-        .as_u64()
-        .map(|l| l as usize)
+    let call: SearchUsers = super::calls::parse(body)?;
+    let q = check_query(&call.q).map_err(|e| FederationError::Invalid(e.to_string()))?;
+    let limit = call
+        .limit
+        .map(|l| l.min(MAX_SEARCH_LIMIT as u64) as usize)
         .unwrap_or(DEFAULT_SEARCH_LIMIT)
         .clamp(1, MAX_SEARCH_LIMIT);
     let origin = fed.services.origin.clone();

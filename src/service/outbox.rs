@@ -96,7 +96,9 @@ pub struct PushNotification {
     /// The call id (set when queued).
     #[serde(default, skip_serializing)]
     pub id: Option<String>,
-    /// The Push Delegation Token the home issued.
+    /// The Push Delegation Token the home issued (a missing one is refused as malformed,
+    /// with the home's 403, like any bad token).
+    #[serde(default)]
     pub token: String,
     /// The user.
     pub user_id: UserId,
@@ -107,8 +109,10 @@ pub struct PushNotification {
     /// The message.
     pub message_id: Id,
     /// Title shown.
+    #[serde(default)]
     pub title: String,
     /// Text shown.
+    #[serde(default)]
     pub body: String,
 }
 
