@@ -31,7 +31,7 @@ pub const MAX_MERGED_RESULTS: usize = 100;
 /// Whether a VerifyUser for the shadow is still waiting in the outbox.
 fn refresh_pending(tx: &Tx, state: &ShadowSync) -> Result<bool, StoreError> {
     match state.pending_call {
-        Some(id) => tx.contains(OUTBOX, &Id(id).to_be()),
+        Some(id) => tx.contains(OUTBOX, Id(id)),
         None => Ok(false),
     }
 }

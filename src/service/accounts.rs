@@ -5,7 +5,7 @@ use super::outbox::{self, Call, Flow};
 use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{keys, tables::*, Rows, Tx};
 use crate::system::now;
 use serde::{Deserialize, Serialize};
 
@@ -837,9 +837,9 @@ impl Services {
             }
             tx.put(USER, &id.0, &user)?;
             let guilds = tx
-                .scan_prefix(USER_GUILD, &id.0, usize::MAX)?
+                .rows(USER_GUILD, Rows::prefix(id))?
                 .into_iter()
-                .filter_map(|(key, _)| keys::read_id(&key, 32))
+                .map(|((_, guild), _)| guild)
                 .collect();
             let audience = Audience {
                 guilds,
@@ -899,14 +899,8 @@ impl Services {
                 return Err(Error::NotFound("user"));
             }
             let mut owned = Vec::new();
-            for (key, _) in tx.scan_prefix(USER_GUILD, &id.0, usize::MAX)? {
-                let Some(guild) = keys::read_id(&key, 32) else {
-                    continue;
-                };
-                if tx
-                    .get(GUILD, &keys::id(guild))?
-                    .is_some_and(|g| g.owner == id)
-                {
+            for ((_, guild), _) in tx.rows(USER_GUILD, Rows::prefix(id))? {
+                if tx.get(GUILD, guild)?.is_some_and(|g| g.owner == id) {
                     owned.push(guild.to_string());
                 }
             }
@@ -950,7 +944,7 @@ impl Services {
                 }
                 let state = tx.get(SHADOW_SYNC, &id.0)?.unwrap_or_default();
                 let pending = match state.pending_call {
-                    Some(call) => tx.contains(OUTBOX, &Id(call).to_be())?,
+                    Some(call) => tx.contains(OUTBOX, Id(call))?,
                     None => false,
                 };
                 user.profile_synced = true;

@@ -4,7 +4,7 @@
 //! new shadow account from that home are refused.
 
 use crate::model::*;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{keys, tables::*, Rows, StoreError, Tx};
 use serde_json::json;
 
 /// Removes every device of a user here with its refresh tokens (access tokens stop
@@ -23,19 +23,17 @@ pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
 /// attributed to the id), and what federation kept about them (directory entry, profile
 /// freshness, the peers that kept a shadow).
 pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
-        if let Some(guild) = keys::read_id(&key, 32) {
-            tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
-            tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
-            tx.emit(
-                "member_remove",
-                Audience::guild(guild).and_user(user),
-                Some(guild),
-                &json!({ "guild_id": guild, "user_id": user }),
-            )?;
-        }
+    for ((_, guild), _) in tx.rows(USER_GUILD, Rows::prefix(user))? {
+        tx.delete(GUILD_MEMBER, (guild, user))?;
+        tx.delete(GUILD_MEMBER_SINCE, (guild, user))?;
+        tx.emit(
+            "member_remove",
+            Audience::guild(guild).and_user(user),
+            Some(guild),
+            &json!({ "guild_id": guild, "user_id": user }),
+        )?;
     }
-    tx.delete_prefix(USER_GUILD, &user.0)?;
+    tx.delete_rows(USER_GUILD, Rows::prefix(user))?;
     sign_out_all_devices(tx, user)?;
     if let Some(u) = tx.get(USER, &user.0)? {
         if !u.username.is_empty() && u.homeserver.is_empty() {

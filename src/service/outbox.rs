@@ -10,7 +10,7 @@
 
 use super::Services;
 use crate::model::{Id, OutboxItem, UserId};
-use crate::storage::{tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -290,7 +290,7 @@ pub fn enqueue(tx: &Tx, id: Id, target: &str, call: &Call) -> Result<(), StoreEr
         created_ms: t,
         last_error: String::new(),
     };
-    tx.put(OUTBOX, &id.to_be(), &item)?;
+    tx.put(OUTBOX, id, &item)?;
     tx.note_queued();
     Ok(())
 }
@@ -299,7 +299,7 @@ pub fn enqueue(tx: &Tx, id: Id, target: &str, call: &Call) -> Result<(), StoreEr
 pub fn pending(services: &Services) -> Result<Vec<OutboxItem>, StoreError> {
     Ok(services
         .store
-        .read(|tx| tx.range(OUTBOX, &[], None, false, SCAN_LIMIT))?
+        .read(|tx| tx.rows(OUTBOX, Rows::all().limit(SCAN_LIMIT)))?
         .into_iter()
         .map(|(_, item)| item)
         .collect())

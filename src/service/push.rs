@@ -22,7 +22,7 @@ use super::outbox::{enqueue, Call, PushDelivery, PushFanout, PushNotification};
 use super::Services;
 use crate::auth::jose::b64u;
 use crate::model::*;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{keys, tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -299,9 +299,7 @@ fn readable(tx: &Tx, guild: Id, content: &str) -> Result<String, StoreError> {
         let inner = &after[..end];
         let name = match inner.strip_prefix('&') {
             Some(role) => match Id::parse(role) {
-                Some(role) => tx
-                    .get(GUILD_ROLE, &keys::id_id(guild, role))?
-                    .map(|r| r.name),
+                Some(role) => tx.get(GUILD_ROLE, (guild, role))?.map(|r| r.name),
                 None => None,
             },
             None => match UserId::parse(inner) {
@@ -323,7 +321,7 @@ fn readable(tx: &Tx, guild: Id, content: &str) -> Result<String, StoreError> {
 }
 
 fn display_name(tx: &Tx, guild: Id, user: UserId) -> Result<Option<String>, StoreError> {
-    if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild, user))? {
+    if let Some(member) = tx.get(GUILD_MEMBER, (guild, user))? {
         if !member.nick.is_empty() {
             return Ok(Some(member.nick));
         }
@@ -338,24 +336,24 @@ pub fn plan(
     channel_id: Id,
     message_id: Id,
 ) -> Result<Vec<Planned>, StoreError> {
-    let Some(message) = tx.get(CHANNEL_MESSAGE, &keys::id_id(channel_id, message_id))? else {
+    let Some(message) = tx.get(CHANNEL_MESSAGE, (channel_id, message_id))? else {
         return Ok(Vec::new());
     };
-    let Some(channel) = tx.get(CHANNEL, &keys::id(channel_id))? else {
+    let Some(channel) = tx.get(CHANNEL, channel_id)? else {
         return Ok(Vec::new());
     };
-    let Some(guild) = tx.get(GUILD, &keys::id(message.guild_id))? else {
+    let Some(guild) = tx.get(GUILD, message.guild_id)? else {
         return Ok(Vec::new());
     };
     let roles = access::guild_roles(tx, guild.id).map_err(service_store)?;
     let mut members: Vec<Member> = Vec::new();
     for user in &message.mentions {
-        if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild.id, *user))? {
+        if let Some(member) = tx.get(GUILD_MEMBER, (guild.id, *user))? {
             members.push(member);
         }
     }
     if message.mention_everyone || !message.mention_roles.is_empty() {
-        for (_, member) in tx.scan_prefix(GUILD_MEMBER, &keys::id(guild.id), usize::MAX)? {
+        for (_, member) in tx.rows(GUILD_MEMBER, Rows::prefix(guild.id))? {
             let named = message.mention_everyone
                 || member
                     .roles

@@ -2,7 +2,9 @@
 //! concatenations so that a prefix scan returns rows in order.
 
 use super::codec::{decode_body, CodecError, Stored};
-use super::keys::{KeyCodec, Raw, Seq, Text};
+use super::keys::{
+    IdKey, IdPair, IdText, IdUser, KeyCodec, Raw, ReactionKey, Seq, Text, Upload, UserThenId,
+};
 use crate::model::*;
 use std::marker::PhantomData;
 
@@ -126,39 +128,39 @@ pub const USER_DEVICE_REMOVED: Table<u64> = Table::new("user_device_removed");
 /// SHA-256 of the token → refresh token.
 pub const REFRESH_TOKEN: Table<RefreshToken> = Table::new("refresh_token");
 /// guild id → guild.
-pub const GUILD: Table<Guild> = Table::new("guild");
+pub const GUILD: Table<Guild, IdKey> = Table::new("guild");
 /// channel id → channel.
-pub const CHANNEL: Table<Channel> = Table::new("channel");
+pub const CHANNEL: Table<Channel, IdKey> = Table::new("channel");
 /// guild id ‖ channel id → (index).
-pub const GUILD_CHANNEL: Table<Present> = Table::new("guild_channel");
+pub const GUILD_CHANNEL: Table<Present, IdPair> = Table::new("guild_channel");
 /// guild id ‖ role id → role.
-pub const GUILD_ROLE: Table<Role> = Table::new("guild_role");
+pub const GUILD_ROLE: Table<Role, IdPair> = Table::new("guild_role");
 /// guild id ‖ user id → member.
-pub const GUILD_MEMBER: Table<Member> = Table::new("guild_member");
+pub const GUILD_MEMBER: Table<Member, IdUser> = Table::new("guild_member");
 /// guild id ‖ user id → sequence number of the event that made them a member (a resume
 /// does not replay the guild's events from before it).
-pub const GUILD_MEMBER_SINCE: Table<u64> = Table::new("guild_member_since");
+pub const GUILD_MEMBER_SINCE: Table<u64, IdUser> = Table::new("guild_member_since");
 /// user id ‖ guild id → (index of the guilds a user is in).
-pub const USER_GUILD: Table<Present> = Table::new("user_guild");
+pub const USER_GUILD: Table<Present, UserThenId> = Table::new("user_guild");
 /// channel id ‖ message id → message.
-pub const CHANNEL_MESSAGE: Table<Message> = Table::new("channel_message");
+pub const CHANNEL_MESSAGE: Table<Message, IdPair> = Table::new("channel_message");
 /// message id ‖ emoji length ‖ emoji ‖ user id → (reaction).
-pub const MESSAGE_REACTION: Table<Present> = Table::new("message_reaction");
+pub const MESSAGE_REACTION: Table<Present, ReactionKey> = Table::new("message_reaction");
 /// channel id ‖ message id → (pin).
-pub const CHANNEL_PIN: Table<Present> = Table::new("channel_pin");
+pub const CHANNEL_PIN: Table<Present, IdPair> = Table::new("channel_pin");
 /// invite code → invite.
 pub const INVITE: Table<Invite> = Table::new("invite");
 /// guild id ‖ invite code → (index).
-pub const GUILD_INVITE: Table<Present> = Table::new("guild_invite");
+pub const GUILD_INVITE: Table<Present, IdText> = Table::new("guild_invite");
 /// guild id ‖ user id → ban.
-pub const GUILD_BAN: Table<Ban> = Table::new("guild_ban");
+pub const GUILD_BAN: Table<Ban, IdUser> = Table::new("guild_ban");
 /// file id (SHA-256) → file metadata.
 pub const FILE: Table<FileMeta, Text> = Table::new("file");
 /// channel id ‖ file id → (the file may be read by those who can read the channel).
-pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
+pub const CHANNEL_FILE: Table<Present, IdText> = Table::new("channel_file");
 /// channel id ‖ file id ‖ uploader id → that upload's metadata (name and type are the
 /// uploader's own; `FILE` holds the shared metadata of files uploaded before this table).
-pub const CHANNEL_UPLOAD: Table<FileMeta> = Table::new("channel_upload");
+pub const CHANNEL_UPLOAD: Table<FileMeta, Upload> = Table::new("channel_upload");
 
 /// event sequence number → event (the event log, pruned by count and age).
 pub const EVENT_LOG: Table<Event, Seq> = Table::new("event_log");
@@ -166,7 +168,7 @@ pub const EVENT_LOG: Table<Event, Seq> = Table::new("event_log");
 /// peer origin → pinned peer.
 pub const PEER: Table<Peer> = Table::new("peer");
 /// outbox id → server-to-server call waiting for delivery.
-pub const OUTBOX: Table<OutboxItem> = Table::new("outbox");
+pub const OUTBOX: Table<OutboxItem, IdKey> = Table::new("outbox");
 /// sender origin ‖ 0 ‖ call id (BE) → unix seconds received (deduplication of calls).
 pub const INBOX: Table<u64> = Table::new("inbox");
 

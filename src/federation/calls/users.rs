@@ -35,7 +35,7 @@ use crate::service::lifecycle::{self, bury, deleted_by_home, remove_user_everywh
 use crate::service::outbox::{queue_verify, UserRef};
 use crate::service::push::PUSH_TOKEN_SECS;
 use crate::service::remote_users;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -90,9 +90,9 @@ fn version_of(value: &Value) -> u64 {
 /// Tells the user's guilds (and the user) that their profile changed.
 pub(super) fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
     let guilds = tx
-        .scan_prefix(USER_GUILD, &user.id.0, usize::MAX)?
+        .rows(USER_GUILD, Rows::prefix(user.id))?
         .into_iter()
-        .filter_map(|(key, _)| keys::read_id(&key, 32))
+        .map(|((_, guild), _)| guild)
         .collect();
     tx.emit(
         "user_update",
