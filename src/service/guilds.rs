@@ -176,7 +176,7 @@ impl Services {
     /// The guilds the user is in, in the user's preferred order, then by join.
     pub fn my_guilds(&self, actor: UserId) -> Result<Vec<Guild>> {
         self.store.read(|tx| {
-            let user = tx.get(USER, &actor.0)?.ok_or(Error::NotFound("user"))?;
+            let user = tx.get(USER, actor)?.ok_or(Error::NotFound("user"))?;
             let mut guilds = Vec::new();
             for ((_, id), _) in tx.rows(USER_GUILD, Rows::prefix(actor))? {
                 if let Some(g) = tx.get(GUILD, id)? {
@@ -250,7 +250,7 @@ impl Services {
                 tx.delete_rows(GUILD_ROLE, Rows::prefix(guild_id))?;
                 tx.delete_rows(GUILD_BAN, Rows::prefix(guild_id))?;
                 for ((_, code), _) in tx.rows(GUILD_INVITE, Rows::prefix(guild_id))? {
-                    tx.delete(INVITE, code.as_bytes())?;
+                    tx.delete(INVITE, code.as_str())?;
                 }
                 tx.delete_rows(GUILD_INVITE, Rows::prefix(guild_id))?;
                 tx.delete_rows(GUILD_CHANNEL, Rows::prefix(guild_id))?;

@@ -100,7 +100,7 @@ impl Services {
                     uses: 0,
                     revoked: false,
                 };
-                tx.put(INVITE, code.as_bytes(), &invite)?;
+                tx.put(INVITE, code.as_str(), &invite)?;
                 tx.put(GUILD_INVITE, (channel.guild_id, code.as_str()), &Present)?;
                 // A code lets anyone in: only those who may list invites hear of it, and
                 // its creator (who has it from the answer already).
@@ -123,7 +123,7 @@ impl Services {
             GuildAccess::load(tx, guild_id, actor)?.require(Permissions::MANAGE_GUILD)?;
             let mut out = Vec::new();
             for ((_, code), _) in tx.rows(GUILD_INVITE, Rows::prefix(guild_id))? {
-                if let Some(invite) = tx.get(INVITE, code.as_bytes())? {
+                if let Some(invite) = tx.get(INVITE, code.as_str())? {
                     out.push(invite);
                 }
             }
@@ -136,7 +136,7 @@ impl Services {
         self.store
             .write(move |tx| {
                 let mut invite = tx
-                    .get(INVITE, code.as_bytes())?
+                    .get(INVITE, code.as_str())?
                     .ok_or(Error::NotFound("invite"))?;
                 let access = GuildAccess::load(tx, invite.guild_id, actor)
                     .map_err(|_| Error::NotFound("invite"))?;
@@ -144,7 +144,7 @@ impl Services {
                     access.require(Permissions::MANAGE_GUILD)?;
                 }
                 invite.revoked = true;
-                tx.put(INVITE, code.as_bytes(), &invite)?;
+                tx.put(INVITE, code.as_str(), &invite)?;
                 tx.emit(
                     "invite_delete",
                     Audience::guild(invite.guild_id)
@@ -196,7 +196,7 @@ impl Services {
                 if tx.contains(GUILD_MEMBER, (guild_id, actor))? {
                     return Ok(guild_id);
                 }
-                if !tx.contains(USER, &actor.0)? {
+                if !tx.contains(USER, actor)? {
                     return Err(Error::NotFound("user"));
                 }
                 if tx.count(USER_GUILD, Rows::prefix(actor).limit(max_guilds + 1))? >= max_guilds {
@@ -205,9 +205,9 @@ impl Services {
                     )));
                 }
                 invite.uses += 1;
-                tx.put(INVITE, code.as_bytes(), &invite)?;
+                tx.put(INVITE, code.as_str(), &invite)?;
                 let member = add_member(tx, guild_id, actor)?;
-                let user = tx.get(USER, &actor.0)?.map(|u| PublicUser::of(&u, &origin));
+                let user = tx.get(USER, actor)?.map(|u| PublicUser::of(&u, &origin));
                 let seq = tx.emit(
                     "member_add",
                     Audience::guild(guild_id).and_user(actor),
@@ -250,9 +250,7 @@ fn usable_invite(tx: &Tx, code: &str) -> Result<Invite> {
     if code.is_empty() || code.len() > 32 {
         return Err(Error::NotFound("invite"));
     }
-    let invite = tx
-        .get(INVITE, code.as_bytes())?
-        .ok_or(Error::NotFound("invite"))?;
+    let invite = tx.get(INVITE, code)?.ok_or(Error::NotFound("invite"))?;
     let gone = |m: &str| Error::Gone {
         code: "invite_expired",
         message: m.to_string(),

@@ -58,7 +58,7 @@ impl Services {
             let mut out = Vec::with_capacity(rows.len());
             for (_, member) in rows {
                 let user = tx
-                    .get(USER, &member.user_id.0)?
+                    .get(USER, member.user_id)?
                     .map(|u| PublicUser::of(&u, &self.origin));
                 out.push(MemberView { member, user });
             }
@@ -74,7 +74,7 @@ impl Services {
                 .get(GUILD_MEMBER, (guild_id, user))?
                 .ok_or(Error::NotFound("member"))?;
             let user = tx
-                .get(USER, &user.0)?
+                .get(USER, user)?
                 .map(|u| PublicUser::of(&u, &self.origin));
             Ok(MemberView { member, user })
         })

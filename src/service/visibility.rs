@@ -93,7 +93,7 @@ impl Services {
                 if !online(member.user_id) {
                     continue;
                 }
-                let Some(u) = tx.get(USER, &member.user_id.0)? else {
+                let Some(u) = tx.get(USER, member.user_id)? else {
                     continue;
                 };
                 let status = match u.profile.presence {
