@@ -7,7 +7,7 @@
 use crate::model::{Id, UserId};
 
 /// Concatenates key parts.
-pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for part in parts {
         out.extend_from_slice(part);
@@ -16,12 +16,12 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Key of one id.
-pub fn id(a: Id) -> [u8; 8] {
+fn id(a: Id) -> [u8; 8] {
     a.to_be()
 }
 
 /// Key of two ids.
-pub fn id_id(a: Id, b: Id) -> [u8; 16] {
+fn id_id(a: Id, b: Id) -> [u8; 16] {
     let mut out = [0; 16];
     out[..8].copy_from_slice(&a.to_be());
     out[8..].copy_from_slice(&b.to_be());
@@ -29,7 +29,7 @@ pub fn id_id(a: Id, b: Id) -> [u8; 16] {
 }
 
 /// Key of an id and a user.
-pub fn id_user(a: Id, u: UserId) -> [u8; 40] {
+fn id_user(a: Id, u: UserId) -> [u8; 40] {
     let mut out = [0; 40];
     out[..8].copy_from_slice(&a.to_be());
     out[8..].copy_from_slice(&u.0);
@@ -37,7 +37,7 @@ pub fn id_user(a: Id, u: UserId) -> [u8; 40] {
 }
 
 /// Key of a user and an id.
-pub fn user_id(u: UserId, a: Id) -> [u8; 40] {
+fn user_id(u: UserId, a: Id) -> [u8; 40] {
     let mut out = [0; 40];
     out[..32].copy_from_slice(&u.0);
     out[32..].copy_from_slice(&a.to_be());
@@ -46,13 +46,13 @@ pub fn user_id(u: UserId, a: Id) -> [u8; 40] {
 
 /// Key of a reaction: message ‖ emoji length ‖ emoji ‖ user, so one message's reactions
 /// group by emoji.
-pub fn reaction(message: Id, emoji: &str, user: UserId) -> Vec<u8> {
+fn reaction(message: Id, emoji: &str, user: UserId) -> Vec<u8> {
     let len = [emoji.len().min(255) as u8];
     join(&[&message.to_be(), &len, emoji.as_bytes(), &user.0])
 }
 
 /// Splits a reaction key back into (emoji, user).
-pub fn parse_reaction(key: &[u8]) -> Option<(String, UserId)> {
+fn parse_reaction(key: &[u8]) -> Option<(String, UserId)> {
     let len = *key.get(8)? as usize;
     let emoji = std::str::from_utf8(key.get(9..9 + len)?).ok()?.to_string();
     let user: [u8; 32] = key.get(9 + len..)?.try_into().ok()?;
@@ -60,13 +60,13 @@ pub fn parse_reaction(key: &[u8]) -> Option<(String, UserId)> {
 }
 
 /// Reads a big-endian id at `offset`.
-pub fn read_id(key: &[u8], offset: usize) -> Option<Id> {
+fn read_id(key: &[u8], offset: usize) -> Option<Id> {
     let bytes: [u8; 8] = key.get(offset..offset + 8)?.try_into().ok()?;
     Some(Id(u64::from_be_bytes(bytes)))
 }
 
 /// Reads a user id at `offset`.
-pub fn read_user(key: &[u8], offset: usize) -> Option<UserId> {
+fn read_user(key: &[u8], offset: usize) -> Option<UserId> {
     let bytes: [u8; 32] = key.get(offset..offset + 32)?.try_into().ok()?;
     Some(UserId(bytes))
 }
@@ -90,7 +90,7 @@ pub trait KeyPrefix<P>: KeyCodec {
     fn encode_prefix(prefix: P) -> Vec<u8>;
 }
 
-/// Byte keys, built by the functions of this module (the shape of untyped tables).
+/// Byte keys as they are (the shape of `META`'s names and `REFRESH_TOKEN`'s digests).
 pub struct Raw;
 /// One id.
 pub struct IdKey;
@@ -516,6 +516,84 @@ mod tests {
             ReactionKey::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 200, b'x']),
             None
         );
+    }
+
+    /// Checks that `old` (a key as callers built it by hand before keys were typed) is the
+    /// codec's encoding of `key` and decodes to `owned`: databases written then still read.
+    fn reads_old_key<K: KeyCodec>(old: &[u8], key: K::Key<'_>, owned: K::Owned)
+    where
+        K::Owned: PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(K::encode(key), old);
+        assert_eq!(K::decode(old), Some(owned));
+    }
+
+    #[test]
+    fn keys_built_the_old_way_read_the_new_way() {
+        let (g, c, u) = (Id(0x0102_0304_0506_0708), Id(300), UserId([7; 32]));
+        let (host, file) = ("https://h.example", "cd".repeat(32));
+        reads_old_key::<IdKey>(&g.to_be(), g, g);
+        reads_old_key::<IdPair>(&[g.to_be(), c.to_be()].concat(), (g, c), (g, c));
+        reads_old_key::<IdUser>(&[&g.to_be()[..], &u.0].concat(), (g, u), (g, u));
+        reads_old_key::<UserThenId>(&[&u.0[..], &g.to_be()].concat(), (u, g), (u, g));
+        reads_old_key::<UserKey>(&u.0, u, u);
+        reads_old_key::<Seq>(&42u64.to_be_bytes(), 42, 42);
+        reads_old_key::<Text>(b"alice", "alice", "alice".into());
+        reads_old_key::<IdText>(
+            &[&g.to_be()[..], b"code"].concat(),
+            (g, "code"),
+            (g, "code".into()),
+        );
+        reads_old_key::<UserText>(
+            &[&u.0[..], b"jkt-thumbprint"].concat(),
+            (u, "jkt-thumbprint"),
+            (u, "jkt-thumbprint".into()),
+        );
+        reads_old_key::<OriginUser>(
+            &[host.as_bytes(), &[0], &u.0].concat(),
+            (host, u),
+            (host.into(), u),
+        );
+        reads_old_key::<OriginSeq>(
+            &[host.as_bytes(), &[0], &9u64.to_be_bytes()].concat(),
+            (host, 9),
+            (host.into(), 9),
+        );
+        reads_old_key::<UserOriginSeq>(
+            &[&u.0[..], host.as_bytes(), &[0], &5u64.to_be_bytes()].concat(),
+            (u, host, 5),
+            (u, host.into(), 5),
+        );
+        reads_old_key::<UserOriginText>(
+            &[&u.0[..], host.as_bytes(), &[0], b"jti"].concat(),
+            (u, host, "jti"),
+            (u, host.into(), "jti".into()),
+        );
+        reads_old_key::<Upload>(
+            &[&c.to_be()[..], file.as_bytes(), &u.0].concat(),
+            (c, &file, u),
+            (c, file.clone(), u),
+        );
+        reads_old_key::<ReactionKey>(
+            &[&g.to_be()[..], &[4], "👍".as_bytes(), &u.0].concat(),
+            (g, "👍", u),
+            (g, "👍".into(), u),
+        );
+        // The prefixes callers scanned by.
+        assert_eq!(
+            OriginUser::encode_prefix(host),
+            [host.as_bytes(), &[0]].concat()
+        );
+        assert_eq!(
+            UserOriginText::encode_prefix((u, host)),
+            [&u.0[..], host.as_bytes(), &[0]].concat()
+        );
+        assert_eq!(
+            Upload::encode_prefix((c, file.as_str())),
+            [&c.to_be()[..], file.as_bytes()].concat()
+        );
+        assert_eq!(UserText::encode_prefix(u), u.0);
+        assert_eq!(IdUser::encode_prefix(g), g.to_be());
     }
 
     #[test]

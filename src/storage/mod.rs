@@ -1,6 +1,12 @@
 //! Storage: one redb file with typed tables, versioned bincode values and big-endian
 //! composite keys. All writes go through one writer thread that groups concurrent
 //! requests into one durable commit ([`writer`]); reads run anywhere on snapshots.
+//!
+//! Keys are typed: each table names its key shape ([`keys::KeyCodec`]) in
+//! [`tables::Table`], callers pass keys as values (`tx.get(GUILD_MEMBER, (guild, user))`)
+//! and get decoded keys back from [`Tx::rows`], which selects rows by a leading part of
+//! the key and named options ([`Rows`]) rather than byte ranges. Only `META` (byte names)
+//! and `REFRESH_TOKEN` (SHA-256 digests) keep [`keys::Raw`] byte keys.
 
 pub mod codec;
 pub mod keys;
@@ -450,48 +456,6 @@ impl Tx<'_> {
         Ok(doomed.len())
     }
 
-    /// Rows with keys in `[lower, upper)` (upper `None` = to the end), at most `limit`,
-    /// ascending or descending.
-    pub fn range<V: Stored>(
-        &self,
-        table: Table<V>,
-        lower: &[u8],
-        upper: Option<&[u8]>,
-        reverse: bool,
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-        let mut out = Vec::new();
-        if limit == 0 {
-            return Ok(out);
-        }
-        self.scan(table, lower, upper, reverse, |k, v| {
-            out.push((k.to_vec(), decode(v).map_err(|e| corrupt(table.name, e))?));
-            Ok(out.len() < limit)
-        })?;
-        Ok(out)
-    }
-
-    /// Rows whose key starts with `prefix`, ascending, at most `limit`.
-    pub fn scan_prefix<V: Stored>(
-        &self,
-        table: Table<V>,
-        prefix: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, V)>, StoreError> {
-        let end = prefix_end(prefix);
-        self.range(table, prefix, end.as_deref(), false, limit)
-    }
-
-    /// Number of rows whose key starts with `prefix`, counting at most `cap`.
-    pub fn count_prefix<V: Stored>(
-        &self,
-        table: Table<V>,
-        prefix: &[u8],
-        cap: usize,
-    ) -> Result<usize, StoreError> {
-        self.count(table, Rows::prefix(prefix).limit(cap))
-    }
-
     /// Notes that this commit queued outbox work, so the outbox worker is woken once it is
     /// durable (nothing on a read transaction).
     pub fn note_queued(&self) {
@@ -568,15 +532,6 @@ impl Tx<'_> {
                 .remove(K::encode(key).as_slice())?
                 .is_some()),
         }
-    }
-
-    /// Removes every key that starts with `prefix` (writer only). Returns how many.
-    pub fn delete_prefix<V: Stored>(
-        &self,
-        table: Table<V>,
-        prefix: &[u8],
-    ) -> Result<usize, StoreError> {
-        self.delete_rows(table, Rows::prefix(prefix))
     }
 }
 

@@ -9,8 +9,8 @@ use super::keys::{
 use crate::model::*;
 use std::marker::PhantomData;
 
-/// A typed table: keys of shape `K` (a [`KeyCodec`]; [`Raw`] byte keys built by
-/// [`super::keys`] when not named) to versioned values of type `V`.
+/// A typed table: keys of shape `K` (a [`KeyCodec`]; [`Raw`] byte keys when not named) to
+/// versioned values of type `V`.
 pub struct Table<V, K = Raw> {
     /// The redb table name.
     pub name: &'static str,
