@@ -292,14 +292,14 @@ impl<K: KeyCodec> Rows<K> {
 
     /// Only rows at `key` or after it.
     pub fn at_or_after(mut self, key: K::Key<'_>) -> Self {
-        self.lower = self.lower.max(K::encode(key));
+        self.lower = self.lower.max(K::encode(key).as_ref().to_vec());
         self
     }
 
     /// Only rows after `key`.
     pub fn after(mut self, key: K::Key<'_>) -> Self {
         // The smallest byte string above a key is the key followed by a 0 byte.
-        let mut above = K::encode(key);
+        let mut above = K::encode(key).as_ref().to_vec();
         above.push(0);
         self.lower = self.lower.max(above);
         self
@@ -307,7 +307,7 @@ impl<K: KeyCodec> Rows<K> {
 
     /// Only rows before `key`.
     pub fn before(mut self, key: K::Key<'_>) -> Self {
-        let key = K::encode(key);
+        let key = K::encode(key).as_ref().to_vec();
         self.upper = Some(match self.upper.take() {
             Some(upper) => upper.min(key),
             None => key,
@@ -378,7 +378,7 @@ impl Tx<'_> {
         key: K::Key<'_>,
     ) -> Result<Option<V>, StoreError> {
         let key = K::encode(key);
-        let key = key.as_slice();
+        let key = key.as_ref();
         let raw = match self {
             Tx::Read(t) => t
                 .open_table(table.def())?
@@ -400,7 +400,7 @@ impl Tx<'_> {
         key: K::Key<'_>,
     ) -> Result<bool, StoreError> {
         let key = K::encode(key);
-        let key = key.as_slice();
+        let key = key.as_ref();
         Ok(match self {
             Tx::Read(t) => t.open_table(table.def())?.get(key)?.is_some(),
             Tx::Write(t, _) => t.open_table(table.def())?.get(key)?.is_some(),
@@ -513,7 +513,7 @@ impl Tx<'_> {
             Tx::Read(_) => Err(StoreError::ReadOnly),
             Tx::Write(t, _) => {
                 t.open_table(table.def())?
-                    .insert(K::encode(key).as_slice(), encode(value).as_slice())?;
+                    .insert(K::encode(key).as_ref(), encode(value).as_slice())?;
                 Ok(())
             }
         }
@@ -529,7 +529,7 @@ impl Tx<'_> {
             Tx::Read(_) => Err(StoreError::ReadOnly),
             Tx::Write(t, _) => Ok(t
                 .open_table(table.def())?
-                .remove(K::encode(key).as_slice())?
+                .remove(K::encode(key).as_ref())?
                 .is_some()),
         }
     }
