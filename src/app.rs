@@ -237,26 +237,22 @@ impl App {
 /// The highest id in use, so new ids stay above it even when the clock went back (a Pi
 /// has no real-time clock and may boot with an old time when there is no network).
 fn highest_id(store: &Store) -> Result<u64, StoreError> {
-    use crate::storage::{keys, tables::*};
+    use crate::storage::{tables::*, Rows};
     store.read(|tx: &Tx| {
         let mut highest = 0u64;
-        for (key, _) in tx.range(GUILD, &[], None, true, 1)? {
-            highest = highest.max(keys::read_id(&key, 0).map(|id| id.0).unwrap_or(0));
+        for (id, _) in tx.rows(GUILD, Rows::all().reverse().limit(1))? {
+            highest = highest.max(id.0);
         }
-        let channels = tx.range(CHANNEL, &[], None, false, usize::MAX)?;
-        for (key, _) in &channels {
-            let Some(channel) = keys::read_id(key, 0) else {
-                continue;
-            };
+        let channels = tx.rows(CHANNEL, Rows::all())?;
+        for (channel, _) in &channels {
             highest = highest.max(channel.0);
-            let upper = keys::id(crate::model::Id(channel.0 + 1));
-            let last = tx.range(CHANNEL_MESSAGE, &keys::id(channel), Some(&upper), true, 1)?;
-            for (key, _) in last {
-                highest = highest.max(keys::read_id(&key, 8).map(|id| id.0).unwrap_or(0));
+            let last = tx.rows(CHANNEL_MESSAGE, Rows::prefix(*channel).reverse().limit(1))?;
+            for ((_, message), _) in last {
+                highest = highest.max(message.0);
             }
         }
-        for (key, _) in tx.range(GUILD_ROLE, &[], None, false, usize::MAX)? {
-            highest = highest.max(keys::read_id(&key, 8).map(|id| id.0).unwrap_or(0));
+        for ((_, role), _) in tx.rows(GUILD_ROLE, Rows::all())? {
+            highest = highest.max(role.0);
         }
         Ok(highest)
     })

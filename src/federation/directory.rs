@@ -17,7 +17,7 @@ use crate::service::remote_users::{
     check_query, public_of_entry, search_directory, search_local, DEFAULT_SEARCH_LIMIT,
     MAX_SEARCH_LIMIT,
 };
-use crate::storage::{tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -31,7 +31,7 @@ pub const MAX_MERGED_RESULTS: usize = 100;
 /// Whether a VerifyUser for the shadow is still waiting in the outbox.
 fn refresh_pending(tx: &Tx, state: &ShadowSync) -> Result<bool, StoreError> {
     match state.pending_call {
-        Some(id) => tx.contains(OUTBOX, &Id(id).to_be()),
+        Some(id) => tx.contains(OUTBOX, Id(id)),
         None => Ok(false),
     }
 }
@@ -49,13 +49,13 @@ fn stale(
         if out.iter().any(|(u, _)| u == user) {
             continue;
         }
-        let Some(shadow) = tx.get(USER, &user.0)? else {
+        let Some(shadow) = tx.get(USER, *user)? else {
             continue;
         };
         if shadow.homeserver.is_empty() || !shadow.profile_synced {
             continue;
         }
-        let state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+        let state = tx.get(SHADOW_SYNC, *user)?.unwrap_or_default();
         let fresh = state.home == shadow.homeserver && state.synced_at + max_age > t;
         if fresh || refresh_pending(tx, &state)? {
             continue;
@@ -125,13 +125,13 @@ pub async fn verify_soon(fed: &Federation, user: UserId) -> Result<(), Federatio
 
 /// The home to ask about shadow `user` for [`verify_soon`], if a call is due.
 fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreError> {
-    let Some(shadow) = tx.get(USER, &user.0)? else {
+    let Some(shadow) = tx.get(USER, user)? else {
         return Ok(None);
     };
     if shadow.homeserver.is_empty() {
         return Ok(None);
     }
-    let state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+    let state = tx.get(SHADOW_SYNC, user)?.unwrap_or_default();
     let recent = state.home == shadow.homeserver && state.synced_at + VERIFY_SOON_SECS > t;
     if recent || refresh_pending(tx, &state)? {
         return Ok(None);
@@ -218,7 +218,7 @@ pub async fn search(
     let (local, peers) = fed.services.store.read(|tx| {
         let local = search_local(tx, &q, limit, &origin)?;
         let peers: Vec<String> = tx
-            .range(PEER, &[], None, false, usize::MAX)?
+            .rows(PEER, Rows::all())?
             .into_iter()
             .filter(|(_, p)| p.approved)
             .map(|(_, p)| p.origin)

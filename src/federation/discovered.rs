@@ -128,7 +128,7 @@ pub async fn add_discovered_peer(
         .write(move |tx| {
             tx.put(
                 crate::storage::tables::PEER,
-                stored.origin.as_bytes(),
+                stored.origin.as_str(),
                 &stored,
             )?;
             Ok::<_, crate::storage::StoreError>(())

@@ -15,7 +15,7 @@ use crate::auth::tokens::AccessTokenCache;
 use crate::config::PeerPolicy;
 use crate::model::{federation::fingerprint, Peer};
 use crate::service::Services;
-use crate::storage::{tables::PEER, StoreError};
+use crate::storage::{tables::PEER, Rows, StoreError};
 use crate::system::now;
 use serde_json::{json, Value};
 use signature::{ReplayGuard, SignatureError, SignedCall};
@@ -258,7 +258,7 @@ pub async fn add_peer(
     fed.services
         .store
         .write(move |tx| {
-            tx.put(PEER, stored.origin.as_bytes(), &stored)?;
+            tx.put(PEER, stored.origin.as_str(), &stored)?;
             Ok::<_, StoreError>(())
         })
         .await?;
@@ -278,7 +278,7 @@ pub async fn remove_peer(fed: &Federation, origin: &str) -> Result<bool, Federat
         .write(move |tx| {
             // Its Push Delegation Tokens stop working with the peering.
             crate::service::push::revoke_host(tx, &key)?;
-            tx.delete(PEER, key.as_bytes())
+            tx.delete(PEER, key.as_str())
         })
         .await?;
     fed.token_cache.forget_issuer(&origin);
@@ -286,7 +286,7 @@ pub async fn remove_peer(fed: &Federation, origin: &str) -> Result<bool, Federat
     let homed_there: Vec<crate::model::UserId> = fed
         .services
         .store
-        .read(|tx| tx.range(crate::storage::tables::USER, &[], None, false, usize::MAX))?
+        .read(|tx| tx.rows(crate::storage::tables::USER, Rows::all()))?
         .into_iter()
         .filter(|(_, user)| user.homeserver == origin)
         .map(|(_, user)| user.id)
@@ -302,7 +302,7 @@ pub fn list_peers(fed: &Federation) -> Result<Vec<Peer>, FederationError> {
     Ok(fed
         .services
         .store
-        .read(|tx| tx.range(PEER, &[], None, false, usize::MAX))?
+        .read(|tx| tx.rows(PEER, Rows::all()))?
         .into_iter()
         .map(|(_, p)| p)
         .collect())
@@ -311,11 +311,7 @@ pub fn list_peers(fed: &Federation) -> Result<Vec<Peer>, FederationError> {
 /// The pinned key of `origin`; under the `open` policy an unknown server's key is fetched
 /// and pinned on first contact.
 pub async fn peer_key(fed: &Federation, origin: &str) -> Result<[u8; 32], FederationError> {
-    if let Some(peer) = fed
-        .services
-        .store
-        .read(|tx| tx.get(PEER, origin.as_bytes()))?
-    {
+    if let Some(peer) = fed.services.store.read(|tx| tx.get(PEER, origin))? {
         return Ok(peer.server_key);
     }
     if fed.services.config.federation.policy == PeerPolicy::Open {
@@ -332,8 +328,8 @@ pub async fn peer_key(fed: &Federation, origin: &str) -> Result<[u8; 32], Federa
             .store
             .write(move |tx| {
                 // Keep a key pinned meanwhile (first contact wins).
-                if tx.get(PEER, peer.origin.as_bytes())?.is_none() {
-                    tx.put(PEER, peer.origin.as_bytes(), &peer)?;
+                if tx.get(PEER, peer.origin.as_str())?.is_none() {
+                    tx.put(PEER, peer.origin.as_str(), &peer)?;
                 }
                 Ok::<_, StoreError>(())
             })
@@ -341,7 +337,7 @@ pub async fn peer_key(fed: &Federation, origin: &str) -> Result<[u8; 32], Federa
         if let Some(peer) = fed
             .services
             .store
-            .read(|tx| tx.get(PEER, origin.as_bytes()))?
+            .read(|tx| tx.get(PEER, origin.as_str()))?
         {
             return Ok(peer.server_key);
         }
@@ -353,7 +349,7 @@ pub async fn peer_key(fed: &Federation, origin: &str) -> Result<[u8; 32], Federa
 pub fn pinned_key(fed: &Federation, origin: &str) -> Option<[u8; 32]> {
     fed.services
         .store
-        .read(|tx| tx.get(PEER, origin.as_bytes()))
+        .read(|tx| tx.get(PEER, origin))
         .ok()
         .flatten()
         .map(|peer| peer.server_key)

@@ -53,14 +53,14 @@ async fn attempt(fed: &Federation, item: OutboxItem) {
     }
     let config = fed.services.config.federation.clone();
     let outcome = send(fed, &item).await;
-    let key = Id(item.id).to_be();
+    let key = Id(item.id);
     let result = match outcome {
         Ok(answer) if calls::is_final_for(&item.call, answer.status) => {
             let item = item.clone();
             fed.services
                 .store
                 .write(move |tx| {
-                    tx.delete(OUTBOX, &key)?;
+                    tx.delete(OUTBOX, key)?;
                     calls::on_answer(tx, &item, answer.status, &answer.body)
                 })
                 .await
@@ -88,9 +88,9 @@ async fn attempt(fed: &Federation, item: OutboxItem) {
                             item.attempts,
                             item.last_error
                         );
-                        tx.delete(OUTBOX, &key)?;
+                        tx.delete(OUTBOX, key)?;
                     } else {
-                        tx.put(OUTBOX, &key, &item)?;
+                        tx.put(OUTBOX, key, &item)?;
                     }
                     Ok(())
                 })

@@ -4,7 +4,7 @@
 use super::{Error, Result};
 use crate::model::permissions::{self as rules, MemberContext, Overwrite, RoleInfo};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 
 /// A user's standing in one guild, loaded from one transaction.
 pub struct GuildAccess {
@@ -23,7 +23,7 @@ pub struct GuildAccess {
 /// Loads every role of a guild.
 pub fn guild_roles(tx: &Tx, guild: Id) -> Result<Vec<Role>> {
     Ok(tx
-        .scan_prefix(GUILD_ROLE, &keys::id(guild), usize::MAX)?
+        .rows(GUILD_ROLE, Rows::prefix(guild))?
         .into_iter()
         .map(|(_, role)| role)
         .collect())
@@ -47,11 +47,9 @@ impl GuildAccess {
     /// Loads the user's standing. A guild that does not exist and a guild the user is
     /// not a member of look the same (404), so ids do not leak what exists.
     pub fn load(tx: &Tx, guild_id: Id, user: UserId) -> Result<GuildAccess> {
-        let guild = tx
-            .get(GUILD, &keys::id(guild_id))?
-            .ok_or(Error::NotFound("guild"))?;
+        let guild = tx.get(GUILD, guild_id)?.ok_or(Error::NotFound("guild"))?;
         let member = tx
-            .get(GUILD_MEMBER, &keys::id_user(guild_id, user))?
+            .get(GUILD_MEMBER, (guild_id, user))?
             .ok_or(Error::NotFound("guild"))?;
         let roles = guild_roles(tx, guild_id)?;
         Ok(Self::from_parts(guild, roles, member))
@@ -108,7 +106,7 @@ impl GuildAccess {
     pub fn channel_permissions(&self, tx: &Tx, channel: &Channel) -> Result<Permissions> {
         let category = match channel.parent_id {
             Some(parent) => tx
-                .get(CHANNEL, &keys::id(parent))?
+                .get(CHANNEL, parent)?
                 .map(|c| rule_overwrites(&c.overwrites)),
             None => None,
         };
@@ -178,7 +176,7 @@ impl GuildAccess {
             let OverwriteTarget::Member(user) = overwrite.target else {
                 continue;
             };
-            if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(self.guild.id, user))? {
+            if let Some(member) = tx.get(GUILD_MEMBER, (self.guild.id, user))? {
                 let them = GuildAccess::from_parts(self.guild.clone(), self.roles.clone(), member);
                 member_ranks.insert(user.to_text(), them.rank());
             }
@@ -207,7 +205,7 @@ pub fn missing(needed: Permissions) -> Error {
 /// Loads a channel and the user's standing in its guild.
 pub fn channel_access(tx: &Tx, channel_id: Id, user: UserId) -> Result<(Channel, GuildAccess)> {
     let channel = tx
-        .get(CHANNEL, &keys::id(channel_id))?
+        .get(CHANNEL, channel_id)?
         .ok_or(Error::NotFound("channel"))?;
     let access = GuildAccess::load(tx, channel.guild_id, user).map_err(|e| match e {
         Error::NotFound(_) => Error::NotFound("channel"),

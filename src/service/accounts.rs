@@ -5,7 +5,7 @@ use super::outbox::{self, Call, Flow};
 use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 use crate::system::now;
 use serde::{Deserialize, Serialize};
 
@@ -287,7 +287,7 @@ impl Services {
                 return Ok(Flow::NeedIds(peers.len()));
             }
             insert_user(tx, &stored)?;
-            tx.put(USER_DEVICE, &device_key(stored.id, &device.jkt), &device)?;
+            tx.put(USER_DEVICE, (stored.id, device.jkt.as_str()), &device)?;
             announce_created(tx, ids, &peers, &stored, &origin, Some(&certificate))?;
             Ok::<_, Error>(Flow::Done(()))
         })
@@ -432,7 +432,7 @@ impl Services {
             device_cert::parse_user_id(&cert.sub)
                 .map_err(|e| Error::Unauthorized(format!("invalid device certificate: {e}")))?,
         );
-        let known = self.store.read(|tx| tx.get(USER, &user.0))?;
+        let known = self.store.read(|tx| tx.get(USER, user))?;
         let Some(known) = known else {
             return Err(Error::Unauthorized("unknown user".into()));
         };
@@ -471,9 +471,7 @@ impl Services {
         }
         let user = stored.user;
         let device_ok = self.store.read(|tx| {
-            Ok::<_, Error>(
-                tx.contains(USER, &user.0)? && tx.contains(USER_DEVICE, &device_key(user, jkt))?,
-            )
+            Ok::<_, Error>(tx.contains(USER, user)? && tx.contains(USER_DEVICE, (user, jkt))?)
         })?;
         if !device_ok {
             return Err(Error::Unauthorized(
@@ -517,13 +515,13 @@ impl Services {
         let max_devices = self.config.limits.max_devices_per_user;
         self.store
             .write(move |tx| {
-                let key = device_key(user, &jkt_owned);
+                let key = (user, jkt_owned.as_str());
                 if certificate.is_none() {
                     // A password sign-in: whoever knows the password approves this key
                     // again, even if it was removed before.
-                    tx.delete(USER_DEVICE_REMOVED, &key)?;
+                    tx.delete(USER_DEVICE_REMOVED, key)?;
                 } else if tx
-                    .get(USER_DEVICE_REMOVED, &key)?
+                    .get(USER_DEVICE_REMOVED, key)?
                     .is_some_and(|removed_at| removal_refused(removed_at, t))
                 {
                     return Err(Error::Unauthorized(
@@ -532,10 +530,11 @@ impl Services {
                             .into(),
                     ));
                 }
-                let mut device = match tx.get(USER_DEVICE, &key)? {
+                let mut device = match tx.get(USER_DEVICE, key)? {
                     Some(d) => d,
                     None => {
-                        let count = tx.count_prefix(USER_DEVICE, &user.0, max_devices + 1)?;
+                        let count =
+                            tx.count(USER_DEVICE, Rows::prefix(user).limit(max_devices + 1))?;
                         if count >= max_devices {
                             return Err(Error::LimitReached(format!(
                                 "at most {max_devices} devices per user; remove one first"
@@ -561,7 +560,7 @@ impl Services {
                     tx.delete(REFRESH_TOKEN, &old)?;
                 }
                 tx.put(REFRESH_TOKEN, &refresh_hash, &record)?;
-                tx.put(USER_DEVICE, &key, &device)?;
+                tx.put(USER_DEVICE, key, &device)?;
                 Ok::<_, Error>(())
             })
             .await?;
@@ -586,18 +585,17 @@ impl Services {
     /// `None` when the device is signed out or the account is gone.
     pub fn active_device_home(&self, user: UserId, jkt: &str) -> Result<Option<String>> {
         self.store.read(|tx| {
-            if !tx.contains(USER_DEVICE, &device_key(user, jkt))? {
+            if !tx.contains(USER_DEVICE, (user, jkt))? {
                 return Ok(None);
             }
-            Ok(tx.get(USER, &user.0)?.map(|u| u.homeserver))
+            Ok(tx.get(USER, user)?.map(|u| u.homeserver))
         })
     }
 
     /// Whether `jkt` is a signed-in device of a live local user.
     pub fn device_active(&self, user: UserId, jkt: &str) -> Result<bool> {
-        self.store.read(|tx| {
-            Ok(tx.contains(USER, &user.0)? && tx.contains(USER_DEVICE, &device_key(user, jkt))?)
-        })
+        self.store
+            .read(|tx| Ok(tx.contains(USER, user)? && tx.contains(USER_DEVICE, (user, jkt))?))
     }
 
     /// Revokes a refresh token by its text (RFC 7009). Unknown tokens are not an error.
@@ -606,10 +604,10 @@ impl Services {
         self.store
             .write(move |tx| {
                 if let Some(record) = tx.get(REFRESH_TOKEN, &hash)? {
-                    let key = device_key(record.user, &record.jkt);
-                    if let Some(mut device) = tx.get(USER_DEVICE, &key)? {
+                    let key = (record.user, record.jkt.as_str());
+                    if let Some(mut device) = tx.get(USER_DEVICE, key)? {
                         device.refresh_hashes.retain(|h| h != &hash);
-                        tx.put(USER_DEVICE, &key, &device)?;
+                        tx.put(USER_DEVICE, key, &device)?;
                     }
                     tx.delete(REFRESH_TOKEN, &hash)?;
                 }
@@ -629,13 +627,9 @@ impl Services {
         let removed_at = now();
         let estimate = outbox::tracked_count(self, user)?;
         outbox::write_with_ids(self, estimate, move |tx, ids| {
-            let key = device_key(user, &jkt);
-            let device = tx
-                .get(USER_DEVICE, &key)?
-                .ok_or(Error::NotFound("device"))?;
-            let local = tx
-                .get(USER, &user.0)?
-                .is_some_and(|u| u.homeserver.is_empty());
+            let key = (user, jkt.as_str());
+            let device = tx.get(USER_DEVICE, key)?.ok_or(Error::NotFound("device"))?;
+            let local = tx.get(USER, user)?.is_some_and(|u| u.homeserver.is_empty());
             let targets = if local {
                 outbox::tracked_peers(tx, user)?
             } else {
@@ -647,8 +641,8 @@ impl Services {
             for hash in &device.refresh_hashes {
                 tx.delete(REFRESH_TOKEN, hash)?;
             }
-            tx.delete(USER_DEVICE, &key)?;
-            tx.put(USER_DEVICE_REMOVED, &key, &removed_at)?;
+            tx.delete(USER_DEVICE, key)?;
+            tx.put(USER_DEVICE_REMOVED, key, &removed_at)?;
             let call = Call::DeviceRemoved(outbox::DeviceRemoved {
                 id: None,
                 user_id: user,
@@ -666,7 +660,7 @@ impl Services {
     pub fn issued_before_removal(&self, user: UserId, jkt: &str, issued_at: u64) -> Result<bool> {
         let removed = self
             .store
-            .read(|tx| tx.get(USER_DEVICE_REMOVED, &device_key(user, jkt)))?;
+            .read(|tx| tx.get(USER_DEVICE_REMOVED, (user, jkt)))?;
         Ok(removed.is_some_and(|removed_at| issued_at <= removed_at))
     }
 
@@ -674,7 +668,7 @@ impl Services {
     pub fn list_devices(&self, user: UserId, current_jkt: &str) -> Result<Vec<DeviceView>> {
         let devices = self
             .store
-            .read(|tx| tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX))?;
+            .read(|tx| tx.rows(USER_DEVICE, Rows::prefix(user)))?;
         Ok(devices
             .into_iter()
             .map(|(_, d)| DeviceView {
@@ -691,7 +685,7 @@ impl Services {
     /// A user by id.
     pub fn get_user(&self, id: UserId) -> Result<User> {
         self.store
-            .read(|tx| tx.get(USER, &id.0))?
+            .read(|tx| tx.get(USER, id))?
             .ok_or(Error::NotFound("user"))
     }
 
@@ -792,7 +786,7 @@ impl Services {
             0
         };
         outbox::write_with_ids(self, estimate, move |tx, ids| {
-            let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
+            let mut user = tx.get(USER, id)?.ok_or(Error::NotFound("user"))?;
             let before = PublicUser::of(&user, &origin);
             if let Some(v) = name {
                 user.profile.name = v;
@@ -835,11 +829,11 @@ impl Services {
             if targets.len() > ids.len() {
                 return Ok(Flow::NeedIds(targets.len()));
             }
-            tx.put(USER, &id.0, &user)?;
+            tx.put(USER, id, &user)?;
             let guilds = tx
-                .scan_prefix(USER_GUILD, &id.0, usize::MAX)?
+                .rows(USER_GUILD, Rows::prefix(id))?
                 .into_iter()
-                .filter_map(|(key, _)| keys::read_id(&key, 32))
+                .map(|((_, guild), _)| guild)
                 .collect();
             let audience = Audience {
                 guilds,
@@ -895,18 +889,12 @@ impl Services {
             return Err(Error::Forbidden("wrong password".into()));
         }
         outbox::write_with_ids(self, outbox::peer_count(self)?, move |tx, ids| {
-            if !tx.contains(USER, &id.0)? {
+            if !tx.contains(USER, id)? {
                 return Err(Error::NotFound("user"));
             }
             let mut owned = Vec::new();
-            for (key, _) in tx.scan_prefix(USER_GUILD, &id.0, usize::MAX)? {
-                let Some(guild) = keys::read_id(&key, 32) else {
-                    continue;
-                };
-                if tx
-                    .get(GUILD, &keys::id(guild))?
-                    .is_some_and(|g| g.owner == id)
-                {
+            for ((_, guild), _) in tx.rows(USER_GUILD, Rows::prefix(id))? {
+                if tx.get(GUILD, guild)?.is_some_and(|g| g.owner == id) {
                     owned.push(guild.to_string());
                 }
             }
@@ -941,20 +929,20 @@ impl Services {
         let call_id = self.next_id();
         self.store
             .write(move |tx| {
-                let mut user = tx.get(USER, &id.0)?.ok_or(Error::NotFound("user"))?;
+                let mut user = tx.get(USER, id)?.ok_or(Error::NotFound("user"))?;
                 if user.homeserver.is_empty() {
                     return Err(invalid(
                         "not_remote",
                         "your profile is kept on this server, your home; there is nothing to relink",
                     ));
                 }
-                let state = tx.get(SHADOW_SYNC, &id.0)?.unwrap_or_default();
+                let state = tx.get(SHADOW_SYNC, id)?.unwrap_or_default();
                 let pending = match state.pending_call {
-                    Some(call) => tx.contains(OUTBOX, &Id(call).to_be())?,
+                    Some(call) => tx.contains(OUTBOX, Id(call))?,
                     None => false,
                 };
                 user.profile_synced = true;
-                tx.put(USER, &id.0, &user)?;
+                tx.put(USER, id, &user)?;
                 if !pending {
                     outbox::queue_verify(tx, id, &user.homeserver, call_id)?;
                 }
@@ -989,20 +977,20 @@ fn announce_created(
 /// home's tokens issued before the removal). `false` if the device was already known
 /// removed at that time.
 pub fn remove_remote_device(tx: &Tx, user: UserId, jkt: &str, removed_at: u64) -> Result<bool> {
-    let key = device_key(user, jkt);
+    let key = (user, jkt);
     if tx
-        .get(USER_DEVICE_REMOVED, &key)?
+        .get(USER_DEVICE_REMOVED, key)?
         .is_some_and(|known| known >= removed_at)
     {
         return Ok(false);
     }
-    if let Some(device) = tx.get(USER_DEVICE, &key)? {
+    if let Some(device) = tx.get(USER_DEVICE, key)? {
         for hash in &device.refresh_hashes {
             tx.delete(REFRESH_TOKEN, hash)?;
         }
-        tx.delete(USER_DEVICE, &key)?;
+        tx.delete(USER_DEVICE, key)?;
     }
-    tx.put(USER_DEVICE_REMOVED, &key, &removed_at)?;
+    tx.put(USER_DEVICE_REMOVED, key, &removed_at)?;
     Ok(true)
 }
 
@@ -1019,26 +1007,21 @@ pub fn removal_refused(removed_at: u64, now: u64) -> bool {
         .saturating_add(device_cert::MAX_CERT_LIFETIME_SECS)
 }
 
-/// Key of a device row.
-pub fn device_key(user: UserId, jkt: &str) -> Vec<u8> {
-    keys::join(&[&user.0, jkt.as_bytes()])
-}
-
 fn insert_user(tx: &Tx, user: &User) -> Result<()> {
-    if tx.contains(USERNAME_USER, user.username.as_bytes())? {
+    if tx.contains(USERNAME_USER, user.username.as_str())? {
         return Err(Error::Conflict {
             code: "username_taken",
             message: format!("the username {} is taken", user.username),
         });
     }
-    if tx.contains(USER, &user.id.0)? {
+    if tx.contains(USER, user.id)? {
         return Err(Error::Conflict {
             code: "identity_key_taken",
             message: "an account with this identity key exists".into(),
         });
     }
-    tx.put(USER, &user.id.0, user)?;
-    tx.put(USERNAME_USER, user.username.as_bytes(), &user.id.0.to_vec())?;
+    tx.put(USER, user.id, user)?;
+    tx.put(USERNAME_USER, user.username.as_str(), &user.id.0.to_vec())?;
     Ok(())
 }
 
@@ -1056,11 +1039,11 @@ impl Services {
 
 /// Looks a local user up by login name.
 pub fn find_user_by_name(tx: &Tx, name: &str) -> Result<Option<User>> {
-    let Some(id) = tx.get(USERNAME_USER, name.as_bytes())? else {
+    let Some(id) = tx.get(USERNAME_USER, name)? else {
         return Ok(None);
     };
     let Ok(bytes) = <[u8; 32]>::try_from(id.as_slice()) else {
         return Ok(None);
     };
-    Ok(tx.get(USER, &bytes)?)
+    Ok(tx.get(USER, UserId(bytes))?)
 }

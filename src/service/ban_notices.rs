@@ -7,7 +7,7 @@ use super::inbox::first_delivery;
 use super::outbox::{self, Call, PropagateBan};
 use super::Services;
 use crate::model::*;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -21,7 +21,7 @@ const MAX_LISTED: usize = 1000;
 /// Queues PropagateBan to the user's home, in the ban's commit, when the banned user is
 /// a shadow account of a remote user. Returns whether a call was queued.
 pub fn queue(tx: &Tx, call_id: Id, ban: &Ban, guild_name: &str) -> Result<bool, StoreError> {
-    let Some(user) = tx.get(USER, &ban.user_id.0)? else {
+    let Some(user) = tx.get(USER, ban.user_id)? else {
         return Ok(false);
     };
     if user.homeserver.is_empty() {
@@ -48,10 +48,6 @@ fn clean(value: &str, max: usize) -> String {
         .filter(|c| !c.is_control() || *c == '\n')
         .take(max)
         .collect()
-}
-
-fn key(user: UserId, host: &str, call_id: u64) -> Vec<u8> {
-    keys::join(&[&user.0, host.as_bytes(), &[0], &call_id.to_be_bytes()])
 }
 
 /// A notification of PropagateBan call `call_id` from `host`, its texts cleaned and
@@ -85,9 +81,7 @@ pub async fn record(
     services
         .store
         .write(move |tx| {
-            let homed_here = tx
-                .get(USER, &user.0)?
-                .is_some_and(|u| u.homeserver.is_empty());
+            let homed_here = tx.get(USER, user)?.is_some_and(|u| u.homeserver.is_empty());
             if !homed_here {
                 return Ok(None);
             }
@@ -96,7 +90,7 @@ pub async fn record(
             }
             tx.put(
                 BAN_NOTIFICATION,
-                &key(user, &notification.host, notification.call_id),
+                (user, notification.host.as_str(), notification.call_id),
                 &notification,
             )?;
             Ok::<_, StoreError>(Some(true))
@@ -110,11 +104,11 @@ pub fn list(services: &Services, user: Option<UserId>) -> Result<Vec<BanNotifica
     let mut rows: Vec<BanNotification> = services
         .store
         .read(|tx| {
-            let prefix: &[u8] = match &user {
-                Some(u) => &u.0,
-                None => &[],
+            let rows = match user {
+                Some(u) => Rows::prefix(u),
+                None => Rows::all(),
             };
-            tx.scan_prefix(BAN_NOTIFICATION, prefix, usize::MAX)
+            tx.rows(BAN_NOTIFICATION, rows)
         })?
         .into_iter()
         .map(|(_, n)| n)

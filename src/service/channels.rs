@@ -5,7 +5,7 @@ use super::access::{channel_access, guild_roles, GuildAccess};
 use super::guilds::{bump, delete_channel_rows, guild_channels, load_channel_in};
 use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -62,12 +62,12 @@ fn check_overwrites(tx: &Tx, guild: Id, list: &[ChannelOverwrite], max: usize) -
     for o in list {
         match &o.target {
             OverwriteTarget::Role(role) => {
-                if !tx.contains(GUILD_ROLE, &keys::id_id(guild, *role))? {
+                if !tx.contains(GUILD_ROLE, (guild, *role))? {
                     return Err(Error::NotFound("role"));
                 }
             }
             OverwriteTarget::Member(user) => {
-                if !tx.contains(GUILD_MEMBER, &keys::id_user(guild, *user))? {
+                if !tx.contains(GUILD_MEMBER, (guild, *user))? {
                     return Err(Error::NotFound("member"));
                 }
             }
@@ -84,11 +84,11 @@ fn check_overwrites(tx: &Tx, guild: Id, list: &[ChannelOverwrite], max: usize) -
 /// The members who can view a channel now.
 fn channel_viewers(tx: &Tx, channel: &Channel) -> Result<Vec<UserId>> {
     let guild = tx
-        .get(GUILD, &keys::id(channel.guild_id))?
+        .get(GUILD, channel.guild_id)?
         .ok_or(Error::NotFound("guild"))?;
     let roles = guild_roles(tx, channel.guild_id)?;
     let mut viewers = Vec::new();
-    for (_, member) in tx.scan_prefix(GUILD_MEMBER, &keys::id(channel.guild_id), usize::MAX)? {
+    for (_, member) in tx.rows(GUILD_MEMBER, Rows::prefix(channel.guild_id))? {
         let user = member.user_id;
         let access = GuildAccess::from_parts(guild.clone(), roles.clone(), member);
         if access
@@ -168,8 +168,8 @@ impl Services {
                 let held = access.channel_permissions(tx, &channel)?;
                 access.require_overwrite_change(tx, held, &[], &new.overwrites)?;
                 channel.overwrites = new.overwrites;
-                tx.put(CHANNEL, &keys::id(id), &channel)?;
-                tx.put(GUILD_CHANNEL, &keys::id_id(guild_id, id), &Present)?;
+                tx.put(CHANNEL, id, &channel)?;
+                tx.put(GUILD_CHANNEL, (guild_id, id), &Present)?;
                 if !channel.overwrites.is_empty() {
                     bump(tx, access.guild)?;
                 }
@@ -222,7 +222,7 @@ impl Services {
                 let category_overwrites = |parent: Option<Id>| -> Result<Vec<ChannelOverwrite>> {
                     Ok(match parent {
                         Some(p) => tx
-                            .get(CHANNEL, &keys::id(p))?
+                            .get(CHANNEL, p)?
                             .map(|c| c.overwrites)
                             .unwrap_or_default(),
                         None => Vec::new(),
@@ -275,7 +275,7 @@ impl Services {
                 if let Some(p) = update.position {
                     channel.position = p;
                 }
-                tx.put(CHANNEL, &keys::id(channel_id), &channel)?;
+                tx.put(CHANNEL, channel_id, &channel)?;
                 if overwrites_changed {
                     bump(tx, access.guild)?;
                 }
@@ -307,13 +307,13 @@ impl Services {
                         let held = access.channel_permissions(tx, &child)?;
                         access.require_overwrite_change(tx, held, &channel.overwrites, &[])?;
                         child.parent_id = None;
-                        tx.put(CHANNEL, &keys::id(child.id), &child)?;
+                        tx.put(CHANNEL, child.id, &child)?;
                     }
                 }
                 // Once it is gone nobody can view it: those who could are named.
                 let viewers = channel_viewers(tx, &channel)?;
                 delete_channel_rows(tx, &channel)?;
-                tx.delete(GUILD_CHANNEL, &keys::id_id(channel.guild_id, channel_id))?;
+                tx.delete(GUILD_CHANNEL, (channel.guild_id, channel_id))?;
                 tx.emit(
                     "channel_delete",
                     Audience {

@@ -4,7 +4,7 @@
 use super::access::channel_access;
 use super::{check_name, invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*};
+use crate::storage::{tables::*, Rows};
 use crate::system::now;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
@@ -56,11 +56,6 @@ fn check_filename(filename: &str) -> Result<String> {
     Ok(filename)
 }
 
-/// An upload's key: channel id ‖ file id ‖ uploader.
-fn upload_key(channel_id: Id, file_id: &str, uploader: UserId) -> Vec<u8> {
-    keys::join(&[&keys::id(channel_id), file_id.as_bytes(), &uploader.0])
-}
-
 /// The metadata a reader of `channel_id` sees for a file: the reader's own upload there,
 /// else the channel's first upload of those bytes; uploads stored before metadata was kept
 /// per upload have only the file's shared row. `None` when the file is not in the channel.
@@ -70,15 +65,14 @@ pub(crate) fn upload_meta(
     file_id: &str,
     reader: UserId,
 ) -> Result<Option<FileMeta>> {
-    let in_channel = keys::join(&[&keys::id(channel_id), file_id.as_bytes()]);
-    if !tx.contains(CHANNEL_FILE, &in_channel)? {
+    if !tx.contains(CHANNEL_FILE, (channel_id, file_id))? {
         return Ok(None);
     }
-    if let Some(own) = tx.get(CHANNEL_UPLOAD, &upload_key(channel_id, file_id, reader))? {
+    if let Some(own) = tx.get(CHANNEL_UPLOAD, (channel_id, file_id, reader))? {
         return Ok(Some(own));
     }
     if let Some((_, first)) = tx
-        .scan_prefix(CHANNEL_UPLOAD, &in_channel, 1)?
+        .rows(CHANNEL_UPLOAD, Rows::prefix((channel_id, file_id)).limit(1))?
         .into_iter()
         .next()
     {
@@ -143,16 +137,8 @@ impl Services {
         self.store
             .write(move |tx| {
                 require_upload(tx, channel_id, actor)?;
-                tx.put(
-                    CHANNEL_UPLOAD,
-                    &upload_key(channel_id, &file_id, actor),
-                    &meta,
-                )?;
-                tx.put(
-                    CHANNEL_FILE,
-                    &keys::join(&[&keys::id(channel_id), file_id.as_bytes()]),
-                    &Present,
-                )?;
+                tx.put(CHANNEL_UPLOAD, (channel_id, file_id.as_str(), actor), &meta)?;
+                tx.put(CHANNEL_FILE, (channel_id, file_id.as_str()), &Present)?;
                 Ok(meta)
             })
             .await
@@ -293,19 +279,11 @@ mod tests {
         store
             .write_blocking(move |tx| {
                 tx.put(FILE, &id, &meta("old.txt", alice))?;
-                tx.put(
-                    CHANNEL_FILE,
-                    &keys::join(&[&keys::id(old_channel), id.as_bytes()]),
-                    &Present,
-                )?;
-                tx.put(
-                    CHANNEL_FILE,
-                    &keys::join(&[&keys::id(new_channel), id.as_bytes()]),
-                    &Present,
-                )?;
+                tx.put(CHANNEL_FILE, (old_channel, id.as_str()), &Present)?;
+                tx.put(CHANNEL_FILE, (new_channel, id.as_str()), &Present)?;
                 tx.put(
                     CHANNEL_UPLOAD,
-                    &upload_key(new_channel, &id, bob),
+                    (new_channel, id.as_str(), bob),
                     &meta("new.txt", bob),
                 )?;
                 Ok::<_, StoreError>(())

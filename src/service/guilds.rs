@@ -4,7 +4,7 @@
 use super::access::{guild_roles, GuildAccess};
 use super::{check_name, check_text, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 use crate::system::now;
 use serde::Serialize;
 use serde_json::json;
@@ -30,13 +30,13 @@ pub struct GuildView {
 /// overwrites changed.
 pub(super) fn bump(tx: &Tx, mut guild: Guild) -> Result<()> {
     guild.permission_version += 1;
-    tx.put(GUILD, &keys::id(guild.id), &guild)?;
+    tx.put(GUILD, guild.id, &guild)?;
     Ok(())
 }
 
 /// A channel of the guild (not found when it belongs to another).
 pub(super) fn load_channel_in(tx: &Tx, guild: Id, channel: Id) -> Result<Channel> {
-    tx.get(CHANNEL, &keys::id(channel))?
+    tx.get(CHANNEL, channel)?
         .filter(|c| c.guild_id == guild)
         .ok_or(Error::NotFound("channel"))
 }
@@ -49,13 +49,11 @@ pub(super) fn sorted_channels(mut channels: Vec<Channel>) -> Vec<Channel> {
 
 /// Every channel of the guild, unsorted.
 pub(super) fn guild_channels(tx: &Tx, guild: Id) -> Result<Vec<Channel>> {
-    let index = tx.scan_prefix(GUILD_CHANNEL, &keys::id(guild), usize::MAX)?;
+    let index = tx.rows(GUILD_CHANNEL, Rows::prefix(guild))?;
     let mut out = Vec::with_capacity(index.len());
-    for (key, _) in index {
-        if let Some(id) = keys::read_id(&key, 8) {
-            if let Some(channel) = tx.get(CHANNEL, &keys::id(id))? {
-                out.push(channel);
-            }
+    for ((_, id), _) in index {
+        if let Some(channel) = tx.get(CHANNEL, id)? {
+            out.push(channel);
         }
     }
     Ok(out)
@@ -70,8 +68,8 @@ pub(super) fn add_member(tx: &Tx, guild: Id, user: UserId) -> Result<Member> {
         roles: Vec::new(),
         joined_at: now(),
     };
-    tx.put(GUILD_MEMBER, &keys::id_user(guild, user), &member)?;
-    tx.put(USER_GUILD, &keys::user_id(user, guild), &Present)?;
+    tx.put(GUILD_MEMBER, (guild, user), &member)?;
+    tx.put(USER_GUILD, (user, guild), &Present)?;
     Ok(member)
 }
 
@@ -94,16 +92,11 @@ impl Services {
         let max_guilds = self.config.limits.max_guilds_per_user;
         self.store
             .write(move |tx| {
-                let mine = tx.scan_prefix(USER_GUILD, &actor.0, usize::MAX)?;
+                let mine = tx.rows(USER_GUILD, Rows::prefix(actor))?;
                 let mut owned = 0;
-                for (key, _) in &mine {
-                    if let Some(g) = keys::read_id(key, 32) {
-                        if tx
-                            .get(GUILD, &keys::id(g))?
-                            .is_some_and(|g| g.owner == actor)
-                        {
-                            owned += 1;
-                        }
+                for ((_, g), _) in &mine {
+                    if tx.get(GUILD, *g)?.is_some_and(|g| g.owner == actor) {
+                        owned += 1;
                     }
                 }
                 if owned >= max_guilds {
@@ -119,7 +112,7 @@ impl Services {
                     created_at: now(),
                     permission_version: 1,
                 };
-                tx.put(GUILD, &keys::id(guild_id), &guild)?;
+                tx.put(GUILD, guild_id, &guild)?;
                 let everyone = Role {
                     id: guild_id,
                     guild_id,
@@ -129,7 +122,7 @@ impl Services {
                     position: 0,
                     mentionable: false,
                 };
-                tx.put(GUILD_ROLE, &keys::id_id(guild_id, guild_id), &everyone)?;
+                tx.put(GUILD_ROLE, (guild_id, guild_id), &everyone)?;
                 let general = Channel {
                     id: channel_id,
                     guild_id,
@@ -140,8 +133,8 @@ impl Services {
                     parent_id: None,
                     overwrites: Vec::new(),
                 };
-                tx.put(CHANNEL, &keys::id(channel_id), &general)?;
-                tx.put(GUILD_CHANNEL, &keys::id_id(guild_id, channel_id), &Present)?;
+                tx.put(CHANNEL, channel_id, &general)?;
+                tx.put(GUILD_CHANNEL, (guild_id, channel_id), &Present)?;
                 add_member(tx, guild_id, actor)?;
                 let seq = tx.emit(
                     "guild_create",
@@ -149,7 +142,7 @@ impl Services {
                     Some(guild_id),
                     &guild,
                 )?;
-                tx.put(GUILD_MEMBER_SINCE, &keys::id_user(guild_id, actor), &seq)?;
+                tx.put(GUILD_MEMBER_SINCE, (guild_id, actor), &seq)?;
                 Ok::<_, Error>(())
             })
             .await?;
@@ -183,13 +176,11 @@ impl Services {
     /// The guilds the user is in, in the user's preferred order, then by join.
     pub fn my_guilds(&self, actor: UserId) -> Result<Vec<Guild>> {
         self.store.read(|tx| {
-            let user = tx.get(USER, &actor.0)?.ok_or(Error::NotFound("user"))?;
+            let user = tx.get(USER, actor)?.ok_or(Error::NotFound("user"))?;
             let mut guilds = Vec::new();
-            for (key, _) in tx.scan_prefix(USER_GUILD, &actor.0, usize::MAX)? {
-                if let Some(id) = keys::read_id(&key, 32) {
-                    if let Some(g) = tx.get(GUILD, &keys::id(id))? {
-                        guilds.push(g);
-                    }
+            for ((_, id), _) in tx.rows(USER_GUILD, Rows::prefix(actor))? {
+                if let Some(g) = tx.get(GUILD, id)? {
+                    guilds.push(g);
                 }
             }
             guilds.sort_by_key(|g| {
@@ -231,7 +222,7 @@ impl Services {
                 if let Some(d) = description {
                     guild.description = d;
                 }
-                tx.put(GUILD, &keys::id(guild_id), &guild)?;
+                tx.put(GUILD, guild_id, &guild)?;
                 tx.emit("guild_update", Audience::guild(guild_id), None, &guild)?;
                 Ok(guild)
             })
@@ -250,22 +241,20 @@ impl Services {
                     delete_channel_rows(tx, &channel)?;
                 }
                 let mut members = Vec::new();
-                for (key, _) in tx.scan_prefix(GUILD_MEMBER, &keys::id(guild_id), usize::MAX)? {
-                    if let Some(user) = keys::read_user(&key, 8) {
-                        tx.delete(USER_GUILD, &keys::user_id(user, guild_id))?;
-                        members.push(user);
-                    }
+                for ((_, user), _) in tx.rows(GUILD_MEMBER, Rows::prefix(guild_id))? {
+                    tx.delete(USER_GUILD, (user, guild_id))?;
+                    members.push(user);
                 }
-                tx.delete_prefix(GUILD_MEMBER, &keys::id(guild_id))?;
-                tx.delete_prefix(GUILD_MEMBER_SINCE, &keys::id(guild_id))?;
-                tx.delete_prefix(GUILD_ROLE, &keys::id(guild_id))?;
-                tx.delete_prefix(GUILD_BAN, &keys::id(guild_id))?;
-                for (key, _) in tx.scan_prefix(GUILD_INVITE, &keys::id(guild_id), usize::MAX)? {
-                    tx.delete(INVITE, &key[8..])?;
+                tx.delete_rows(GUILD_MEMBER, Rows::prefix(guild_id))?;
+                tx.delete_rows(GUILD_MEMBER_SINCE, Rows::prefix(guild_id))?;
+                tx.delete_rows(GUILD_ROLE, Rows::prefix(guild_id))?;
+                tx.delete_rows(GUILD_BAN, Rows::prefix(guild_id))?;
+                for ((_, code), _) in tx.rows(GUILD_INVITE, Rows::prefix(guild_id))? {
+                    tx.delete(INVITE, code.as_str())?;
                 }
-                tx.delete_prefix(GUILD_INVITE, &keys::id(guild_id))?;
-                tx.delete_prefix(GUILD_CHANNEL, &keys::id(guild_id))?;
-                tx.delete(GUILD, &keys::id(guild_id))?;
+                tx.delete_rows(GUILD_INVITE, Rows::prefix(guild_id))?;
+                tx.delete_rows(GUILD_CHANNEL, Rows::prefix(guild_id))?;
+                tx.delete(GUILD, guild_id)?;
                 let audience = Audience {
                     users: members,
                     ..Audience::default()
@@ -284,15 +273,14 @@ impl Services {
 
 /// Deletes a channel row and everything under it (messages, reactions, pins, file grants).
 pub(super) fn delete_channel_rows(tx: &Tx, channel: &Channel) -> Result<()> {
-    let prefix = keys::id(channel.id);
-    for (_, message) in tx.scan_prefix(CHANNEL_MESSAGE, &prefix, usize::MAX)? {
-        tx.delete_prefix(MESSAGE_REACTION, &keys::id(message.id))?;
+    for (_, message) in tx.rows(CHANNEL_MESSAGE, Rows::prefix(channel.id))? {
+        tx.delete_rows(MESSAGE_REACTION, Rows::prefix(message.id))?;
     }
-    tx.delete_prefix(CHANNEL_MESSAGE, &prefix)?;
-    tx.delete_prefix(CHANNEL_PIN, &prefix)?;
-    tx.delete_prefix(CHANNEL_FILE, &prefix)?;
-    tx.delete_prefix(CHANNEL_UPLOAD, &prefix)?;
-    tx.delete(CHANNEL, &prefix)?;
+    tx.delete_rows(CHANNEL_MESSAGE, Rows::prefix(channel.id))?;
+    tx.delete_rows(CHANNEL_PIN, Rows::prefix(channel.id))?;
+    tx.delete_rows(CHANNEL_FILE, Rows::prefix(channel.id))?;
+    tx.delete_rows(CHANNEL_UPLOAD, Rows::prefix(channel.id))?;
+    tx.delete(CHANNEL, channel.id)?;
     Ok(())
 }
 

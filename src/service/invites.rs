@@ -7,7 +7,7 @@ use super::guilds::{add_member, guild_channels, load_channel_in, sorted_channels
 use super::members::MemberView;
 use super::{invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 use crate::system::now;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -79,8 +79,10 @@ impl Services {
             .write(move |tx| {
                 let (channel, access) = channel_access(tx, channel_id, actor)?;
                 access.require_in(tx, &channel, Permissions::CREATE_INVITE)?;
-                let count =
-                    tx.count_prefix(GUILD_INVITE, &keys::id(channel.guild_id), max_invites + 1)?;
+                let count = tx.count(
+                    GUILD_INVITE,
+                    Rows::prefix(channel.guild_id).limit(max_invites + 1),
+                )?;
                 if count >= max_invites {
                     return Err(Error::LimitReached(format!(
                         "at most {max_invites} invites per guild"
@@ -98,12 +100,8 @@ impl Services {
                     uses: 0,
                     revoked: false,
                 };
-                tx.put(INVITE, code.as_bytes(), &invite)?;
-                tx.put(
-                    GUILD_INVITE,
-                    &keys::join(&[&keys::id(channel.guild_id), code.as_bytes()]),
-                    &Present,
-                )?;
+                tx.put(INVITE, code.as_str(), &invite)?;
+                tx.put(GUILD_INVITE, (channel.guild_id, code.as_str()), &Present)?;
                 // A code lets anyone in: only those who may list invites hear of it, and
                 // its creator (who has it from the answer already).
                 tx.emit(
@@ -124,8 +122,8 @@ impl Services {
         self.store.read(|tx| {
             GuildAccess::load(tx, guild_id, actor)?.require(Permissions::MANAGE_GUILD)?;
             let mut out = Vec::new();
-            for (key, _) in tx.scan_prefix(GUILD_INVITE, &keys::id(guild_id), usize::MAX)? {
-                if let Some(invite) = tx.get(INVITE, &key[8..])? {
+            for ((_, code), _) in tx.rows(GUILD_INVITE, Rows::prefix(guild_id))? {
+                if let Some(invite) = tx.get(INVITE, code.as_str())? {
                     out.push(invite);
                 }
             }
@@ -138,7 +136,7 @@ impl Services {
         self.store
             .write(move |tx| {
                 let mut invite = tx
-                    .get(INVITE, code.as_bytes())?
+                    .get(INVITE, code.as_str())?
                     .ok_or(Error::NotFound("invite"))?;
                 let access = GuildAccess::load(tx, invite.guild_id, actor)
                     .map_err(|_| Error::NotFound("invite"))?;
@@ -146,7 +144,7 @@ impl Services {
                     access.require(Permissions::MANAGE_GUILD)?;
                 }
                 invite.revoked = true;
-                tx.put(INVITE, code.as_bytes(), &invite)?;
+                tx.put(INVITE, code.as_str(), &invite)?;
                 tx.emit(
                     "invite_delete",
                     Audience::guild(invite.guild_id)
@@ -165,9 +163,9 @@ impl Services {
         self.store.read(|tx| {
             let invite = usable_invite(tx, code)?;
             let guild = tx
-                .get(GUILD, &keys::id(invite.guild_id))?
+                .get(GUILD, invite.guild_id)?
                 .ok_or(Error::NotFound("invite"))?;
-            let channel = tx.get(CHANNEL, &keys::id(invite.channel_id))?;
+            let channel = tx.get(CHANNEL, invite.channel_id)?;
             Ok(InvitePreview {
                 code: invite.code,
                 guild_id: guild.id,
@@ -175,11 +173,8 @@ impl Services {
                 guild_description: guild.description,
                 channel_id: invite.channel_id,
                 channel_name: channel.map(|c| c.name).unwrap_or_default(),
-                member_count: tx.count_prefix(
-                    GUILD_MEMBER,
-                    &keys::id(guild.id),
-                    MAX_MEMBER_COUNT,
-                )?,
+                member_count: tx
+                    .count(GUILD_MEMBER, Rows::prefix(guild.id).limit(MAX_MEMBER_COUNT))?,
                 expires_at: invite.expires_at,
             })
         })
@@ -195,31 +190,31 @@ impl Services {
             .write(move |tx| {
                 let mut invite = usable_invite(tx, &code)?;
                 let guild_id = invite.guild_id;
-                if tx.contains(GUILD_BAN, &keys::id_user(guild_id, actor))? {
+                if tx.contains(GUILD_BAN, (guild_id, actor))? {
                     return Err(Error::Banned);
                 }
-                if tx.contains(GUILD_MEMBER, &keys::id_user(guild_id, actor))? {
+                if tx.contains(GUILD_MEMBER, (guild_id, actor))? {
                     return Ok(guild_id);
                 }
-                if !tx.contains(USER, &actor.0)? {
+                if !tx.contains(USER, actor)? {
                     return Err(Error::NotFound("user"));
                 }
-                if tx.count_prefix(USER_GUILD, &actor.0, max_guilds + 1)? >= max_guilds {
+                if tx.count(USER_GUILD, Rows::prefix(actor).limit(max_guilds + 1))? >= max_guilds {
                     return Err(Error::LimitReached(format!(
                         "you may be in at most {max_guilds} guilds"
                     )));
                 }
                 invite.uses += 1;
-                tx.put(INVITE, code.as_bytes(), &invite)?;
+                tx.put(INVITE, code.as_str(), &invite)?;
                 let member = add_member(tx, guild_id, actor)?;
-                let user = tx.get(USER, &actor.0)?.map(|u| PublicUser::of(&u, &origin));
+                let user = tx.get(USER, actor)?.map(|u| PublicUser::of(&u, &origin));
                 let seq = tx.emit(
                     "member_add",
                     Audience::guild(guild_id).and_user(actor),
                     Some(guild_id),
                     &MemberView { member, user },
                 )?;
-                tx.put(GUILD_MEMBER_SINCE, &keys::id_user(guild_id, actor), &seq)?;
+                tx.put(GUILD_MEMBER_SINCE, (guild_id, actor), &seq)?;
                 Ok(guild_id)
             })
             .await?;
@@ -234,9 +229,7 @@ impl Services {
         new: NewInvite,
     ) -> Result<Invite> {
         let (owner, channel) = self.store.read(|tx| {
-            let guild = tx
-                .get(GUILD, &keys::id(guild_id))?
-                .ok_or(Error::NotFound("guild"))?;
+            let guild = tx.get(GUILD, guild_id)?.ok_or(Error::NotFound("guild"))?;
             let channel = match channel {
                 Some(c) => load_channel_in(tx, guild_id, c)?.id,
                 None => {
@@ -257,9 +250,7 @@ fn usable_invite(tx: &Tx, code: &str) -> Result<Invite> {
     if code.is_empty() || code.len() > 32 {
         return Err(Error::NotFound("invite"));
     }
-    let invite = tx
-        .get(INVITE, code.as_bytes())?
-        .ok_or(Error::NotFound("invite"))?;
+    let invite = tx.get(INVITE, code)?.ok_or(Error::NotFound("invite"))?;
     let gone = |m: &str| Error::Gone {
         code: "invite_expired",
         message: m.to_string(),
@@ -273,7 +264,7 @@ fn usable_invite(tx: &Tx, code: &str) -> Result<Invite> {
     if invite.max_uses.is_some_and(|m| invite.uses >= m) {
         return Err(gone("this invite has been used up"));
     }
-    if !tx.contains(GUILD, &keys::id(invite.guild_id))? {
+    if !tx.contains(GUILD, invite.guild_id)? {
         return Err(Error::NotFound("invite"));
     }
     Ok(invite)

@@ -4,18 +4,18 @@
 //! new shadow account from that home are refused.
 
 use crate::model::*;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use serde_json::json;
 
 /// Removes every device of a user here with its refresh tokens (access tokens stop
 /// working at once: each request checks its device).
 pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (_, device) in tx.scan_prefix(USER_DEVICE, &user.0, usize::MAX)? {
+    for (_, device) in tx.rows(USER_DEVICE, Rows::prefix(user))? {
         for hash in &device.refresh_hashes {
             tx.delete(REFRESH_TOKEN, hash)?;
         }
     }
-    tx.delete_prefix(USER_DEVICE, &user.0)?;
+    tx.delete_rows(USER_DEVICE, Rows::prefix(user))?;
     Ok(())
 }
 
@@ -23,58 +23,52 @@ pub fn sign_out_all_devices(tx: &Tx, user: UserId) -> Result<(), StoreError> {
 /// attributed to the id), and what federation kept about them (directory entry, profile
 /// freshness, the peers that kept a shadow).
 pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    for (key, _) in tx.scan_prefix(USER_GUILD, &user.0, usize::MAX)? {
-        if let Some(guild) = keys::read_id(&key, 32) {
-            tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
-            tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
-            tx.emit(
-                "member_remove",
-                Audience::guild(guild).and_user(user),
-                Some(guild),
-                &json!({ "guild_id": guild, "user_id": user }),
-            )?;
-        }
+    for ((_, guild), _) in tx.rows(USER_GUILD, Rows::prefix(user))? {
+        tx.delete(GUILD_MEMBER, (guild, user))?;
+        tx.delete(GUILD_MEMBER_SINCE, (guild, user))?;
+        tx.emit(
+            "member_remove",
+            Audience::guild(guild).and_user(user),
+            Some(guild),
+            &json!({ "guild_id": guild, "user_id": user }),
+        )?;
     }
-    tx.delete_prefix(USER_GUILD, &user.0)?;
+    tx.delete_rows(USER_GUILD, Rows::prefix(user))?;
     sign_out_all_devices(tx, user)?;
-    if let Some(u) = tx.get(USER, &user.0)? {
+    if let Some(u) = tx.get(USER, user)? {
         if !u.username.is_empty() && u.homeserver.is_empty() {
-            tx.delete(USERNAME_USER, u.username.as_bytes())?;
+            tx.delete(USERNAME_USER, u.username.as_str())?;
         }
     }
-    tx.delete(PUSH_DELEGATION, &user.0)?;
-    tx.delete(SHADOW_SYNC, &user.0)?;
-    tx.delete_prefix(USER_PEER, &user.0)?;
+    tx.delete(PUSH_DELEGATION, user)?;
+    tx.delete(SHADOW_SYNC, user)?;
+    tx.delete_rows(USER_PEER, Rows::prefix(user))?;
     super::remote_users::forget(tx, user)?;
-    tx.delete(USER, &user.0)?;
+    tx.delete(USER, user)?;
     Ok(())
-}
-
-fn tombstone_key(user: UserId, home: &str) -> Vec<u8> {
-    keys::join(&[&user.0, home.as_bytes()])
 }
 
 /// Records that `home` removed `user` (with its call `id`, or 0 when it answered
 /// VerifyUser with 404), keeping the newest id.
 pub fn bury(tx: &Tx, user: UserId, home: &str, id: u64) -> Result<(), StoreError> {
-    let key = tombstone_key(user, home);
-    let deleted = tx.get(USER_TOMBSTONE, &key)?.unwrap_or(0).max(id);
-    tx.put(USER_TOMBSTONE, &key, &deleted)
+    let key = (user, home);
+    let deleted = tx.get(USER_TOMBSTONE, key)?.unwrap_or(0).max(id);
+    tx.put(USER_TOMBSTONE, key, &deleted)
 }
 
 /// Whether `home` deleted `user` (so their tokens and shadow accounts are refused here).
 pub fn deleted_by_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
-    tx.contains(USER_TOMBSTONE, &tombstone_key(user, home))
+    tx.contains(USER_TOMBSTONE, (user, home))
 }
 
 /// The call id with which `home` deleted `user`, if it did (0: it answered VerifyUser
 /// with 404).
 pub fn deleted_at(tx: &Tx, user: UserId, home: &str) -> Result<Option<u64>, StoreError> {
-    tx.get(USER_TOMBSTONE, &tombstone_key(user, home))
+    tx.get(USER_TOMBSTONE, (user, home))
 }
 
 /// Lifts `home`'s deletion of `user` (the home made the account again).
 pub fn unbury(tx: &Tx, user: UserId, home: &str) -> Result<(), StoreError> {
-    tx.delete(USER_TOMBSTONE, &tombstone_key(user, home))?;
+    tx.delete(USER_TOMBSTONE, (user, home))?;
     Ok(())
 }

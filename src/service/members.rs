@@ -5,7 +5,7 @@ use super::accounts::PublicUser;
 use super::guilds::bump;
 use super::{check_text, invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 use crate::system::now;
 use serde::Serialize;
 use serde_json::json;
@@ -33,9 +33,9 @@ fn emit_member_remove(tx: &Tx, guild: Id, user: UserId) -> Result<()> {
 
 /// Removes a member and their role assignments from a guild.
 fn remove_member(tx: &Tx, guild: Id, user: UserId) -> Result<bool> {
-    let existed = tx.delete(GUILD_MEMBER, &keys::id_user(guild, user))?;
-    tx.delete(GUILD_MEMBER_SINCE, &keys::id_user(guild, user))?;
-    tx.delete(USER_GUILD, &keys::user_id(user, guild))?;
+    let existed = tx.delete(GUILD_MEMBER, (guild, user))?;
+    tx.delete(GUILD_MEMBER_SINCE, (guild, user))?;
+    tx.delete(USER_GUILD, (user, guild))?;
     Ok(existed)
 }
 
@@ -50,20 +50,15 @@ impl Services {
     ) -> Result<Vec<MemberView>> {
         self.store.read(|tx| {
             GuildAccess::load(tx, guild_id, actor)?;
-            let start = match after {
-                Some(u) => {
-                    let mut k = keys::id_user(guild_id, u).to_vec();
-                    k.push(0);
-                    k
-                }
-                None => keys::id(guild_id).to_vec(),
-            };
-            let end = keys::id(Id(guild_id.0 + 1));
-            let rows = tx.range(GUILD_MEMBER, &start, Some(&end), false, limit)?;
+            let mut rows = Rows::prefix(guild_id).limit(limit);
+            if let Some(u) = after {
+                rows = rows.after((guild_id, u));
+            }
+            let rows = tx.rows(GUILD_MEMBER, rows)?;
             let mut out = Vec::with_capacity(rows.len());
             for (_, member) in rows {
                 let user = tx
-                    .get(USER, &member.user_id.0)?
+                    .get(USER, member.user_id)?
                     .map(|u| PublicUser::of(&u, &self.origin));
                 out.push(MemberView { member, user });
             }
@@ -76,10 +71,10 @@ impl Services {
         self.store.read(|tx| {
             GuildAccess::load(tx, guild_id, actor)?;
             let member = tx
-                .get(GUILD_MEMBER, &keys::id_user(guild_id, user))?
+                .get(GUILD_MEMBER, (guild_id, user))?
                 .ok_or(Error::NotFound("member"))?;
             let user = tx
-                .get(USER, &user.0)?
+                .get(USER, user)?
                 .map(|u| PublicUser::of(&u, &self.origin));
             Ok(MemberView { member, user })
         })
@@ -94,7 +89,7 @@ impl Services {
                 access.require(Permissions::CHANGE_NICKNAME)?;
                 let mut member = access.member;
                 member.nick = nick;
-                tx.put(GUILD_MEMBER, &keys::id_user(guild_id, actor), &member)?;
+                tx.put(GUILD_MEMBER, (guild_id, actor), &member)?;
                 tx.emit("member_update", Audience::guild(guild_id), None, &member)?;
                 Ok(member)
             })
@@ -180,7 +175,7 @@ impl Services {
                 };
                 let guild_name = access.guild.name.clone();
                 let was_member = remove_member(tx, guild_id, target)?;
-                tx.put(GUILD_BAN, &keys::id_user(guild_id, target), &ban)?;
+                tx.put(GUILD_BAN, (guild_id, target), &ban)?;
                 bump(tx, access.guild)?;
                 // A remote user's home hears of it (PropagateBan), in this commit.
                 super::ban_notices::queue(tx, propagate_id, &ban, &guild_name)?;
@@ -207,10 +202,10 @@ impl Services {
             .write(move |tx| {
                 let access = GuildAccess::load(tx, guild_id, actor)?;
                 access.require(Permissions::BAN_MEMBERS)?;
-                if !tx.contains(GUILD_BAN, &keys::id_user(guild_id, target))? {
+                if !tx.contains(GUILD_BAN, (guild_id, target))? {
                     return Err(Error::NotFound("ban"));
                 }
-                tx.delete(GUILD_BAN, &keys::id_user(guild_id, target))?;
+                tx.delete(GUILD_BAN, (guild_id, target))?;
                 tx.emit(
                     "ban_remove",
                     Audience::guild(guild_id)
@@ -229,7 +224,7 @@ impl Services {
         self.store.read(|tx| {
             GuildAccess::load(tx, guild_id, actor)?.require(Permissions::BAN_MEMBERS)?;
             Ok(tx
-                .scan_prefix(GUILD_BAN, &keys::id(guild_id), usize::MAX)?
+                .rows(GUILD_BAN, Rows::prefix(guild_id))?
                 .into_iter()
                 .map(|(_, b)| b)
                 .collect())

@@ -4,7 +4,7 @@ use super::access::channel_access;
 use super::push;
 use super::{check_text, invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*, Tx};
+use crate::storage::{tables::*, Rows, Tx};
 use crate::system::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -99,10 +99,7 @@ fn check_emoji(emoji: &str) -> Result<()> {
 
 fn reactions_of(tx: &Tx, message: Id, viewer: UserId) -> Result<Vec<ReactionView>> {
     let mut out: Vec<ReactionView> = Vec::new();
-    for (key, _) in tx.scan_prefix(MESSAGE_REACTION, &keys::id(message), usize::MAX)? {
-        let Some((emoji, user)) = keys::parse_reaction(&key) else {
-            continue;
-        };
+    for ((_, emoji, user), _) in tx.rows(MESSAGE_REACTION, Rows::prefix(message))? {
         match out.last_mut() {
             Some(last) if last.emoji == emoji => {
                 last.count += 1;
@@ -147,7 +144,7 @@ fn emit_reaction(
 }
 
 fn load_message(tx: &Tx, channel: Id, message: Id) -> Result<Message> {
-    tx.get(CHANNEL_MESSAGE, &keys::id_id(channel, message))?
+    tx.get(CHANNEL_MESSAGE, (channel, message))?
         .ok_or(Error::NotFound("message"))
 }
 
@@ -225,13 +222,13 @@ impl Services {
                 }
                 let mut users = Vec::new();
                 for user in mentions {
-                    if tx.contains(GUILD_MEMBER, &keys::id_user(channel.guild_id, user))? {
+                    if tx.contains(GUILD_MEMBER, (channel.guild_id, user))? {
                         users.push(user);
                     }
                 }
                 let mut roles = Vec::new();
                 for role in mention_roles {
-                    if let Some(r) = tx.get(GUILD_ROLE, &keys::id_id(channel.guild_id, role))? {
+                    if let Some(r) = tx.get(GUILD_ROLE, (channel.guild_id, role))? {
                         if r.mentionable || have.contains(Permissions::MENTION_EVERYONE) {
                             roles.push(role);
                         }
@@ -252,7 +249,7 @@ impl Services {
                     attachments,
                     pinned: false,
                 };
-                tx.put(CHANNEL_MESSAGE, &keys::id_id(channel_id, id), &message)?;
+                tx.put(CHANNEL_MESSAGE, (channel_id, id), &message)?;
                 tx.emit(
                     "message_create",
                     Audience::channel(message.guild_id, channel_id),
@@ -298,16 +295,17 @@ impl Services {
         self.store.read(|tx| {
             let (channel, access) = channel_access(tx, channel_id, actor)?;
             access.require_in(tx, &channel, Permissions::READ_MESSAGE_HISTORY)?;
-            let lower = match page.after {
-                Some(a) => keys::id_id(channel_id, Id(a.0.saturating_add(1))),
-                None => keys::id_id(channel_id, Id(0)),
-            };
-            let upper = match page.before {
-                Some(b) => keys::id_id(channel_id, b),
-                None => keys::id_id(Id(channel_id.0 + 1), Id(0)),
-            };
-            let reverse = page.after.is_none();
-            let rows = tx.range(CHANNEL_MESSAGE, &lower, Some(&upper), reverse, limit)?;
+            let mut rows = Rows::prefix(channel_id).limit(limit);
+            if let Some(a) = page.after {
+                rows = rows.at_or_after((channel_id, Id(a.0.saturating_add(1))));
+            }
+            if let Some(b) = page.before {
+                rows = rows.before((channel_id, b));
+            }
+            if page.after.is_none() {
+                rows = rows.reverse();
+            }
+            let rows = tx.rows(CHANNEL_MESSAGE, rows)?;
             rows.into_iter().map(|(_, m)| view(tx, m, actor)).collect()
         })
     }
@@ -343,7 +341,7 @@ impl Services {
                 }
                 let mut users = Vec::new();
                 for user in mentions {
-                    if tx.contains(GUILD_MEMBER, &keys::id_user(channel.guild_id, user))? {
+                    if tx.contains(GUILD_MEMBER, (channel.guild_id, user))? {
                         users.push(user);
                     }
                 }
@@ -352,7 +350,7 @@ impl Services {
                 // counts for someone with MENTION_EVERYONE.
                 let mut roles = Vec::new();
                 for role in mention_roles {
-                    if let Some(r) = tx.get(GUILD_ROLE, &keys::id_id(channel.guild_id, role))? {
+                    if let Some(r) = tx.get(GUILD_ROLE, (channel.guild_id, role))? {
                         if r.mentionable || have.contains(Permissions::MENTION_EVERYONE) {
                             roles.push(role);
                         }
@@ -362,11 +360,7 @@ impl Services {
                 message.mention_everyone = everyone && have.contains(Permissions::MENTION_EVERYONE);
                 message.content = content;
                 message.edited_at = Some(now_ms());
-                tx.put(
-                    CHANNEL_MESSAGE,
-                    &keys::id_id(channel_id, message_id),
-                    &message,
-                )?;
+                tx.put(CHANNEL_MESSAGE, (channel_id, message_id), &message)?;
                 // An edit may be of a message from before the reader opened the channel:
                 // history, like reading it over REST.
                 tx.emit(
@@ -396,9 +390,9 @@ impl Services {
                 if message.author_id != actor && !have.contains(Permissions::MANAGE_MESSAGES) {
                     return Err(super::access::missing(Permissions::MANAGE_MESSAGES));
                 }
-                tx.delete_prefix(MESSAGE_REACTION, &keys::id(message_id))?;
-                tx.delete(CHANNEL_PIN, &keys::id_id(channel_id, message_id))?;
-                tx.delete(CHANNEL_MESSAGE, &keys::id_id(channel_id, message_id))?;
+                tx.delete_rows(MESSAGE_REACTION, Rows::prefix(message_id))?;
+                tx.delete(CHANNEL_PIN, (channel_id, message_id))?;
+                tx.delete(CHANNEL_MESSAGE, (channel_id, message_id))?;
                 tx.emit(
                     "message_delete",
                     Audience::channel(message.guild_id, channel_id),
@@ -440,7 +434,7 @@ impl Services {
                 }
                 tx.put(
                     MESSAGE_REACTION,
-                    &keys::reaction(message_id, &emoji, actor),
+                    (message_id, emoji.as_str(), actor),
                     &Present,
                 )?;
                 emit_reaction(tx, "reaction_add", &channel, message_id, &emoji, actor)?;
@@ -467,7 +461,7 @@ impl Services {
                 if user != actor && !have.contains(Permissions::MANAGE_MESSAGES) {
                     return Err(super::access::missing(Permissions::MANAGE_MESSAGES));
                 }
-                if !tx.delete(MESSAGE_REACTION, &keys::reaction(message_id, &emoji, user))? {
+                if !tx.delete(MESSAGE_REACTION, (message_id, emoji.as_str(), user))? {
                     return Err(Error::NotFound("reaction"));
                 }
                 emit_reaction(tx, "reaction_remove", &channel, message_id, &emoji, user)?;
@@ -492,20 +486,20 @@ impl Services {
                 let mut message = load_message(tx, channel_id, message_id)?;
                 if message.pinned != pinned {
                     if pinned
-                        && tx.count_prefix(CHANNEL_PIN, &keys::id(channel_id), max + 1)? >= max
+                        && tx.count(CHANNEL_PIN, Rows::prefix(channel_id).limit(max + 1))? >= max
                     {
                         return Err(Error::LimitReached(format!(
                             "at most {max} pins per channel"
                         )));
                     }
                     message.pinned = pinned;
-                    let key = keys::id_id(channel_id, message_id);
+                    let key = (channel_id, message_id);
                     if pinned {
-                        tx.put(CHANNEL_PIN, &key, &Present)?;
+                        tx.put(CHANNEL_PIN, key, &Present)?;
                     } else {
-                        tx.delete(CHANNEL_PIN, &key)?;
+                        tx.delete(CHANNEL_PIN, key)?;
                     }
-                    tx.put(CHANNEL_MESSAGE, &key, &message)?;
+                    tx.put(CHANNEL_MESSAGE, key, &message)?;
                     tx.emit(
                         if pinned { "pin_add" } else { "pin_remove" },
                         Audience::channel(message.guild_id, channel_id)
@@ -525,11 +519,9 @@ impl Services {
             let (channel, access) = channel_access(tx, channel_id, actor)?;
             access.require_in(tx, &channel, Permissions::READ_MESSAGE_HISTORY)?;
             let mut out = Vec::new();
-            for (key, _) in tx.scan_prefix(CHANNEL_PIN, &keys::id(channel_id), usize::MAX)? {
-                if let Some(id) = keys::read_id(&key, 8) {
-                    if let Ok(m) = load_message(tx, channel_id, id) {
-                        out.push(view(tx, m, actor)?);
-                    }
+            for ((_, id), _) in tx.rows(CHANNEL_PIN, Rows::prefix(channel_id))? {
+                if let Ok(m) = load_message(tx, channel_id, id) {
+                    out.push(view(tx, m, actor)?);
                 }
             }
             Ok(out)

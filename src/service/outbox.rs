@@ -10,7 +10,7 @@
 
 use super::Services;
 use crate::model::{Id, OutboxItem, UserId};
-use crate::storage::{tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now_ms;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -294,7 +294,7 @@ pub fn enqueue(tx: &Tx, id: Id, target: &str, call: &Call) -> Result<(), StoreEr
         created_ms: t,
         last_error: String::new(),
     };
-    tx.put(OUTBOX, &id.to_be(), &item)?;
+    tx.put(OUTBOX, id, &item)?;
     tx.note_queued();
     Ok(())
 }
@@ -303,7 +303,7 @@ pub fn enqueue(tx: &Tx, id: Id, target: &str, call: &Call) -> Result<(), StoreEr
 pub fn pending(services: &Services) -> Result<Vec<OutboxItem>, StoreError> {
     Ok(services
         .store
-        .read(|tx| tx.range(OUTBOX, &[], None, false, SCAN_LIMIT))?
+        .read(|tx| tx.rows(OUTBOX, Rows::all().limit(SCAN_LIMIT)))?
         .into_iter()
         .map(|(_, item)| item)
         .collect())
@@ -344,7 +344,7 @@ where
 /// Every pinned peer's origin.
 pub fn peer_origins(tx: &Tx) -> Result<Vec<String>, StoreError> {
     Ok(tx
-        .range(PEER, &[], None, false, usize::MAX)?
+        .rows(PEER, Rows::all())?
         .into_iter()
         .map(|(_, peer)| peer.origin)
         .collect())
@@ -352,21 +352,16 @@ pub fn peer_origins(tx: &Tx) -> Result<Vec<String>, StoreError> {
 
 /// How many peers are pinned (an estimate of the ids a broadcast needs).
 pub fn peer_count(services: &Services) -> Result<usize, StoreError> {
-    services
-        .store
-        .read(|tx| tx.count_prefix(PEER, &[], usize::MAX))
+    services.store.read(|tx| tx.count(PEER, Rows::all()))
 }
 
 /// The peers that keep a shadow account of local user `user` (they asked VerifyUser for
 /// them) and are still peers.
 pub fn tracked_peers(tx: &Tx, user: UserId) -> Result<Vec<String>, StoreError> {
     let mut out = Vec::new();
-    for (key, _) in tx.scan_prefix(USER_PEER, &user.0, usize::MAX)? {
-        let Ok(origin) = std::str::from_utf8(&key[32..]) else {
-            continue;
-        };
-        if tx.contains(PEER, origin.as_bytes())? {
-            out.push(origin.to_string());
+    for ((_, origin), _) in tx.rows(USER_PEER, Rows::prefix(user))? {
+        if tx.contains(PEER, origin.as_str())? {
+            out.push(origin);
         }
     }
     Ok(out)
@@ -376,7 +371,7 @@ pub fn tracked_peers(tx: &Tx, user: UserId) -> Result<Vec<String>, StoreError> {
 pub fn tracked_count(services: &Services, user: UserId) -> Result<usize, StoreError> {
     services
         .store
-        .read(|tx| tx.count_prefix(USER_PEER, &user.0, usize::MAX))
+        .read(|tx| tx.count(USER_PEER, Rows::prefix(user)))
 }
 
 /// Queues `call` to each of `targets`, one id each (`ids` must be enough).
@@ -389,7 +384,7 @@ pub fn queue_to(tx: &Tx, ids: &[Id], targets: &[String], call: &Call) -> Result<
 
 /// Queues VerifyUser for `user` to `home` with `call_id` and notes it as pending.
 pub fn queue_verify(tx: &Tx, user: UserId, home: &str, call_id: Id) -> Result<(), StoreError> {
-    let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+    let mut state = tx.get(SHADOW_SYNC, user)?.unwrap_or_default();
     if state.home != home {
         state = crate::model::ShadowSync {
             home: home.to_string(),
@@ -406,7 +401,7 @@ pub fn queue_verify(tx: &Tx, user: UserId, home: &str, call_id: Id) -> Result<()
             user_id: user,
         }),
     )?;
-    tx.put(SHADOW_SYNC, &user.0, &state)
+    tx.put(SHADOW_SYNC, user, &state)
 }
 
 #[cfg(test)]

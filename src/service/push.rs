@@ -22,7 +22,7 @@ use super::outbox::{enqueue, Call, PushDelivery, PushFanout, PushNotification};
 use super::Services;
 use crate::auth::jose::b64u;
 use crate::model::*;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -35,18 +35,6 @@ pub const MAX_PREVIEW_CHARS: usize = 200;
 /// Tokens kept per user and host: the newest few, so calls queued with an older one
 /// still pass while a repeated VerifyUser cannot grow the table.
 const GRANTS_PER_HOST: usize = 4;
-
-fn grant_prefix(user: UserId, host: &str) -> Vec<u8> {
-    keys::join(&[&user.0, host.as_bytes(), &[0]])
-}
-
-pub fn grant_key(user: UserId, host: &str, jti: &str) -> Vec<u8> {
-    keys::join(&[&grant_prefix(user, host), jti.as_bytes()])
-}
-
-fn revoked_key(user: UserId, host: &str) -> Vec<u8> {
-    keys::join(&[&user.0, host.as_bytes()])
-}
 
 /// Issues a Push Delegation Token for `user` to `host` and records it (durably, before
 /// the caller hands it out). Older tokens beyond the newest few, and expired ones, are
@@ -85,20 +73,19 @@ pub async fn issue_token(
     let issued = services
         .store
         .write(move |tx| {
-            if tx.contains(PUSH_REVOKED, &revoked_key(user, &grant.host))? {
+            if tx.contains(PUSH_REVOKED, (user, grant.host.as_str()))? {
                 return Ok(false);
             }
-            let prefix = grant_prefix(user, &grant.host);
-            let mut existing = tx.scan_prefix(PUSH_GRANT, &prefix, usize::MAX)?;
+            let mut existing = tx.rows(PUSH_GRANT, Rows::prefix((user, grant.host.as_str())))?;
             existing.sort_by_key(|(_, g)| std::cmp::Reverse(g.issued_at));
-            for (index, (key, old)) in existing.iter().enumerate() {
+            for (index, ((_, host, jti), old)) in existing.iter().enumerate() {
                 if index + 1 >= GRANTS_PER_HOST || old.expires_at <= issued_at {
-                    tx.delete(PUSH_GRANT, key)?;
+                    tx.delete(PUSH_GRANT, (user, host.as_str(), jti.as_str()))?;
                 }
             }
             tx.put(
                 PUSH_GRANT,
-                &grant_key(user, &grant.host, &grant.jti),
+                (user, grant.host.as_str(), grant.jti.as_str()),
                 &grant,
             )?;
             Ok::<_, StoreError>(true)
@@ -109,14 +96,14 @@ pub async fn issue_token(
 
 /// Revokes every token issued to `host` (its peering was removed). Returns how many.
 pub fn revoke_host(tx: &Tx, host: &str) -> Result<usize, StoreError> {
-    let doomed: Vec<Vec<u8>> = tx
-        .range(PUSH_GRANT, &[], None, false, usize::MAX)?
+    let doomed: Vec<(UserId, String, String)> = tx
+        .rows(PUSH_GRANT, Rows::all())?
         .into_iter()
         .filter(|(_, g)| g.host == host)
         .map(|(key, _)| key)
         .collect();
-    for key in &doomed {
-        tx.delete(PUSH_GRANT, key)?;
+    for (user, host, jti) in &doomed {
+        tx.delete(PUSH_GRANT, (*user, host.as_str(), jti.as_str()))?;
     }
     Ok(doomed.len())
 }
@@ -127,8 +114,8 @@ pub fn list_delegations(services: &Services, user: UserId) -> Result<Vec<Value>,
     let t = now();
     let (grants, revoked) = services.store.read(|tx| {
         Ok::<_, StoreError>((
-            tx.scan_prefix(PUSH_GRANT, &user.0, usize::MAX)?,
-            tx.scan_prefix(PUSH_REVOKED, &user.0, usize::MAX)?,
+            tx.rows(PUSH_GRANT, Rows::prefix(user))?,
+            tx.rows(PUSH_REVOKED, Rows::prefix(user))?,
         ))
     })?;
     let mut out: Vec<(String, usize, u64, u64)> = Vec::new();
@@ -154,9 +141,9 @@ pub fn list_delegations(services: &Services, user: UserId) -> Result<Vec<Value>,
                 "expires_at": expires_at,
             })
         });
-    let blocked = revoked.into_iter().map(|(key, at)| {
+    let blocked = revoked.into_iter().map(|((_, host), at)| {
         json!({
-            "host": String::from_utf8_lossy(key.get(32..).unwrap_or_default()),
+            "host": host,
             "revoked_at": at,
         })
     });
@@ -174,9 +161,9 @@ pub async fn revoke_delegation(
     services
         .store
         .write(move |tx| {
-            let already = tx.contains(PUSH_REVOKED, &revoked_key(user, &host))?;
-            let tokens = tx.delete_prefix(PUSH_GRANT, &grant_prefix(user, &host))?;
-            tx.put(PUSH_REVOKED, &revoked_key(user, &host), &now())?;
+            let already = tx.contains(PUSH_REVOKED, (user, host.as_str()))?;
+            let tokens = tx.delete_rows(PUSH_GRANT, Rows::prefix((user, host.as_str())))?;
+            tx.put(PUSH_REVOKED, (user, host.as_str()), &now())?;
             Ok((tokens, already))
         })
         .await
@@ -191,7 +178,7 @@ pub async fn allow_host(
 ) -> Result<bool, StoreError> {
     services
         .store
-        .write(move |tx| tx.delete(PUSH_REVOKED, &revoked_key(user, &host)))
+        .write(move |tx| tx.delete(PUSH_REVOKED, (user, host.as_str())))
         .await
 }
 
@@ -299,9 +286,7 @@ fn readable(tx: &Tx, guild: Id, content: &str) -> Result<String, StoreError> {
         let inner = &after[..end];
         let name = match inner.strip_prefix('&') {
             Some(role) => match Id::parse(role) {
-                Some(role) => tx
-                    .get(GUILD_ROLE, &keys::id_id(guild, role))?
-                    .map(|r| r.name),
+                Some(role) => tx.get(GUILD_ROLE, (guild, role))?.map(|r| r.name),
                 None => None,
             },
             None => match UserId::parse(inner) {
@@ -323,12 +308,12 @@ fn readable(tx: &Tx, guild: Id, content: &str) -> Result<String, StoreError> {
 }
 
 fn display_name(tx: &Tx, guild: Id, user: UserId) -> Result<Option<String>, StoreError> {
-    if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild, user))? {
+    if let Some(member) = tx.get(GUILD_MEMBER, (guild, user))? {
         if !member.nick.is_empty() {
             return Ok(Some(member.nick));
         }
     }
-    Ok(tx.get(USER, &user.0)?.map(|u| u.profile.name))
+    Ok(tx.get(USER, user)?.map(|u| u.profile.name))
 }
 
 /// Works out who a message notifies and what each gets.
@@ -338,24 +323,24 @@ pub fn plan(
     channel_id: Id,
     message_id: Id,
 ) -> Result<Vec<Planned>, StoreError> {
-    let Some(message) = tx.get(CHANNEL_MESSAGE, &keys::id_id(channel_id, message_id))? else {
+    let Some(message) = tx.get(CHANNEL_MESSAGE, (channel_id, message_id))? else {
         return Ok(Vec::new());
     };
-    let Some(channel) = tx.get(CHANNEL, &keys::id(channel_id))? else {
+    let Some(channel) = tx.get(CHANNEL, channel_id)? else {
         return Ok(Vec::new());
     };
-    let Some(guild) = tx.get(GUILD, &keys::id(message.guild_id))? else {
+    let Some(guild) = tx.get(GUILD, message.guild_id)? else {
         return Ok(Vec::new());
     };
     let roles = access::guild_roles(tx, guild.id).map_err(service_store)?;
     let mut members: Vec<Member> = Vec::new();
     for user in &message.mentions {
-        if let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild.id, *user))? {
+        if let Some(member) = tx.get(GUILD_MEMBER, (guild.id, *user))? {
             members.push(member);
         }
     }
     if message.mention_everyone || !message.mention_roles.is_empty() {
-        for (_, member) in tx.scan_prefix(GUILD_MEMBER, &keys::id(guild.id), usize::MAX)? {
+        for (_, member) in tx.rows(GUILD_MEMBER, Rows::prefix(guild.id))? {
             let named = message.mention_everyone
                 || member
                     .roles
@@ -393,7 +378,7 @@ pub fn plan(
         if !may_view {
             continue;
         }
-        let Some(account) = tx.get(USER, &user.0)? else {
+        let Some(account) = tx.get(USER, user)? else {
             continue;
         };
         if account.homeserver.is_empty() {
@@ -412,7 +397,7 @@ pub fn plan(
                     call: notice.delivery_body(),
                 });
             }
-        } else if let Some(token) = tx.get(PUSH_DELEGATION, &user.0)? {
+        } else if let Some(token) = tx.get(PUSH_DELEGATION, user)? {
             planned.push(Planned {
                 target: account.homeserver.clone(),
                 call: Call::PushNotification(PushNotification {

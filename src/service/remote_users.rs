@@ -15,7 +15,7 @@
 use super::accounts::PublicUser;
 use super::{invalid, Error, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 
 /// Longest search query, characters.
@@ -29,49 +29,48 @@ const SEARCH_SCAN_LIMIT: usize = 100_000;
 
 /// Records that `peer` keeps a shadow of local user `user` (it asked VerifyUser).
 pub async fn track_peer(services: &Services, user: UserId, peer: &str) -> Result<(), StoreError> {
-    let key = keys::join(&[&user.0, peer.as_bytes()]);
     let t = now();
-    let known = services.store.read(|tx| tx.get(USER_PEER, &key))?;
+    let known = services.store.read(|tx| tx.get(USER_PEER, (user, peer)))?;
     // Rewritten at most once a day, so VerifyUser stays a read in steady state.
     if known.is_some_and(|at| at + 24 * 3600 > t) {
         return Ok(());
     }
+    let peer = peer.to_string();
     services
         .store
         .write(move |tx| {
             // Only for users that still exist (a deletion may have just removed them).
-            if tx.contains(USER, &user.0)? {
-                tx.put(USER_PEER, &key, &t)?;
+            if tx.contains(USER, user)? {
+                tx.put(USER_PEER, (user, peer.as_str()), &t)?;
             }
             Ok(())
         })
         .await
 }
 
-fn by_home_key(home: &str, user: UserId) -> Vec<u8> {
-    keys::join(&[home.as_bytes(), &[0], &user.0])
-}
-
 /// Writes a directory entry, unless the home already has `cap` entries and this one is
 /// new, or a newer version is stored. Returns whether it was written.
 pub fn record(tx: &Tx, entry: &RemoteUser, cap: usize) -> Result<bool, StoreError> {
-    match tx.get(DIRECTORY, &entry.id.0)? {
+    match tx.get(DIRECTORY, entry.id)? {
         Some(old) if old.home == entry.home && old.version > entry.version => return Ok(false),
         Some(old) if old.home != entry.home => {
-            tx.delete(DIRECTORY_BY_HOME, &by_home_key(&old.home, entry.id))?;
+            tx.delete(DIRECTORY_BY_HOME, (old.home.as_str(), entry.id))?;
         }
         Some(_) => {}
         None => {
-            let prefix = keys::join(&[entry.home.as_bytes(), &[0]]);
-            if tx.count_prefix(DIRECTORY_BY_HOME, &prefix, cap)? >= cap {
+            if tx.count(
+                DIRECTORY_BY_HOME,
+                Rows::prefix(entry.home.as_str()).limit(cap),
+            )? >= cap
+            {
                 return Ok(false);
             }
         }
     }
-    tx.put(DIRECTORY, &entry.id.0, entry)?;
+    tx.put(DIRECTORY, entry.id, entry)?;
     tx.put(
         DIRECTORY_BY_HOME,
-        &by_home_key(&entry.home, entry.id),
+        (entry.home.as_str(), entry.id),
         &crate::storage::tables::Present,
     )?;
     Ok(true)
@@ -79,18 +78,18 @@ pub fn record(tx: &Tx, entry: &RemoteUser, cap: usize) -> Result<bool, StoreErro
 
 /// Forgets a directory entry.
 pub fn forget(tx: &Tx, user: UserId) -> Result<(), StoreError> {
-    if let Some(old) = tx.get(DIRECTORY, &user.0)? {
-        tx.delete(DIRECTORY_BY_HOME, &by_home_key(&old.home, user))?;
-        tx.delete(DIRECTORY, &user.0)?;
+    if let Some(old) = tx.get(DIRECTORY, user)? {
+        tx.delete(DIRECTORY_BY_HOME, (old.home.as_str(), user))?;
+        tx.delete(DIRECTORY, user)?;
     }
-    tx.delete(DIRECTORY_PROVEN, &user.0)?;
+    tx.delete(DIRECTORY_PROVEN, user)?;
     Ok(())
 }
 
 /// Whether the directory entry of `user` naming `home` was proven by the user's own
 /// device certificate.
 pub fn proven_home(tx: &Tx, user: UserId, home: &str) -> Result<bool, StoreError> {
-    Ok(tx.get(DIRECTORY_PROVEN, &user.0)?.as_deref() == Some(home))
+    Ok(tx.get(DIRECTORY_PROVEN, user)?.as_deref() == Some(home))
 }
 
 /// The public view of a directory entry.
@@ -111,10 +110,10 @@ pub fn public_of_entry(entry: &RemoteUser) -> PublicUser {
 /// directory holds.
 pub fn lookup(services: &Services, user: UserId) -> Result<Option<PublicUser>, StoreError> {
     services.store.read(|tx| {
-        if let Some(u) = tx.get(USER, &user.0)? {
+        if let Some(u) = tx.get(USER, user)? {
             return Ok(Some(PublicUser::of(&u, &services.origin)));
         }
-        Ok(tx.get(DIRECTORY, &user.0)?.as_ref().map(public_of_entry))
+        Ok(tx.get(DIRECTORY, user)?.as_ref().map(public_of_entry))
     })
 }
 
@@ -155,7 +154,7 @@ pub fn search_local(
     origin: &str,
 ) -> Result<Vec<PublicUser>, StoreError> {
     let mut found: Vec<(u8, User)> = tx
-        .range(USER, &[], None, false, SEARCH_SCAN_LIMIT)?
+        .rows(USER, Rows::all().limit(SEARCH_SCAN_LIMIT))?
         .into_iter()
         .filter(|(_, u)| u.homeserver.is_empty())
         .filter_map(|(_, u)| rank(q, u.id, &u.username, &u.profile.name).map(|r| (r, u)))
@@ -175,13 +174,9 @@ pub fn search_directory(
     q: &str,
     limit: usize,
 ) -> Result<Vec<PublicUser>, StoreError> {
-    let prefix = keys::join(&[home.as_bytes(), &[0]]);
     let mut found = Vec::new();
-    for (key, _) in tx.scan_prefix(DIRECTORY_BY_HOME, &prefix, usize::MAX)? {
-        let Ok(id) = <[u8; 32]>::try_from(&key[prefix.len()..]) else {
-            continue;
-        };
-        let Some(entry) = tx.get(DIRECTORY, &id)? else {
+    for ((_, id), _) in tx.rows(DIRECTORY_BY_HOME, Rows::prefix(home))? {
+        let Some(entry) = tx.get(DIRECTORY, id)? else {
             continue;
         };
         if let Some(r) = rank(q, entry.id, &entry.username, &entry.profile.name) {

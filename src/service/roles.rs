@@ -4,7 +4,7 @@ use super::access::{missing, GuildAccess};
 use super::guilds::bump;
 use super::{check_name, invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*};
+use crate::storage::{tables::*, Rows};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -66,7 +66,7 @@ impl Services {
                     position,
                     mentionable: new.mentionable.unwrap_or(false),
                 };
-                tx.put(GUILD_ROLE, &keys::id_id(guild_id, id), &role)?;
+                tx.put(GUILD_ROLE, (guild_id, id), &role)?;
                 bump(tx, access.guild)?;
                 tx.emit(
                     "role_create",
@@ -98,7 +98,7 @@ impl Services {
                 let access = GuildAccess::load(tx, guild_id, actor)?;
                 access.require(Permissions::MANAGE_ROLES)?;
                 let mut role = tx
-                    .get(GUILD_ROLE, &keys::id_id(guild_id, role_id))?
+                    .get(GUILD_ROLE, (guild_id, role_id))?
                     .ok_or(Error::NotFound("role"))?;
                 let is_everyone = role.id == guild_id;
                 if !is_everyone && !access.can_manage_role(role.position) {
@@ -137,7 +137,7 @@ impl Services {
                 if let Some(m) = update.mentionable {
                     role.mentionable = m;
                 }
-                tx.put(GUILD_ROLE, &keys::id_id(guild_id, role_id), &role)?;
+                tx.put(GUILD_ROLE, (guild_id, role_id), &role)?;
                 bump(tx, access.guild)?;
                 tx.emit(
                     "role_update",
@@ -157,7 +157,7 @@ impl Services {
                 let access = GuildAccess::load(tx, guild_id, actor)?;
                 access.require(Permissions::MANAGE_ROLES)?;
                 let role = tx
-                    .get(GUILD_ROLE, &keys::id_id(guild_id, role_id))?
+                    .get(GUILD_ROLE, (guild_id, role_id))?
                     .ok_or(Error::NotFound("role"))?;
                 if role.id == guild_id {
                     return Err(invalid("invalid_role", "@everyone cannot be deleted"));
@@ -167,13 +167,11 @@ impl Services {
                         "you cannot delete a role at or above your own highest role".into(),
                     ));
                 }
-                tx.delete(GUILD_ROLE, &keys::id_id(guild_id, role_id))?;
-                for (key, mut member) in
-                    tx.scan_prefix(GUILD_MEMBER, &keys::id(guild_id), usize::MAX)?
-                {
+                tx.delete(GUILD_ROLE, (guild_id, role_id))?;
+                for (key, mut member) in tx.rows(GUILD_MEMBER, Rows::prefix(guild_id))? {
                     if member.roles.contains(&role_id) {
                         member.roles.retain(|r| *r != role_id);
-                        tx.put(GUILD_MEMBER, &key, &member)?;
+                        tx.put(GUILD_MEMBER, key, &member)?;
                     }
                 }
                 bump(tx, access.guild)?;
@@ -202,7 +200,7 @@ impl Services {
                 let access = GuildAccess::load(tx, guild_id, actor)?;
                 access.require(Permissions::MANAGE_ROLES)?;
                 let role = tx
-                    .get(GUILD_ROLE, &keys::id_id(guild_id, role_id))?
+                    .get(GUILD_ROLE, (guild_id, role_id))?
                     .ok_or(Error::NotFound("role"))?;
                 if role.id == guild_id {
                     return Err(invalid("invalid_role", "everyone has @everyone"));
@@ -217,9 +215,9 @@ impl Services {
                 if assign {
                     access.require_grantable(role.permissions)?;
                 }
-                let key = keys::id_user(guild_id, user);
+                let key = (guild_id, user);
                 let mut member = tx
-                    .get(GUILD_MEMBER, &key)?
+                    .get(GUILD_MEMBER, key)?
                     .ok_or(Error::NotFound("member"))?;
                 if user != actor {
                     let target = GuildAccess::load(tx, guild_id, user)?;
@@ -237,7 +235,7 @@ impl Services {
                 } else {
                     return Ok(member);
                 }
-                tx.put(GUILD_MEMBER, &key, &member)?;
+                tx.put(GUILD_MEMBER, key, &member)?;
                 bump(tx, access.guild)?;
                 tx.emit(
                     "member_update",

@@ -3,7 +3,7 @@
 use super::access::{guild_roles, GuildAccess};
 use super::{Result, Services};
 use crate::model::*;
-use crate::storage::{keys, tables::*};
+use crate::storage::{tables::*, Rows};
 use std::collections::HashMap;
 
 /// What a member holds in one guild now, for filtering realtime events.
@@ -37,19 +37,16 @@ impl Services {
     /// `None` when the user is not a member (or the guild is gone).
     pub fn guild_visibility(&self, user: UserId, guild_id: Id) -> Result<Option<GuildVisibility>> {
         self.store.read(|tx| {
-            let Some(guild) = tx.get(GUILD, &keys::id(guild_id))? else {
+            let Some(guild) = tx.get(GUILD, guild_id)? else {
                 return Ok(None);
             };
-            let Some(member) = tx.get(GUILD_MEMBER, &keys::id_user(guild_id, user))? else {
+            let Some(member) = tx.get(GUILD_MEMBER, (guild_id, user))? else {
                 return Ok(None);
             };
             let access = GuildAccess::from_parts(guild, guild_roles(tx, guild_id)?, member);
             let mut channels = HashMap::new();
-            for (key, _) in tx.scan_prefix(GUILD_CHANNEL, &keys::id(guild_id), usize::MAX)? {
-                let Some(id) = keys::read_id(&key, 8) else {
-                    continue;
-                };
-                let Some(channel) = tx.get(CHANNEL, &keys::id(id))? else {
+            for ((_, id), _) in tx.rows(GUILD_CHANNEL, Rows::prefix(guild_id))? {
+                let Some(channel) = tx.get(CHANNEL, id)? else {
                     continue;
                 };
                 let held = access.channel_permissions(tx, &channel)?;
@@ -57,9 +54,7 @@ impl Services {
                     channels.insert(id, held);
                 }
             }
-            let joined_seq = tx
-                .get(GUILD_MEMBER_SINCE, &keys::id_user(guild_id, user))?
-                .unwrap_or(0);
+            let joined_seq = tx.get(GUILD_MEMBER_SINCE, (guild_id, user))?.unwrap_or(0);
             Ok(Some(GuildVisibility {
                 guild: access.guild_permissions(),
                 channels,
@@ -71,7 +66,7 @@ impl Services {
     /// A message as it is now, `None` when it was deleted (for replaying events).
     pub fn message_now(&self, channel: Id, message: Id) -> Result<Option<Message>> {
         self.store
-            .read(|tx| Ok(tx.get(CHANNEL_MESSAGE, &keys::id_id(channel, message))?))
+            .read(|tx| Ok(tx.get(CHANNEL_MESSAGE, (channel, message))?))
     }
 
     /// Checks that `user` may type in a text channel; returns its guild.
@@ -94,11 +89,11 @@ impl Services {
         self.store.read(|tx| {
             GuildAccess::load(tx, guild_id, user)?;
             let mut out = Vec::new();
-            for (_, member) in tx.scan_prefix(GUILD_MEMBER, &keys::id(guild_id), usize::MAX)? {
+            for (_, member) in tx.rows(GUILD_MEMBER, Rows::prefix(guild_id))? {
                 if !online(member.user_id) {
                     continue;
                 }
-                let Some(u) = tx.get(USER, &member.user_id.0)? else {
+                let Some(u) = tx.get(USER, member.user_id)? else {
                     continue;
                 };
                 let status = match u.profile.presence {
@@ -116,9 +111,9 @@ impl Services {
     pub fn guild_ids_of(&self, user: UserId) -> Result<Vec<Id>> {
         self.store.read(|tx| {
             Ok(tx
-                .scan_prefix(USER_GUILD, &user.0, usize::MAX)?
+                .rows(USER_GUILD, Rows::prefix(user))?
                 .into_iter()
-                .filter_map(|(key, _)| keys::read_id(&key, 32))
+                .map(|((_, guild), _)| guild)
                 .collect())
         })
     }

@@ -51,10 +51,7 @@ impl Services {
         self.store.read(|tx| {
             let mut out = Vec::new();
             for channel in visible.channels.into_keys() {
-                if let Some(c) = tx.get(
-                    crate::storage::tables::CHANNEL,
-                    &crate::storage::keys::id(channel),
-                )? {
+                if let Some(c) = tx.get(crate::storage::tables::CHANNEL, channel)? {
                     if c.kind == ChannelKind::Voice {
                         out.push(channel);
                     }

@@ -7,7 +7,7 @@
 use crate::model::{Id, UserId};
 
 /// Concatenates key parts.
-pub fn join(parts: &[&[u8]]) -> Vec<u8> {
+fn join(parts: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
     for part in parts {
         out.extend_from_slice(part);
@@ -16,12 +16,12 @@ pub fn join(parts: &[&[u8]]) -> Vec<u8> {
 }
 
 /// Key of one id.
-pub fn id(a: Id) -> [u8; 8] {
+fn id(a: Id) -> [u8; 8] {
     a.to_be()
 }
 
 /// Key of two ids.
-pub fn id_id(a: Id, b: Id) -> [u8; 16] {
+fn id_id(a: Id, b: Id) -> [u8; 16] {
     let mut out = [0; 16];
     out[..8].copy_from_slice(&a.to_be());
     out[8..].copy_from_slice(&b.to_be());
@@ -29,7 +29,7 @@ pub fn id_id(a: Id, b: Id) -> [u8; 16] {
 }
 
 /// Key of an id and a user.
-pub fn id_user(a: Id, u: UserId) -> [u8; 40] {
+fn id_user(a: Id, u: UserId) -> [u8; 40] {
     let mut out = [0; 40];
     out[..8].copy_from_slice(&a.to_be());
     out[8..].copy_from_slice(&u.0);
@@ -37,7 +37,7 @@ pub fn id_user(a: Id, u: UserId) -> [u8; 40] {
 }
 
 /// Key of a user and an id.
-pub fn user_id(u: UserId, a: Id) -> [u8; 40] {
+fn user_id(u: UserId, a: Id) -> [u8; 40] {
     let mut out = [0; 40];
     out[..32].copy_from_slice(&u.0);
     out[32..].copy_from_slice(&a.to_be());
@@ -46,13 +46,13 @@ pub fn user_id(u: UserId, a: Id) -> [u8; 40] {
 
 /// Key of a reaction: message ‖ emoji length ‖ emoji ‖ user, so one message's reactions
 /// group by emoji.
-pub fn reaction(message: Id, emoji: &str, user: UserId) -> Vec<u8> {
+fn reaction(message: Id, emoji: &str, user: UserId) -> Vec<u8> {
     let len = [emoji.len().min(255) as u8];
     join(&[&message.to_be(), &len, emoji.as_bytes(), &user.0])
 }
 
 /// Splits a reaction key back into (emoji, user).
-pub fn parse_reaction(key: &[u8]) -> Option<(String, UserId)> {
+fn parse_reaction(key: &[u8]) -> Option<(String, UserId)> {
     let len = *key.get(8)? as usize;
     let emoji = std::str::from_utf8(key.get(9..9 + len)?).ok()?.to_string();
     let user: [u8; 32] = key.get(9 + len..)?.try_into().ok()?;
@@ -60,13 +60,13 @@ pub fn parse_reaction(key: &[u8]) -> Option<(String, UserId)> {
 }
 
 /// Reads a big-endian id at `offset`.
-pub fn read_id(key: &[u8], offset: usize) -> Option<Id> {
+fn read_id(key: &[u8], offset: usize) -> Option<Id> {
     let bytes: [u8; 8] = key.get(offset..offset + 8)?.try_into().ok()?;
     Some(Id(u64::from_be_bytes(bytes)))
 }
 
 /// Reads a user id at `offset`.
-pub fn read_user(key: &[u8], offset: usize) -> Option<UserId> {
+fn read_user(key: &[u8], offset: usize) -> Option<UserId> {
     let bytes: [u8; 32] = key.get(offset..offset + 32)?.try_into().ok()?;
     Some(UserId(bytes))
 }
@@ -77,8 +77,10 @@ pub trait KeyCodec {
     type Key<'a>;
     /// What typed reads return.
     type Owned;
+    /// The key's bytes: an array for fixed-width shapes, so naming a row allocates nothing.
+    type Bytes<'a>: AsRef<[u8]>;
     /// The key's bytes.
-    fn encode(key: Self::Key<'_>) -> Vec<u8>;
+    fn encode(key: Self::Key<'_>) -> Self::Bytes<'_>;
     /// The key read back; `None` when the bytes do not have this shape.
     fn decode(bytes: &[u8]) -> Option<Self::Owned>;
 }
@@ -90,7 +92,7 @@ pub trait KeyPrefix<P>: KeyCodec {
     fn encode_prefix(prefix: P) -> Vec<u8>;
 }
 
-/// Byte keys, built by the functions of this module (the shape of untyped tables).
+/// Byte keys as they are (the shape of `META`'s names and `REFRESH_TOKEN`'s digests).
 pub struct Raw;
 /// One id.
 pub struct IdKey;
@@ -126,8 +128,9 @@ pub struct ReactionKey;
 impl KeyCodec for Raw {
     type Key<'a> = &'a [u8];
     type Owned = Vec<u8>;
-    fn encode(key: &[u8]) -> Vec<u8> {
-        key.to_vec()
+    type Bytes<'a> = &'a [u8];
+    fn encode(key: Self::Key<'_>) -> Self::Bytes<'_> {
+        key
     }
     fn decode(bytes: &[u8]) -> Option<Vec<u8>> {
         Some(bytes.to_vec())
@@ -169,8 +172,9 @@ fn origin_prefix(origin: &str) -> Vec<u8> {
 impl KeyCodec for IdKey {
     type Key<'a> = Id;
     type Owned = Id;
-    fn encode(key: Id) -> Vec<u8> {
-        id(key).to_vec()
+    type Bytes<'a> = [u8; 8];
+    fn encode(key: Self::Key<'_>) -> Self::Bytes<'_> {
+        id(key)
     }
     fn decode(bytes: &[u8]) -> Option<Id> {
         whole_id(bytes)
@@ -180,8 +184,9 @@ impl KeyCodec for IdKey {
 impl KeyCodec for IdPair {
     type Key<'a> = (Id, Id);
     type Owned = (Id, Id);
-    fn encode((a, b): (Id, Id)) -> Vec<u8> {
-        id_id(a, b).to_vec()
+    type Bytes<'a> = [u8; 16];
+    fn encode((a, b): Self::Key<'_>) -> Self::Bytes<'_> {
+        id_id(a, b)
     }
     fn decode(bytes: &[u8]) -> Option<(Id, Id)> {
         (bytes.len() == 16).then_some((read_id(bytes, 0)?, read_id(bytes, 8)?))
@@ -197,8 +202,9 @@ impl KeyPrefix<Id> for IdPair {
 impl KeyCodec for IdUser {
     type Key<'a> = (Id, UserId);
     type Owned = (Id, UserId);
-    fn encode((a, u): (Id, UserId)) -> Vec<u8> {
-        id_user(a, u).to_vec()
+    type Bytes<'a> = [u8; 40];
+    fn encode((a, u): Self::Key<'_>) -> Self::Bytes<'_> {
+        id_user(a, u)
     }
     fn decode(bytes: &[u8]) -> Option<(Id, UserId)> {
         (bytes.len() == 40).then_some((read_id(bytes, 0)?, read_user(bytes, 8)?))
@@ -214,8 +220,9 @@ impl KeyPrefix<Id> for IdUser {
 impl KeyCodec for UserKey {
     type Key<'a> = UserId;
     type Owned = UserId;
-    fn encode(key: UserId) -> Vec<u8> {
-        key.0.to_vec()
+    type Bytes<'a> = [u8; 32];
+    fn encode(key: Self::Key<'_>) -> Self::Bytes<'_> {
+        key.0
     }
     fn decode(bytes: &[u8]) -> Option<UserId> {
         whole_user(bytes)
@@ -225,8 +232,9 @@ impl KeyCodec for UserKey {
 impl KeyCodec for UserThenId {
     type Key<'a> = (UserId, Id);
     type Owned = (UserId, Id);
-    fn encode((u, a): (UserId, Id)) -> Vec<u8> {
-        user_id(u, a).to_vec()
+    type Bytes<'a> = [u8; 40];
+    fn encode((u, a): Self::Key<'_>) -> Self::Bytes<'_> {
+        user_id(u, a)
     }
     fn decode(bytes: &[u8]) -> Option<(UserId, Id)> {
         (bytes.len() == 40).then_some((read_user(bytes, 0)?, read_id(bytes, 32)?))
@@ -242,8 +250,9 @@ impl KeyPrefix<UserId> for UserThenId {
 impl KeyCodec for Seq {
     type Key<'a> = u64;
     type Owned = u64;
-    fn encode(key: u64) -> Vec<u8> {
-        key.to_be_bytes().to_vec()
+    type Bytes<'a> = [u8; 8];
+    fn encode(key: Self::Key<'_>) -> Self::Bytes<'_> {
+        key.to_be_bytes()
     }
     fn decode(bytes: &[u8]) -> Option<u64> {
         Some(u64::from_be_bytes(bytes.try_into().ok()?))
@@ -253,8 +262,9 @@ impl KeyCodec for Seq {
 impl KeyCodec for Text {
     type Key<'a> = &'a str;
     type Owned = String;
-    fn encode(key: &str) -> Vec<u8> {
-        key.as_bytes().to_vec()
+    type Bytes<'a> = &'a [u8];
+    fn encode(key: Self::Key<'_>) -> Self::Bytes<'_> {
+        key.as_bytes()
     }
     fn decode(bytes: &[u8]) -> Option<String> {
         whole_text(bytes)
@@ -264,7 +274,8 @@ impl KeyCodec for Text {
 impl KeyCodec for IdText {
     type Key<'a> = (Id, &'a str);
     type Owned = (Id, String);
-    fn encode((a, text): (Id, &str)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((a, text): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&id(a), text.as_bytes()])
     }
     fn decode(bytes: &[u8]) -> Option<(Id, String)> {
@@ -281,7 +292,8 @@ impl KeyPrefix<Id> for IdText {
 impl KeyCodec for UserText {
     type Key<'a> = (UserId, &'a str);
     type Owned = (UserId, String);
-    fn encode((u, text): (UserId, &str)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((u, text): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&u.0, text.as_bytes()])
     }
     fn decode(bytes: &[u8]) -> Option<(UserId, String)> {
@@ -298,7 +310,8 @@ impl KeyPrefix<UserId> for UserText {
 impl KeyCodec for OriginUser {
     type Key<'a> = (&'a str, UserId);
     type Owned = (String, UserId);
-    fn encode((origin, u): (&str, UserId)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((origin, u): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&origin_prefix(origin), &u.0])
     }
     fn decode(bytes: &[u8]) -> Option<(String, UserId)> {
@@ -316,7 +329,8 @@ impl KeyPrefix<&'_ str> for OriginUser {
 impl KeyCodec for OriginSeq {
     type Key<'a> = (&'a str, u64);
     type Owned = (String, u64);
-    fn encode((origin, n): (&str, u64)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((origin, n): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&origin_prefix(origin), &n.to_be_bytes()])
     }
     fn decode(bytes: &[u8]) -> Option<(String, u64)> {
@@ -334,7 +348,8 @@ impl KeyPrefix<&'_ str> for OriginSeq {
 impl KeyCodec for UserOriginSeq {
     type Key<'a> = (UserId, &'a str, u64);
     type Owned = (UserId, String, u64);
-    fn encode((u, origin, n): (UserId, &str, u64)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((u, origin, n): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&u.0, &origin_prefix(origin), &n.to_be_bytes()])
     }
     fn decode(bytes: &[u8]) -> Option<(UserId, String, u64)> {
@@ -362,7 +377,8 @@ impl KeyPrefix<(UserId, &'_ str)> for UserOriginSeq {
 impl KeyCodec for UserOriginText {
     type Key<'a> = (UserId, &'a str, &'a str);
     type Owned = (UserId, String, String);
-    fn encode((u, origin, text): (UserId, &str, &str)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((u, origin, text): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&u.0, &origin_prefix(origin), text.as_bytes()])
     }
     fn decode(bytes: &[u8]) -> Option<(UserId, String, String)> {
@@ -386,7 +402,8 @@ impl KeyPrefix<(UserId, &'_ str)> for UserOriginText {
 impl KeyCodec for Upload {
     type Key<'a> = (Id, &'a str, UserId);
     type Owned = (Id, String, UserId);
-    fn encode((channel, file_id, uploader): (Id, &str, UserId)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((channel, file_id, uploader): Self::Key<'_>) -> Self::Bytes<'_> {
         join(&[&id(channel), file_id.as_bytes(), &uploader.0])
     }
     fn decode(bytes: &[u8]) -> Option<(Id, String, UserId)> {
@@ -414,7 +431,8 @@ impl KeyPrefix<(Id, &'_ str)> for Upload {
 impl KeyCodec for ReactionKey {
     type Key<'a> = (Id, &'a str, UserId);
     type Owned = (Id, String, UserId);
-    fn encode((message, emoji, user): (Id, &str, UserId)) -> Vec<u8> {
+    type Bytes<'a> = Vec<u8>;
+    fn encode((message, emoji, user): Self::Key<'_>) -> Self::Bytes<'_> {
         reaction(message, emoji, user)
     }
     fn decode(bytes: &[u8]) -> Option<(Id, String, UserId)> {
@@ -456,7 +474,7 @@ mod tests {
     where
         K::Owned: PartialEq + std::fmt::Debug,
     {
-        let bytes = K::encode(key);
+        let bytes = K::encode(key).as_ref().to_vec();
         assert_eq!(K::decode(&bytes), Some(owned));
         bytes
     }
@@ -518,34 +536,130 @@ mod tests {
         );
     }
 
+    /// Checks that `old` (a key as callers built it by hand before keys were typed) is the
+    /// codec's encoding of `key` and decodes to `owned`: databases written then still read.
+    fn reads_old_key<K: KeyCodec>(old: &[u8], key: K::Key<'_>, owned: K::Owned)
+    where
+        K::Owned: PartialEq + std::fmt::Debug,
+    {
+        assert_eq!(K::encode(key).as_ref(), old);
+        assert_eq!(K::decode(old), Some(owned));
+    }
+
+    #[test]
+    fn keys_built_the_old_way_read_the_new_way() {
+        let (g, c, u) = (Id(0x0102_0304_0506_0708), Id(300), UserId([7; 32]));
+        let (host, file) = ("https://h.example", "cd".repeat(32));
+        reads_old_key::<IdKey>(&g.to_be(), g, g);
+        reads_old_key::<IdPair>(&[g.to_be(), c.to_be()].concat(), (g, c), (g, c));
+        reads_old_key::<IdUser>(&[&g.to_be()[..], &u.0].concat(), (g, u), (g, u));
+        reads_old_key::<UserThenId>(&[&u.0[..], &g.to_be()].concat(), (u, g), (u, g));
+        reads_old_key::<UserKey>(&u.0, u, u);
+        reads_old_key::<Seq>(&42u64.to_be_bytes(), 42, 42);
+        reads_old_key::<Text>(b"alice", "alice", "alice".into());
+        reads_old_key::<IdText>(
+            &[&g.to_be()[..], b"code"].concat(),
+            (g, "code"),
+            (g, "code".into()),
+        );
+        reads_old_key::<UserText>(
+            &[&u.0[..], b"jkt-thumbprint"].concat(),
+            (u, "jkt-thumbprint"),
+            (u, "jkt-thumbprint".into()),
+        );
+        reads_old_key::<OriginUser>(
+            &[host.as_bytes(), &[0], &u.0].concat(),
+            (host, u),
+            (host.into(), u),
+        );
+        reads_old_key::<OriginSeq>(
+            &[host.as_bytes(), &[0], &9u64.to_be_bytes()].concat(),
+            (host, 9),
+            (host.into(), 9),
+        );
+        reads_old_key::<UserOriginSeq>(
+            &[&u.0[..], host.as_bytes(), &[0], &5u64.to_be_bytes()].concat(),
+            (u, host, 5),
+            (u, host.into(), 5),
+        );
+        reads_old_key::<UserOriginText>(
+            &[&u.0[..], host.as_bytes(), &[0], b"jti"].concat(),
+            (u, host, "jti"),
+            (u, host.into(), "jti".into()),
+        );
+        reads_old_key::<Upload>(
+            &[&c.to_be()[..], file.as_bytes(), &u.0].concat(),
+            (c, &file, u),
+            (c, file.clone(), u),
+        );
+        reads_old_key::<ReactionKey>(
+            &[&g.to_be()[..], &[4], "👍".as_bytes(), &u.0].concat(),
+            (g, "👍", u),
+            (g, "👍".into(), u),
+        );
+        // The prefixes callers scanned by.
+        assert_eq!(
+            OriginUser::encode_prefix(host),
+            [host.as_bytes(), &[0]].concat()
+        );
+        assert_eq!(
+            UserOriginText::encode_prefix((u, host)),
+            [&u.0[..], host.as_bytes(), &[0]].concat()
+        );
+        assert_eq!(
+            Upload::encode_prefix((c, file.as_str())),
+            [&c.to_be()[..], file.as_bytes()].concat()
+        );
+        assert_eq!(UserText::encode_prefix(u), u.0);
+        assert_eq!(IdUser::encode_prefix(g), g.to_be());
+    }
+
     #[test]
     fn prefixes_start_their_keys_and_keep_order() {
         let (a, b, u) = (Id(1), Id(2), UserId([5; 32]));
         let cases = [
-            (IdPair::encode_prefix(a), IdPair::encode((a, b))),
-            (IdUser::encode_prefix(a), IdUser::encode((a, u))),
-            (UserThenId::encode_prefix(u), UserThenId::encode((u, a))),
-            (IdText::encode_prefix(a), IdText::encode((a, "x"))),
-            (UserText::encode_prefix(u), UserText::encode((u, "x"))),
-            (OriginUser::encode_prefix("o"), OriginUser::encode(("o", u))),
-            (OriginSeq::encode_prefix("o"), OriginSeq::encode(("o", 1))),
-            (Upload::encode_prefix(a), Upload::encode((a, "f", u))),
-            (Upload::encode_prefix((a, "f")), Upload::encode((a, "f", u))),
+            (IdPair::encode_prefix(a), IdPair::encode((a, b)).to_vec()),
+            (IdUser::encode_prefix(a), IdUser::encode((a, u)).to_vec()),
+            (
+                UserThenId::encode_prefix(u),
+                UserThenId::encode((u, a)).to_vec(),
+            ),
+            (IdText::encode_prefix(a), IdText::encode((a, "x")).to_vec()),
+            (
+                UserText::encode_prefix(u),
+                UserText::encode((u, "x")).to_vec(),
+            ),
+            (
+                OriginUser::encode_prefix("o"),
+                OriginUser::encode(("o", u)).to_vec(),
+            ),
+            (
+                OriginSeq::encode_prefix("o"),
+                OriginSeq::encode(("o", 1)).to_vec(),
+            ),
+            (
+                Upload::encode_prefix(a),
+                Upload::encode((a, "f", u)).to_vec(),
+            ),
+            (
+                Upload::encode_prefix((a, "f")),
+                Upload::encode((a, "f", u)).to_vec(),
+            ),
             (
                 ReactionKey::encode_prefix(a),
-                ReactionKey::encode((a, "x", u)),
+                ReactionKey::encode((a, "x", u)).to_vec(),
             ),
             (
                 UserOriginSeq::encode_prefix(u),
-                UserOriginSeq::encode((u, "o", 1)),
+                UserOriginSeq::encode((u, "o", 1)).to_vec(),
             ),
             (
                 UserOriginSeq::encode_prefix((u, "o")),
-                UserOriginSeq::encode((u, "o", 1)),
+                UserOriginSeq::encode((u, "o", 1)).to_vec(),
             ),
             (
                 UserOriginText::encode_prefix((u, "o")),
-                UserOriginText::encode((u, "o", "t")),
+                UserOriginText::encode((u, "o", "t")).to_vec(),
             ),
         ];
         for (prefix, key) in cases {

@@ -2,12 +2,15 @@
 //! concatenations so that a prefix scan returns rows in order.
 
 use super::codec::{decode_body, CodecError, Stored};
-use super::keys::{KeyCodec, Raw, Seq, Text};
+use super::keys::{
+    IdKey, IdPair, IdText, IdUser, KeyCodec, OriginSeq, OriginUser, Raw, ReactionKey, Seq, Text,
+    Upload, UserKey, UserOriginSeq, UserOriginText, UserText, UserThenId,
+};
 use crate::model::*;
 use std::marker::PhantomData;
 
-/// A typed table: keys of shape `K` (a [`KeyCodec`]; [`Raw`] byte keys built by
-/// [`super::keys`] when not named) to versioned values of type `V`.
+/// A typed table: keys of shape `K` (a [`KeyCodec`]; [`Raw`] byte keys when not named) to
+/// versioned values of type `V`.
 pub struct Table<V, K = Raw> {
     /// The redb table name.
     pub name: &'static str,
@@ -113,95 +116,95 @@ impl Stored for Event {
 /// Server-wide settings: name → value (server key, secrets, schema version).
 pub const META: Table<Vec<u8>> = Table::new("meta");
 /// user id → user.
-pub const USER: Table<User> = Table::new("user");
+pub const USER: Table<User, UserKey> = Table::new("user");
 /// username → user id bytes.
-pub const USERNAME_USER: Table<Vec<u8>> = Table::new("username_user");
+pub const USERNAME_USER: Table<Vec<u8>, Text> = Table::new("username_user");
 /// user id ‖ device thumbprint → device.
-pub const USER_DEVICE: Table<Device> = Table::new("user_device");
+pub const USER_DEVICE: Table<Device, UserText> = Table::new("user_device");
 /// user id ‖ device thumbprint → unix seconds the device was removed (or signed out):
 /// device certificates for that key are refused until every certificate issued before then
 /// has expired (see `service::accounts::removal_refused`), and a peer's tokens for it
 /// issued before then too.
-pub const USER_DEVICE_REMOVED: Table<u64> = Table::new("user_device_removed");
+pub const USER_DEVICE_REMOVED: Table<u64, UserText> = Table::new("user_device_removed");
 /// SHA-256 of the token → refresh token.
 pub const REFRESH_TOKEN: Table<RefreshToken> = Table::new("refresh_token");
 /// guild id → guild.
-pub const GUILD: Table<Guild> = Table::new("guild");
+pub const GUILD: Table<Guild, IdKey> = Table::new("guild");
 /// channel id → channel.
-pub const CHANNEL: Table<Channel> = Table::new("channel");
+pub const CHANNEL: Table<Channel, IdKey> = Table::new("channel");
 /// guild id ‖ channel id → (index).
-pub const GUILD_CHANNEL: Table<Present> = Table::new("guild_channel");
+pub const GUILD_CHANNEL: Table<Present, IdPair> = Table::new("guild_channel");
 /// guild id ‖ role id → role.
-pub const GUILD_ROLE: Table<Role> = Table::new("guild_role");
+pub const GUILD_ROLE: Table<Role, IdPair> = Table::new("guild_role");
 /// guild id ‖ user id → member.
-pub const GUILD_MEMBER: Table<Member> = Table::new("guild_member");
+pub const GUILD_MEMBER: Table<Member, IdUser> = Table::new("guild_member");
 /// guild id ‖ user id → sequence number of the event that made them a member (a resume
 /// does not replay the guild's events from before it).
-pub const GUILD_MEMBER_SINCE: Table<u64> = Table::new("guild_member_since");
+pub const GUILD_MEMBER_SINCE: Table<u64, IdUser> = Table::new("guild_member_since");
 /// user id ‖ guild id → (index of the guilds a user is in).
-pub const USER_GUILD: Table<Present> = Table::new("user_guild");
+pub const USER_GUILD: Table<Present, UserThenId> = Table::new("user_guild");
 /// channel id ‖ message id → message.
-pub const CHANNEL_MESSAGE: Table<Message> = Table::new("channel_message");
+pub const CHANNEL_MESSAGE: Table<Message, IdPair> = Table::new("channel_message");
 /// message id ‖ emoji length ‖ emoji ‖ user id → (reaction).
-pub const MESSAGE_REACTION: Table<Present> = Table::new("message_reaction");
+pub const MESSAGE_REACTION: Table<Present, ReactionKey> = Table::new("message_reaction");
 /// channel id ‖ message id → (pin).
-pub const CHANNEL_PIN: Table<Present> = Table::new("channel_pin");
+pub const CHANNEL_PIN: Table<Present, IdPair> = Table::new("channel_pin");
 /// invite code → invite.
-pub const INVITE: Table<Invite> = Table::new("invite");
+pub const INVITE: Table<Invite, Text> = Table::new("invite");
 /// guild id ‖ invite code → (index).
-pub const GUILD_INVITE: Table<Present> = Table::new("guild_invite");
+pub const GUILD_INVITE: Table<Present, IdText> = Table::new("guild_invite");
 /// guild id ‖ user id → ban.
-pub const GUILD_BAN: Table<Ban> = Table::new("guild_ban");
+pub const GUILD_BAN: Table<Ban, IdUser> = Table::new("guild_ban");
 /// file id (SHA-256) → file metadata.
 pub const FILE: Table<FileMeta, Text> = Table::new("file");
 /// channel id ‖ file id → (the file may be read by those who can read the channel).
-pub const CHANNEL_FILE: Table<Present> = Table::new("channel_file");
+pub const CHANNEL_FILE: Table<Present, IdText> = Table::new("channel_file");
 /// channel id ‖ file id ‖ uploader id → that upload's metadata (name and type are the
 /// uploader's own; `FILE` holds the shared metadata of files uploaded before this table).
-pub const CHANNEL_UPLOAD: Table<FileMeta> = Table::new("channel_upload");
+pub const CHANNEL_UPLOAD: Table<FileMeta, Upload> = Table::new("channel_upload");
 
 /// event sequence number → event (the event log, pruned by count and age).
 pub const EVENT_LOG: Table<Event, Seq> = Table::new("event_log");
 
 /// peer origin → pinned peer.
-pub const PEER: Table<Peer> = Table::new("peer");
+pub const PEER: Table<Peer, Text> = Table::new("peer");
 /// outbox id → server-to-server call waiting for delivery.
-pub const OUTBOX: Table<OutboxItem> = Table::new("outbox");
+pub const OUTBOX: Table<OutboxItem, IdKey> = Table::new("outbox");
 /// sender origin ‖ 0 ‖ call id (BE) → unix seconds received (deduplication of calls).
-pub const INBOX: Table<u64> = Table::new("inbox");
+pub const INBOX: Table<u64, OriginSeq> = Table::new("inbox");
 
 /// remote user id → Push Delegation Token their home server gave this server.
-pub const PUSH_DELEGATION: Table<String> = Table::new("push_delegation");
+pub const PUSH_DELEGATION: Table<String, UserKey> = Table::new("push_delegation");
 /// user id ‖ host origin ‖ 0 ‖ host's call id (BE) → ban notification (PropagateBan).
-pub const BAN_NOTIFICATION: Table<BanNotification> = Table::new("ban_notification");
+pub const BAN_NOTIFICATION: Table<BanNotification, UserOriginSeq> = Table::new("ban_notification");
 /// user id ‖ host origin ‖ 0 ‖ jti → Push Delegation Token issued to that host.
-pub const PUSH_GRANT: Table<PushGrant> = Table::new("push_grant");
+pub const PUSH_GRANT: Table<PushGrant, UserOriginText> = Table::new("push_grant");
 /// user id ‖ host origin → unix seconds the user revoked push for that host (no new
 /// Push Delegation Tokens are issued to it until the user allows it again).
-pub const PUSH_REVOKED: Table<u64> = Table::new("push_revoked");
+pub const PUSH_REVOKED: Table<u64, UserText> = Table::new("push_revoked");
 
 /// user id → timestamp of the last migration applied for them.
-pub const USER_MIGRATION: Table<u64> = Table::new("user_migration");
+pub const USER_MIGRATION: Table<u64, UserKey> = Table::new("user_migration");
 /// user id → the Migration Proof of the newest migration applied for them (an old home
 /// shows it to hosts that ask VerifyUser after the user moved).
-pub const USER_MOVED: Table<MigrationRecord> = Table::new("user_moved");
+pub const USER_MOVED: Table<MigrationRecord, UserKey> = Table::new("user_moved");
 
 /// remote user id ‖ home origin → the home's call id of the `user_deleted` that removed
 /// them: their tokens and new shadow accounts from that home are refused.
-pub const USER_TOMBSTONE: Table<u64> = Table::new("user_tombstone");
+pub const USER_TOMBSTONE: Table<u64, UserText> = Table::new("user_tombstone");
 /// remote user id → what their home broadcast about them (`user_created`, `profile_updated`).
-pub const DIRECTORY: Table<RemoteUser> = Table::new("directory");
+pub const DIRECTORY: Table<RemoteUser, UserKey> = Table::new("directory");
 /// home origin ‖ 0 ‖ user id → (index of the directory by home).
-pub const DIRECTORY_BY_HOME: Table<Present> = Table::new("directory_by_home");
+pub const DIRECTORY_BY_HOME: Table<Present, OriginUser> = Table::new("directory_by_home");
 /// remote user id → the home whose directory entry for them their own device certificate
 /// (signed by K_id, sent with `user_created`) proved; such an entry is not displaced by
 /// another peer's unproven claim.
-pub const DIRECTORY_PROVEN: Table<String> = Table::new("directory_proven");
+pub const DIRECTORY_PROVEN: Table<String, UserKey> = Table::new("directory_proven");
 /// remote user id → freshness of their shadow account's profile.
-pub const SHADOW_SYNC: Table<ShadowSync> = Table::new("shadow_sync");
+pub const SHADOW_SYNC: Table<ShadowSync, UserKey> = Table::new("shadow_sync");
 /// local user id ‖ peer origin → unix seconds of that peer's last VerifyUser for them (the
 /// peers that keep a shadow account, which get `profile_updated`).
-pub const USER_PEER: Table<u64> = Table::new("user_peer");
+pub const USER_PEER: Table<u64, UserText> = Table::new("user_peer");
 
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[

@@ -41,7 +41,7 @@ pub async fn device_removed(
         .services
         .store
         .write(move |tx| {
-            let home = tx.get(USER, &user.0)?.map(|u| u.homeserver);
+            let home = tx.get(USER, user)?.map(|u| u.homeserver);
             match home {
                 None => return Ok((Answer::Done(json!({ "applied": false })), false)),
                 Some(home) if home != from => {

@@ -22,15 +22,15 @@ pub const CALL: &str = Call::UPDATE_HOMESERVER;
 pub const MAX_TARGETS: usize = 16;
 
 fn last_migration(tx: &Tx, user: UserId) -> Result<u64, StoreError> {
-    Ok(tx.get(USER_MIGRATION, &user.0)?.unwrap_or(0))
+    Ok(tx.get(USER_MIGRATION, user)?.unwrap_or(0))
 }
 
 /// Records `proof` as the newest migration applied for `user`.
 fn record_migration(tx: &Tx, user: UserId, proof: &MigrationProof) -> Result<(), StoreError> {
-    tx.put(USER_MIGRATION, &user.0, &proof.timestamp)?;
+    tx.put(USER_MIGRATION, user, &proof.timestamp)?;
     tx.put(
         USER_MOVED,
-        &user.0,
+        user,
         &MigrationRecord {
             new_homeserver: proof.new_homeserver.clone(),
             timestamp: proof.timestamp,
@@ -42,14 +42,14 @@ fn record_migration(tx: &Tx, user: UserId, proof: &MigrationProof) -> Result<(),
 /// On an old home: the proof to show a host that asks VerifyUser for `user`, who moved
 /// away from here (their account names another home, and this server applied the proof).
 pub fn moved_away(tx: &Tx, user: UserId) -> Result<Option<MigrationRecord>, StoreError> {
-    let Some(account) = tx.get(USER, &user.0)? else {
+    let Some(account) = tx.get(USER, user)? else {
         return Ok(None);
     };
     if account.homeserver.is_empty() {
         return Ok(None);
     }
     Ok(tx
-        .get(USER_MOVED, &user.0)?
+        .get(USER_MOVED, user)?
         .filter(|record| record.new_homeserver == account.homeserver))
 }
 
@@ -85,10 +85,10 @@ pub fn follow_move(
     }
     shadow.homeserver = new_home;
     shadow.is_admin = false;
-    tx.put(USER, &shadow.id.0, shadow)?;
+    tx.put(USER, shadow.id, shadow)?;
     record_migration(tx, shadow.id, &proof)?;
     // The profile's freshness was the old home's: the next lookup asks the new one.
-    tx.delete(SHADOW_SYNC, &shadow.id.0)?;
+    tx.delete(SHADOW_SYNC, shadow.id)?;
     super::users::emit_user_update(tx, shadow)?;
     Ok(true)
 }
@@ -132,7 +132,7 @@ pub async fn migrate_here(
                     "a newer migration of this user is already applied".into(),
                 ));
             }
-            let mut account = match tx.get(USER, &user.0)? {
+            let mut account = match tx.get(USER, user)? {
                 Some(u) => u,
                 None => User {
                     id: user,
@@ -154,7 +154,7 @@ pub async fn migrate_here(
             };
             account.homeserver = String::new();
             account.profile_synced = true;
-            tx.put(USER, &user.0, &account)?;
+            tx.put(USER, user, &account)?;
             record_migration(tx, user, &proof)?;
             for (origin, id) in origins.iter().zip(ids) {
                 outbox::enqueue(
@@ -206,7 +206,7 @@ pub async fn update_homeserver(
             if !super::first_delivery(tx, &from, id)? {
                 return Ok(Answer::Done(json!({ "applied": true })));
             }
-            let Some(mut account) = tx.get(USER, &user.0)? else {
+            let Some(mut account) = tx.get(USER, user)? else {
                 return Ok(Answer::NotFound(json!({ "error": "unknown_user", "message": "no such user here" })));
             };
             if proof.timestamp <= last_migration(tx, user)? {
@@ -215,14 +215,14 @@ pub async fn update_homeserver(
             // Stop acting as home: no more sign-ins or tokens here for this user.
             crate::service::lifecycle::sign_out_all_devices(tx, user)?;
             if account.homeserver.is_empty() && !account.username.is_empty() {
-                tx.delete(USERNAME_USER, account.username.as_bytes())?;
+                tx.delete(USERNAME_USER, account.username.as_str())?;
             }
             account.homeserver = proof.new_homeserver.clone();
             account.password_hash = None;
             account.key_backup = None;
             // Administration is for this server's own users, not for one homed elsewhere.
             account.is_admin = false;
-            tx.put(USER, &user.0, &account)?;
+            tx.put(USER, user, &account)?;
             record_migration(tx, user, &proof)?;
             Ok::<_, FederationError>(Answer::Done(json!({ "applied": true })))
         })

@@ -16,7 +16,7 @@ pub use users::{ensure_shadow, HomeEvidence};
 use super::FederationError;
 use crate::federation::Federation;
 use crate::model::OutboxItem;
-use crate::storage::{tables::INBOX, StoreError, Tx};
+use crate::storage::{tables::INBOX, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -149,15 +149,15 @@ pub async fn prune_inbox(fed: &Federation) -> Result<usize, StoreError> {
     fed.services
         .store
         .write(move |tx| {
-            let old: Vec<Vec<u8>> = tx
-                .range(INBOX, &[], None, false, usize::MAX)?
+            let old: Vec<(String, u64)> = tx
+                .rows(INBOX, Rows::all())?
                 .into_iter()
                 .filter(|(_, at)| *at < cutoff)
                 .map(|(key, _)| key)
                 .take(10_000)
                 .collect();
-            for key in &old {
-                tx.delete(INBOX, key)?;
+            for (from, id) in &old {
+                tx.delete(INBOX, (from.as_str(), *id))?;
             }
             Ok(old.len())
         })

@@ -35,7 +35,7 @@ use crate::service::lifecycle::{self, bury, deleted_by_home, remove_user_everywh
 use crate::service::outbox::{queue_verify, UserRef};
 use crate::service::push::PUSH_TOKEN_SECS;
 use crate::service::remote_users;
-use crate::storage::{keys, tables::*, StoreError, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
 
@@ -90,9 +90,9 @@ fn version_of(value: &Value) -> u64 {
 /// Tells the user's guilds (and the user) that their profile changed.
 pub(super) fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
     let guilds = tx
-        .scan_prefix(USER_GUILD, &user.id.0, usize::MAX)?
+        .rows(USER_GUILD, Rows::prefix(user.id))?
         .into_iter()
-        .filter_map(|(key, _)| keys::read_id(&key, 32))
+        .map(|((_, guild), _)| guild)
         .collect();
     tx.emit(
         "user_update",
@@ -118,7 +118,7 @@ fn apply_home_profile(
     version: u64,
     profile: &Value,
 ) -> Result<bool, StoreError> {
-    let mut state = tx.get(SHADOW_SYNC, &shadow.id.0)?.unwrap_or_default();
+    let mut state = tx.get(SHADOW_SYNC, shadow.id)?.unwrap_or_default();
     if state.home != home {
         state = ShadowSync {
             home: home.to_string(),
@@ -136,13 +136,13 @@ fn apply_home_profile(
             if shadow.profile != fresh || shadow.username != username {
                 shadow.profile = fresh;
                 shadow.username = username;
-                tx.put(USER, &shadow.id.0, shadow)?;
+                tx.put(USER, shadow.id, shadow)?;
                 emit_user_update(tx, shadow)?;
                 changed = true;
             }
         }
     }
-    tx.put(SHADOW_SYNC, &shadow.id.0, &state)?;
+    tx.put(SHADOW_SYNC, shadow.id, &state)?;
     Ok(changed)
 }
 
@@ -157,7 +157,7 @@ pub fn verify_user_answered(
     let Some(user) = request["user_id"].as_str().and_then(UserId::parse) else {
         return Ok(());
     };
-    let Some(mut shadow) = tx.get(USER, &user.0)? else {
+    let Some(mut shadow) = tx.get(USER, user)? else {
         return Ok(());
     };
     if shadow.homeserver != item.target {
@@ -177,15 +177,15 @@ pub fn verify_user_answered(
             return Ok(());
         }
     }
-    let mut state = tx.get(SHADOW_SYNC, &user.0)?.unwrap_or_default();
+    let mut state = tx.get(SHADOW_SYNC, user)?.unwrap_or_default();
     if state.pending_call == Some(item.id) {
         state.pending_call = None;
-        tx.put(SHADOW_SYNC, &user.0, &state)?;
+        tx.put(SHADOW_SYNC, user, &state)?;
     }
     if !(200..300).contains(&status) {
         // Refused for good: try again after the refresh age, not at every lookup.
         state.synced_at = now();
-        tx.put(SHADOW_SYNC, &user.0, &state)?;
+        tx.put(SHADOW_SYNC, user, &state)?;
         return Ok(());
     }
     let answer: Value = serde_json::from_slice(body).unwrap_or_default();
@@ -197,7 +197,7 @@ pub fn verify_user_answered(
         &answer["user"],
     )?;
     if let Some(token) = answer["push_token"].as_str().filter(|t| t.len() <= 4096) {
-        tx.put(PUSH_DELEGATION, &user.0, &token.to_string())?;
+        tx.put(PUSH_DELEGATION, user, &token.to_string())?;
     }
     Ok(())
 }
@@ -272,9 +272,10 @@ pub async fn ensure_shadow(
     home: &str,
     evidence: HomeEvidence<'_>,
 ) -> Result<(), FederationError> {
-    let (known, deleted) = fed.services.store.read(|tx| {
-        Ok::<_, StoreError>((tx.get(USER, &user.0)?, deleted_by_home(tx, user, home)?))
-    })?;
+    let (known, deleted) = fed
+        .services
+        .store
+        .read(|tx| Ok::<_, StoreError>((tx.get(USER, user)?, deleted_by_home(tx, user, home)?)))?;
     match known {
         Some(u) if u.homeserver == home => return Ok(()),
         Some(u) => {
@@ -294,7 +295,7 @@ pub async fn ensure_shadow(
     fed.services
         .store
         .write(move |tx| {
-            if let Some(u) = tx.get(USER, &user.0)? {
+            if let Some(u) = tx.get(USER, user)? {
                 if u.homeserver == home {
                     return Ok(());
                 }
@@ -308,7 +309,7 @@ pub async fn ensure_shadow(
             // Start from what the home announced, if it did; VerifyUser confirms it. An
             // entry naming another home was that peer's word, which the user's own
             // certificate contradicts.
-            let announced = match tx.get(DIRECTORY, &user.0)? {
+            let announced = match tx.get(DIRECTORY, user)? {
                 Some(entry) if entry.home == home => Some(entry),
                 Some(_) => {
                     remote_users::forget(tx, user)?;
@@ -340,7 +341,7 @@ pub async fn ensure_shadow(
                 is_admin: false,
                 created_at: now(),
             };
-            tx.put(USER, &user.0, &shadow)?;
+            tx.put(USER, user, &shadow)?;
             queue_verify(tx, user, &home, call_id)?;
             Ok::<_, FederationError>(())
         })
@@ -357,10 +358,7 @@ pub async fn verify_user(
     // snapshot always carries a greater version.
     let version = fed.services.next_id();
     let (local, moved) = fed.services.store.read(|tx| {
-        Ok::<_, StoreError>((
-            tx.get(USER, &user.0)?,
-            super::migration::moved_away(tx, user)?,
-        ))
+        Ok::<_, StoreError>((tx.get(USER, user)?, super::migration::moved_away(tx, user)?))
     })?;
     if let Some(moved) = moved {
         // mzchat: the old home answers for a user who moved with their proof, so hosts
@@ -431,7 +429,7 @@ fn check_home(
     from: &str,
     proven: bool,
 ) -> Result<Option<Answer>, StoreError> {
-    if let Some(u) = tx.get(USER, &user.0)? {
+    if let Some(u) = tx.get(USER, user)? {
         if u.homeserver.is_empty() {
             return Ok(Some(not_home("this user is homed here")));
         }
@@ -441,7 +439,7 @@ fn check_home(
                 u.homeserver
             ))));
         }
-    } else if let Some(entry) = tx.get(DIRECTORY, &user.0)? {
+    } else if let Some(entry) = tx.get(DIRECTORY, user)? {
         let displaces = proven && !remote_users::proven_home(tx, user, &entry.home)?;
         if entry.home != from && !displaces {
             return Ok(Some(not_home(format!(
@@ -521,9 +519,9 @@ pub async fn user_created(
             }
             let recorded = record_announced(tx, user, &from, id, &profile, cap)?;
             if recorded && proven {
-                tx.put(DIRECTORY_PROVEN, &user.0, &from)?;
+                tx.put(DIRECTORY_PROVEN, user, &from)?;
             } else if recorded && !remote_users::proven_home(tx, user, &from)? {
-                tx.delete(DIRECTORY_PROVEN, &user.0)?;
+                tx.delete(DIRECTORY_PROVEN, user)?;
             }
             Ok(Answer::Done(json!({ "recorded": recorded })))
         })
@@ -550,7 +548,7 @@ pub async fn user_deleted(
             if !first_delivery(tx, &from, id)? {
                 return Ok(Answer::Done(json!({ "removed": false })));
             }
-            let known = tx.contains(USER, &user.0)?;
+            let known = tx.contains(USER, user)?;
             remove_user_everywhere(tx, user)?;
             bury(tx, user, &from, id)?;
             Ok(Answer::Done(json!({ "removed": known })))
@@ -586,10 +584,10 @@ pub async fn profile_updated(
                 return Ok(Answer::Done(json!({ "applied": false })));
             }
             let mut applied = false;
-            if let Some(mut shadow) = tx.get(USER, &user.0)? {
+            if let Some(mut shadow) = tx.get(USER, user)? {
                 applied = apply_home_profile(tx, &mut shadow, &from, id, &profile)?;
             }
-            if tx.contains(DIRECTORY, &user.0)? {
+            if tx.contains(DIRECTORY, user)? {
                 record_announced(tx, user, &from, id, &profile, cap)?;
             }
             Ok(Answer::Done(json!({ "applied": applied })))

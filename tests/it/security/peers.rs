@@ -607,10 +607,10 @@ fn admin_routes_refuse_remote_users_marked_admin() {
         store
             .write_blocking(move |tx| {
                 let mut shadow: hearth::model::User = tx
-                    .get(hearth::storage::tables::USER, &id.0)?
+                    .get(hearth::storage::tables::USER, id)?
                     .expect("carol's shadow at A");
                 shadow.is_admin = true;
-                tx.put(hearth::storage::tables::USER, &id.0, &shadow)
+                tx.put(hearth::storage::tables::USER, id, &shadow)
             })
             .unwrap();
         drop(store);

@@ -22,14 +22,14 @@ pub async fn fan_out(fed: &Federation, item: OutboxItem) {
         // A job this build cannot read plans nothing: it is dropped, not retried forever.
         None => Ok(Vec::new()),
     };
-    let key = Id(item.id).to_be();
+    let key = Id(item.id);
     let result = match planned {
         Ok(planned) => {
             let ids: Vec<Id> = planned.iter().map(|_| fed.services.next_id()).collect();
             fed.services
                 .store
                 .write(move |tx| {
-                    if !tx.delete(OUTBOX, &key)? {
+                    if !tx.delete(OUTBOX, key)? {
                         return Ok(());
                     }
                     for (id, p) in ids.into_iter().zip(planned) {
@@ -52,7 +52,7 @@ pub async fn fan_out(fed: &Federation, item: OutboxItem) {
         let retry = fed
             .services
             .store
-            .write(move |tx| tx.put(OUTBOX, &key, &item))
+            .write(move |tx| tx.put(OUTBOX, key, &item))
             .await;
         if let Err(e) = retry {
             log::error!("outbox bookkeeping failed: {e}");

@@ -7,7 +7,7 @@ use super::tokens::{verify_token, TokenRefusal};
 use crate::federation::{Federation, FederationError};
 use crate::model::*;
 use crate::service::outbox::{enqueue, PushNotification};
-use crate::service::push::{clean, grant_key, Notice, MAX_PREVIEW_CHARS};
+use crate::service::push::{clean, Notice, MAX_PREVIEW_CHARS};
 use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
@@ -55,7 +55,7 @@ pub async fn push_notification(
     let distributors = fed
         .services
         .store
-        .read(|tx| tx.get(USER, &user.0))?
+        .read(|tx| tx.get(USER, user))?
         .map(|u| u.push_distributors.len())
         .unwrap_or(0);
     let ids: Vec<Id> = (0..distributors).map(|_| fed.services.next_id()).collect();
@@ -63,10 +63,10 @@ pub async fn push_notification(
         .services
         .store
         .write(move |tx| {
-            let Some(local) = tx.get(USER, &user.0)?.filter(|u| u.homeserver.is_empty()) else {
+            let Some(local) = tx.get(USER, user)?.filter(|u| u.homeserver.is_empty()) else {
                 return Ok(Received::NotHomed);
             };
-            if !tx.contains(PUSH_GRANT, &grant_key(user, &notice.host, &jti))? {
+            if !tx.contains(PUSH_GRANT, (user, notice.host.as_str(), jti.as_str()))? {
                 return Ok(Received::Refused(TokenRefusal::Revoked));
             }
             if !crate::service::inbox::first_delivery(tx, &notice.host, call_id)? {
@@ -101,8 +101,8 @@ pub fn notification_answered(tx: &Tx, item: &OutboxItem, status: u16) -> Result<
         return Ok(());
     };
     let user = sent.user_id;
-    if tx.get(PUSH_DELEGATION, &user.0)?.as_deref() == Some(sent.token.as_str()) {
-        tx.delete(PUSH_DELEGATION, &user.0)?;
+    if tx.get(PUSH_DELEGATION, user)?.as_deref() == Some(sent.token.as_str()) {
+        tx.delete(PUSH_DELEGATION, user)?;
     }
     Ok(())
 }
