@@ -839,7 +839,7 @@ impl Client {
                 if let Some(issuer) = self.token_issuer(&origin).filter(|i| *i != origin) {
                     // The home's token is the home's word only: the device certificate is
                     // the user's own evidence of which server is home (see
-                    // `federation::calls::ensure_shadow`).
+                    // `Services::ensure_shadow`).
                     if let Ok(certificate) = self.device_certificate(&issuer) {
                         headers.push((device_cert::HEADER, certificate));
                     }

@@ -1,151 +1,25 @@
-//! How a server keeps what it knows about users homed elsewhere fresh, and searches
-//! them across peers (the records themselves are `service::remote_users`):
-//!
-//! - **Refresh** (mzchat Synced profiles): a synced shadow account whose profile is older
-//!   than `federation.profile_refresh_secs` is refreshed with VerifyUser when it is looked
-//!   up, at most one call pending per user; the cached profile is served meanwhile.
-//! - **Search** (Refrain's proxied search): `search_users` asks every approved peer at
-//!   once, with a short timeout, and merges their answers with local matches.
+//! Searching users across peers (Refrain's proxied search): `search_users` asks every
+//! approved peer at once, with a short timeout, and merges their answers with local
+//! matches. The records searched are `service::remote_users`; keeping shadows' profiles
+//! fresh is `service::shadows`.
 
 use super::calls::Answer;
 use super::{outbound, FederationError};
 use crate::federation::Federation;
 use crate::model::*;
 use crate::service::accounts::PublicUser;
-use crate::service::outbox::queue_verify;
 use crate::service::remote_users::{
     check_query, public_of_entry, search_directory, search_local, DEFAULT_SEARCH_LIMIT,
     MAX_SEARCH_LIMIT,
 };
-use crate::storage::{tables::*, Rows, StoreError, Tx};
-use crate::system::now;
+use crate::service::shadows::ProfileDocument;
+use crate::storage::{tables::*, Rows, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Most results of one merged search.
 pub const MAX_MERGED_RESULTS: usize = 100;
-
-// ---- refresh of synced shadow accounts ----
-
-/// Whether a VerifyUser for the shadow is still waiting in the outbox.
-fn refresh_pending(tx: &Tx, state: &ShadowSync) -> Result<bool, StoreError> {
-    match state.pending_call {
-        Some(id) => tx.contains(OUTBOX, Id(id)),
-        None => Ok(false),
-    }
-}
-
-/// Of `users`, the synced shadows whose profile is older than `max_age` seconds (or was
-/// never confirmed) and that have no refresh pending, with their homes.
-fn stale(
-    tx: &Tx,
-    users: &[UserId],
-    max_age: u64,
-    t: u64,
-) -> Result<Vec<(UserId, String)>, StoreError> {
-    let mut out: Vec<(UserId, String)> = Vec::new();
-    for user in users {
-        if out.iter().any(|(u, _)| u == user) {
-            continue;
-        }
-        let Some(shadow) = tx.get(USER, *user)? else {
-            continue;
-        };
-        if shadow.homeserver.is_empty() || !shadow.profile_synced {
-            continue;
-        }
-        let state = tx.get(SHADOW_SYNC, *user)?.unwrap_or_default();
-        let fresh = state.home == shadow.homeserver && state.synced_at + max_age > t;
-        if fresh || refresh_pending(tx, &state)? {
-            continue;
-        }
-        out.push((*user, shadow.homeserver));
-    }
-    Ok(out)
-}
-
-/// Queues VerifyUser for each of `users` that is a synced shadow with a profile older
-/// than `federation.profile_refresh_secs` and no refresh pending. Looking a user up calls
-/// this and serves the cached profile meanwhile, so lookups work while the home is down.
-pub async fn refresh_stale(fed: &Federation, users: &[UserId]) -> Result<usize, FederationError> {
-    if users.is_empty() {
-        return Ok(0);
-    }
-    let max_age = fed.services.config.federation.profile_refresh_secs;
-    let t = now();
-    let candidates = fed.services.store.read(|tx| stale(tx, users, max_age, t))?;
-    if candidates.is_empty() {
-        return Ok(0);
-    }
-    let ids: Vec<Id> = candidates.iter().map(|_| fed.services.next_id()).collect();
-    let queued = fed
-        .services
-        .store
-        .write(move |tx| {
-            let users: Vec<UserId> = candidates.iter().map(|(u, _)| *u).collect();
-            // Checked again in the commit: another lookup may have queued one meanwhile.
-            let still = stale(tx, &users, max_age, t)?;
-            for ((user, home), id) in still.iter().zip(ids) {
-                queue_verify(tx, *user, home, id)?;
-            }
-            Ok::<_, StoreError>(still.len())
-        })
-        .await?;
-    Ok(queued)
-}
-
-/// Least time between two VerifyUser calls [`verify_soon`] queues for one user, seconds.
-const VERIFY_SOON_SECS: u64 = 30;
-
-/// Queues VerifyUser for the shadow account `user` to the home it knows, unless one is
-/// pending or the home confirmed the user in the last `VERIFY_SOON_SECS`: when a client
-/// shows another home for the user, the known home may answer that they moved.
-pub async fn verify_soon(fed: &Federation, user: UserId) -> Result<(), FederationError> {
-    if fed
-        .services
-        .store
-        .read(|tx| verify_due(tx, user, now()))?
-        .is_none()
-    {
-        return Ok(());
-    }
-    let id = fed.services.next_id();
-    fed.services
-        .store
-        .write(move |tx| {
-            let Some(home) = verify_due(tx, user, now())? else {
-                return Ok::<_, StoreError>(());
-            };
-            queue_verify(tx, user, &home, id)
-        })
-        .await?;
-    Ok(())
-}
-
-/// The home to ask about shadow `user` for [`verify_soon`], if a call is due.
-fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreError> {
-    let Some(shadow) = tx.get(USER, user)? else {
-        return Ok(None);
-    };
-    if shadow.homeserver.is_empty() {
-        return Ok(None);
-    }
-    let state = tx.get(SHADOW_SYNC, user)?.unwrap_or_default();
-    let recent = state.home == shadow.homeserver && state.synced_at + VERIFY_SOON_SECS > t;
-    if recent || refresh_pending(tx, &state)? {
-        return Ok(None);
-    }
-    Ok(Some(shadow.homeserver))
-}
-
-/// [`refresh_stale`] for a lookup: failures are logged, never shown to the user, who
-/// gets the cached profile either way.
-pub async fn refresh_on_lookup(fed: &Federation, users: &[UserId]) {
-    if let Err(e) = refresh_stale(fed, users).await {
-        log::error!("cannot queue a profile refresh: {e}");
-    }
-}
 
 // ---- search ----
 
@@ -177,17 +51,25 @@ pub async fn call_now(
     .await
 }
 
+/// A peer's answer to `search_users`: `{users: [profile]}`.
+#[derive(serde::Deserialize)]
+struct PeerResults {
+    /// The users found, each read as a profile document.
+    users: Vec<Value>,
+}
+
 /// What a peer answered to `search_users`: its own users only, cleaned and bounded.
 fn read_peer_results(peer: &str, body: &[u8], limit: usize) -> Option<Vec<PublicUser>> {
-    let value: Value = serde_json::from_slice(body).ok()?;
-    let users = value["users"].as_array()?;
+    let results: PeerResults = serde_json::from_slice(body).ok()?;
     Some(
-        users
-            .iter()
-            .filter(|u| u["homeserver"].as_str() == Some(peer))
+        results
+            .users
+            .into_iter()
+            .map(ProfileDocument::read)
+            .filter(|u| u.homeserver == peer)
             .filter_map(|u| {
-                let id = u["id"].as_str().and_then(UserId::parse)?;
-                let (username, profile) = super::calls::users::profile_from_json(u);
+                let id = u.user_id()?;
+                let (username, profile) = u.cleaned();
                 Some(public_of_entry(&RemoteUser {
                     id,
                     home: peer.to_string(),

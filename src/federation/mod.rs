@@ -46,13 +46,6 @@ pub enum FederationError {
     /// A call body was invalid.
     #[error("invalid call: {0}")]
     Invalid(String),
-    /// A user's home was claimed without the user's own evidence (a device certificate
-    /// signed by K_id naming it).
-    #[error("{0}")]
-    HomeNotProven(String),
-    /// The user is known here with another home.
-    #[error("{0}")]
-    NotHome(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),

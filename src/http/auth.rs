@@ -208,11 +208,12 @@ pub async fn authenticate(req: &Req) -> Result<Principal, ApiError> {
         }
         // The user's own evidence of which server is home: their device certificate.
         let certificate = header_values(req, crate::auth::device_cert::HEADER);
-        let evidence = crate::federation::calls::HomeEvidence {
+        let evidence = crate::service::shadows::HomeEvidence {
             certificate: certificate.first().map(String::as_str),
             jkt: &claims.jkt,
         };
-        crate::federation::calls::ensure_shadow(&app.federation, user, &claims.iss, evidence)
+        app.services
+            .ensure_shadow(user, &claims.iss, evidence)
             .await
             .map_err(|e| ApiError::invalid_token(e.to_string()))?;
     }

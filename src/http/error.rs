@@ -121,6 +121,8 @@ impl From<Error> for ApiError {
             Error::Invalid { code, .. } => ApiError::new(400, code, message),
             Error::Unauthorized(_) => ApiError::new(401, "unauthorized", message),
             Error::Forbidden(_) => ApiError::new(403, "forbidden", message),
+            Error::HomeNotProven(_) => ApiError::new(401, "home_not_proven", message),
+            Error::NotHome(_) => ApiError::new(403, "not_home_server", message),
             Error::Banned => ApiError::new(403, "banned", message),
             Error::NotFound(what) => ApiError::new(404, format!("unknown_{what}"), message),
             Error::Conflict { code, .. } => ApiError::new(409, code, message),

@@ -37,8 +37,6 @@ impl From<FederationError> for ApiError {
                 ApiError::new(409, "fingerprint_mismatch", message)
             }
             FederationError::Invalid(_) => ApiError::new(400, "invalid_call", message),
-            FederationError::HomeNotProven(_) => ApiError::new(401, "home_not_proven", message),
-            FederationError::NotHome(_) => ApiError::new(403, "not_home_server", message),
             FederationError::Peer(_) | FederationError::Outbound(_) => {
                 ApiError::new(502, "peer_unreachable", message)
             }

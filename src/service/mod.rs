@@ -13,11 +13,13 @@ pub mod invites;
 pub mod lifecycle;
 pub mod members;
 pub mod messages;
+pub mod migration;
 pub mod outbox;
 pub mod push;
 pub mod rate;
 pub mod remote_users;
 pub mod roles;
+pub mod shadows;
 pub mod visibility;
 pub mod voice;
 
@@ -46,6 +48,13 @@ pub enum Error {
     /// The user may not do this (403).
     #[error("{0}")]
     Forbidden(String),
+    /// A user's home was claimed without the user's own evidence (a device certificate
+    /// signed by K_id naming it) (401, `home_not_proven`).
+    #[error("{0}")]
+    HomeNotProven(String),
+    /// The user is known here with another home (403, `not_home_server`).
+    #[error("{0}")]
+    NotHome(String),
     /// The user is banned from the guild (403).
     #[error("you are banned from this guild")]
     Banned,

@@ -37,7 +37,7 @@ pub struct UserCreated {
     #[serde(default, skip_serializing)]
     pub id: Option<String>,
     /// The public profile.
-    pub user: Value,
+    pub user: super::shadows::ProfileDocument,
     /// The device certificate the user signed at sign-up naming the sender as home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
@@ -51,7 +51,7 @@ pub struct ProfileUpdated {
     #[serde(default, skip_serializing)]
     pub id: Option<String>,
     /// The public profile.
-    pub user: Value,
+    pub user: super::shadows::ProfileDocument,
 }
 
 /// `{id, user_id, jkt, removed_at}`: a home removed one of the user's devices.
@@ -429,12 +429,18 @@ mod tests {
         ));
         let created = Call::UserCreated(UserCreated {
             id: None,
-            user: serde_json::json!({ "id": user }),
+            user: super::super::shadows::ProfileDocument {
+                id: user.to_text(),
+                ..Default::default()
+            },
             certificate: None,
         });
         assert_eq!(
             created.body(),
-            serde_json::json!({ "user": { "id": user } })
+            serde_json::json!({ "user": {
+                "id": user, "name": "", "username": "", "homeserver": "", "avatar_url": "",
+                "avatar_color": "", "bio": "", "presence": "online",
+            } })
         );
     }
 }

@@ -11,7 +11,6 @@ pub mod users;
 
 pub use crate::service::inbox::first_delivery;
 pub use crate::service::push::PUSH_TOKEN_SECS;
-pub use users::{ensure_shadow, HomeEvidence};
 
 use super::FederationError;
 use crate::federation::Federation;
@@ -65,7 +64,7 @@ pub fn give_up_secs(call: &str, configured: u64) -> u64 {
 /// Applies the answer to a delivered call, in the commit that removes it from the outbox.
 pub fn on_answer(tx: &Tx, item: &OutboxItem, status: u16, body: &[u8]) -> Result<(), StoreError> {
     match item.call.as_str() {
-        "verify_user" => users::verify_user_answered(tx, item, status, body),
+        "verify_user" => crate::service::shadows::verify_user_answered(tx, item, status, body),
         push::NOTIFICATION => push::notification_answered(tx, item, status),
         _ => Ok(()),
     }
@@ -100,9 +99,9 @@ pub async fn handle(
         ban::CALL => ban::propagate_ban(fed, from, body).await,
         push::NOTIFICATION => push::push_notification(fed, from, body).await,
         migration::CALL => migration::update_homeserver(fed, from, body).await,
-        "user_created" => users::user_created(fed, from, body).await,
-        "user_deleted" => users::user_deleted(fed, from, body).await,
-        "profile_updated" => users::profile_updated(fed, from, body).await,
+        "user_created" => users::user_created(fed, from, parse(body)?).await,
+        "user_deleted" => users::user_deleted(fed, from, parse(body)?).await,
+        "profile_updated" => users::profile_updated(fed, from, parse(body)?).await,
         crate::service::accounts::DEVICE_REMOVED_CALL => {
             devices::device_removed(fed, from, body).await
         }
@@ -122,22 +121,6 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, Federati
 /// The call id of a typed body (a decimal string).
 pub fn typed_call_id(id: Option<&str>) -> Result<u64, FederationError> {
     id.and_then(|id| id.parse().ok())
-        .ok_or_else(|| FederationError::Invalid("the call has no id".into()))
-}
-
-/// The `user_id` of a call body.
-pub fn body_user(body: &Value) -> Result<crate::model::UserId, FederationError> {
-    body["user_id"]
-        .as_str()
-        .and_then(crate::model::UserId::parse)
-        .ok_or_else(|| FederationError::Invalid("user_id is not a user id".into()))
-}
-
-/// The call id a sender put in the body.
-pub fn call_id(body: &Value) -> Result<u64, FederationError> {
-    body["id"]
-        .as_str()
-        .and_then(|id| id.parse().ok())
         .ok_or_else(|| FederationError::Invalid("the call has no id".into()))
 }
 

@@ -19,7 +19,7 @@ async fn refresh_members<'a>(app: &App, members: impl Iterator<Item = &'a member
         })
         .map(|m| m.member.user_id)
         .collect();
-    crate::federation::directory::refresh_on_lookup(&app.federation, &remote).await;
+    app.services.refresh_on_lookup(&remote).await;
 }
 
 #[derive(Deserialize)]

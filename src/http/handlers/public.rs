@@ -88,11 +88,12 @@ async fn remote_certificate_user(app: &App, certificate: &str, jkt: &str) -> Res
                 format!("users of {home} are not accepted here: {e}"),
             )
         })?;
-    let evidence = crate::federation::calls::HomeEvidence {
+    let evidence = crate::service::shadows::HomeEvidence {
         certificate: Some(certificate),
         jkt,
     };
-    crate::federation::calls::ensure_shadow(&app.federation, user, &home, evidence)
+    app.services
+        .ensure_shadow(user, &home, evidence)
         .await
         .map_err(|e| oauth_error("invalid_grant", e.to_string()))
 }

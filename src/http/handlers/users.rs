@@ -41,7 +41,7 @@ pub async fn user(req: Req, me: Principal) -> ApiResult {
         .map_err(Error::Store)?
         .ok_or(Error::NotFound("user"))?;
     if user.homeserver != app.services.origin {
-        crate::federation::directory::refresh_on_lookup(&app.federation, &[id]).await;
+        app.services.refresh_on_lookup(&[id]).await;
     }
     json(200, &user)
 }
