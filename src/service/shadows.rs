@@ -14,13 +14,12 @@ use super::inbox::first_delivery;
 use super::lifecycle::{self, bury, deleted_by_home, remove_user_everywhere};
 use super::migration::MovedAnswer;
 use super::outbox::{queue_verify, UserRef};
-use super::push::PUSH_TOKEN_SECS;
 use super::{remote_users, Error, Services};
 use crate::model::*;
 use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// A profile document as a peer sends it (`{id, name, username, homeserver, avatar_url,
 /// avatar_color, bio, presence}`, what [`PublicUser`] shows). Read leniently: a field of
@@ -454,12 +453,12 @@ pub enum Announced {
 #[derive(Debug)]
 pub enum Verified {
     /// The user is homed here: their profile, a Push Delegation Token for the asking
-    /// host, and the profile's version.
+    /// host (none if the user revoked push for it), and the profile's version.
     Homed {
         /// The profile.
         user: PublicUser,
         /// The Push Delegation Token.
-        push_token: String,
+        push_token: Option<String>,
         /// The profile's version.
         version: Id,
     },
@@ -628,22 +627,9 @@ impl Services {
             return Ok(Verified::Unknown);
         };
         remote_users::track_peer(self, user, from).await?;
-        let t = now();
-        let push_token = self.server_key.sign_jws(
-            {
-                let mut header = serde_json::Map::new();
-                header.insert("typ".into(), Value::from("hearth-push+jwt"));
-                header
-            },
-            &json!({
-                "iss": self.origin,
-                "aud": from,
-                "sub": user,
-                "scope": "push",
-                "iat": t,
-                "exp": t + PUSH_TOKEN_SECS,
-            }),
-        );
+        // The Push Delegation Token handed out is one recorded here (push::issue_token),
+        // so that it can be listed and revoked.
+        let push_token = super::push::issue_token(self, from, user).await?;
         Ok(Verified::Homed {
             user: PublicUser::of(&local, &self.origin),
             push_token,

@@ -79,22 +79,8 @@ pub async fn handle(
 ) -> Result<Answer, FederationError> {
     match call {
         "verify_user" => {
-            let user = parse::<crate::service::outbox::UserRef>(body)?.user_id;
-            let mut answer = users::verify_user(fed, from, user).await?;
-            // The Push Delegation Token handed out is one recorded here (push::issue_token),
-            // so that it can be listed and revoked.
-            if let Answer::Done(answer) = &mut answer {
-                match crate::service::push::issue_token(&fed.services, from, user).await? {
-                    Some(token) => answer["push_token"] = Value::from(token),
-                    // The user revoked push for this host.
-                    None => {
-                        if let Some(fields) = answer.as_object_mut() {
-                            fields.remove("push_token");
-                        }
-                    }
-                }
-            }
-            Ok(answer)
+            let call: crate::service::outbox::UserRef = parse(body)?;
+            users::verify_user(fed, from, call.user_id).await
         }
         ban::CALL => ban::propagate_ban(fed, from, body).await,
         push::NOTIFICATION => push::push_notification(fed, from, body).await,

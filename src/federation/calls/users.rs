@@ -29,9 +29,23 @@
 use super::Answer;
 use crate::federation::{Federation, FederationError};
 use crate::model::UserId;
+use crate::service::accounts::PublicUser;
 use crate::service::outbox::{ProfileUpdated, UserCreated, UserRef};
 use crate::service::shadows::{Announced, ProfileDocument, Verified};
+use serde::Serialize;
 use serde_json::json;
+
+/// VerifyUser's answer for a user homed here: `{user, push_token?, version}`.
+#[derive(Serialize)]
+struct VerifyUserAnswer {
+    /// The user's profile.
+    user: PublicUser,
+    /// The Push Delegation Token for the asking host, unless the user revoked push there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    push_token: Option<String>,
+    /// The profile's version (an id, as a decimal string).
+    version: String,
+}
 
 /// Answers VerifyUser for a user homed here, and notes that `from` keeps their shadow.
 pub async fn verify_user(
@@ -56,10 +70,10 @@ pub async fn verify_user(
             user,
             push_token,
             version,
-        } => Answer::Done(json!({
-            "user": user,
-            "push_token": push_token,
-            "version": version.0.to_string(),
+        } => Answer::Done(json!(VerifyUserAnswer {
+            user,
+            push_token,
+            version: version.0.to_string(),
         })),
     })
 }
