@@ -54,12 +54,6 @@ pub enum FederationError {
     Service(#[from] crate::service::Error),
 }
 
-impl From<crate::auth::migration::ProofError> for FederationError {
-    fn from(error: crate::auth::migration::ProofError) -> FederationError {
-        FederationError::Invalid(error.to_string())
-    }
-}
-
 /// Federation state of one server, and the handle federation code takes: the services
 /// it calls, and what only the network side keeps.
 pub struct Federation {

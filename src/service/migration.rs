@@ -7,7 +7,7 @@
 use super::outbox::{self, Call, UpdateHomeserver};
 use super::shadows::{emit_user_update, text};
 use super::Services;
-use crate::auth::migration::{check_signature, MigrationProof};
+use crate::auth::migration::{check_proof, check_signature, MigrationProof, ProofError};
 use crate::model::*;
 use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
@@ -125,11 +125,41 @@ pub fn follow_move(
     Ok(true)
 }
 
+/// Most old servers one migration may notify.
+pub const MAX_TARGETS: usize = 16;
+
+/// Why a migration is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationRefused {
+    /// The proof names another server as the new home.
+    #[error("the migration proof names {named} as the new home, not this server ({origin})")]
+    OtherHome {
+        /// The home the proof names.
+        named: String,
+        /// This server.
+        origin: String,
+    },
+    /// The proof does not hold.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// More old servers are listed than one migration may notify.
+    #[error("at most {MAX_TARGETS} migration targets")]
+    TooManyTargets,
+    /// A newer migration of the user is already applied.
+    #[error("a newer migration of this user is already applied")]
+    Stale,
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// What an old home did with `update_homeserver`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum MovedAway {
     /// Applied now, or already (a retried delivery).
     Applied,
+    /// The call does not come from the new home the proof names.
+    NotFromNewHome,
     /// No such user here.
     UnknownUser,
     /// A newer migration is already applied.
@@ -137,21 +167,43 @@ pub enum MovedAway {
 }
 
 impl Services {
-    /// On the new home: applies a checked migration at sign-in and queues
-    /// `update_homeserver` to the old servers `origins`. Creates the account if this
-    /// server has never seen the user. Returns false (and changes nothing) when a newer
-    /// migration of the user is already applied.
+    /// On the new home, at sign-in: checks that `proof` moves `user` here, signed within
+    /// `federation.migration.proof_window_secs`, and that at most [`MAX_TARGETS`] old
+    /// servers (`targets`) are to be told.
+    pub fn check_migration(
+        &self,
+        user: UserId,
+        proof: &MigrationProof,
+        targets: usize,
+    ) -> Result<(), MigrationRefused> {
+        if proof.new_homeserver != self.origin {
+            return Err(MigrationRefused::OtherHome {
+                named: proof.new_homeserver.clone(),
+                origin: self.origin.clone(),
+            });
+        }
+        let window = self.config.federation.migration.proof_window_secs;
+        check_proof(user, proof, now(), window)?;
+        if targets > MAX_TARGETS {
+            return Err(MigrationRefused::TooManyTargets);
+        }
+        Ok(())
+    }
+
+    /// On the new home: applies a migration checked with [`Services::check_migration`]
+    /// and queues `update_homeserver` to the old servers `origins` (peers, already
+    /// checked). Creates the account if this server has never seen the user.
     pub async fn migrate_here(
         &self,
         user: UserId,
         proof: MigrationProof,
         origins: Vec<String>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<(), MigrationRefused> {
         let ids: Vec<Id> = origins.iter().map(|_| self.next_id()).collect();
         self.store
             .write(move |tx| {
                 if proof.timestamp <= last_migration(tx, user)? {
-                    return Ok(false);
+                    return Err(MigrationRefused::Stale);
                 }
                 let mut account = match tx.get(USER, user)? {
                     Some(u) => u,
@@ -191,20 +243,27 @@ impl Services {
                         }),
                     )?;
                 }
-                Ok::<_, StoreError>(true)
+                Ok(())
             })
             .await
     }
 
-    /// On an old home: applies `update_homeserver` (call `id`) from the new home `from`,
-    /// whose proof is checked: this server stops acting as the user's home.
+    /// On an old home: applies `update_homeserver` (call `id`) from `from`, which must be
+    /// the new home the user's proof names: this server stops acting as the user's home.
     pub async fn moved_away_from_here(
         &self,
         from: &str,
         id: u64,
         user: UserId,
         proof: MigrationProof,
-    ) -> Result<MovedAway, StoreError> {
+    ) -> Result<MovedAway, MigrationRefused> {
+        if proof.new_homeserver != from {
+            return Ok(MovedAway::NotFromNewHome);
+        }
+        // No time window here: the call may have waited in the new home's outbox for days
+        // while this server was down, and the new home checked the time at sign-in. Order
+        // comes from the timestamps: an older proof than the last one applied is refused.
+        check_signature(user, &proof)?;
         let from = from.to_string();
         self.store
             .write(move |tx| {
@@ -233,5 +292,6 @@ impl Services {
                 Ok::<_, StoreError>(MovedAway::Applied)
             })
             .await
+            .map_err(MigrationRefused::from)
     }
 }

@@ -9,19 +9,27 @@
 //! sign-in and of `update_homeserver` is checked, and the call answered.
 
 use super::Answer;
-use crate::auth::migration::{check_proof, check_signature, MigrationProof};
+use crate::auth::migration::MigrationProof;
 use crate::federation::Federation;
 use crate::federation::FederationError;
 use crate::model::*;
-use crate::service::migration::MovedAway;
+use crate::service::migration::{MigrationRefused, MovedAway};
 use crate::service::outbox::{Call, UpdateHomeserver};
-use crate::system::now;
 use serde_json::{json, Value};
+
+pub use crate::service::migration::MAX_TARGETS;
 
 /// The call an old home gets from the new one.
 pub const CALL: &str = Call::UPDATE_HOMESERVER;
-/// Most old servers one migration may notify.
-pub const MAX_TARGETS: usize = 16;
+
+impl From<MigrationRefused> for FederationError {
+    fn from(error: MigrationRefused) -> FederationError {
+        match error {
+            MigrationRefused::Store(e) => FederationError::Store(e),
+            other => FederationError::Invalid(other.to_string()),
+        }
+    }
+}
 
 /// On the new home: applies a migration at sign-in and queues `update_homeserver` to the
 /// listed old servers (which must be peers). Creates the account if this server has never
@@ -32,19 +40,7 @@ pub async fn migrate_here(
     proof: MigrationProof,
     targets: Vec<String>,
 ) -> Result<(), FederationError> {
-    if proof.new_homeserver != fed.services.origin {
-        return Err(FederationError::Invalid(format!(
-            "the migration proof names {} as the new home, not this server ({})",
-            proof.new_homeserver, fed.services.origin
-        )));
-    }
-    let window = fed.services.config.federation.migration.proof_window_secs;
-    check_proof(user, &proof, now(), window)?;
-    if targets.len() > MAX_TARGETS {
-        return Err(FederationError::Invalid(format!(
-            "at most {MAX_TARGETS} migration targets"
-        )));
-    }
+    fed.services.check_migration(user, &proof, targets.len())?;
     let mut origins = Vec::new();
     for target in &targets {
         let origin = crate::federation::normalize_origin(target)?;
@@ -53,11 +49,7 @@ pub async fn migrate_here(
             origins.push(origin);
         }
     }
-    if !fed.services.migrate_here(user, proof, origins).await? {
-        return Err(FederationError::Invalid(
-            "a newer migration of this user is already applied".into(),
-        ));
-    }
+    fed.services.migrate_here(user, proof, origins).await?;
     Ok(())
 }
 
@@ -69,28 +61,21 @@ pub async fn update_homeserver(
 ) -> Result<Answer, FederationError> {
     let call: UpdateHomeserver = super::parse(body)?;
     let id = super::typed_call_id(call.id.as_deref())?;
-    let user = call.user_id;
     let proof = MigrationProof {
         new_homeserver: call.new_homeserver,
         timestamp: call.migration_timestamp,
         signature: call.migration_signature,
     };
-    if proof.new_homeserver != from {
-        return Ok(Answer::Forbidden(
-            json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
-        ));
-    }
-    // No time window here: the call may have waited in the new home's outbox for days
-    // while this server was down, and the new home checked the time at sign-in. Order
-    // comes from the timestamps: an older proof than the last one applied is refused.
-    check_signature(user, &proof)?;
     Ok(
         match fed
             .services
-            .moved_away_from_here(from, id, user, proof)
+            .moved_away_from_here(from, id, call.user_id, proof)
             .await?
         {
             MovedAway::Applied => Answer::Done(json!({ "applied": true })),
+            MovedAway::NotFromNewHome => Answer::Forbidden(
+                json!({ "error": "forbidden", "message": "only the new home server announces a migration" }),
+            ),
             MovedAway::UnknownUser => {
                 Answer::NotFound(json!({ "error": "unknown_user", "message": "no such user here" }))
             }
