@@ -1,6 +1,7 @@
 //! Business rules, independent of HTTP: accounts and tokens, guilds, channels, roles,
-//! members, invites, bans, messages, reactions, pins and files. Every operation takes the
-//! acting user and checks permissions itself, so no route can forget to.
+//! members, invites, bans, messages, reactions, pins and files; and what a server keeps of
+//! users homed elsewhere (shadow accounts, remote profiles, migrations). Every operation
+//! takes the acting user and checks permissions itself, so no route can forget to.
 
 pub mod access;
 pub mod accounts;

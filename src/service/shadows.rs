@@ -762,3 +762,53 @@ impl Services {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_profile_document_is_read_leniently_and_cleaned() {
+        let document = ProfileDocument::read(json!({
+            "id": 7,
+            "name": "Ann\u{7}ie",
+            "username": "annie",
+            "avatar_url": "javascript:alert(1)",
+            "avatar_color": "#12ab9F",
+            "bio": ["not", "text"],
+            "presence": "nonsense",
+            "added_later": true,
+        }));
+        assert_eq!(document.id, "");
+        assert_eq!(document.user_id(), None);
+        let (username, profile) = document.cleaned();
+        assert_eq!(username, "annie");
+        assert_eq!(profile.name, "Annie");
+        assert_eq!(profile.avatar_url, "");
+        assert_eq!(profile.avatar_color, "#12ab9F");
+        assert_eq!(profile.bio, "");
+        assert_eq!(profile.presence, Presence::default());
+        let (_, profile) = ProfileDocument::read(json!({
+            "avatar_url": "https://example.org/a.png",
+            "avatar_color": "#12345",
+            "bio": "x".repeat(2000),
+        }))
+        .cleaned();
+        assert_eq!(profile.avatar_url, "https://example.org/a.png");
+        assert_eq!(profile.avatar_color, "");
+        assert_eq!(profile.bio.chars().count(), 1000);
+        assert!(ProfileDocument::read(json!("not an object")).id.is_empty());
+    }
+
+    #[test]
+    fn verify_users_answer_reads_versions_as_text_or_numbers() {
+        let answer: VerifyUserAnswer =
+            serde_json::from_value(json!({ "version": "42", "push_token": 5 })).unwrap();
+        assert_eq!((answer.version, answer.push_token), (42, None));
+        let answer: VerifyUserAnswer =
+            serde_json::from_value(json!({ "version": 7, "user": "x" })).unwrap();
+        assert_eq!(answer.version, 7);
+        assert!(answer.user.username.is_empty());
+    }
+}
