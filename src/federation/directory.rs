@@ -8,11 +8,11 @@ use super::{outbound, FederationError};
 use crate::federation::Federation;
 use crate::model::*;
 use crate::service::accounts::PublicUser;
+use crate::service::profiles::ProfileDocument;
 use crate::service::remote_users::{
     check_query, public_of_entry, search_directory, search_local, DEFAULT_SEARCH_LIMIT,
     MAX_SEARCH_LIMIT,
 };
-use crate::service::shadows::ProfileDocument;
 use crate::storage::{tables::*, Rows, StoreError};
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -843,7 +843,7 @@ impl Services {
             tx.emit("user_update", audience, None, &after)?;
             let call = Call::ProfileUpdated(outbox::ProfileUpdated {
                 id: None,
-                user: super::shadows::ProfileDocument::of(&after),
+                user: super::profiles::ProfileDocument::of(&after),
             });
             outbox::queue_to(tx, ids, &targets, &call)?;
             Ok::<_, Error>(Flow::Done(()))
@@ -964,7 +964,7 @@ fn announce_created(
 ) -> Result<()> {
     let call = Call::UserCreated(outbox::UserCreated {
         id: None,
-        user: super::shadows::ProfileDocument::of(&PublicUser::of(user, origin)),
+        user: super::profiles::ProfileDocument::of(&PublicUser::of(user, origin)),
         // The user's own word that this server is their home (see `directory`).
         certificate: certificate.map(str::to_string),
     });

@@ -5,7 +5,7 @@
 //! `update_homeserver`, and a host follows a move its shadow's home answered with.
 
 use super::outbox::{self, Call, UpdateHomeserver};
-use super::shadows::{emit_user_update, text};
+use super::profiles::{emit_user_update, text};
 use super::Services;
 use crate::auth::migration::{check_proof, check_signature, MigrationProof, ProofError};
 use crate::model::*;

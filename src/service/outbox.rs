@@ -37,7 +37,7 @@ pub struct UserCreated {
     #[serde(default, skip_serializing)]
     pub id: Option<String>,
     /// The public profile.
-    pub user: super::shadows::ProfileDocument,
+    pub user: super::profiles::ProfileDocument,
     /// The device certificate the user signed at sign-up naming the sender as home.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
@@ -51,7 +51,7 @@ pub struct ProfileUpdated {
     #[serde(default, skip_serializing)]
     pub id: Option<String>,
     /// The public profile.
-    pub user: super::shadows::ProfileDocument,
+    pub user: super::profiles::ProfileDocument,
 }
 
 /// `{id, user_id, jkt, removed_at}`: a home removed one of the user's devices.
@@ -429,7 +429,7 @@ mod tests {
         ));
         let created = Call::UserCreated(UserCreated {
             id: None,
-            user: super::super::shadows::ProfileDocument {
+            user: super::super::profiles::ProfileDocument {
                 id: user.to_text(),
                 ..Default::default()
             },

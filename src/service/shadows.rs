@@ -1,10 +1,8 @@
-//! Shadow accounts and remote profiles: the account a user homed elsewhere gets here on
-//! their own evidence (a device certificate naming the home), the profiles their home
-//! sends (`user_created`, `profile_updated`, VerifyUser's answer) read and cleaned in one
-//! place, the deletions it announces, and the refreshes of profiles gone stale (mzchat
-//! Synced profiles): a synced shadow account whose profile is older than
-//! `federation.profile_refresh_secs` is refreshed with VerifyUser when it is looked up, at
-//! most one call pending per user; the cached profile is served meanwhile.
+//! Shadow accounts: the account a user homed elsewhere gets here on their own evidence (a
+//! device certificate naming the home), VerifyUser on both sides (the home's answer, and
+//! the host applying it), and what a home announces about its users (`user_created`,
+//! `user_deleted`, `profile_updated`). The profiles themselves are read in
+//! `service::profiles`; keeping them fresh is `service::refresh`.
 //!
 //! A profile's `version` is an id from the home's generator (the call id, or a fresh id in
 //! VerifyUser's answer), so a late retry never overwrites a newer profile.
@@ -14,143 +12,12 @@ use super::inbox::first_delivery;
 use super::lifecycle::{self, bury, deleted_by_home, remove_user_everywhere};
 use super::migration::MovedAnswer;
 use super::outbox::{queue_verify, UserRef};
+use super::profiles::{document, emit_user_update, optional_text, version, ProfileDocument};
 use super::{remote_users, Error, Services};
 use crate::model::*;
-use crate::storage::{tables::*, Rows, StoreError, Tx};
+use crate::storage::{tables::*, StoreError, Tx};
 use crate::system::now;
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::Value;
-
-/// A profile document as a peer sends it (`{id, name, username, homeserver, avatar_url,
-/// avatar_color, bio, presence}`, what [`PublicUser`] shows). Read leniently: a field of
-/// the wrong kind reads as empty, and fields this server does not know are ignored, so
-/// the document may grow. [`ProfileDocument::cleaned`] is what a receiver keeps of it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ProfileDocument {
-    /// User id.
-    #[serde(default, deserialize_with = "text")]
-    pub id: String,
-    /// Display name.
-    #[serde(default, deserialize_with = "text")]
-    pub name: String,
-    /// Login name on the home server.
-    #[serde(default, deserialize_with = "text")]
-    pub username: String,
-    /// Home server origin.
-    #[serde(default, deserialize_with = "text")]
-    pub homeserver: String,
-    /// Avatar link.
-    #[serde(default, deserialize_with = "text")]
-    pub avatar_url: String,
-    /// Avatar fallback colour.
-    #[serde(default, deserialize_with = "text")]
-    pub avatar_color: String,
-    /// Bio.
-    #[serde(default, deserialize_with = "text")]
-    pub bio: String,
-    /// Presence preference.
-    #[serde(default, deserialize_with = "presence")]
-    pub presence: Presence,
-}
-
-/// A text field, or empty when it is not text.
-pub(super) fn text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    Ok(Value::deserialize(deserializer)?
-        .as_str()
-        .unwrap_or("")
-        .to_string())
-}
-
-/// A presence, or the default when it is not one.
-fn presence<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Presence, D::Error> {
-    Ok(serde_json::from_value(Value::deserialize(deserializer)?).unwrap_or_default())
-}
-
-/// A profile document, or an empty one when it is not an object.
-fn document<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ProfileDocument, D::Error> {
-    Ok(ProfileDocument::read(Value::deserialize(deserializer)?))
-}
-
-/// A version sent as a decimal string (or a number).
-fn version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    let value = Value::deserialize(deserializer)?;
-    Ok(value
-        .as_str()
-        .and_then(|v| v.parse().ok())
-        .or_else(|| value.as_u64())
-        .unwrap_or(0))
-}
-
-/// Text, or `None` when it is not text.
-fn optional_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
-    Ok(Value::deserialize(deserializer)?
-        .as_str()
-        .map(str::to_string))
-}
-
-impl ProfileDocument {
-    /// What others see of a user, as a document to send.
-    pub fn of(user: &PublicUser) -> ProfileDocument {
-        ProfileDocument {
-            id: user.id.to_text(),
-            name: user.name.clone(),
-            username: user.username.clone(),
-            homeserver: user.homeserver.clone(),
-            avatar_url: user.avatar_url.clone(),
-            avatar_color: user.avatar_color.clone(),
-            bio: user.bio.clone(),
-            presence: user.presence,
-        }
-    }
-
-    /// Reads a document from any JSON value (anything but an object reads as empty).
-    pub fn read(value: Value) -> ProfileDocument {
-        serde_json::from_value(value).unwrap_or_default()
-    }
-
-    /// The user id the document names, if it is one.
-    pub fn user_id(&self) -> Option<UserId> {
-        UserId::parse(&self.id)
-    }
-
-    /// The username and profile a receiver keeps, cleaned: bounded lengths, no control
-    /// characters, http(s) avatars only, `#rrggbb` colours.
-    pub fn cleaned(&self) -> (String, Profile) {
-        let text = |value: &str, max: usize| -> String {
-            value
-                .chars()
-                .filter(|c| !c.is_control())
-                .take(max)
-                .collect()
-        };
-        let avatar_url = text(&self.avatar_url, 512);
-        let avatar_url = if avatar_url.starts_with("http://") || avatar_url.starts_with("https://")
-        {
-            avatar_url
-        } else {
-            String::new()
-        };
-        let avatar_color = text(&self.avatar_color, 7);
-        let avatar_color = if avatar_color.len() == 7
-            && avatar_color.starts_with('#')
-            && avatar_color[1..].bytes().all(|b| b.is_ascii_hexdigit())
-        {
-            avatar_color
-        } else {
-            String::new()
-        };
-        (
-            text(&self.username, 32),
-            Profile {
-                name: text(&self.name, 100),
-                avatar_url,
-                avatar_color,
-                bio: text(&self.bio, 1000),
-                presence: self.presence,
-            },
-        )
-    }
-}
+use serde::Deserialize;
 
 /// VerifyUser's answer from a home: `{user, push_token, version}` (read leniently, as a
 /// [`ProfileDocument`] is).
@@ -165,27 +32,6 @@ struct VerifyUserAnswer {
     /// The profile's version.
     #[serde(default, deserialize_with = "version")]
     version: u64,
-}
-
-/// Tells the user's guilds (and the user) that their profile changed.
-pub fn emit_user_update(tx: &Tx, user: &User) -> Result<(), StoreError> {
-    let guilds = tx
-        .rows(USER_GUILD, Rows::prefix(user.id))?
-        .into_iter()
-        .map(|((_, guild), _)| guild)
-        .collect();
-    tx.emit(
-        "user_update",
-        Audience {
-            guilds,
-            users: vec![user.id],
-            ..Audience::default()
-        },
-        None,
-        // Shadows always name their home, so this server's origin is not needed.
-        &PublicUser::of(user, ""),
-    )?;
-    Ok(())
 }
 
 /// Applies a profile from `home` at `version` to a shadow account: notes that the profile
@@ -325,63 +171,6 @@ fn check_home_evidence(user: UserId, home: &str, evidence: HomeEvidence<'_>) -> 
         )));
     }
     Ok(())
-}
-
-/// Least time between two VerifyUser calls [`Services::verify_soon`] queues for one user,
-/// seconds.
-const VERIFY_SOON_SECS: u64 = 30;
-
-/// Whether a VerifyUser for the shadow is still waiting in the outbox.
-fn refresh_pending(tx: &Tx, state: &ShadowSync) -> Result<bool, StoreError> {
-    match state.pending_call {
-        Some(id) => tx.contains(OUTBOX, Id(id)),
-        None => Ok(false),
-    }
-}
-
-/// Of `users`, the synced shadows whose profile is older than `max_age` seconds (or was
-/// never confirmed) and that have no refresh pending, with their homes.
-fn stale(
-    tx: &Tx,
-    users: &[UserId],
-    max_age: u64,
-    t: u64,
-) -> Result<Vec<(UserId, String)>, StoreError> {
-    let mut out: Vec<(UserId, String)> = Vec::new();
-    for user in users {
-        if out.iter().any(|(u, _)| u == user) {
-            continue;
-        }
-        let Some(shadow) = tx.get(USER, *user)? else {
-            continue;
-        };
-        if shadow.homeserver.is_empty() || !shadow.profile_synced {
-            continue;
-        }
-        let state = tx.get(SHADOW_SYNC, *user)?.unwrap_or_default();
-        let fresh = state.home == shadow.homeserver && state.synced_at + max_age > t;
-        if fresh || refresh_pending(tx, &state)? {
-            continue;
-        }
-        out.push((*user, shadow.homeserver));
-    }
-    Ok(out)
-}
-
-/// The home to ask about shadow `user` for [`Services::verify_soon`], if a call is due.
-fn verify_due(tx: &Tx, user: UserId, t: u64) -> Result<Option<String>, StoreError> {
-    let Some(shadow) = tx.get(USER, user)? else {
-        return Ok(None);
-    };
-    if shadow.homeserver.is_empty() {
-        return Ok(None);
-    }
-    let state = tx.get(SHADOW_SYNC, user)?.unwrap_or_default();
-    let recent = state.home == shadow.homeserver && state.synced_at + VERIFY_SOON_SECS > t;
-    if recent || refresh_pending(tx, &state)? {
-        return Ok(None);
-    }
-    Ok(Some(shadow.homeserver))
 }
 
 /// Whether `from` may speak for `user` here: not a user homed here, not a shadow of a
@@ -556,60 +345,6 @@ impl Services {
             .await
     }
 
-    /// Queues VerifyUser for each of `users` that is a synced shadow with a profile older
-    /// than `federation.profile_refresh_secs` and no refresh pending. Looking a user up
-    /// calls this and serves the cached profile meanwhile, so lookups work while the home
-    /// is down.
-    pub async fn refresh_stale(&self, users: &[UserId]) -> Result<usize, StoreError> {
-        if users.is_empty() {
-            return Ok(0);
-        }
-        let max_age = self.config.federation.profile_refresh_secs;
-        let t = now();
-        let candidates = self.store.read(|tx| stale(tx, users, max_age, t))?;
-        if candidates.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Id> = candidates.iter().map(|_| self.next_id()).collect();
-        self.store
-            .write(move |tx| {
-                let users: Vec<UserId> = candidates.iter().map(|(u, _)| *u).collect();
-                // Checked again in the commit: another lookup may have queued one meanwhile.
-                let still = stale(tx, &users, max_age, t)?;
-                for ((user, home), id) in still.iter().zip(ids) {
-                    queue_verify(tx, *user, home, id)?;
-                }
-                Ok::<_, StoreError>(still.len())
-            })
-            .await
-    }
-
-    /// [`Services::refresh_stale`] for a lookup: failures are logged, never shown to the
-    /// user, who gets the cached profile either way.
-    pub async fn refresh_on_lookup(&self, users: &[UserId]) {
-        if let Err(e) = self.refresh_stale(users).await {
-            log::error!("cannot queue a profile refresh: {e}");
-        }
-    }
-
-    /// Queues VerifyUser for the shadow account `user` to the home it knows, unless one is
-    /// pending or the home confirmed the user in the last `VERIFY_SOON_SECS`: when a
-    /// client shows another home for the user, the known home may answer that they moved.
-    pub async fn verify_soon(&self, user: UserId) -> Result<(), StoreError> {
-        if self.store.read(|tx| verify_due(tx, user, now()))?.is_none() {
-            return Ok(());
-        }
-        let id = self.next_id();
-        self.store
-            .write(move |tx| {
-                let Some(home) = verify_due(tx, user, now())? else {
-                    return Ok::<_, StoreError>(());
-                };
-                queue_verify(tx, user, &home, id)
-            })
-            .await
-    }
-
     /// Answers VerifyUser for a user homed here, and notes that `from` keeps their shadow.
     pub async fn verify_user(&self, from: &str, user: UserId) -> Result<Verified, StoreError> {
         // Made before the profile is read, so a `profile_updated` queued after this
@@ -767,39 +502,6 @@ impl Services {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn a_profile_document_is_read_leniently_and_cleaned() {
-        let document = ProfileDocument::read(json!({
-            "id": 7,
-            "name": "Ann\u{7}ie",
-            "username": "annie",
-            "avatar_url": "javascript:alert(1)",
-            "avatar_color": "#12ab9F",
-            "bio": ["not", "text"],
-            "presence": "nonsense",
-            "added_later": true,
-        }));
-        assert_eq!(document.id, "");
-        assert_eq!(document.user_id(), None);
-        let (username, profile) = document.cleaned();
-        assert_eq!(username, "annie");
-        assert_eq!(profile.name, "Annie");
-        assert_eq!(profile.avatar_url, "");
-        assert_eq!(profile.avatar_color, "#12ab9F");
-        assert_eq!(profile.bio, "");
-        assert_eq!(profile.presence, Presence::default());
-        let (_, profile) = ProfileDocument::read(json!({
-            "avatar_url": "https://example.org/a.png",
-            "avatar_color": "#12345",
-            "bio": "x".repeat(2000),
-        }))
-        .cleaned();
-        assert_eq!(profile.avatar_url, "https://example.org/a.png");
-        assert_eq!(profile.avatar_color, "");
-        assert_eq!(profile.bio.chars().count(), 1000);
-        assert!(ProfileDocument::read(json!("not an object")).id.is_empty());
-    }
 
     #[test]
     fn verify_users_answer_reads_versions_as_text_or_numbers() {

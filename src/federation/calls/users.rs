@@ -31,7 +31,8 @@ use crate::federation::{Federation, FederationError};
 use crate::model::UserId;
 use crate::service::accounts::PublicUser;
 use crate::service::outbox::{ProfileUpdated, UserCreated, UserRef};
-use crate::service::shadows::{Announced, ProfileDocument, Verified};
+use crate::service::profiles::ProfileDocument;
+use crate::service::shadows::{Announced, Verified};
 use serde::Serialize;
 use serde_json::json;
 
