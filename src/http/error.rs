@@ -123,6 +123,7 @@ impl From<Error> for ApiError {
             Error::Forbidden(_) => ApiError::new(403, "forbidden", message),
             Error::HomeNotProven(_) => ApiError::new(401, "home_not_proven", message),
             Error::NotHome(_) => ApiError::new(403, "not_home_server", message),
+            Error::DeletedByHome => ApiError::new(403, "forbidden", message),
             Error::Banned => ApiError::new(403, "banned", message),
             Error::NotFound(what) => ApiError::new(404, format!("unknown_{what}"), message),
             Error::Conflict { code, .. } => ApiError::new(409, code, message),

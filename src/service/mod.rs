@@ -58,6 +58,10 @@ pub enum Error {
     /// The user is known here with another home (403, `not_home_server`).
     #[error("{0}")]
     NotHome(String),
+    /// The user's home deleted the account, and has not announced it again (403,
+    /// `forbidden`).
+    #[error("this account was deleted by its home server")]
+    DeletedByHome,
     /// The user is banned from the guild (403).
     #[error("you are banned from this guild")]
     Banned,

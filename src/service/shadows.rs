@@ -122,10 +122,6 @@ pub fn verify_user_answered(
     Ok(())
 }
 
-fn deleted_error() -> Error {
-    Error::Forbidden("this account was deleted by its home server".into())
-}
-
 /// What a client shows, the first time it uses this server with a peer's token, to prove
 /// which server is its user's home: the device certificate K_id signed for the key that
 /// signs the request's DPoP proof. A peer's token alone is only that peer's word.
@@ -284,7 +280,7 @@ impl Services {
                     "this user is not homed at {home} as far as this server knows"
                 )));
             }
-            None if deleted => return Err(deleted_error()),
+            None if deleted => return Err(Error::DeletedByHome),
             None => {}
         }
         check_home_evidence(user, home, evidence)?;
@@ -301,7 +297,7 @@ impl Services {
                     )));
                 }
                 if deleted_by_home(tx, user, &home)? {
-                    return Err(deleted_error());
+                    return Err(Error::DeletedByHome);
                 }
                 // Start from what the home announced, if it did; VerifyUser confirms it. An
                 // entry naming another home was that peer's word, which the user's own
