@@ -46,9 +46,6 @@ where
     }
 }
 
-// The voice handlers take their path parameters from here.
-pub(super) use super::{id_param, user_param};
-
 pub fn install(server: &mut Server) {
     server.at("/").get(super::web::index);
     server.at("/invite/:code").get(super::web::index);

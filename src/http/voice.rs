@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// `POST /api/v1/channels/{channel_id}/voice`: a ticket for joining the room.
 pub async fn ticket(req: Req, me: Principal) -> ApiResult {
-    let channel = super::routes::id_param(&req, "channel_id")?;
+    let channel = super::id_param(&req, "channel_id")?;
     let app = req.state();
     let access = app.services.voice_access(me.user, channel)?;
     if !app.voice.has_room_for(me.user, channel) {
@@ -78,7 +78,7 @@ pub async fn upgrade(req: Req) -> ApiResult {
 
 /// `GET /api/v1/channels/{channel_id}/voice`: who is in a voice channel.
 pub async fn participants(req: Req, me: Principal) -> ApiResult {
-    let channel = super::routes::id_param(&req, "channel_id")?;
+    let channel = super::id_param(&req, "channel_id")?;
     let app = req.state();
     app.services.voice_visible(me.user, channel)?;
     json(200, &app.voice.participants(channel))
@@ -86,7 +86,7 @@ pub async fn participants(req: Req, me: Principal) -> ApiResult {
 
 /// `GET /api/v1/guilds/{guild_id}/voice`: who is in each voice channel the caller sees.
 pub async fn guild_states(req: Req, me: Principal) -> ApiResult {
-    let guild = super::routes::id_param(&req, "guild_id")?;
+    let guild = super::id_param(&req, "guild_id")?;
     let app = req.state();
     let mut all = Vec::new();
     for channel in app.services.visible_voice_channels(me.user, guild)? {
@@ -115,8 +115,8 @@ fn some_or_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<
 /// (MOVE_MEMBERS in both channels; the member must be allowed to connect there) or
 /// disconnects them (`"channel_id": null`, MOVE_MEMBERS).
 pub async fn moderate(mut req: Req, me: Principal) -> ApiResult {
-    let guild = super::routes::id_param(&req, "guild_id")?;
-    let target = super::routes::user_param(&req, "user_id", &me)?;
+    let guild = super::id_param(&req, "guild_id")?;
+    let target = super::user_param(&req, "user_id", &me)?;
     let body: Moderation = json_body(&mut req).await?;
     let app = req.state();
     if body.mute.is_none() && body.deaf.is_none() && body.channel_id.is_none() {

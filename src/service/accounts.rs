@@ -2,6 +2,7 @@
 //! devices, logout, profiles and per-user settings.
 
 use super::outbox::{self, Call, Flow};
+use super::profiles::PublicUser;
 use super::{check_name, check_text, invalid, Error, Result, Services};
 use crate::auth::{device_cert, password, tokens};
 use crate::model::*;
@@ -45,48 +46,6 @@ pub struct TokenGrant {
     pub refresh_token: String,
     /// The user's id.
     pub user_id: String,
-}
-
-/// What others see of a user.
-#[derive(Debug, Serialize)]
-pub struct PublicUser {
-    /// User id.
-    pub id: UserId,
-    /// Display name.
-    pub name: String,
-    /// Login name on the home server.
-    pub username: String,
-    /// Home server origin.
-    pub homeserver: String,
-    /// Avatar link.
-    pub avatar_url: String,
-    /// Avatar fallback colour.
-    pub avatar_color: String,
-    /// Bio.
-    pub bio: String,
-    /// Presence preference.
-    pub presence: Presence,
-}
-
-impl PublicUser {
-    /// What others see of `u`; `origin` is this server's, shown as the home server of
-    /// local users (stored as an empty string, so the origin may change).
-    pub fn of(u: &User, origin: &str) -> Self {
-        PublicUser {
-            id: u.id,
-            name: u.profile.name.clone(),
-            username: u.username.clone(),
-            homeserver: if u.homeserver.is_empty() {
-                origin.to_string()
-            } else {
-                u.homeserver.clone()
-            },
-            avatar_url: u.profile.avatar_url.clone(),
-            avatar_color: u.profile.avatar_color.clone(),
-            bio: u.profile.bio.clone(),
-            presence: u.profile.presence,
-        }
-    }
 }
 
 /// The user's own view: public fields plus private settings.

@@ -2,9 +2,9 @@
 //! joining by one, and invites made from the administrator's tools.
 
 use super::access::{channel_access, GuildAccess};
-use super::accounts::PublicUser;
 use super::guilds::{add_member, guild_channels, load_channel_in, sorted_channels, GuildView};
 use super::members::MemberView;
+use super::profiles::PublicUser;
 use super::{invalid, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{tables::*, Rows, Tx};

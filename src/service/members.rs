@@ -1,8 +1,8 @@
 //! Members of a guild: listing them, nicknames, leaving, kicks and bans.
 
 use super::access::GuildAccess;
-use super::accounts::PublicUser;
 use super::guilds::bump;
+use super::profiles::PublicUser;
 use super::{check_text, invalid, Error, Result, Services};
 use crate::model::*;
 use crate::storage::{tables::*, Rows, Tx};

@@ -2,11 +2,52 @@
 //! `profile_updated`, VerifyUser's answer and search results), read leniently and cleaned
 //! in one place, and the event that tells a user's guilds their profile changed.
 
-use super::accounts::PublicUser;
 use crate::model::*;
 use crate::storage::{tables::*, Rows, StoreError, Tx};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
+
+/// What others see of a user.
+#[derive(Debug, Serialize)]
+pub struct PublicUser {
+    /// User id.
+    pub id: UserId,
+    /// Display name.
+    pub name: String,
+    /// Login name on the home server.
+    pub username: String,
+    /// Home server origin.
+    pub homeserver: String,
+    /// Avatar link.
+    pub avatar_url: String,
+    /// Avatar fallback colour.
+    pub avatar_color: String,
+    /// Bio.
+    pub bio: String,
+    /// Presence preference.
+    pub presence: Presence,
+}
+
+impl PublicUser {
+    /// What others see of `u`; `origin` is this server's, shown as the home server of
+    /// local users (stored as an empty string, so the origin may change).
+    pub fn of(u: &User, origin: &str) -> Self {
+        PublicUser {
+            id: u.id,
+            name: u.profile.name.clone(),
+            username: u.username.clone(),
+            homeserver: if u.homeserver.is_empty() {
+                origin.to_string()
+            } else {
+                u.homeserver.clone()
+            },
+            avatar_url: u.profile.avatar_url.clone(),
+            avatar_color: u.profile.avatar_color.clone(),
+            bio: u.profile.bio.clone(),
+            presence: u.profile.presence,
+        }
+    }
+}
 
 /// A profile document as a peer sends it (`{id, name, username, homeserver, avatar_url,
 /// avatar_color, bio, presence}`, what [`PublicUser`] shows). Read leniently: a field of

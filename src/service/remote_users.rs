@@ -12,7 +12,7 @@
 //! - **Search**: the local side of Refrain's proxied search (query check, ranking, local
 //!   users and the directory's entries of a home).
 
-use super::accounts::PublicUser;
+use super::profiles::PublicUser;
 use super::{invalid, Error, Services};
 use crate::model::*;
 use crate::storage::{tables::*, Rows, StoreError, Tx};

@@ -7,11 +7,11 @@
 //! A profile's `version` is an id from the home's generator (the call id, or a fresh id in
 //! VerifyUser's answer), so a late retry never overwrites a newer profile.
 
-use super::accounts::PublicUser;
 use super::inbox::first_delivery;
 use super::lifecycle::{self, bury, deleted_by_home, remove_user_everywhere};
 use super::migration::MovedAnswer;
 use super::outbox::{queue_verify, UserRef};
+use super::profiles::PublicUser;
 use super::profiles::{document, emit_user_update, optional_text, version, ProfileDocument};
 use super::{remote_users, Error, Services};
 use crate::model::*;

@@ -7,6 +7,7 @@ pub mod ban;
 pub mod devices;
 pub mod migration;
 pub mod push;
+pub mod search;
 pub mod users;
 
 pub use crate::service::inbox::first_delivery;
@@ -91,7 +92,7 @@ pub async fn handle(
         crate::service::accounts::DEVICE_REMOVED_CALL => {
             devices::device_removed(fed, from, body).await
         }
-        "search_users" => crate::federation::directory::search_users(fed, body),
+        "search_users" => search::search_users(fed, body),
         other => Ok(Answer::NotFound(
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),
         )),

@@ -29,9 +29,9 @@
 use super::Answer;
 use crate::federation::{Federation, FederationError};
 use crate::model::UserId;
-use crate::service::accounts::PublicUser;
 use crate::service::outbox::{ProfileUpdated, UserCreated, UserRef};
 use crate::service::profiles::ProfileDocument;
+use crate::service::profiles::PublicUser;
 use crate::service::shadows::{Announced, Verified};
 use serde::Serialize;
 use serde_json::json;

@@ -217,6 +217,6 @@ pub async fn register(mut req: Req) -> ApiResult {
     let user = services(&req).register(body, "registered device").await?;
     json(
         201,
-        &accounts::PublicUser::of(&user, &services(&req).origin),
+        &crate::service::profiles::PublicUser::of(&user, &services(&req).origin),
     )
 }
