@@ -72,3 +72,50 @@ pub fn unbury(tx: &Tx, user: UserId, home: &str) -> Result<(), StoreError> {
     tx.delete(USER_TOMBSTONE, (user, home))?;
     Ok(())
 }
+
+/// What became of a `device_removed` from a user's home
+/// ([`Services::apply_device_removed`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum DeviceRemoval {
+    /// The user is not known here: nothing to do.
+    UnknownUser,
+    /// The sender is not the user's home.
+    NotHome,
+    /// Applied before (the same call again), or applied now: whether it changed anything.
+    Applied(bool),
+}
+
+impl super::Services {
+    /// Applies the removal of `user`'s device `jkt` at `removed_at` that the server
+    /// `from` sent as call `call_id`: the device's grants here end and its sessions are
+    /// signed out, if `from` is the user's home and the call is new.
+    pub async fn apply_device_removed(
+        &self,
+        from: String,
+        call_id: u64,
+        user: UserId,
+        jkt: String,
+        removed_at: u64,
+    ) -> super::Result<DeviceRemoval> {
+        let device = jkt.clone();
+        let removal = self
+            .store
+            .write(move |tx| {
+                match tx.get(USER, user)?.map(|u| u.homeserver) {
+                    None => return Ok(DeviceRemoval::UnknownUser),
+                    Some(home) if home != from => return Ok(DeviceRemoval::NotHome),
+                    Some(_) => {}
+                }
+                if !super::inbox::first_delivery(tx, &from, call_id)? {
+                    return Ok(DeviceRemoval::Applied(false));
+                }
+                let applied = super::accounts::remove_remote_device(tx, user, &device, removed_at)?;
+                Ok::<_, super::Error>(DeviceRemoval::Applied(applied))
+            })
+            .await?;
+        if removal == DeviceRemoval::Applied(true) {
+            self.signed_out(user, Some(&jkt));
+        }
+        Ok(removal)
+    }
+}

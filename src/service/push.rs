@@ -415,3 +415,95 @@ pub fn plan(
     }
     Ok(planned)
 }
+
+/// What the home did with a relayed notification ([`Services::relay_notification`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Relayed {
+    /// The user is not homed here.
+    NotHomed,
+    /// The token's grant was revoked (by the user, or by removing the peer), or never
+    /// recorded here.
+    GrantRevoked,
+    /// The call was applied already.
+    Duplicate,
+    /// This many deliveries were queued, one per distributor.
+    Queued(usize),
+}
+
+impl Services {
+    /// At the user's home: queues a delivery of `notice` to each of the user's
+    /// distributors, if the grant `jti` (of a token already checked) still stands and the
+    /// call (`notice.host`, `call_id`) was not applied before; all in one commit.
+    pub async fn relay_notification(
+        &self,
+        notice: Notice,
+        call_id: u64,
+        jti: String,
+    ) -> Result<Relayed, StoreError> {
+        let user = notice.user;
+        let distributors = self
+            .store
+            .read(|tx| tx.get(USER, user))?
+            .map(|u| u.push_distributors.len())
+            .unwrap_or(0);
+        let ids: Vec<Id> = (0..distributors).map(|_| self.next_id()).collect();
+        self.store
+            .write(move |tx| {
+                let Some(local) = tx.get(USER, user)?.filter(|u| u.homeserver.is_empty()) else {
+                    return Ok(Relayed::NotHomed);
+                };
+                if !tx.contains(PUSH_GRANT, (user, notice.host.as_str(), jti.as_str()))? {
+                    return Ok(Relayed::GrantRevoked);
+                }
+                if !super::inbox::first_delivery(tx, &notice.host, call_id)? {
+                    return Ok(Relayed::Duplicate);
+                }
+                let body = notice.delivery_body();
+                let mut queued = 0;
+                for (id, url) in ids.into_iter().zip(&local.push_distributors) {
+                    enqueue(tx, id, url, &body)?;
+                    queued += 1;
+                }
+                Ok(Relayed::Queued(queued))
+            })
+            .await
+    }
+
+    /// Runs the fan-out job `job` (outbox item `job_id`): plans its notifications and
+    /// deliveries and queues them in the commit that removes the job. A job body this
+    /// build cannot read plans nothing and is removed, not retried forever.
+    pub async fn run_push_fanout(&self, job_id: Id, job: &str) -> Result<(), StoreError> {
+        let planned = match serde_json::from_str::<PushFanout>(job) {
+            Ok(job) => self
+                .store
+                .read(|tx| plan(tx, &self.origin, job.channel_id, job.message_id))?,
+            Err(_) => Vec::new(),
+        };
+        let ids: Vec<Id> = planned.iter().map(|_| self.next_id()).collect();
+        self.store
+            .write(move |tx| {
+                if !tx.delete(OUTBOX, job_id)? {
+                    return Ok(());
+                }
+                for (id, p) in ids.into_iter().zip(planned) {
+                    enqueue(tx, id, &p.target, &p.call)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
+
+/// The home refused the token a PushNotification carried (`sent`, the queued call's
+/// body): it is dropped here, unless a newer one arrived meanwhile, so this server stops
+/// sending it. Runs in the commit that removes the call from the outbox.
+pub fn token_refused(tx: &Tx, sent: &str) -> Result<(), StoreError> {
+    let Ok(sent) = serde_json::from_str::<PushNotification>(sent) else {
+        return Ok(());
+    };
+    let user = sent.user_id;
+    if tx.get(PUSH_DELEGATION, user)?.as_deref() == Some(sent.token.as_str()) {
+        tx.delete(PUSH_DELEGATION, user)?;
+    }
+    Ok(())
+}

@@ -4,13 +4,11 @@
 //! grant here, and the home's tokens for the key issued before the removal. Only the
 //! user's home may send it.
 
-use super::first_delivery;
 use super::Answer;
 use crate::federation::Federation;
 use crate::federation::FederationError;
-use crate::service::accounts::remove_remote_device;
+use crate::service::lifecycle::DeviceRemoval;
 use crate::service::outbox::DeviceRemoved;
-use crate::storage::tables::USER;
 use serde_json::{json, Value};
 
 /// Longest device thumbprint accepted (a SHA-256 in base64url is 43 characters).
@@ -36,34 +34,16 @@ pub async fn device_removed(
         .to_string();
     // A removal time ahead of our clock would refuse the key longer than the home does.
     let removed_at = call.removed_at.min(crate::system::now());
-    let from = from.to_string();
-    let (answer, applied) = fed
+    let removal = fed
         .services
-        .store
-        .write(move |tx| {
-            let home = tx.get(USER, user)?.map(|u| u.homeserver);
-            match home {
-                None => return Ok((Answer::Done(json!({ "applied": false })), false)),
-                Some(home) if home != from => {
-                    return Ok((
-                        Answer::Forbidden(json!({
-                            "error": "not_home",
-                            "message": format!("{from} is not this user's home"),
-                        })),
-                        false,
-                    ))
-                }
-                Some(_) => {}
-            }
-            if !first_delivery(tx, &from, id)? {
-                return Ok((Answer::Done(json!({ "applied": false })), false));
-            }
-            let applied = remove_remote_device(tx, user, &jkt, removed_at)?;
-            Ok::<_, FederationError>((Answer::Done(json!({ "applied": applied })), applied))
-        })
+        .apply_device_removed(from.to_string(), id, user, jkt, removed_at)
         .await?;
-    if applied {
-        fed.services.signed_out(user, Some(&call.jkt));
-    }
-    Ok(answer)
+    Ok(match removal {
+        DeviceRemoval::UnknownUser => Answer::Done(json!({ "applied": false })),
+        DeviceRemoval::NotHome => Answer::Forbidden(json!({
+            "error": "not_home",
+            "message": format!("{from} is not this user's home"),
+        })),
+        DeviceRemoval::Applied(applied) => Answer::Done(json!({ "applied": applied })),
+    })
 }

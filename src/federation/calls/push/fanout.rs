@@ -1,46 +1,17 @@
-//! A message's push fan-out job (a local outbox item queued with the message): planned by
-//! `service::push::plan`, its notifications and deliveries are queued in the commit that
-//! removes the job.
+//! A message's push fan-out job (a local outbox item queued with the message), run from
+//! the outbox worker: the service plans it and queues its notifications and deliveries in
+//! the commit that removes the job; here it is retried with back-off when that fails.
 
 use crate::federation::{outbox, Federation};
 use crate::model::*;
-use crate::service::outbox::{enqueue, PushFanout};
-use crate::service::push::plan;
-use crate::storage::{tables::*, StoreError};
+use crate::storage::tables::OUTBOX;
 use crate::system::now_ms;
 
-/// Runs a fan-out job: queues its notifications and deliveries in the commit that
-/// removes it. On a storage failure it is retried with back-off.
+/// Runs a fan-out job ([`crate::service::Services::run_push_fanout`]); on a storage
+/// failure it is retried with back-off.
 pub async fn fan_out(fed: &Federation, item: OutboxItem) {
-    let job = serde_json::from_str::<PushFanout>(&item.body).ok();
-    let origin = fed.services.origin.clone();
-    let planned = match job {
-        Some(job) => fed
-            .services
-            .store
-            .read(|tx| plan(tx, &origin, job.channel_id, job.message_id)),
-        // A job this build cannot read plans nothing: it is dropped, not retried forever.
-        None => Ok(Vec::new()),
-    };
     let key = Id(item.id);
-    let result = match planned {
-        Ok(planned) => {
-            let ids: Vec<Id> = planned.iter().map(|_| fed.services.next_id()).collect();
-            fed.services
-                .store
-                .write(move |tx| {
-                    if !tx.delete(OUTBOX, key)? {
-                        return Ok(());
-                    }
-                    for (id, p) in ids.into_iter().zip(planned) {
-                        enqueue(tx, id, &p.target, &p.call)?;
-                    }
-                    Ok::<_, StoreError>(())
-                })
-                .await
-        }
-        Err(e) => Err(e),
-    };
+    let result = fed.services.run_push_fanout(key, &item.body).await;
     if let Err(e) = result {
         log::warn!("push fan-out failed, will retry: {e}");
         let mut item = item;

@@ -6,18 +6,11 @@ use super::super::{parse, typed_call_id, Answer};
 use super::tokens::{verify_token, TokenRefusal};
 use crate::federation::{Federation, FederationError};
 use crate::model::*;
-use crate::service::outbox::{enqueue, PushNotification};
-use crate::service::push::{clean, Notice, MAX_PREVIEW_CHARS};
-use crate::storage::{tables::*, StoreError, Tx};
+use crate::service::outbox::PushNotification;
+use crate::service::push::{clean, token_refused, Notice, Relayed, MAX_PREVIEW_CHARS};
+use crate::storage::{StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
-
-enum Received {
-    NotHomed,
-    Refused(TokenRefusal),
-    Duplicate,
-    Queued(usize),
-}
 
 /// Handles PushNotification from `from` (a verified peer).
 pub async fn push_notification(
@@ -52,42 +45,17 @@ pub async fn push_notification(
         Ok(jti) => jti,
         Err(refusal) => return Ok(refusal.answer(from)),
     };
-    let distributors = fed
-        .services
-        .store
-        .read(|tx| tx.get(USER, user))?
-        .map(|u| u.push_distributors.len())
-        .unwrap_or(0);
-    let ids: Vec<Id> = (0..distributors).map(|_| fed.services.next_id()).collect();
     let received = fed
         .services
-        .store
-        .write(move |tx| {
-            let Some(local) = tx.get(USER, user)?.filter(|u| u.homeserver.is_empty()) else {
-                return Ok(Received::NotHomed);
-            };
-            if !tx.contains(PUSH_GRANT, (user, notice.host.as_str(), jti.as_str()))? {
-                return Ok(Received::Refused(TokenRefusal::Revoked));
-            }
-            if !crate::service::inbox::first_delivery(tx, &notice.host, call_id)? {
-                return Ok(Received::Duplicate);
-            }
-            let body = notice.delivery_body();
-            let mut queued = 0;
-            for (id, url) in ids.into_iter().zip(&local.push_distributors) {
-                enqueue(tx, id, url, &body)?;
-                queued += 1;
-            }
-            Ok::<_, StoreError>(Received::Queued(queued))
-        })
+        .relay_notification(notice, call_id, jti)
         .await?;
     Ok(match received {
-        Received::NotHomed => Answer::NotFound(
+        Relayed::NotHomed => Answer::NotFound(
             json!({ "error": "unknown_user", "message": "no such user homed here" }),
         ),
-        Received::Refused(refusal) => refusal.answer(from),
-        Received::Duplicate => Answer::Done(json!({ "duplicate": true })),
-        Received::Queued(n) => Answer::Done(json!({ "queued": n })),
+        Relayed::GrantRevoked => TokenRefusal::Revoked.answer(from),
+        Relayed::Duplicate => Answer::Done(json!({ "duplicate": true })),
+        Relayed::Queued(n) => Answer::Done(json!({ "queued": n })),
     })
 }
 
@@ -97,14 +65,7 @@ pub fn notification_answered(tx: &Tx, item: &OutboxItem, status: u16) -> Result<
     if status != 403 {
         return Ok(());
     }
-    let Ok(sent) = serde_json::from_str::<PushNotification>(&item.body) else {
-        return Ok(());
-    };
-    let user = sent.user_id;
-    if tx.get(PUSH_DELEGATION, user)?.as_deref() == Some(sent.token.as_str()) {
-        tx.delete(PUSH_DELEGATION, user)?;
-    }
-    Ok(())
+    token_refused(tx, &item.body)
 }
 
 #[cfg(test)]
