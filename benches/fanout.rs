@@ -54,7 +54,7 @@ fn start_server() -> Server {
     std::fs::File::create(&config)
         .and_then(|mut f| {
             f.write_all(
-                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n[gateway]\nmax_connections_per_user = 2000\n[tls]\nenabled = false\n[discovery]\nenabled = false\n",
+                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n[gateway]\nmax_connections_per_user = 2000\n[tls]\nenabled = false\n[discovery]\nenabled = false\n[throttle]\nmax_connections = 8192\nmax_connections_per_address = 8192\nregistrations_per_address_hour = 1000000\nmessages_per_user_minute = 1000000\nmessages_per_address_minute = 1000000\nreactions_per_user_minute = 1000000\nreactions_per_address_minute = 1000000\nuploads_per_user_minute = 1000000\nuploads_per_address_minute = 1000000\n",
             )
         })
         .expect("config");

@@ -37,7 +37,7 @@ fn write_config(dir: &Path) -> PathBuf {
     std::fs::File::create(&path)
         .and_then(|mut f| {
             f.write_all(
-                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 100000\nlogin_attempts_per_address = 1000000\n[federation]\nallow_loopback = true\n[tls]\nenabled = false\n[discovery]\nenabled = false\n",
+                b"[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 100000\nlogin_attempts_per_address = 1000000\n[federation]\nallow_loopback = true\n[tls]\nenabled = false\n[discovery]\nenabled = false\n[throttle]\nmax_connections = 8192\nmax_connections_per_address = 8192\nregistrations_per_address_hour = 1000000\nmessages_per_user_minute = 1000000\nmessages_per_address_minute = 1000000\nreactions_per_user_minute = 1000000\nreactions_per_address_minute = 1000000\nuploads_per_user_minute = 1000000\nuploads_per_address_minute = 1000000\n",
             )
         })
         .expect("config");

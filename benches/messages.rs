@@ -108,7 +108,13 @@ fn main() {
          [tls]\n\
          enabled = false\n\
          [discovery]\n\
-         enabled = false\n",
+         enabled = false\n\
+         # the bench is one address posting as fast as it can\n\
+         [throttle]\n\
+         registrations_per_address_hour = 1000000\n\
+         messages_per_user_minute = 1000000\n\
+         messages_per_address_minute = 1000000\n\
+         max_connections_per_address = 1024\n",
     )
     .expect("write config");
 

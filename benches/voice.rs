@@ -694,7 +694,7 @@ fn try_start_server(tls_section: bool, extra: &str) -> Option<Server> {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("hearth.toml");
     let mut text = String::from(
-        "[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n[discovery]\nenabled = false\n",
+        "[auth]\nargon2_memory_kib = 256\nargon2_iterations = 1\nlogin_failures_per_account = 1000\nlogin_attempts_per_address = 100000\n[discovery]\nenabled = false\n[throttle]\nmax_connections = 8192\nmax_connections_per_address = 8192\nregistrations_per_address_hour = 1000000\nmessages_per_user_minute = 1000000\nmessages_per_address_minute = 1000000\nreactions_per_user_minute = 1000000\nreactions_per_address_minute = 1000000\nuploads_per_user_minute = 1000000\nuploads_per_address_minute = 1000000\n",
     );
     if tls_section {
         text.push_str("[tls]\nenabled = false\n");

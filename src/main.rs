@@ -353,6 +353,51 @@ fn one_thread_for_continue_answers() {
     }
 }
 
+/// Once the server is up, tells the kernel to drop the pages of the program that only
+/// starting it touched. Most of an idle server's memory is the program's own file pages
+/// (the code and constant data of opening the database, making or loading the TLS
+/// certificate, reading the configuration, ...): on the defaults they were 8.9 of its
+/// 10.1 MiB after the first requests. They are clean pages of the executable, so the
+/// kernel may drop them and read them again from the file should they be needed; with
+/// `MADV_PAGEOUT` it does so now, rather than only under memory pressure, and the idle
+/// server measured 6.0 MiB after the same requests (docs/measurements.md). Code that a
+/// later request needs comes back from the file (a read from the SD card on a Pi).
+///
+/// Only the executable's own mappings are touched, never a shared library's or the heap;
+/// a kernel older than 5.4 refuses the advice, which changes nothing.
+fn drop_startup_pages() {
+    let (Ok(exe), Ok(maps)) = (
+        std::fs::read_link("/proc/self/exe"),
+        std::fs::read_to_string("/proc/self/maps"),
+    ) else {
+        return;
+    };
+    for line in maps.lines() {
+        // "start-end perms offset dev inode path"
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [range, _perms, _offset, _dev, _inode, path] = fields[..] else {
+            continue;
+        };
+        if std::path::Path::new(path) != exe {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-').and_then(|(start, end)| {
+            Some((
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+            ))
+        }) else {
+            continue;
+        };
+        // SAFETY: the range is one whole mapping of the executable as the kernel lists
+        // it; MADV_PAGEOUT only reclaims its pages (clean file pages, read again on the
+        // next access) and never changes what the memory holds.
+        unsafe {
+            libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_PAGEOUT);
+        }
+    }
+}
+
 /// Sends a command to the running server, or opens the data directory itself.
 fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Value> {
     let socket = app::admin_socket_path(config);
@@ -406,6 +451,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
                 data_dir.display()
             );
             service_manager::ready(origin, local, scheme, stopping);
+            drop_startup_pages();
         },
     ))?;
     log::info!("stopped");
