@@ -34,6 +34,7 @@ assets![
     "index.html",
     "app.js",
     "api.js",
+    "boxes.js",
     "gateway.js",
     "crypto.js",
     "store.js",

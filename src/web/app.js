@@ -2,7 +2,9 @@
 // Everything the server sends is shown with textContent, never parsed as HTML.
 //
 // This is the boot file: it wires the page's controls and starts the session. The rest:
-//   api.js            the server's API (DPoP-bound tokens, refresh)
+//   api.js            one box's API (DPoP-bound tokens, refresh, the home's token or the
+//                     device-certificate grant at other boxes)
+//   boxes.js          the boxes in use: the home and others, their status, certificates
 //   gateway.js        the realtime WebSocket (tickets, resume, reconnect)
 //   crypto.js         device and identity keys, DPoP proofs, key backups (WebCrypto)
 //   store.js          what the browser keeps in IndexedDB (keys, session)
@@ -15,13 +17,14 @@
 //   messages.js       messages, reactions, pins, uploads, typing indicators
 //   realtime.js       gateway events applied to the state and the screen
 
-import { publicRequest } from './api.js';
+import { publicRequest, unreachable } from './api.js';
 import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, showError } from './dom.js';
 import { origin, s } from './state.js';
 import { authMode, cancelLink, newApi, settings, showApp, showAuth, signIn, signUp, startLink } from './auth.js';
 import { createChannel, createGuild, createInvite, joinDialog } from './guilds.js';
+import { retryBoxes } from './boxes.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
 
@@ -71,6 +74,10 @@ function wire() {
     renderMessages();
     box.scrollTop = box.scrollHeight - before;
   });
+  // Back from another tab (where a box's certificate may just have been accepted), or
+  // back online: boxes that did not answer are tried again at once.
+  window.addEventListener('focus', () => { if (s.api) retryBoxes(); });
+  window.addEventListener('online', () => { if (s.api) retryBoxes(); });
   $('guild-add').addEventListener('click', createGuild);
   $('guild-join').addEventListener('click', joinDialog);
   $('channel-add').addEventListener('click', createChannel);
@@ -89,8 +96,9 @@ function wire() {
     }
     $('dialog-ok').disabled = true;
     try {
+      $('dialog').replaced = false;
       await action();
-      $('dialog').close();
+      if (!$('dialog').replaced) $('dialog').close();
     } catch (err) {
       showError('dialog-error', err);
     } finally {
@@ -125,6 +133,11 @@ async function start() {
       await showApp();
       return;
     } catch (e) {
+      if (unreachable(e)) {
+        // The home is away, not the session: go on with the other boxes.
+        await showApp();
+        return;
+      }
       s.state = null;
       s.api = null;
     }

@@ -2,15 +2,15 @@
 // key from its backup), linking this browser from another device and approving such a
 // link, signing out, and the settings dialog (name, devices, identity key).
 
-import { Api, publicRequest } from './api.js';
+import { Api, CERT_GRANT, publicRequest, unreachable } from './api.js';
 import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, dialog, el, field, showError } from './dom.js';
 import { origin, resetData, s } from './state.js';
-import { loadGuilds, offerInvite } from './guilds.js';
+import { offerInvite, renderGuilds } from './guilds.js';
+import { closeBoxes, connectBox, ensureBox, homeBox, setStatus } from './boxes.js';
 import { leaveVoice } from './voice-channel.js';
 import { renderMessages } from './messages.js';
-import { connectRealtime } from './realtime.js';
 
 async function saveState() {
   await store.saveState(s.state);
@@ -46,13 +46,14 @@ export async function signUp(username, password, display) {
   };
   if (display) body.display_name = display;
   await publicRequest(origin, 'POST', '/api/v1/register', body);
-  s.state = { ...device, identity, username };
+  s.state = { ...device, identity, username, home: wellKnown.origin };
   s.api = newApi();
   await s.api.login(username, password);
 }
 
 export async function signIn(username, password) {
-  s.state = { ...(await freshDevice()), username };
+  const wellKnown = await publicRequest(origin, 'GET', '/.well-known/hearth');
+  s.state = { ...(await freshDevice()), username, home: wellKnown.origin };
   s.api = newApi();
   await s.api.login(username, password);
   // The identity key, from the backup only this password opens.
@@ -71,7 +72,6 @@ export async function signIn(username, password) {
 }
 
 // Linking this browser from a device already signed in (no password typed here).
-const CERT_GRANT = 'urn:hearth:params:oauth:grant-type:device-certificate';
 
 export async function startLink() {
   $('auth-error').textContent = '';
@@ -103,9 +103,12 @@ export async function startLink() {
     }
     if (answer.status !== 'approved') continue;
     s.link = null;
-    s.state = { ...device, username: username || '' };
+    // The certificate the other device made for this browser's key: shown to other
+    // boxes too, as this browser has no K_id to make one.
+    s.state = { ...device, username: username || '', certificate: answer.device_certificate, home: null };
     s.api = newApi();
     try {
+      if (!s.state.home) s.state.home = (await publicRequest(origin, 'GET', '/.well-known/hearth')).origin;
       await s.api.token({ grant_type: CERT_GRANT, device_certificate: answer.device_certificate });
       s.identityNote = 'signed in by another device (its identity key stays there)';
       await saveState();
@@ -162,8 +165,7 @@ export function newApi() {
 
 async function signedOut(message) {
   if (s.voice) await leaveVoice().catch(() => {});
-  if (s.gateway) s.gateway.close();
-  s.gateway = null;
+  closeBoxes();
   s.api = null;
   s.state = null;
   await store.clearState();
@@ -202,16 +204,33 @@ export async function showAuth() {
   }
 }
 
+/**
+ * The signed-in page: the home box and every other box this browser uses, each reached
+ * on its own, so a box that does not answer (the home included) leaves the others
+ * working.
+ */
 export async function showApp() {
   $('auth').hidden = true;
   $('app').hidden = false;
-  s.me = await s.api.request('GET', '/api/v1/users/@me');
+  const home = homeBox();
+  for (const saved of s.state.boxes || []) ensureBox(saved.origin, saved);
+  try {
+    s.me = await s.api.request('GET', '/api/v1/users/@me');
+    s.state.me = { id: s.me.id, username: s.me.username, name: s.me.name };
+    if (!s.state.home) s.state.home = (await publicRequest(origin, 'GET', '/.well-known/hearth')).origin;
+    await saveState();
+  } catch (e) {
+    if (!unreachable(e)) throw e;
+    // The home is away: the profile it gave last time, and the other boxes go on.
+    s.me = s.state.me || { id: s.state.userId, username: s.state.username, name: '' };
+    setStatus(home, 'unreachable', '');
+  }
   s.users.set(s.me.id, s.me);
   $('me-name').textContent = s.me.name || s.me.username;
   $('me-name').title = s.identityNote || (s.state.identity ? 'identity key on this device' : 'no identity key on this device');
   $('me-name').dataset.identity = s.state.identity ? 'present' : 'absent';
-  await loadGuilds();
-  connectRealtime();
+  renderGuilds();
+  await Promise.all([...s.boxes.values()].map((box) => connectBox(box).catch(() => false)));
   if (s.invite) await offerInvite(s.invite);
 }
 

@@ -32,7 +32,10 @@ export function dialog(title, content, onOk) {
   $('dialog-ok').textContent = 'OK';
   $('dialog-cancel').textContent = onOk ? 'Cancel' : 'Close';
   d.onsubmitAction = onOk;
-  d.showModal();
+  // A dialog opened by another dialog's action (a preview after a pasted link) replaces
+  // it: the action's end then leaves it open.
+  d.replaced = true;
+  if (!d.open) d.showModal();
   const first = d.querySelector('input, textarea, select');
   if (first) first.focus();
 }

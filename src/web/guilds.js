@@ -1,47 +1,94 @@
 // Guilds, channels, members and invites: the lists and the header of the sidebar, picking a
 // guild or a text channel, and the dialogs that create guilds and channels and join by invite.
 
-import { publicRequest } from './api.js';
+import { publicRequest, unreachable } from './api.js';
 import { P } from './permissions.js';
 import { $, dialog, el, field, showError } from './dom.js';
-import { byId, can, nameOf, origin, s } from './state.js';
+import { apiFor, apiForChannel, boxOfGuild, byId, can, nameOf, origin, placeGuild, s } from './state.js';
+import { boxDialog, boxProblem, checkBox, connectBox, ensureBox, isHome, mismatchWarning, normalizeFingerprint, orderedBoxes, saveBoxes } from './boxes.js';
 import { showVoice } from './voice-channel.js';
 import { loadMessages, renderMessages, renderTyping } from './messages.js';
 
-export async function loadGuilds() {
-  const list = await s.api.request('GET', '/api/v1/users/@me/guilds');
-  s.guildOrder = [];
+/** Loads the guilds the user is in on one box. */
+export async function loadBoxGuilds(box) {
+  const list = await box.api.request('GET', '/api/v1/users/@me/guilds');
+  box.guildOrder = [];
   for (const g of list) {
-    s.guildOrder.push(g.id);
+    box.guildOrder.push(g.id);
     if (!s.guilds.has(g.id)) s.guilds.set(g.id, g);
+    placeGuild(g, box.origin);
   }
+  box.loaded = true;
   renderGuilds();
-  const first = s.guild && s.guilds.has(s.guild) ? s.guild : s.guildOrder[0];
-  if (first) await selectGuild(first);
-  else renderGuild();
+  if (!s.guild || !s.guilds.has(s.guild)) {
+    const first = orderedBoxes().flatMap((b) => b.guildOrder)[0];
+    if (first) await selectGuild(first);
+    else renderGuild();
+  }
 }
 
+/** Loads every box's guilds again (after missed events). */
+export async function loadGuilds(box) {
+  box.loaded = false;
+  await loadBoxGuilds(box);
+  if (s.guild && box.guildOrder.includes(s.guild)) await selectGuild(s.guild);
+}
+
+function initials(name) {
+  return name.split(/[\s.:-]+/).filter(Boolean).slice(0, 2).map((w) => [...w][0]).join('').toUpperCase();
+}
+
+const STATUS_TEXT = {
+  connecting: 'connecting…',
+  online: 'connected',
+  unreachable: 'cannot be reached',
+  certificate: 'certificate not accepted yet?',
+  mismatch: 'certificate differs from the pinned one',
+};
+
+/** The sidebar: each box with its status, and under it the guilds it hosts. */
 export function renderGuilds() {
+  const current = s.guild && s.guilds.has(s.guild) ? boxOfGuild(s.guild) : s.boxes.get(origin);
+  $('connection').classList.toggle('online', current?.status === 'online');
+  $('connection').title = current ? `${current.name}: ${STATUS_TEXT[current.status] || current.status}` : '';
   const list = $('guild-list');
-  list.replaceChildren(...s.guildOrder.map((id) => {
-    const g = s.guilds.get(id);
-    const name = g ? g.name : '?';
-    const initials = name.split(/\s+/).filter(Boolean).slice(0, 2).map((w) => [...w][0]).join('').toUpperCase();
-    return el('li', {},
-      el('button', {
-        class: `round${id === s.guild ? ' active' : ''}`,
-        title: name,
-        'aria-label': name,
-        dataset: { testid: 'guild', guildId: id },
-        onclick: () => selectGuild(id),
-      }, initials || '#'));
-  }));
+  list.replaceChildren(...orderedBoxes().map((box) => el('li', { class: `box ${box.status}`, dataset: { testid: 'box', origin: box.origin } },
+    el('button', {
+      type: 'button',
+      class: 'box-head',
+      title: `${box.name} (${box.origin}): ${STATUS_TEXT[box.status] || box.status}${box.detail ? ` (${box.detail})` : ''}`,
+      dataset: { testid: 'box-name' },
+      onclick: () => boxDialog(box),
+    }, el('span', { class: `box-status ${box.status}`, dataset: { testid: 'box-status', status: box.status } }), box.isHome ? 'Home' : box.name),
+    el('ul', {}, ...box.guildOrder.map((id) => {
+      const g = s.guilds.get(id);
+      const name = g ? g.name : '?';
+      return el('li', {},
+        el('button', {
+          class: `round${id === s.guild ? ' active' : ''}`,
+          title: `${name} on ${box.name}`,
+          'aria-label': name,
+          dataset: { testid: 'guild', guildId: id },
+          onclick: () => selectGuild(id),
+        }, initials(name) || '#'));
+    })))));
 }
 
 export async function selectGuild(id) {
   s.guild = id;
-  const view = await s.api.request('GET', `/api/v1/guilds/${id}`);
+  const box = boxOfGuild(id);
+  let view;
+  try {
+    view = await box.api.request('GET', `/api/v1/guilds/${id}`);
+  } catch (e) {
+    // A box that went away: show what was loaded last, and why nothing changes.
+    renderGuilds();
+    renderGuild();
+    showError('chat-error', unreachable(e) ? new Error(`${box.name} cannot be reached right now.`) : e);
+    return;
+  }
   s.guilds.set(id, view);
+  placeGuild(view, box.origin);
   renderGuilds();
   renderGuild();
   loadMembers(id);
@@ -54,7 +101,9 @@ export async function selectGuild(id) {
 
 function renderGuild() {
   const g = s.guilds.get(s.guild);
+  const box = g ? boxOfGuild(s.guild) : null;
   $('guild-name').textContent = g ? g.name : 'No guild yet';
+  $('guild-box').textContent = box && !box.isHome ? `on ${box.name}` : '';
   $('invite-create').hidden = !can(g, P.CREATE_INVITE);
   $('channel-add').hidden = !can(g, P.MANAGE_CHANNELS);
   $('invite-box').hidden = true;
@@ -82,14 +131,15 @@ function renderGuild() {
 
 export async function loadMembers(guildId) {
   try {
-    const list = await s.api.request('GET', `/api/v1/guilds/${guildId}/members?limit=1000`);
+    const api = apiFor(guildId);
+    const list = await api.request('GET', `/api/v1/guilds/${guildId}/members?limit=1000`);
     const map = new Map();
     for (const m of list) {
       map.set(m.user_id, m);
       if (m.user) s.users.set(m.user_id, m.user);
     }
     s.members.set(guildId, map);
-    const online = await s.api.request('GET', `/api/v1/guilds/${guildId}/presences`);
+    const online = await api.request('GET', `/api/v1/guilds/${guildId}/presences`);
     for (const p of online) {
       if (p.status === 'offline') s.online.delete(p.user_id);
       else s.online.add(p.user_id);
@@ -132,7 +182,9 @@ export function createGuild() {
   dialog('Create a guild', [row], async () => {
     const g = await s.api.request('POST', '/api/v1/guilds', { name: name.value });
     s.guilds.set(g.id, g);
-    if (!s.guildOrder.includes(g.id)) s.guildOrder.push(g.id);
+    placeGuild(g, origin);
+    const home = s.boxes.get(origin);
+    if (home && !home.guildOrder.includes(g.id)) home.guildOrder.push(g.id);
     await selectGuild(g.id);
   });
 }
@@ -143,7 +195,8 @@ export function createChannel() {
     el('option', { value: 'text', text: 'Text' }), el('option', { value: 'voice', text: 'Voice' }),
     el('option', { value: 'category', text: 'Category' }));
   dialog('New channel', [row, el('label', {}, 'Kind', kind)], async () => {
-    const c = await s.api.request('POST', `/api/v1/guilds/${s.guild}/channels`, { name: name.value, kind: kind.value });
+    const c = await apiFor(s.guild).request('POST', `/api/v1/guilds/${s.guild}/channels`, { name: name.value, kind: kind.value });
+    s.channelGuild.set(c.id, s.guild);
     const g = s.guilds.get(s.guild);
     if (g && !g.channels.some((x) => x.id === c.id)) g.channels.push(c);
     renderGuild();
@@ -151,45 +204,75 @@ export function createChannel() {
   });
 }
 
-function inviteCode(text) {
+/** An invite as pasted: a link (`https://box/invite/CODE#fp=HEX`) or a bare code (for
+ *  this box). */
+export function parseInvite(text) {
   const t = text.trim();
+  try {
+    const url = new URL(t);
+    const m = url.pathname.match(/^\/invite\/([^/]+)$/);
+    if ((url.protocol === 'https:' || url.protocol === 'http:') && m) {
+      const fp = new URLSearchParams(url.hash.slice(1)).get('fp');
+      return { origin: url.origin, code: decodeURIComponent(m[1]), fingerprint: normalizeFingerprint(fp) };
+    }
+  } catch (e) {
+    // Not a link: a code.
+  }
   const m = t.match(/\/invite\/([^/?#\s]+)/);
-  return m ? decodeURIComponent(m[1]) : t;
+  return { origin: null, code: m ? decodeURIComponent(m[1]) : t, fingerprint: null };
 }
 
 export function joinDialog() {
   const [row, input] = field('Invite link or code', { required: '', dataset: { testid: 'join-input' } });
   dialog('Join a guild', [row], async () => {
-    await joinInvite(inviteCode(input.value));
+    await offerInvite(parseInvite(input.value));
   });
 }
 
-async function joinInvite(code) {
-  const joined = await s.api.request('POST', `/api/v1/invites/${encodeURIComponent(code)}`, {});
+/** Joins through an invite, on whichever box made it, with the home identity. */
+async function joinInvite(box, code) {
+  const joined = await box.api.request('POST', `/api/v1/invites/${encodeURIComponent(code)}`, {});
   const guildId = joined.guild_id || joined.id;
-  if (guildId && !s.guildOrder.includes(guildId)) s.guildOrder.push(guildId);
+  if (!box.isHome) await saveBoxes();
+  if (guildId && !box.guildOrder.includes(guildId)) box.guildOrder.push(guildId);
+  if (guildId) s.guildBox.set(guildId, box.origin);
+  if (!box.gateway || !box.loaded) await connectBox(box);
   if (guildId) await selectGuild(guildId);
-  else await loadGuilds();
 }
 
-export async function offerInvite(code) {
+/** Shows an invite's preview from the box that made it, and joins on OK. A box whose
+ *  certificate differs from the pinned one is never contacted. */
+export async function offerInvite(invite) {
+  const link = typeof invite === 'string' ? { origin: null, code: invite, fingerprint: null } : invite;
   s.invite = null;
-  history.replaceState(null, '', '/');
+  if (location.pathname !== '/') history.replaceState(null, '', '/');
+  const box = link.origin && !isHome(link.origin)
+    ? ensureBox(link.origin, { fingerprint: link.fingerprint })
+    : s.boxes.get(origin);
+  if (!box.isHome) {
+    if (link.fingerprint) box.linkFingerprint = link.fingerprint;
+    if (!(await checkBox(box))) {
+      dialog(`Join a guild on ${box.name}?`, [boxProblem(box) || mismatchWarning(box)], null);
+      return;
+    }
+  }
   let preview;
   try {
-    preview = await publicRequest(origin, 'GET', `/api/v1/invites/${encodeURIComponent(code)}`);
+    preview = await publicRequest(box.origin, 'GET', `/api/v1/invites/${encodeURIComponent(link.code)}`);
   } catch (e) {
     dialog('Invite', [el('p', { text: `This invite does not work: ${e.message}` })], null);
     return;
   }
-  dialog(`Join ${preview.guild_name}?`, [el('p', { text: preview.guild_description || `You were invited to #${preview.channel_name}.` })],
-    () => joinInvite(code));
+  const where = box.isHome ? null : el('p', { class: 'muted', dataset: { testid: 'invite-box' }, text: `on ${box.name} (${box.origin}), with your home identity` });
+  dialog(`Join ${preview.guild_name}?`, [el('p', { text: preview.guild_description || `You were invited to #${preview.channel_name}.` }), where],
+    () => joinInvite(box, link.code));
 }
 
 export async function createInvite() {
   try {
-    const invite = await s.api.request('POST', `/api/v1/channels/${s.channel}/invites`, {});
-    $('invite-link').value = `${origin}/invite/${invite.code}`;
+    const box = boxOfGuild(s.guild);
+    const invite = await apiForChannel(s.channel).request('POST', `/api/v1/channels/${s.channel}/invites`, {});
+    $('invite-link').value = invite.url || `${box.origin}/invite/${invite.code}`;
     $('invite-box').hidden = false;
     $('invite-link').select();
   } catch (e) {

@@ -3,20 +3,20 @@
 
 import { P } from './permissions.js';
 import { $, dialog, el, showError } from './dom.js';
-import { byId, can, ensureUser, nameOf, s } from './state.js';
+import { apiForChannel, byId, can, ensureUser, nameOf, s } from './state.js';
 
 const REACTIONS = ['👍', '❤️', '😂', '🎉'];
 const PAGE = 50;
 
 export async function loadMessages(channelId, before) {
   const q = before ? `&before=${before}` : '';
-  const page = await s.api.request('GET', `/api/v1/channels/${channelId}/messages?limit=${PAGE}${q}`);
+  const page = await apiForChannel(channelId).request('GET', `/api/v1/channels/${channelId}/messages?limit=${PAGE}${q}`);
   const have = s.messages.get(channelId) || [];
   const known = new Set(have.map((m) => m.id));
   const merged = have.concat(page.filter((m) => !known.has(m.id))).sort(byId);
   s.messages.set(channelId, merged);
   if (page.length < PAGE) s.complete.add(channelId);
-  await Promise.all(page.map((m) => ensureUser(m.author_id)));
+  await Promise.all(page.map((m) => ensureUser(m.author_id, s.channelGuild.get(channelId))));
 }
 
 function renderContent(text, guildId) {
@@ -40,12 +40,14 @@ function renderContent(text, guildId) {
 
 function attachmentNode(message, a) {
   const path = `/api/v1/channels/${message.channel_id}/files/${encodeURIComponent(a.file_id)}`;
+  const api = apiForChannel(message.channel_id);
+  const key = `${api.origin}${path}`;
   if (a.content_type.startsWith('image/')) {
     const img = el('img', { class: 'attachment-image', alt: a.filename, dataset: { testid: 'attachment-image' } });
     // Fetched once (files need DPoP), then reused by every re-render.
-    if (!s.blobs.has(path)) s.blobs.set(path, s.api.fetchBlob(path).then((blob) => URL.createObjectURL(blob)));
-    s.blobs.get(path).then((url) => { img.src = url; }).catch(() => {
-      s.blobs.delete(path);
+    if (!s.blobs.has(key)) s.blobs.set(key, api.fetchBlob(path).then((blob) => URL.createObjectURL(blob)));
+    s.blobs.get(key).then((url) => { img.src = url; }).catch(() => {
+      s.blobs.delete(key);
       img.alt = `${a.filename} (unavailable)`;
     });
     return img;
@@ -54,7 +56,7 @@ function attachmentNode(message, a) {
     class: 'attachment-file',
     dataset: { testid: 'attachment-file' },
     onclick: async () => {
-      const blob = await s.api.fetchBlob(path);
+      const blob = await api.fetchBlob(path);
       const link = el('a', { href: URL.createObjectURL(blob), download: a.filename });
       link.click();
     },
@@ -135,11 +137,11 @@ export async function send() {
     const body = { content };
     if (s.replyTo) body.reply_to = s.replyTo;
     if (file) {
-      const up = await s.api.upload(
+      const up = await apiForChannel(s.channel).upload(
         `/api/v1/channels/${s.channel}/files?filename=${encodeURIComponent(file.name)}`, file, file.type || 'application/octet-stream');
       body.attachments = [up.file_id];
     }
-    const m = await s.api.request('POST', `/api/v1/channels/${s.channel}/messages`, body);
+    const m = await apiForChannel(s.channel).request('POST', `/api/v1/channels/${s.channel}/messages`, body);
     upsertMessage(m);
     box.value = '';
     $('attach').value = '';
@@ -153,7 +155,7 @@ export async function send() {
 async function react(m, emoji, mine) {
   const path = `/api/v1/channels/${m.channel_id}/messages/${m.id}/reactions/${encodeURIComponent(emoji)}`;
   try {
-    await s.api.request(mine ? 'DELETE' : 'PUT', path);
+    await apiForChannel(m.channel_id).request(mine ? 'DELETE' : 'PUT', path);
     await refreshMessage(m.channel_id, m.id);
   } catch (e) {
     showError('chat-error', e);
@@ -162,7 +164,7 @@ async function react(m, emoji, mine) {
 
 export async function refreshMessage(channelId, id) {
   try {
-    upsertMessage(await s.api.request('GET', `/api/v1/channels/${channelId}/messages/${id}`));
+    upsertMessage(await apiForChannel(channelId).request('GET', `/api/v1/channels/${channelId}/messages/${id}`));
   } catch (e) {
     // Deleted meanwhile: the event removes it.
   }
@@ -172,13 +174,13 @@ function editMessage(m) {
   const input = el('textarea', { rows: '4', 'aria-label': 'Message', dataset: { testid: 'edit-text' } });
   input.value = m.content;
   dialog('Edit message', [input], async () => {
-    upsertMessage(await s.api.request('PATCH', `/api/v1/channels/${m.channel_id}/messages/${m.id}`, { content: input.value }));
+    upsertMessage(await apiForChannel(m.channel_id).request('PATCH', `/api/v1/channels/${m.channel_id}/messages/${m.id}`, { content: input.value }));
   });
 }
 
 async function deleteMessage(m) {
   try {
-    await s.api.request('DELETE', `/api/v1/channels/${m.channel_id}/messages/${m.id}`);
+    await apiForChannel(m.channel_id).request('DELETE', `/api/v1/channels/${m.channel_id}/messages/${m.id}`);
     removeMessage(m.channel_id, m.id);
   } catch (e) {
     showError('chat-error', e);
@@ -194,7 +196,7 @@ export function upsertMessage(m) {
     list.push(m);
     list.sort(byId);
   }
-  ensureUser(m.author_id).then(() => { if (m.channel_id === s.channel) renderMessages(); });
+  ensureUser(m.author_id, s.channelGuild.get(m.channel_id)).then(() => { if (m.channel_id === s.channel) renderMessages(); });
   if (m.channel_id === s.channel) renderMessages();
 }
 

@@ -3,33 +3,39 @@
 
 import { Gateway } from './gateway.js';
 import { $ } from './dom.js';
-import { ensureUser, s } from './state.js';
+import { boxOfGuild, ensureUser, placeGuild, s } from './state.js';
+import { setStatus } from './boxes.js';
 import { loadGuilds, loadMembers, renderGuilds, renderMembers, selectGuild } from './guilds.js';
 import { refreshMessage, removeMessage, renderMessages, renderTyping, upsertMessage } from './messages.js';
 
-/** Opens the gateway of the signed-in session; its events update the page from then on. */
-export function connectRealtime() {
-  s.gateway = new Gateway(s.api);
-  s.gateway.connect(onGatewayEvent);
+/** Opens a box's gateway; its events update the page from then on. */
+export function connectGateway(box) {
+  box.gateway = new Gateway(box.api);
+  box.gateway.connect((frame) => onGatewayEvent(box, frame));
 }
 
-function onGatewayEvent(frame) {
+function onGatewayEvent(box, frame) {
   if (frame.op === 'status') {
-    $('connection').classList.toggle('online', frame.status === 'online');
-    $('connection').title = frame.status === 'online' ? 'Connected' : `Reconnecting… ${frame.message || ''}`;
+    const online = frame.status === 'online';
+    setStatus(box, online ? 'online' : 'unreachable', online ? '' : frame.message || '');
+    if (online && box.isHome) refreshMe();
     return;
   }
   if (frame.op === 'resync') {
-    s.messages.clear();
-    s.complete.clear();
-    loadGuilds();
+    for (const id of box.guildOrder) {
+      for (const c of s.guilds.get(id)?.channels || []) {
+        s.messages.delete(c.id);
+        s.complete.delete(c.id);
+      }
+    }
+    loadGuilds(box).catch(() => {});
     return;
   }
   if (frame.op === 'typing') {
     const d = frame.data;
     if (!s.typing.has(d.channel_id)) s.typing.set(d.channel_id, new Map());
     s.typing.get(d.channel_id).set(d.user_id, Date.now() + (d.expires_in_ms || 8000));
-    ensureUser(d.user_id).then(renderTyping);
+    ensureUser(d.user_id, s.channelGuild.get(d.channel_id)).then(renderTyping);
     setTimeout(renderTyping, (d.expires_in_ms || 8000) + 50);
     return;
   }
@@ -67,33 +73,28 @@ function onGatewayEvent(frame) {
     case 'role_update':
     case 'role_delete': {
       const guildId = d.guild_id || d.id;
-      if (frame.type === 'guild_create' && !s.guildOrder.includes(guildId)) s.guildOrder.push(guildId);
+      if (frame.type === 'guild_create') {
+        s.guildBox.set(guildId, box.origin);
+        if (!box.guildOrder.includes(guildId)) box.guildOrder.push(guildId);
+      }
       if (guildId === s.guild) selectGuild(guildId);
-      else if (s.guilds.has(guildId)) {
-        s.api.request('GET', `/api/v1/guilds/${guildId}`).then((g) => { s.guilds.set(guildId, g); renderGuilds(); }).catch(() => {});
+      else if (box.guildOrder.includes(guildId)) {
+        box.api.request('GET', `/api/v1/guilds/${guildId}`).then((g) => {
+          s.guilds.set(guildId, g);
+          placeGuild(g, box.origin);
+          renderGuilds();
+        }).catch(() => {});
       }
       break;
     }
     case 'guild_delete':
-      s.guilds.delete(d.id);
-      s.guildOrder = s.guildOrder.filter((x) => x !== d.id);
-      if (s.guild === d.id) {
-        s.guild = null;
-        s.channel = null;
-        loadGuilds();
-      } else renderGuilds();
+      leftGuild(box, d.id);
       break;
     case 'member_add':
     case 'member_update':
     case 'member_remove':
-      if (d.user_id === s.me?.id && frame.type === 'member_remove') {
-        s.guilds.delete(d.guild_id);
-        s.guildOrder = s.guildOrder.filter((x) => x !== d.guild_id);
-        if (s.guild === d.guild_id) {
-          s.guild = null;
-          loadGuilds();
-        } else renderGuilds();
-      } else if (s.members.has(d.guild_id)) loadMembers(d.guild_id);
+      if (d.user_id === s.me?.id && frame.type === 'member_remove') leftGuild(box, d.guild_id);
+      else if (s.members.has(d.guild_id)) loadMembers(d.guild_id);
       break;
     case 'user_update':
       if (d.id) {
@@ -107,10 +108,32 @@ function onGatewayEvent(frame) {
   }
 }
 
+/** The user left a guild or it was deleted: it goes from its box's list. */
+function leftGuild(box, guildId) {
+  s.guilds.delete(guildId);
+  box.guildOrder = box.guildOrder.filter((x) => x !== guildId);
+  if (s.guild === guildId) {
+    s.guild = null;
+    s.channel = null;
+    loadGuilds(box).catch(() => {});
+  } else renderGuilds();
+}
+
+/** The home answers again: the profile shown is its current one. */
+async function refreshMe() {
+  try {
+    s.me = await s.api.request('GET', '/api/v1/users/@me');
+    s.users.set(s.me.id, s.me);
+    $('me-name').textContent = s.me.name || s.me.username;
+  } catch (e) {
+    // Shown as it was.
+  }
+}
+
 export function typed() {
   const now = Date.now();
   if (s.channel && now - s.lastTypingSent > 4000 && $('composer-text').value) {
     s.lastTypingSent = now;
-    s.gateway?.send({ op: 'typing', channel_id: s.channel });
+    boxOfGuild(s.channelGuild.get(s.channel))?.gateway?.send({ op: 'typing', channel_id: s.channel });
   }
 }

@@ -3,15 +3,17 @@
 
 import { P } from './permissions.js';
 
+/** The box that served this page: the user's home (IndexedDB belongs to it). */
 export const origin = location.origin;
 
 export const s = {
   state: null, // persisted: device key, identity, refresh token, user id, username
-  api: null,
-  gateway: null, // the realtime Gateway of this session
+  api: null, // the home's Api (accounts, devices, settings)
+  boxes: new Map(), // origin -> Box (boxes.js): the home and every other box in use
   me: null,
   guilds: new Map(), // id -> guild view
-  guildOrder: [],
+  guildBox: new Map(), // guild id -> origin of the box that hosts it
+  channelGuild: new Map(), // channel id -> guild id
   guild: null,
   channel: null,
   messages: new Map(), // channel id -> [message] oldest first
@@ -46,11 +48,33 @@ export function nameOf(userId, guildId) {
   return `${userId.slice(0, 8)}…`;
 }
 
-export async function ensureUser(userId) {
+/** The box hosting a guild (the home when unknown). */
+export function boxOfGuild(guildId) {
+  return s.boxes.get(s.guildBox.get(guildId)) || s.boxes.get(origin);
+}
+
+/** The Api of the box hosting a guild. */
+export function apiFor(guildId) {
+  return boxOfGuild(guildId)?.api || s.api;
+}
+
+/** The Api of the box hosting a channel. */
+export function apiForChannel(channelId) {
+  return apiFor(s.channelGuild.get(channelId));
+}
+
+/** Remembers which box hosts a guild and its channels. */
+export function placeGuild(view, boxOrigin) {
+  s.guildBox.set(view.id, boxOrigin);
+  for (const c of view.channels || []) s.channelGuild.set(c.id, view.id);
+}
+
+/** Loads a user's public profile from the box of `guildId` (which knows them there). */
+export async function ensureUser(userId, guildId) {
   if (s.users.has(userId)) return;
   s.users.set(userId, null);
   try {
-    s.users.set(userId, await s.api.request('GET', `/api/v1/users/${userId}`));
+    s.users.set(userId, await apiFor(guildId || s.guild).request('GET', `/api/v1/users/${userId}`));
   } catch (e) {
     s.users.delete(userId);
   }
@@ -60,6 +84,8 @@ export function resetData() {
   for (const url of s.blobs.values()) url.then((u) => URL.revokeObjectURL(u)).catch(() => {});
   s.blobs.clear();
   s.guilds.clear();
+  s.guildBox.clear();
+  s.channelGuild.clear();
   s.messages.clear();
   s.complete.clear();
   s.members.clear();

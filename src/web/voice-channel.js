@@ -2,16 +2,16 @@
 // call), and the voice bar with mute, deafen and leave.
 
 import { $, dialog, el } from './dom.js';
-import { ensureUser, nameOf, s } from './state.js';
+import { apiForChannel, ensureUser, nameOf, s } from './state.js';
 
 export async function showVoice(channel) {
   let people = [];
   try {
-    people = await s.api.request('GET', `/api/v1/channels/${channel.id}/voice`);
+    people = await apiForChannel(channel.id).request('GET', `/api/v1/channels/${channel.id}/voice`);
   } catch (e) {
     people = [];
   }
-  for (const p of people) await ensureUser(p.user_id);
+  for (const p of people) await ensureUser(p.user_id, s.guild);
   const names = people.map((p) => nameOf(p.user_id, s.guild));
   const here = s.voice && s.voice.channel === channel.id;
   dialog(`🔊 ${channel.name}`, [
@@ -25,7 +25,7 @@ async function joinVoiceChannel(channel) {
   if (s.voice) await leaveVoice();
   const guild = s.guild;
   const call = await joinVoice({
-    ticketUrl: async () => (await s.api.request('POST', `/api/v1/channels/${channel.id}/voice`, {})).url,
+    ticketUrl: async () => (await apiForChannel(channel.id).request('POST', `/api/v1/channels/${channel.id}/voice`, {})).url,
     onEvent: (e) => {
       if (e.type === 'closed' && s.voice && s.voice.call === call) {
         s.voice = null;
