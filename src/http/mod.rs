@@ -401,7 +401,7 @@ impl tide::Middleware<Arc<App>> for Finish {
         response.insert_header("Access-Control-Allow-Origin", "*");
         response.insert_header(
             "Access-Control-Allow-Headers",
-            "Authorization, DPoP, Content-Type",
+            "Authorization, DPoP, Content-Type, Hearth-Device-Certificate",
         );
         response.insert_header(
             "Access-Control-Allow-Methods",

@@ -42,6 +42,7 @@ assets![
     "dom.js",
     "state.js",
     "auth.js",
+    "settings.js",
     "guilds.js",
     "voice-channel.js",
     "messages.js",

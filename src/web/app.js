@@ -11,7 +11,8 @@
 //   permissions.js    the permission bits, as the server defines them
 //   dom.js            element helpers, the dialog
 //   state.js          the client state and lookups over it
-//   auth.js           accounts, sign-in, device linking, settings
+//   auth.js           accounts, sign-in, device linking, signing out
+//   settings.js       name, devices, push, moving the home
 //   guilds.js         guilds, channels, members, invites
 //   voice-channel.js  joining voice channels and the voice bar (voice.js carries the call)
 //   messages.js       messages, reactions, pins, uploads, typing indicators
@@ -22,7 +23,8 @@ import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, showError } from './dom.js';
 import { origin, s } from './state.js';
-import { authMode, cancelLink, newApi, settings, showApp, showAuth, signIn, signUp, startLink } from './auth.js';
+import { authMode, cancelLink, newApi, showApp, showAuth, signIn, signUp, startLink } from './auth.js';
+import { settings } from './settings.js';
 import { createChannel, createGuild, createInvite, joinDialog } from './guilds.js';
 import { retryBoxes } from './boxes.js';
 import { loadMessages, renderMessages, send } from './messages.js';

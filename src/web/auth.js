@@ -1,16 +1,15 @@
 // Accounts: the sign-in screen, creating an account, signing in (recovering the identity
 // key from its backup), linking this browser from another device and approving such a
-// link, signing out, and the settings dialog (name, devices, identity key).
+// link, and signing out. Settings are in settings.js.
 
 import { Api, CERT_GRANT, publicRequest, unreachable } from './api.js';
 import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, dialog, el, field, showError } from './dom.js';
-import { origin, resetData, s } from './state.js';
+import { homeOrigin, origin, resetData, s } from './state.js';
 import { offerInvite, renderGuilds } from './guilds.js';
 import { closeBoxes, connectBox, ensureBox, homeBox, setStatus } from './boxes.js';
 import { leaveVoice } from './voice-channel.js';
-import { renderMessages } from './messages.js';
 
 async function saveState() {
   await store.saveState(s.state);
@@ -138,7 +137,7 @@ export async function cancelLink() {
   if (link) await publicRequest(origin, 'DELETE', `/api/v1/device-links/mailbox/${link.mailbox}`).catch(() => {});
 }
 
-function approveLinkDialog() {
+export function approveLinkDialog() {
   const [row, code] = field('Code shown on the new device', { required: '', maxlength: '12', dataset: { testid: 'link-code-input' } });
   const shown = el('p', { class: 'muted', dataset: { testid: 'link-device' } });
   let checked = null;
@@ -150,14 +149,14 @@ function approveLinkDialog() {
       shown.textContent = `${link.device_name || 'A device'} with key ${link.jkt.slice(0, 12)}: if the new device shows the same, press OK again.`;
       throw new Error('Check the key, then press OK again.');
     }
-    const wk = await publicRequest(origin, 'GET', '/.well-known/hearth');
-    const certificate = await keys.deviceCertificate(s.state.identity, checked.link.jkt, wk.origin);
+    const home = s.state.home || (await publicRequest(homeOrigin(), 'GET', '/.well-known/hearth')).origin;
+    const certificate = await keys.deviceCertificate(s.state.identity, checked.link.jkt, home);
     await s.api.request('POST', `/api/v1/device-links/${encodeURIComponent(code.value)}`, { device_certificate: certificate });
   });
 }
 
 export function newApi() {
-  const api = new Api(origin, s.state);
+  const api = new Api(homeOrigin(), s.state);
   api.onSession = saveState;
   api.onSignedOut = () => signedOut('You were signed out.');
   return api;
@@ -174,7 +173,7 @@ async function signedOut(message) {
   if (message) $('auth-error').textContent = message;
 }
 
-async function signOut() {
+export async function signOut() {
   try {
     await s.api.request('POST', '/api/v1/auth/logout', {});
   } catch (e) {
@@ -217,7 +216,7 @@ export async function showApp() {
   try {
     s.me = await s.api.request('GET', '/api/v1/users/@me');
     s.state.me = { id: s.me.id, username: s.me.username, name: s.me.name };
-    if (!s.state.home) s.state.home = (await publicRequest(origin, 'GET', '/.well-known/hearth')).origin;
+    if (!s.state.home) s.state.home = (await publicRequest(homeOrigin(), 'GET', '/.well-known/hearth')).origin;
     await saveState();
   } catch (e) {
     if (!unreachable(e)) throw e;
@@ -232,34 +231,4 @@ export async function showApp() {
   renderGuilds();
   await Promise.all([...s.boxes.values()].map((box) => connectBox(box).catch(() => false)));
   if (s.invite) await offerInvite(s.invite);
-}
-
-export function settings() {
-  const [row, name] = field('Display name', { maxlength: '64', dataset: { testid: 'settings-name' } });
-  name.value = s.me?.name || '';
-  const devices = el('ul', { class: 'devices' });
-  s.api.request('GET', '/api/v1/users/@me/devices').then((list) => {
-    devices.replaceChildren(...list.map((d) => el('li', { dataset: { id: d.id } },
-      `${d.name}${d.current ? ' (this browser)' : ''} `,
-      d.current ? null : el('button', {
-        type: 'button',
-        onclick: async () => {
-          await s.api.request('DELETE', `/api/v1/users/@me/devices/${encodeURIComponent(d.id)}`);
-          devices.querySelector(`[data-id="${CSS.escape(d.id)}"]`)?.remove();
-        },
-      }, 'Sign out'))));
-  }).catch(() => {});
-  const link = s.state.identity ? el('button', {
-    type: 'button',
-    dataset: { testid: 'link-approve' },
-    onclick: () => { $('dialog').close(); approveLinkDialog(); },
-  }, 'Link a new device') : null;
-  const out = el('button', { type: 'button', class: 'danger', dataset: { testid: 'sign-out' }, onclick: () => { $('dialog').close(); signOut(); } }, 'Sign out of this browser');
-  const identity = el('p', { class: 'muted', dataset: { testid: 'identity-status' }, text: s.state.identity ? 'Your identity key is on this device.' : `No identity key on this device. ${s.identityNote}` });
-  dialog('Settings', [row, el('h4', { text: 'Devices' }), devices, identity, link, out], async () => {
-    s.me = await s.api.request('PATCH', '/api/v1/users/@me', { name: name.value });
-    s.users.set(s.me.id, s.me);
-    $('me-name').textContent = s.me.name || s.me.username;
-    renderMessages();
-  });
 }

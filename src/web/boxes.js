@@ -19,7 +19,7 @@ import { Api, ApiError, publicRequest, unreachable } from './api.js';
 import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, dialog, el } from './dom.js';
-import { origin, s } from './state.js';
+import { homeOrigin, s } from './state.js';
 import { loadBoxGuilds, renderGuilds } from './guilds.js';
 import { connectGateway } from './realtime.js';
 
@@ -29,7 +29,7 @@ const PEERS_FRESH_MS = 30000;
 export class Box {
   constructor(boxOrigin, api, saved) {
     this.origin = boxOrigin;
-    this.isHome = boxOrigin === origin;
+    this.isHome = boxOrigin === homeOrigin();
     this.api = api;
     this.name = saved?.name || new URL(boxOrigin).host;
     this.status = 'connecting';
@@ -69,12 +69,12 @@ export function sameOrigin(a, b) {
 }
 
 export function isHome(boxOrigin) {
-  return sameOrigin(boxOrigin, origin) || (s.state?.home && sameOrigin(boxOrigin, s.state.home));
+  return sameOrigin(boxOrigin, homeOrigin()) || Boolean(s.state?.home && sameOrigin(boxOrigin, s.state.home));
 }
 
 /** The home's canonical origin, which device certificates name. */
 function homeName() {
-  return s.state.home || origin;
+  return s.state.home || homeOrigin();
 }
 
 let certificateCache = null;
@@ -95,10 +95,11 @@ export async function deviceCertificate() {
 
 /** The home box (made when the session starts). */
 export function homeBox() {
-  let box = s.boxes.get(origin);
+  const at = homeOrigin();
+  let box = s.boxes.get(at);
   if (!box) {
-    box = new Box(origin, s.api, { name: $('server-name').textContent || null });
-    s.boxes.set(origin, box);
+    box = new Box(at, s.api, { name: s.state.homeName || $('server-name').textContent || null });
+    s.boxes.set(at, box);
   }
   box.api = s.api;
   return box;
@@ -136,7 +137,7 @@ export async function saveBoxes() {
 
 /** The boxes in sidebar order: the home first, then as they were added. */
 export function orderedBoxes() {
-  const home = s.boxes.get(origin);
+  const home = s.boxes.get(homeOrigin());
   return [home, ...[...s.boxes.values()].filter((b) => b !== home)].filter(Boolean);
 }
 

@@ -108,6 +108,11 @@ export async function deviceCertificate(identity, jkt, homeserver) {
     subtle.sign({ name: 'Ed25519' }, identity.privateKey, data));
 }
 
+/** K_id's migration proof: its signature over `new_homeserver|timestamp`, base64url. */
+export async function migrationSignature(identity, newHomeserver, timestamp) {
+  return b64u(await subtle.sign({ name: 'Ed25519' }, identity.privateKey, enc.encode(`${newHomeserver}|${timestamp}`)));
+}
+
 async function wrappingKey(password, salt, iterations) {
   const base = await subtle.importKey('raw', enc.encode(password), 'PBKDF2', false, ['deriveKey']);
   return subtle.deriveKey(

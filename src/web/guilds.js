@@ -4,7 +4,7 @@
 import { publicRequest, unreachable } from './api.js';
 import { P } from './permissions.js';
 import { $, dialog, el, field, showError } from './dom.js';
-import { apiFor, apiForChannel, boxOfGuild, byId, can, nameOf, origin, placeGuild, s } from './state.js';
+import { apiFor, apiForChannel, boxOfGuild, byId, can, homeOrigin, nameOf, placeGuild, s } from './state.js';
 import { boxDialog, boxProblem, checkBox, connectBox, ensureBox, isHome, mismatchWarning, normalizeFingerprint, orderedBoxes, saveBoxes } from './boxes.js';
 import { showVoice } from './voice-channel.js';
 import { loadMessages, renderMessages, renderTyping } from './messages.js';
@@ -48,7 +48,7 @@ const STATUS_TEXT = {
 
 /** The sidebar: each box with its status, and under it the guilds it hosts. */
 export function renderGuilds() {
-  const current = s.guild && s.guilds.has(s.guild) ? boxOfGuild(s.guild) : s.boxes.get(origin);
+  const current = s.guild && s.guilds.has(s.guild) ? boxOfGuild(s.guild) : s.boxes.get(homeOrigin());
   $('connection').classList.toggle('online', current?.status === 'online');
   $('connection').title = current ? `${current.name}: ${STATUS_TEXT[current.status] || current.status}` : '';
   const list = $('guild-list');
@@ -182,8 +182,8 @@ export function createGuild() {
   dialog('Create a guild', [row], async () => {
     const g = await s.api.request('POST', '/api/v1/guilds', { name: name.value });
     s.guilds.set(g.id, g);
-    placeGuild(g, origin);
-    const home = s.boxes.get(origin);
+    placeGuild(g, homeOrigin());
+    const home = s.boxes.get(homeOrigin());
     if (home && !home.guildOrder.includes(g.id)) home.guildOrder.push(g.id);
     await selectGuild(g.id);
   });
@@ -248,7 +248,7 @@ export async function offerInvite(invite) {
   if (location.pathname !== '/') history.replaceState(null, '', '/');
   const box = link.origin && !isHome(link.origin)
     ? ensureBox(link.origin, { fingerprint: link.fingerprint })
-    : s.boxes.get(origin);
+    : s.boxes.get(homeOrigin());
   if (!box.isHome) {
     if (link.fingerprint) box.linkFingerprint = link.fingerprint;
     if (!(await checkBox(box))) {

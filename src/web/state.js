@@ -3,8 +3,14 @@
 
 import { P } from './permissions.js';
 
-/** The box that served this page: the user's home (IndexedDB belongs to it). */
+/** The box that served this page (IndexedDB belongs to it): the user's home unless the
+ *  user moved their home to another box since. */
 export const origin = location.origin;
+
+/** Where the user's home is reached: this page's box, or the box the home moved to. */
+export function homeOrigin() {
+  return s.state?.homeAt || origin;
+}
 
 export const s = {
   state: null, // persisted: device key, identity, refresh token, user id, username
@@ -50,7 +56,7 @@ export function nameOf(userId, guildId) {
 
 /** The box hosting a guild (the home when unknown). */
 export function boxOfGuild(guildId) {
-  return s.boxes.get(s.guildBox.get(guildId)) || s.boxes.get(origin);
+  return s.boxes.get(s.guildBox.get(guildId)) || s.boxes.get(homeOrigin());
 }
 
 /** The Api of the box hosting a guild. */
