@@ -25,7 +25,7 @@ import { $, showError } from './dom.js';
 import { origin, s } from './state.js';
 import { authMode, cancelLink, newApi, showApp, showAuth, signIn, signUp, startLink } from './auth.js';
 import { settings } from './settings.js';
-import { createChannel, createGuild, createInvite, joinDialog } from './guilds.js';
+import { createChannel, createGuild, createInvite, joinDialog, parseInvite } from './guilds.js';
 import { retryBoxes } from './boxes.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
@@ -111,8 +111,15 @@ function wire() {
 
 async function start() {
   wire();
+  // An invite: this box's (/invite/CODE), or another box's handed over by that box's page
+  // to the home's client (/#join=LINK).
   const m = location.pathname.match(/^\/invite\/([^/]+)$/);
-  if (m) s.invite = decodeURIComponent(m[1]);
+  const join = new URLSearchParams(location.hash.slice(1)).get('join');
+  if (m) s.invite = parseInvite(location.href);
+  else if (join) {
+    s.invite = parseInvite(join);
+    history.replaceState(null, '', '/');
+  }
   try {
     const wk = await publicRequest(origin, 'GET', '/.well-known/hearth');
     $('server-name').textContent = wk.name;

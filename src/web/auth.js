@@ -187,13 +187,15 @@ export async function showAuth() {
   $('auth').hidden = false;
   authMode($('auth-form').dataset.mode === 'signup');
   if (s.invite) {
+    const inviteBox = s.invite.origin || origin;
     try {
-      const preview = await publicRequest(origin, 'GET', `/api/v1/invites/${encodeURIComponent(s.invite)}`);
+      const preview = await publicRequest(inviteBox, 'GET', `/api/v1/invites/${encodeURIComponent(s.invite.code)}`);
       const box = $('invite-preview');
       box.replaceChildren(
         el('p', { text: 'You are invited to join' }),
         el('strong', { text: preview.guild_name }),
         el('p', { class: 'muted', text: 'Sign in or create an account to join.' }),
+        inviteBox === origin ? await elsewhereForm(s.invite) : null,
       );
       box.hidden = false;
     } catch (e) {
@@ -201,6 +203,32 @@ export async function showAuth() {
       $('invite-preview').textContent = `This invite does not work: ${e.message}`;
     }
   }
+}
+
+/** For an invite opened on the box that made it by someone whose account is on another
+ *  box: opens the invite in their home's client, which joins with their identity. */
+async function elsewhereForm(invite) {
+  const wk = await publicRequest(origin, 'GET', '/.well-known/hearth').catch(() => ({}));
+  const fp = invite.fingerprint || (wk.tls_fingerprint ? String(wk.tls_fingerprint).replace(/[^0-9a-fA-F]/g, '').toUpperCase() : '');
+  const link = `${origin}/invite/${encodeURIComponent(invite.code)}${fp ? `#fp=${fp}` : ''}`;
+  const input = el('input', { type: 'text', placeholder: 'https://hearth.local', required: '', 'aria-label': 'Your home box', dataset: { testid: 'elsewhere-home' } });
+  return el('form', {
+    class: 'elsewhere',
+    dataset: { testid: 'invite-elsewhere' },
+    onsubmit: (e) => {
+      e.preventDefault();
+      const text = input.value.trim();
+      let home;
+      try {
+        home = new URL(/^https?:\/\//i.test(text) ? text : `https://${text}`).origin;
+      } catch (err) {
+        input.setCustomValidity('not a box address');
+        input.reportValidity();
+        return;
+      }
+      location.assign(`${home}/#join=${encodeURIComponent(link)}`);
+    },
+  }, el('label', {}, 'Your account is on another box? Its address:', input), el('button', { type: 'submit', dataset: { testid: 'elsewhere-open' } }, 'Open the invite there'));
 }
 
 /**
