@@ -1,6 +1,7 @@
 //! Handlers of invites: the public preview, listing, making, joining and revoking.
 
 use crate::http::auth::Principal;
+use crate::http::error::ApiError;
 use crate::http::{id_param, json, json_body, no_content, services, text_param, ApiResult, Req};
 use crate::service::invites;
 
@@ -34,8 +35,20 @@ pub async fn create_invite(mut req: Req, me: Principal) -> ApiResult {
         json_body(&mut req).await?
     };
     let channel = id_param(&req, "channel_id")?;
-    json(
-        201,
-        &services(&req).create_invite(me.user, channel, body).await?,
-    )
+    let invite = services(&req).create_invite(me.user, channel, body).await?;
+    // The link names the origin the maker addressed, as the gateway's ticket URL does.
+    let url = invites::invite_url(
+        &me.origin,
+        &invite.code,
+        req.state().tls_fingerprint.get().map(String::as_str),
+    );
+    let mut answer = serde_json::to_value(&invite).map_err(|e| {
+        ApiError::new(
+            500,
+            "internal_error",
+            format!("could not encode the answer: {e}"),
+        )
+    })?;
+    answer["url"] = serde_json::Value::from(url);
+    json(201, &answer)
 }
