@@ -97,7 +97,9 @@ impl PeerContacts {
             }
             Err(error) => {
                 self.reached(origin, t);
-                self.update(origin, |contact| contact.last_error = Some(error.to_string()));
+                self.update(origin, |contact| {
+                    contact.last_error = Some(error.to_string())
+                });
             }
         }
     }

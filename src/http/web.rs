@@ -83,7 +83,11 @@ fn websocket_origin(origin: &str) -> Option<String> {
     origin
         .strip_prefix("https://")
         .map(|rest| format!("wss://{rest}"))
-        .or_else(|| origin.strip_prefix("http://").map(|rest| format!("ws://{rest}")))
+        .or_else(|| {
+            origin
+                .strip_prefix("http://")
+                .map(|rest| format!("ws://{rest}"))
+        })
 }
 
 fn content_type(name: &str) -> &'static str {

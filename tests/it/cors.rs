@@ -55,7 +55,10 @@ fn the_api_is_granted_to_a_client_of_another_origin() {
     assert_eq!(answer.header("Access-Control-Allow-Origin"), Some("*"));
     let allowed = listed(&answer, "Access-Control-Allow-Headers");
     for header in asked.split(", ") {
-        assert!(allowed.contains(&header.to_string()), "{header}: {allowed:?}");
+        assert!(
+            allowed.contains(&header.to_string()),
+            "{header}: {allowed:?}"
+        );
     }
     assert!(
         listed(&answer, "Access-Control-Allow-Methods").contains(&"post".to_string()),

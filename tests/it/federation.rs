@@ -746,7 +746,12 @@ fn tls_federating(dir: &std::path::Path) -> hearth::config::Config {
 /// The `tls_fingerprint` a server gives in its `/.well-known/hearth`.
 async fn published_tls_fingerprint(origin: &str) -> String {
     let identity: Value = Client::new()
-        .raw(&format!("{origin}/.well-known/hearth"), "GET", &[], Vec::new())
+        .raw(
+            &format!("{origin}/.well-known/hearth"),
+            "GET",
+            &[],
+            Vec::new(),
+        )
         .await
         .expect("identity")
         .json()
@@ -768,10 +773,7 @@ fn link_fingerprint(link: &str, origin: &str, code: &str) -> String {
         .unwrap_or_else(|| panic!("no #fp= in {link}"))
         .to_string();
     assert_eq!(fingerprint.len(), 64, "{link}");
-    assert!(
-        fingerprint.chars().all(|c| c.is_ascii_hexdigit()),
-        "{link}"
-    );
+    assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()), "{link}");
     fingerprint
 }
 
@@ -862,7 +864,12 @@ fn the_home_tells_its_users_what_it_knows_of_each_box() {
         assert!(entry["name"].is_string(), "{entry}");
         // A user of B, with B's token at A: not A's to show.
         let refused = bob.get(&a.url("/api/v1/peers")).await.expect("request");
-        assert_eq!(refused.status, 403, "{}", String::from_utf8_lossy(&refused.body));
+        assert_eq!(
+            refused.status,
+            403,
+            "{}",
+            String::from_utf8_lossy(&refused.body)
+        );
     });
 
     // B comes back at the same address with a new certificate.
@@ -892,7 +899,10 @@ fn the_home_tells_its_users_what_it_knows_of_each_box() {
         assert!(told, "{last}");
         assert_eq!(last["reachable"], false, "{last}");
         assert!(
-            last["last_error"].as_str().unwrap_or("").contains("certificate"),
+            last["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("certificate"),
             "{last}"
         );
     });

@@ -119,9 +119,9 @@ fn the_page_may_connect_to_its_box_and_pinned_peers_only() {
     assert!(!after.contains(&c.origin), "{after:?}");
     assert!(!after.contains(&wss(&c)), "{after:?}");
     assert!(
-        after.iter().all(|s| s == "'self'"
-            || s.ends_with(&a.origin[8..])
-            || s.ends_with(&b.origin[8..])),
+        after
+            .iter()
+            .all(|s| s == "'self'" || s.ends_with(&a.origin[8..]) || s.ends_with(&b.origin[8..])),
         "{after:?}"
     );
 }
