@@ -132,3 +132,80 @@ fn the_page_its_files_and_server_calls_grant_nothing() {
         }
     }
 }
+
+/// Opens the websocket at `url` (`ws://…?ticket=…`) as a browser whose page is
+/// `https://other.example` would, and returns the head of the answer and the first bytes
+/// after it.
+fn open_websocket_from_another_origin(url: &str) -> String {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("ws://").expect("a ws:// url");
+    let (authority, path) = rest.split_at(rest.find('/').expect("a path"));
+    let mut stream = std::net::TcpStream::connect(authority).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .expect("timeout");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nOrigin: https://other.example\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    // The head, then the server's first frame (the gateway's hello) or nothing (voice).
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        seen.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&seen);
+        if text.contains("\r\n\r\n") && (text.contains("hello") || !url.contains("gateway")) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&seen).to_string()
+}
+
+#[test]
+fn websockets_open_for_a_page_of_another_box() {
+    let server = TestServer::start();
+    block_on(async {
+        let alice = user(&server, "alice").await;
+        let guild = api_json(
+            &alice,
+            "POST",
+            &server.url("/api/v1/guilds"),
+            serde_json::json!({"name": "Sockets"}),
+        )
+        .await;
+        let id = guild["id"].as_str().unwrap();
+        let voice = api_json(
+            &alice,
+            "POST",
+            &server.url(&format!("/api/v1/guilds/{id}/channels")),
+            serde_json::json!({"name": "Lounge", "kind": "voice"}),
+        )
+        .await;
+        for ticket_path in [
+            "/api/v1/gateway/ticket".to_string(),
+            format!("/api/v1/channels/{}/voice", voice["id"].as_str().unwrap()),
+        ] {
+            let ticket = api_json(
+                &alice,
+                "POST",
+                &server.url(&ticket_path),
+                serde_json::json!({}),
+            )
+            .await;
+            let url = ticket["url"].as_str().expect("url").to_string();
+            let answer = smol::unblock(move || open_websocket_from_another_origin(&url)).await;
+            assert!(
+                answer.starts_with("HTTP/1.1 101"),
+                "{ticket_path}: {answer}"
+            );
+            if ticket_path.contains("gateway") {
+                assert!(answer.contains("hello"), "{answer}");
+            }
+        }
+    });
+}

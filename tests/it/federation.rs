@@ -802,6 +802,25 @@ fn invite_links_carry_the_boxs_tls_fingerprint() {
         let published = published_tls_fingerprint(&a.origin).await;
         let link = invite["url"].as_str().expect("url");
         assert_eq!(link_fingerprint(link, &a.origin, code), published);
+        // The listing gives the same link.
+        let listed = api_json(
+            &alice,
+            "GET",
+            &a.url(&format!(
+                "/api/v1/guilds/{}/invites",
+                guild["id"].as_str().unwrap()
+            )),
+            json!({}),
+        )
+        .await;
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["code"] == code && i["url"] == link),
+            "{listed}"
+        );
 
         // `hearth invite create` prints the same kind of link.
         let out = hearth_command(&[
