@@ -22,7 +22,7 @@ pub struct Contact {
     /// The last attempt failed because the peer presented another TLS certificate than
     /// the pinned one.
     pub tls_mismatch: bool,
-    /// Why the last attempt failed (`None` when it went through).
+    /// What went wrong with the last attempt (`None` when nothing did).
     pub last_error: Option<String>,
 }
 
