@@ -106,9 +106,12 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
                 )
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(
-                json!({ "code": invite.code, "url": format!("{}/invite/{}", s.origin, invite.code) }),
-            )
+            let url = crate::service::invites::invite_url(
+                &s.origin,
+                &invite.code,
+                app.tls_fingerprint.get().map(String::as_str),
+            );
+            Ok(json!({ "code": invite.code, "url": url }))
         }
         Command::AddPeer { url, fingerprint } => {
             let peer = crate::federation::add_peer(&app.federation, &url, fingerprint.as_deref())

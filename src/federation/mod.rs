@@ -5,6 +5,7 @@
 
 pub mod calls;
 pub mod clock;
+pub mod contact;
 pub mod directory;
 pub mod discovered;
 pub mod outbound;
@@ -70,6 +71,8 @@ pub struct Federation {
     pub tls_pins: crate::lan::tls::Pins,
     /// Peers' clocks, relative to ours.
     pub clocks: clock::PeerClocks,
+    /// The last outcome of calls to each peer.
+    pub contacts: contact::PeerContacts,
     wake_tx: async_channel::Sender<()>,
     wake_rx: async_channel::Receiver<()>,
 }
@@ -88,6 +91,7 @@ impl Federation {
             replay: ReplayGuard::new(config.replay_capacity),
             tls_pins: crate::lan::tls::Pins::in_file(data_dir.join("tls").join("pins")),
             clocks: clock::PeerClocks::new(),
+            contacts: contact::PeerContacts::new(),
             wake_tx,
             wake_rx,
             services,
@@ -140,6 +144,19 @@ pub fn normalize_origin(text: &str) -> Result<String, FederationError> {
 /// With `pinned`, the answer must be signed with that key for a fresh challenge this
 /// server sends (its `time` and key are then the pinned server's word, not a spoofer's).
 pub async fn fetch_well_known(
+    fed: &Federation,
+    origin: &str,
+    pinned: Option<&[u8; 32]>,
+) -> Result<Value, FederationError> {
+    let fetched = fetch_well_known_once(fed, origin, pinned).await;
+    if pinned.is_some() {
+        // A peer's (only peers' keys are pinned): its contact is shown to users.
+        fed.contacts.record(origin, &fetched, now());
+    }
+    fetched
+}
+
+async fn fetch_well_known_once(
     fed: &Federation,
     origin: &str,
     pinned: Option<&[u8; 32]>,
@@ -251,6 +268,7 @@ pub async fn add_peer(
         .await?;
     // Tokens verified with a key pinned before are checked again with this one.
     fed.token_cache.forget_issuer(&peer.origin);
+    fed.contacts.reached(&peer.origin, now());
     Ok(peer)
 }
 
@@ -269,6 +287,7 @@ pub async fn remove_peer(fed: &Federation, origin: &str) -> Result<bool, Federat
         })
         .await?;
     fed.token_cache.forget_issuer(&origin);
+    fed.contacts.forget(&origin);
     // Realtime sessions of the peer's users end too; their next request is refused.
     let homed_there: Vec<crate::model::UserId> = fed
         .services
@@ -349,6 +368,18 @@ pub fn pinned_key(fed: &Federation, origin: &str) -> Option<[u8; 32]> {
 /// pinned key for this call, or it is an error: an unsigned 404 from whoever answers in the
 /// target's place is not the target's word.
 pub async fn send_signed(
+    fed: &Federation,
+    target: &str,
+    path: &str,
+    body: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<outbound::Answer, FederationError> {
+    let sent = send_signed_once(fed, target, path, body, timeout).await;
+    fed.contacts.record(target, &sent, now());
+    sent
+}
+
+async fn send_signed_once(
     fed: &Federation,
     target: &str,
     path: &str,

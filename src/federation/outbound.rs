@@ -19,6 +19,21 @@ pub enum OutboundError {
     /// The address is the box itself or a special range.
     #[error("refusing to send to {0}: it is this box or a special address")]
     Forbidden(IpAddr),
+    /// The peer presented another TLS certificate than the one pinned for it.
+    #[error(
+        "request to {url} failed: the TLS certificate of {origin} changed (pinned SHA-256 \
+         {pinned}, presented {presented}); refusing to send"
+    )]
+    CertificateChanged {
+        /// Target.
+        url: String,
+        /// The target's origin.
+        origin: String,
+        /// The pinned fingerprint.
+        pinned: String,
+        /// The one presented.
+        presented: String,
+    },
     /// Connecting or exchanging failed.
     #[error("request to {url} failed: {message}")]
     Failed {
@@ -145,10 +160,12 @@ pub async fn send(
                 .await
                 .map_err(|e| match e {
                     crate::lan::tls::ConnectError::Changed { pinned, presented } => {
-                        failed(format!(
-                            "the TLS certificate of {origin} changed (pinned SHA-256 {pinned}, \
-                         presented {presented}); refusing to send"
-                        ))
+                        OutboundError::CertificateChanged {
+                            url: url.to_string(),
+                            origin: origin.clone(),
+                            pinned,
+                            presented,
+                        }
                     }
                     crate::lan::tls::ConnectError::Other(m) => failed(m),
                 })?;

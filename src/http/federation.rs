@@ -1,6 +1,6 @@
-//! Inbound server-to-server calls (`POST /federation/v1/{call}`) and the administrators'
+//! Inbound server-to-server calls (`POST /federation/v1/{call}`), the administrators'
 //! peer API (`/api/v1/admin/peers`, and `/api/v1/admin/discovered` for servers heard on
-//! the LAN).
+//! the LAN), and the peers as this box's users see them (`/api/v1/peers`).
 
 use super::auth::Principal;
 use super::error::ApiError;
@@ -142,6 +142,38 @@ pub async fn list_peers(req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
     let peers = federation::list_peers(&req.state().federation)?;
     json(200, &peers.iter().map(peer_view).collect::<Vec<_>>())
+}
+
+/// `GET /api/v1/peers`: the boxes this box has pinned (those a user of this home can use
+/// with its tokens), each with its pinned TLS fingerprint and what the last call to it
+/// showed, from memory (no call is made). For users homed here only.
+pub async fn peer_status(req: Req, me: Principal) -> ApiResult {
+    let user = req.state().services.get_user(me.user)?;
+    if !me.local || !user.homeserver.is_empty() {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            "only users homed on this server see its peers",
+        ));
+    }
+    let fed = &req.state().federation;
+    let peers = federation::list_peers(fed)?;
+    let listing: Vec<Value> = peers
+        .iter()
+        .map(|peer| {
+            let contact = fed.contacts.get(&peer.origin);
+            serde_json::json!({
+                "origin": peer.origin,
+                "name": peer.name,
+                "tls_fingerprint": fed.tls_pins.get(&peer.origin),
+                "last_contact": contact.last_contact,
+                "reachable": contact.reachable,
+                "tls_mismatch": contact.tls_mismatch,
+                "last_error": contact.last_error,
+            })
+        })
+        .collect();
+    json(200, &listing)
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,11 @@
 //! The HTTP layer: the smol accept loop handing each connection to async-h1, tide routes,
 //! body limits, CORS, and error mapping. Only this module knows tide.
+//!
+//! CORS: `/api/`, `/oauth/` and `/.well-known/hearth` answer any origin (`*`, never with
+//! credentials: the DPoP headers are the credentials) and allow the headers a web client
+//! served by another box sends; other paths grant nothing, preflights included. The
+//! gateway and voice websockets check no `Origin`: the single-use ticket, got with a DPoP
+//! request, is what authenticates, so a client served by another box connects as well.
 
 pub mod auth;
 pub mod conn;
@@ -369,9 +375,43 @@ pub fn client_address(req: &Req) -> String {
         .unwrap_or_default()
 }
 
-/// Adds `DPoP-Nonce` and CORS headers to every response, answers CORS preflights, and
-/// turns tide's empty 404/405 into the JSON error shape.
+/// Adds `DPoP-Nonce` to every response and CORS headers to those of the routes a web
+/// client served by another box calls, answers CORS preflights, and turns tide's empty
+/// 404/405 into the JSON error shape.
 struct Finish;
+
+/// The request headers a web client sends to a box: its DPoP-bound token, the proof, a
+/// JSON or form body, and, at a box other than its home, its device certificate.
+const CORS_ALLOW_HEADERS: &str = "Authorization, DPoP, Content-Type, Hearth-Device-Certificate";
+/// The answer headers it reads: the next nonce, why a token or proof was refused, and
+/// when to try again.
+const CORS_EXPOSE_HEADERS: &str = "DPoP-Nonce, WWW-Authenticate, Retry-After";
+/// How long a browser may keep a preflight's answer, seconds (Chromium's ceiling).
+const CORS_MAX_AGE: &str = "7200";
+
+/// Whether a web client of another origin may call `path`: the API, OAuth and the box's
+/// description. The page, its files, invite links and server-to-server calls are for
+/// this origin or for servers only.
+fn cross_origin_path(path: &str) -> bool {
+    path.starts_with("/api/") || path.starts_with("/oauth/") || path == "/.well-known/hearth"
+}
+
+/// Grants any origin the cross-origin use of an answer. `*` without
+/// `Access-Control-Allow-Credentials`: a request's credentials are its `Authorization`
+/// and `DPoP` headers, never cookies, so a page of another origin gains nothing it could
+/// not send itself.
+fn grant_cross_origin(response: &mut tide::Response, preflight: bool) {
+    response.insert_header("Access-Control-Allow-Origin", "*");
+    response.insert_header("Access-Control-Expose-Headers", CORS_EXPOSE_HEADERS);
+    if preflight {
+        response.insert_header("Access-Control-Allow-Headers", CORS_ALLOW_HEADERS);
+        response.insert_header(
+            "Access-Control-Allow-Methods",
+            "GET, POST, PUT, PATCH, DELETE, OPTIONS",
+        );
+        response.insert_header("Access-Control-Max-Age", CORS_MAX_AGE);
+    }
+}
 
 #[tide::utils::async_trait]
 impl tide::Middleware<Arc<App>> for Finish {
@@ -379,6 +419,7 @@ impl tide::Middleware<Arc<App>> for Finish {
         let app = req.state().clone();
         let body_read = watch_body(&mut req);
         let preflight = req.method() == tide::http::Method::Options;
+        let cross_origin = cross_origin_path(req.url().path());
         let mut response = if preflight {
             tide::Response::new(204)
         } else {
@@ -398,19 +439,9 @@ impl tide::Middleware<Arc<App>> for Finish {
             response
         };
         response.insert_header("DPoP-Nonce", app.dpop.nonce(crate::system::now()));
-        response.insert_header("Access-Control-Allow-Origin", "*");
-        response.insert_header(
-            "Access-Control-Allow-Headers",
-            "Authorization, DPoP, Content-Type, Hearth-Device-Certificate",
-        );
-        response.insert_header(
-            "Access-Control-Allow-Methods",
-            "GET, POST, PUT, PATCH, DELETE, OPTIONS",
-        );
-        response.insert_header(
-            "Access-Control-Expose-Headers",
-            "DPoP-Nonce, WWW-Authenticate, Retry-After",
-        );
+        if cross_origin {
+            grant_cross_origin(&mut response, preflight);
+        }
         if response.header("Cache-Control").is_none() {
             response.insert_header("Cache-Control", "no-store");
         }

@@ -89,6 +89,9 @@ pub fn install(server: &mut Server) {
         .post(authed(super::federation::add_peer))
         .delete(authed(super::federation::remove_peer));
     server
+        .at("/api/v1/peers")
+        .get(authed(super::federation::peer_status));
+    server
         .at("/api/v1/admin/discovered")
         .get(authed(super::federation::list_discovered))
         .post(authed(super::federation::add_discovered));

@@ -4,9 +4,8 @@
 //! files are under `/web/`. Every answer carries a strong `ETag` (a hash of the bytes) and
 //! `Cache-Control: no-cache`, so browsers revalidate with `If-None-Match` and get `304`
 //! until the binary is updated. The page's Content Security Policy allows scripts and
-//! styles from this server only; it may connect to any `https:`/`wss:` origin (the other
-//! servers a user takes part in) and, for servers run with `[tls] enabled = false`, to
-//! `http:`/`ws:`.
+//! styles from this server only; it may connect to this server and to its pinned peers
+//! (their origins and websocket origins), the boxes a user of this home can use.
 
 use super::error::ApiError;
 use super::Req;
@@ -53,10 +52,45 @@ assets![
     "icon.svg"
 ];
 
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data: blob: https: http:; media-src 'self' blob:; \
-     connect-src 'self' https: wss: http: ws:; manifest-src 'self'; \
-     base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+/// The page's Content Security Policy. `connect-src` names this box and the boxes the
+/// client may use: a box accepts this home's tokens (and signs its users in with their
+/// device certificates) only if it pinned this box, and peering is mutual, so those are
+/// this box's pinned peers. Read from the peers table for each answer, so a peer added
+/// shows at the next load.
+fn content_security_policy(req: &Req) -> String {
+    let app = req.state();
+    let peers = crate::federation::list_peers(&app.federation).unwrap_or_else(|e| {
+        log::error!("cannot read the peers for the page's policy: {e}");
+        Vec::new()
+    });
+    let mut connect = vec!["'self'".to_string()];
+    // `'self'` covers this origin's websockets in CSP Level 3; older engines need them named.
+    let own = app.origins.public();
+    connect.extend(websocket_origin(own));
+    for peer in &peers {
+        connect.push(peer.origin.clone());
+        connect.extend(websocket_origin(&peer.origin));
+    }
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; \
+         img-src 'self' data: blob: https: http:; media-src 'self' blob:; \
+         connect-src {}; manifest-src 'self'; \
+         base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        connect.join(" ")
+    )
+}
+
+/// The websocket origin (`wss:`/`ws:`) of an `https:`/`http:` origin.
+fn websocket_origin(origin: &str) -> Option<String> {
+    origin
+        .strip_prefix("https://")
+        .map(|rest| format!("wss://{rest}"))
+        .or_else(|| {
+            origin
+                .strip_prefix("http://")
+                .map(|rest| format!("ws://{rest}"))
+        })
+}
 
 fn content_type(name: &str) -> &'static str {
     match name.rsplit('.').next() {
@@ -113,7 +147,7 @@ fn serve(req: &Req, name: &str) -> tide::Response {
     response.insert_header("X-Content-Type-Options", "nosniff");
     response.insert_header("Referrer-Policy", "no-referrer");
     if name.ends_with(".html") {
-        response.insert_header("Content-Security-Policy", CSP);
+        response.insert_header("Content-Security-Policy", content_security_policy(req));
         response.insert_header("X-Frame-Options", "DENY");
         response.insert_header(
             "Permissions-Policy",
@@ -152,6 +186,19 @@ mod tests {
             on_disk, embedded,
             "src/http/web.rs must list every file of src/web"
         );
+    }
+
+    #[test]
+    fn websocket_origins() {
+        assert_eq!(
+            websocket_origin("https://b.local:8443").as_deref(),
+            Some("wss://b.local:8443")
+        );
+        assert_eq!(
+            websocket_origin("http://127.0.0.1:80").as_deref(),
+            Some("ws://127.0.0.1:80")
+        );
+        assert_eq!(websocket_origin("ftp://x"), None);
     }
 
     #[test]

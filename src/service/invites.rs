@@ -45,6 +45,17 @@ pub struct NewInvite {
 
 const MAX_MEMBER_COUNT: usize = 1_000_000;
 
+/// The link people share for an invite: `{origin}/invite/{code}`, and, when the box serves
+/// TLS, `#fp={tls_fingerprint}`, the SHA-256 of its certificate as `/.well-known/hearth`
+/// gives it. A browser never sends the fragment, so the box plays no part in it: a client
+/// that opens the link compares what the box presents with what the link's maker saw.
+pub fn invite_url(origin: &str, code: &str, tls_fingerprint: Option<&str>) -> String {
+    match tls_fingerprint {
+        Some(fingerprint) => format!("{origin}/invite/{code}#fp={fingerprint}"),
+        None => format!("{origin}/invite/{code}"),
+    }
+}
+
 fn make_invite_code() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
     let mut bytes = [0u8; 10];

@@ -735,3 +735,194 @@ fn hearth_outbox_len(data: &std::path::Path, config: &std::path::Path) -> usize 
         .and_then(|n| n.parse().ok())
         .unwrap_or(usize::MAX)
 }
+
+/// A federating configuration with HTTPS on (its default), data in `dir`.
+fn tls_federating(dir: &std::path::Path) -> hearth::config::Config {
+    let mut config = federating(dir);
+    config.tls = hearth::config::TlsConfig::default();
+    config
+}
+
+/// The `tls_fingerprint` a server gives in its `/.well-known/hearth`.
+async fn published_tls_fingerprint(origin: &str) -> String {
+    let identity: Value = Client::new()
+        .raw(
+            &format!("{origin}/.well-known/hearth"),
+            "GET",
+            &[],
+            Vec::new(),
+        )
+        .await
+        .expect("identity")
+        .json()
+        .expect("json");
+    identity["tls_fingerprint"]
+        .as_str()
+        .expect("a tls_fingerprint over HTTPS")
+        .to_string()
+}
+
+/// The fingerprint in an invite link's `#fp=` fragment, checking the link's shape.
+fn link_fingerprint(link: &str, origin: &str, code: &str) -> String {
+    let parsed = url::Url::parse(link).unwrap_or_else(|e| panic!("{link}: {e}"));
+    assert_eq!(parsed.origin().ascii_serialization(), origin, "{link}");
+    assert_eq!(parsed.path(), format!("/invite/{code}"), "{link}");
+    let fingerprint = parsed
+        .fragment()
+        .and_then(|f| f.strip_prefix("fp="))
+        .unwrap_or_else(|| panic!("no #fp= in {link}"))
+        .to_string();
+    assert_eq!(fingerprint.len(), 64, "{link}");
+    assert!(fingerprint.chars().all(|c| c.is_ascii_hexdigit()), "{link}");
+    fingerprint
+}
+
+#[test]
+fn invite_links_carry_the_boxs_tls_fingerprint() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let a = TestServer::start_config(tls_federating(dir.path()), None);
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let guild = api_json(
+            &alice,
+            "POST",
+            &a.url("/api/v1/guilds"),
+            json!({"name": "Linked"}),
+        )
+        .await;
+        let channel = guild["channels"][0]["id"].as_str().unwrap();
+        let invite = api_json(
+            &alice,
+            "POST",
+            &a.url(&format!("/api/v1/channels/{channel}/invites")),
+            json!({}),
+        )
+        .await;
+        let code = invite["code"].as_str().unwrap();
+        let published = published_tls_fingerprint(&a.origin).await;
+        let link = invite["url"].as_str().expect("url");
+        assert_eq!(link_fingerprint(link, &a.origin, code), published);
+        // The listing gives the same link.
+        let listed = api_json(
+            &alice,
+            "GET",
+            &a.url(&format!(
+                "/api/v1/guilds/{}/invites",
+                guild["id"].as_str().unwrap()
+            )),
+            json!({}),
+        )
+        .await;
+        assert!(
+            listed
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["code"] == code && i["url"] == link),
+            "{listed}"
+        );
+
+        // `hearth invite create` prints the same kind of link.
+        let out = hearth_command(&[
+            "invite",
+            "create",
+            "--guild",
+            guild["id"].as_str().unwrap(),
+            "--data",
+        ])
+        .arg(&a.data)
+        .output()
+        .expect("run hearth invite create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let printed_code = printed
+            .split('#')
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            link_fingerprint(&printed, &a.origin, &printed_code),
+            published
+        );
+    });
+}
+
+/// The entry of `origin` in `GET /api/v1/peers` as `who` sees it at `server`.
+async fn peer_entry(who: &Client, server: &str, origin: &str) -> Value {
+    let peers = api_json(who, "GET", &format!("{server}/api/v1/peers"), json!({})).await;
+    peers
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|p| p["origin"] == origin)
+        .cloned()
+        .unwrap_or_else(|| panic!("{origin} not in {peers}"))
+}
+
+#[test]
+fn the_home_tells_its_users_what_it_knows_of_each_box() {
+    let dir_a = tempfile::tempdir().expect("temp dir");
+    let dir_b = tempfile::tempdir().expect("temp dir");
+    let a = TestServer::start_config(tls_federating(dir_a.path()), None);
+    let mut b = TestServer::start_config(tls_federating(dir_b.path()), None);
+    peer_both(&a, &b);
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let bob = user(&b, "bob").await;
+        let fingerprint_b = published_tls_fingerprint(&b.origin).await;
+        let entry = peer_entry(&alice, &a.origin, &b.origin).await;
+        assert_eq!(entry["tls_fingerprint"], fingerprint_b.as_str(), "{entry}");
+        assert_eq!(entry["tls_mismatch"], false, "{entry}");
+        assert_eq!(entry["reachable"], true, "{entry}");
+        assert!(entry["last_contact"].as_u64().is_some(), "{entry}");
+        assert!(entry["name"].is_string(), "{entry}");
+        // A user of B, with B's token at A: not A's to show.
+        let refused = bob.get(&a.url("/api/v1/peers")).await.expect("request");
+        assert_eq!(
+            refused.status,
+            403,
+            "{}",
+            String::from_utf8_lossy(&refused.body)
+        );
+    });
+
+    // B comes back at the same address with a new certificate.
+    let address = b.addr.to_string();
+    b.stop();
+    std::fs::remove_dir_all(b.data.join("tls")).expect("remove tls dir");
+    let b = TestServer::start_at(&address, tls_federating(dir_b.path()), None);
+    block_on(async {
+        let alice = Client::new();
+        alice
+            .login_password(&a.origin, "alice", "password-of-some-length")
+            .await
+            .expect("login");
+        assert_ne!(
+            published_tls_fingerprint(&b.origin).await,
+            peer_entry(&alice, &a.origin, &b.origin).await["tls_fingerprint"]
+        );
+        // A new user of A is announced to every peer: A calls B, which presents the new
+        // certificate.
+        user(&a, "carol").await;
+        let mut last = Value::Null;
+        let told = eventually(Duration::from_secs(20), async || {
+            last = peer_entry(&alice, &a.origin, &b.origin).await;
+            last["tls_mismatch"] == true
+        })
+        .await;
+        assert!(told, "{last}");
+        assert_eq!(last["reachable"], false, "{last}");
+        assert!(
+            last["last_error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("certificate"),
+            "{last}"
+        );
+    });
+}

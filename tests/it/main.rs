@@ -7,6 +7,7 @@ mod common;
 mod bad_input;
 mod cli;
 mod clock;
+mod cors;
 mod device_link;
 mod discovery;
 mod dpop;

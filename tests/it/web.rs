@@ -65,6 +65,67 @@ fn the_page_and_its_files_are_served_with_a_strict_policy_and_revalidated() {
     assert_eq!(api.header("Cache-Control"), Some("no-store"));
 }
 
+/// A server with HTTPS on (its default) whose outgoing calls may reach loopback.
+fn start_tls_federating() -> TestServer {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = federating(dir.path());
+    config.tls = hearth::config::TlsConfig::default();
+    TestServer::start_config(config, Some(dir))
+}
+
+/// The `connect-src` sources of the page's policy.
+fn connect_sources(server: &TestServer) -> Vec<String> {
+    let page = get(server, "/", &[]);
+    assert_eq!(page.status, 200);
+    let csp = page
+        .header("Content-Security-Policy")
+        .expect("a CSP")
+        .to_string();
+    assert!(
+        csp.contains("script-src 'self'")
+            && csp.contains("default-src 'none'")
+            && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    csp.split(';')
+        .map(str::trim)
+        .find_map(|directive| directive.strip_prefix("connect-src "))
+        .unwrap_or_else(|| panic!("no connect-src in {csp}"))
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn the_page_may_connect_to_its_box_and_pinned_peers_only() {
+    let a = start_tls_federating();
+    let b = start_tls_federating();
+    let c = start_tls_federating();
+    let wss = |server: &TestServer| server.origin.replacen("https://", "wss://", 1);
+    let before = connect_sources(&a);
+    assert!(before.contains(&"'self'".to_string()), "{before:?}");
+    for source in &before {
+        assert!(
+            !matches!(source.as_str(), "https:" | "wss:" | "http:" | "ws:" | "*"),
+            "a whole scheme is allowed: {before:?}"
+        );
+    }
+    assert!(!before.contains(&b.origin), "{before:?}");
+    // Pinning B shows at the next load, with its websocket origin; C, no peer, never shows.
+    peer_add(&a, &b.origin);
+    let after = connect_sources(&a);
+    assert!(after.contains(&b.origin), "{after:?}");
+    assert!(after.contains(&wss(&b)), "{after:?}");
+    assert!(!after.contains(&c.origin), "{after:?}");
+    assert!(!after.contains(&wss(&c)), "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|s| s == "'self'" || s.ends_with(&a.origin[8..]) || s.ends_with(&b.origin[8..])),
+        "{after:?}"
+    );
+}
+
 #[test]
 fn two_people_chat_in_the_browser() {
     require_browser();

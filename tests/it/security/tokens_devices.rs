@@ -135,6 +135,47 @@ fn a_proof_made_for_another_box_is_refused_when_relayed_with_its_host() {
     });
 }
 
+/// Item 1 with a peer's token: alice's home token is valid at B (B pinned A), but a proof
+/// whose `htu` names another origin than B's own (her home's, or any other box's) is
+/// refused at B, whatever `Host` says; the same request with a proof made for B passes.
+#[test]
+fn a_peer_token_with_a_proof_for_another_origin_is_refused() {
+    let (a, b, alice, bob) = federated_pair_with("alice", "bob");
+    block_on(async {
+        let guild = guild_on(&bob, &b.origin, "Proofs").await;
+        join(&alice, &b.origin, &guild.code).await;
+        let token = alice.access_token(&a.origin).expect("token");
+        let path = "/api/v1/users/@me";
+        for (htu_origin, expected) in [
+            (b.origin.as_str(), 200),
+            (a.origin.as_str(), 401),
+            ("https://elsewhere.test", 401),
+        ] {
+            let proof = make_proof(
+                alice.device_key(),
+                "GET",
+                &format!("{htu_origin}{path}"),
+                Some(&token),
+                Some(&nonce(&b).await),
+                hearth::system::now(),
+            );
+            let (status, answer) = send_with_host(
+                b.addr,
+                &authority(htu_origin),
+                "GET",
+                path,
+                &[("Authorization", format!("DPoP {token}")), ("DPoP", proof)],
+                b"",
+            )
+            .await;
+            assert_eq!(status, expected, "proof for {htu_origin} at B: {answer}");
+            if expected == 401 {
+                assert_eq!(answer["error"], "invalid_dpop_proof", "{answer}");
+            }
+        }
+    });
+}
+
 /// Item 1: a proof for one of A's configured aliases is accepted, and a ticket asked for
 /// there names that alias.
 #[test]
