@@ -25,4 +25,5 @@ mod systemd;
 mod tls;
 mod voice;
 mod web;
+mod web_settings;
 mod web_voice;
