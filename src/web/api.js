@@ -27,6 +27,11 @@ import { dpopProof } from './crypto.js';
 export const CERT_GRANT = 'urn:hearth:params:oauth:grant-type:device-certificate';
 const HOME_RETRY_MS = 30000;
 
+/** A token is renewed this long before it runs out: 30 s, or a third of a short life. */
+function margin(lifetimeMs) {
+  return Math.min(30000, lifetimeMs / 3);
+}
+
 export class ApiError extends Error {
   constructor(status, code, message) {
     super(message || code || `HTTP ${status}`);
@@ -67,6 +72,7 @@ export class Api {
     this.nonce = null;
     this.accessToken = null; // the home: its token; another box: its own (fallback) token
     this.expiresAt = 0;
+    this.renewAt = 0; // when the token is renewed, a little before it expires
     this.refreshToken = null; // another box's own refresh token (fallback only)
     this.fallback = false; // another box: signed in with the device certificate
     this.nextHomeTry = 0;
@@ -107,6 +113,7 @@ export class Api {
     const grant = await this.grant(form);
     this.accessToken = grant.access_token;
     this.expiresAt = Date.now() + grant.expires_in * 1000;
+    this.renewAt = this.expiresAt - margin(grant.expires_in * 1000);
     this.state.refreshToken = grant.refresh_token;
     this.state.userId = grant.user_id;
     if (this.onSession) await this.onSession(this.state);
@@ -141,13 +148,13 @@ export class Api {
 
   /** The home's token, refreshed when it is about to run out (or `force`). */
   async fresh(force) {
-    if (force || !this.accessToken || Date.now() > this.expiresAt - 30000) await this.refresh();
+    if (force || !this.accessToken || Date.now() > this.renewAt) await this.refresh();
     return this.accessToken;
   }
 
   /** Another box: this box's own session from the device certificate, while the home is away. */
   async ownToken(force) {
-    if (!force && this.accessToken && Date.now() < this.expiresAt - 30000) return this.accessToken;
+    if (!force && this.accessToken && Date.now() < this.renewAt) return this.accessToken;
     if (!this.signingIn) this.signingIn = this.signInHere().finally(() => { this.signingIn = null; });
     return this.signingIn;
   }
@@ -163,6 +170,7 @@ export class Api {
     if (!grant) grant = await this.grant({ grant_type: CERT_GRANT, device_certificate: await this.certificate() });
     this.accessToken = grant.access_token;
     this.expiresAt = Date.now() + grant.expires_in * 1000;
+    this.renewAt = this.expiresAt - margin(grant.expires_in * 1000);
     this.refreshToken = grant.refresh_token || null;
     return this.accessToken;
   }

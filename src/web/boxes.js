@@ -41,6 +41,7 @@ export class Box {
     this.pinned = null; // the home's pin of it
     this.presented = null; // what it says it presents (/.well-known/hearth)
     this.everReached = Boolean(saved?.everReached);
+    this.kept = Boolean(saved?.origin); // remembered in this browser (joined, or from before)
     this.retryTimer = null;
   }
 
@@ -126,7 +127,9 @@ export function ensureBox(boxOrigin, saved) {
 
 /** Keeps the list of other boxes in this browser, so a reload finds them again. */
 export async function saveBoxes() {
-  s.state.boxes = [...s.boxes.values()].filter((b) => !b.isHome).map((b) => ({
+  // A box only looked at (an invite previewed, not taken) is not remembered.
+  for (const b of s.boxes.values()) if (b.guildOrder.length) b.kept = true;
+  s.state.boxes = [...s.boxes.values()].filter((b) => !b.isHome && b.kept).map((b) => ({
     origin: b.origin,
     name: b.name,
     fingerprint: b.linkFingerprint,

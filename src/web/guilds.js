@@ -233,8 +233,11 @@ export function joinDialog() {
 async function joinInvite(box, code) {
   const joined = await box.api.request('POST', `/api/v1/invites/${encodeURIComponent(code)}`, {});
   const guildId = joined.guild_id || joined.id;
-  if (!box.isHome) await saveBoxes();
   if (guildId && !box.guildOrder.includes(guildId)) box.guildOrder.push(guildId);
+  if (!box.isHome) {
+    box.kept = true;
+    await saveBoxes();
+  }
   if (guildId) s.guildBox.set(guildId, box.origin);
   if (!box.gateway || !box.loaded) await connectBox(box);
   if (guildId) await selectGuild(guildId);
