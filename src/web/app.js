@@ -24,6 +24,7 @@ import { authMode, cancelLink, newApi, settings, showApp, showAuth, signIn, sign
 import { createChannel, createGuild, createInvite, joinDialog } from './guilds.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
+import { registerServiceWorker } from './offline.js';
 
 function wire() {
   $('link-start').addEventListener('click', startLink);
@@ -101,6 +102,7 @@ function wire() {
 
 async function start() {
   wire();
+  registerServiceWorker();
   const m = location.pathname.match(/^\/invite\/([^/]+)$/);
   if (m) s.invite = decodeURIComponent(m[1]);
   try {
