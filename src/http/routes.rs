@@ -50,6 +50,10 @@ pub fn install(server: &mut Server) {
     server.at("/").get(super::web::index);
     server.at("/invite/:code").get(super::web::index);
     server.at("/web/:file").get(super::web::file);
+    server.at("/sw.js").get(super::web::service_worker_file);
+    server
+        .at("/manifest.webmanifest")
+        .get(super::web::web_manifest);
     server
         .at("/.well-known/hearth")
         .get(open(public::well_known));

@@ -29,6 +29,7 @@ import { createChannel, createGuild, createInvite, joinDialog, parseInvite } fro
 import { retryBoxes } from './boxes.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
+import { registerServiceWorker } from './offline.js';
 
 function wire() {
   $('link-start').addEventListener('click', startLink);
@@ -111,6 +112,7 @@ function wire() {
 
 async function start() {
   wire();
+  registerServiceWorker();
   // An invite: this box's (/invite/CODE), or another box's handed over by that box's page
   // to the home's client (/#join=LINK).
   const m = location.pathname.match(/^\/invite\/([^/]+)$/);

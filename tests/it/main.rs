@@ -25,5 +25,6 @@ mod systemd;
 mod tls;
 mod voice;
 mod web;
+mod web_offline;
 mod web_settings;
 mod web_voice;
