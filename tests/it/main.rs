@@ -24,4 +24,5 @@ mod systemd;
 mod tls;
 mod voice;
 mod web;
+mod web_boxes;
 mod web_voice;
