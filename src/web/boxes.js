@@ -179,7 +179,7 @@ export async function checkBox(box) {
   const peer = peers?.find((p) => sameOrigin(p.origin, box.origin)) || null;
   box.pinned = peer ? normalizeFingerprint(peer.tls_fingerprint) : null;
   if (peer?.tls_mismatch) {
-    setStatus(box, 'mismatch', 'your home box found that this box presents a certificate other than the one it pinned');
+    setStatus(box, 'mismatch', 'your home box found that the certificate this box presents differs from the one it pinned');
     return false;
   }
   if (box.pinned && box.linkFingerprint && box.pinned !== box.linkFingerprint) {

@@ -25,6 +25,7 @@ mod systemd;
 mod tls;
 mod voice;
 mod web;
+mod web_boxes;
 mod web_offline;
 mod web_settings;
 mod web_voice;
