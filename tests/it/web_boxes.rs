@@ -68,34 +68,30 @@ async fn published_fingerprint(client: &Client, origin: &str) -> String {
     fingerprint
 }
 
-/// carol's guild "Attic" on C and the link to it, carrying C's (new) fingerprint: the
-/// link the box gives if its answer has one, else `ORIGIN/invite/CODE#fp=HEX`.
-async fn carols_invite(carol: &Client, c: &TestServer) -> (String, String) {
+/// A guild `name` made by `owner` on `server` and the invite link to it that the box
+/// gives, which carries the box's TLS fingerprint (`#fp=`).
+async fn invite_to(owner: &Client, server: &TestServer, name: &str) -> (String, String) {
     let guild = api_json(
-        carol,
+        owner,
         "POST",
-        &c.url("/api/v1/guilds"),
-        json!({ "name": "Attic" }),
+        &server.url("/api/v1/guilds"),
+        json!({ "name": name }),
     )
     .await;
     let guild_id = guild["id"].as_str().expect("guild id").to_string();
     let channel = guild["channels"][0]["id"].as_str().expect("channel id");
     let invite = api_json(
-        carol,
+        owner,
         "POST",
-        &c.url(&format!("/api/v1/channels/{channel}/invites")),
+        &server.url(&format!("/api/v1/channels/{channel}/invites")),
         json!({}),
     )
     .await;
-    let link = match invite["url"].as_str() {
-        Some(url) => url.to_string(),
-        None => format!(
-            "{}/invite/{}#fp={}",
-            c.origin,
-            invite["code"].as_str().expect("invite code"),
-            published_fingerprint(carol, &c.origin).await
-        ),
-    };
+    let link = invite["url"]
+        .as_str()
+        .expect("the invite's link")
+        .to_string();
+    assert!(link.contains("#fp="), "{link}");
     (guild_id, link)
 }
 
@@ -112,7 +108,7 @@ impl Drop for Script {
 #[test]
 fn alice_uses_three_boxes_from_her_home_page() {
     require_browser();
-    let dirs: Vec<tempfile::TempDir> = (0..3)
+    let dirs: Vec<tempfile::TempDir> = (0..4)
         .map(|_| tempfile::tempdir().expect("temp dir"))
         .collect();
     let mut config_a = tls_box(dirs[0].path());
@@ -129,6 +125,12 @@ fn alice_uses_three_boxes_from_her_home_page() {
     peer_both(&a, &b);
     peer_both(&a, &c);
     let c_pinned = pinned(&a, &c.origin);
+    // D: a peer of A whose certificate alice's browser has not accepted.
+    let d = TestServer::start_config(tls_box(dirs[3].path()), None);
+    peer_both(&a, &d);
+    let d_pinned = pinned(&a, &d.origin);
+    let dave = block_on(user(&d, "dave"));
+    let (_, dave_link) = block_on(invite_to(&dave, &d, "Shed"));
 
     // C gets a new certificate at the same address: A's pin of it is now stale.
     let c_address = c.addr.to_string();
@@ -141,10 +143,12 @@ fn alice_uses_three_boxes_from_her_home_page() {
         !c_presented.eq_ignore_ascii_case(&c_pinned),
         "C kept its certificate"
     );
-    let (attic, carol_link) = block_on(carols_invite(&carol, &c));
+    let (attic, carol_link) = block_on(invite_to(&carol, &c, "Attic"));
 
     let settings = json!({
-        "origins": { "A": a.origin, "B": b.origin, "C": c.origin },
+        "origins": { "A": a.origin, "B": b.origin, "C": c.origin, "D": d.origin },
+        "d_pinned": d_pinned,
+        "dave_invite": dave_link,
         "certs": [cert_path(&a), cert_path(&b), cert_path(&c)],
         "c_pinned": c_pinned,
         "c_presented": c_presented,

@@ -1,13 +1,15 @@
 // Issue 13 end to end, in Debian's Chromium (playwright-core), against three real Hearth
-// boxes A, B, C with TLS on (self-signed): node tests/js/web/boxes.mjs SETTINGS_JSON,
+// boxes A, B, C, D with TLS on (self-signed): node tests/js/web/boxes.mjs SETTINGS_JSON,
 // started by tests/it/web_boxes.rs with SETTINGS_JSON =
-//   {"origins": {"A", "B", "C"}, "certs": [PEM paths], "c_pinned": A's pin of C,
-//    "c_presented": C's new fingerprint, "carol_invite": a link to C's guild "Attic",
+//   {"origins": {"A", "B", "C", "D"}, "certs": [PEM paths of A, B, C], "c_pinned": A's
+//    pin of C, "c_presented": C's new fingerprint, "carol_invite": a link to C's guild
+//    "Attic", "d_pinned": A's pin of D, "dave_invite": a link to D's guild "Shed",
 //    "access_token_secs": A's token lifetime, "timeout_ms": per wait}
 // alice (home A) joins bob's guild on B from her A-served page and chats with him, goes on
 // while A is stopped past her token's lifetime (and reloads then), sees her profile edit
 // reach B once A is back, and is warned instead of joined when C's certificate differs
-// from A's pin. Exits non-zero with the reason on the first thing a user would see go
+// from A's pin, and led to accept D's certificate, which her browser does not trust yet,
+// with the fingerprint A pinned for it. Exits non-zero with the reason on the first thing a user would see go
 // wrong.
 //
 // Control channel: `control: stop A` / `control: start A` on stdout; the test does it
@@ -19,7 +21,7 @@ import readline from 'node:readline';
 
 const settings = JSON.parse(process.argv[2] ?? 'null');
 if (!settings) throw new Error('usage: boxes.mjs SETTINGS_JSON (see tests/it/web_boxes.rs)');
-const { origins: { A, B, C }, certs, c_pinned: cPinned, c_presented: cPresented } = settings;
+const { origins: { A, B, C, D }, certs, c_pinned: cPinned, c_presented: cPresented, d_pinned: dPinned } = settings;
 const TIMEOUT = settings.timeout_ms;
 const PASSWORD = 'correct horse battery';
 // The whole script stays well under the Rust test's budget (~90 s with server starts).
@@ -322,8 +324,26 @@ try {
   if (await box(alice, C).count()) await boxStatus(alice, C, 'mismatch');
   if (await alice.page.getByRole('button', { name: 'Attic' }).count()) throw new Error('alice joined Attic');
 
+  step('dave\'s link to Shed on D, whose certificate alice\'s browser has not accepted: the client leads her to accept it, with A\'s pin to compare');
+  await alice.page.keyboard.press('Escape');
+  // Chromium refuses D's certificate: the client's requests to D fail, as expected.
+  down.add(D);
+  await alice.page.getByTestId('guild-join').click();
+  await alice.page.getByTestId('join-input').fill(settings.dave_invite);
+  await alice.page.getByTestId('dialog-ok').click();
+  const problem = alice.page.getByTestId('box-problem');
+  await problem.waitFor();
+  const shownFingerprint = (await problem.getByTestId('box-fingerprint').textContent()).replace(/[:\s]/g, '').toLowerCase();
+  if (shownFingerprint !== dPinned.replace(/[:\s]/g, '').toLowerCase()) {
+    throw new Error(`the fingerprint to compare is not A's pin of D (${dPinned}): ${shownFingerprint}`);
+  }
+  const open = await problem.getByTestId('box-open').getAttribute('href');
+  if (!open.startsWith(D)) throw new Error(`the link to accept D's certificate goes to ${open}`);
+  await boxStatus(alice, D, 'certificate');
+  if (await alice.page.getByRole('button', { name: 'Shed' }).count()) throw new Error('alice joined Shed');
+
   step('alice makes 18 more guilds on A: the tab\'s memory with 20 guilds on her boxes');
-  // She closes the warning first.
+  // She closes the dialog first.
   await alice.page.keyboard.press('Escape');
   for (let i = 1; i <= 18; i++) await createGuild(alice, `Room ${i}`);
   await guildIn(alice, A, 'Room 18').waitFor();
