@@ -1,7 +1,7 @@
 // The web client across two federated boxes (plain HTTP on loopback), in Debian's
 // Chromium (playwright-core): node tests/js/web/settings.mjs ORIGIN_A ORIGIN_B
 // alice (home A) opens bob's invite link of B on B's own page and is sent to her home's
-// client, joins, chats and sends a picture on B; links a tablet, which uses B with its
+// client, joins, chats, sends a picture and talks in a voice channel on B; links a tablet, which uses B with its
 // device certificate, and removes it; adds and removes a push distributor; revokes and
 // allows again B's push delegation; moves her home to B, and keeps her guilds on both.
 // Exits non-zero with the reason on the first thing a user would see go wrong.
@@ -15,7 +15,9 @@ const PASSWORD = 'correct horse battery';
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    '--autoplay-policy=no-user-gesture-required'],
 });
 
 const problems = [];
@@ -107,6 +109,22 @@ try {
   const img = message(bob, 'a picture from A').getByTestId('attachment-image');
   await img.waitFor();
   await bob.page.waitForFunction((el) => el.complete && el.naturalWidth === 1, await img.elementHandle());
+
+  step('voice on B: bob makes a voice channel, alice joins it from her A page, bob sees her and joins');
+  await bob.page.getByTestId('channel-add').click();
+  await bob.page.getByTestId('channel-name-input').fill('Porch talk');
+  await bob.page.getByTestId('channel-kind').selectOption('voice');
+  await bob.page.getByTestId('dialog-ok').click();
+  await alice.page.getByTestId('channel').filter({ hasText: 'Porch talk' }).click();
+  await alice.page.getByTestId('dialog-ok').filter({ hasText: 'Join voice' }).click();
+  await alice.page.getByTestId('voice-connected').filter({ hasText: 'Porch talk' }).waitFor();
+  await bob.page.getByTestId('channel').filter({ hasText: 'Porch talk' }).click();
+  await bob.page.getByTestId('dialog').filter({ hasText: 'In this voice channel: Alice' }).waitFor();
+  await bob.page.getByTestId('dialog-ok').click();
+  await bob.page.getByTestId('voice-connected').waitFor();
+  await alice.page.getByTestId('voice-leave').click();
+  await alice.page.getByTestId('voice-connected').waitFor({ state: 'detached' });
+  await bob.page.getByTestId('voice-leave').click();
 
   step('a tablet is linked; it uses B with the certificate it was given');
   const tablet = await person('alice-tablet');
