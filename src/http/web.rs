@@ -52,6 +52,7 @@ assets![
     "voice-channel.js",
     "messages.js",
     "realtime.js",
+    "unread.js",
     "voice.js",
     "voice-worklet.js",
     "offline.js",

@@ -27,6 +27,7 @@ import { authMode, cancelLink, newApi, showApp, showAuth, signIn, signUp, startL
 import { settings } from './settings.js';
 import { createChannel, createGuild, createInvite, joinDialog, parseInvite } from './guilds.js';
 import { retryBoxes } from './boxes.js';
+import { markGuildRead, visible } from './unread.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
 import { registerServiceWorker } from './offline.js';
@@ -81,6 +82,8 @@ function wire() {
   // back online: boxes that did not answer are tried again at once.
   window.addEventListener('focus', () => { if (s.api) retryBoxes(); });
   window.addEventListener('online', () => { if (s.api) retryBoxes(); });
+  document.addEventListener('visibilitychange', visible);
+  $('guild-read').addEventListener('click', () => markGuildRead(s.guild).catch((e) => showError('chat-error', e)));
   $('guild-add').addEventListener('click', createGuild);
   $('guild-join').addEventListener('click', joinDialog);
   $('channel-add').addEventListener('click', createChannel);

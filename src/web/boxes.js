@@ -22,6 +22,7 @@ import { $, dialog, el } from './dom.js';
 import { homeOrigin, s } from './state.js';
 import { loadBoxGuilds, renderGuilds } from './guilds.js';
 import { connectGateway } from './realtime.js';
+import { markBoxRead } from './unread.js';
 
 const RETRY_MS = 5000;
 const PEERS_FRESH_MS = 30000;
@@ -297,6 +298,13 @@ export function boxDialog(box) {
     el('p', { dataset: { testid: 'box-state' }, text: `Status: ${box.status}${box.detail && !box.problem ? ` (${box.detail})` : ''}` }),
     boxProblem(box),
     !box.isHome && box.status !== 'certificate' && (box.pinned || box.presented) ? el('p', { class: 'muted', text: `Certificate: ${showFingerprint(box.presented || box.pinned)}` }) : null,
+    box.status === 'online' ? el('button', {
+      type: 'button',
+      dataset: { testid: 'box-read' },
+      onclick: async () => {
+        await markBoxRead(box).catch((e) => { $('dialog-error').textContent = e.message; });
+      },
+    }, 'Mark everything here as read') : null,
   ], box.problem && box.status !== 'mismatch' ? async () => {
     await connectBox(box);
     if (box.problem) throw new Error(`${box.name} still does not answer.`);

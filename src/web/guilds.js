@@ -8,6 +8,7 @@ import { apiFor, apiForChannel, boxOfGuild, byId, can, homeOrigin, nameOf, place
 import { boxDialog, boxProblem, checkBox, connectBox, ensureBox, isHome, mismatchWarning, normalizeFingerprint, orderedBoxes, saveBoxes } from './boxes.js';
 import { showVoice } from './voice-channel.js';
 import { loadMessages, renderMessages, renderTyping } from './messages.js';
+import { badge, boxCounts, channelCounts, guildCounts, loadReadStates, openedChannel } from './unread.js';
 
 /** Loads the guilds the user is in on one box. */
 export async function loadBoxGuilds(box) {
@@ -19,6 +20,7 @@ export async function loadBoxGuilds(box) {
     placeGuild(g, box.origin);
   }
   box.loaded = true;
+  loadReadStates(box);
   renderGuilds();
   if (!s.guild || !s.guilds.has(s.guild)) {
     const first = orderedBoxes().flatMap((b) => b.guildOrder)[0];
@@ -59,22 +61,26 @@ export function renderGuilds() {
       title: `${box.name} (${box.origin}): ${STATUS_TEXT[box.status] || box.status}${box.detail ? ` (${box.detail})` : ''}`,
       dataset: { testid: 'box-name' },
       onclick: () => boxDialog(box),
-    }, el('span', { class: `box-status ${box.status}`, dataset: { testid: 'box-status', status: box.status } }), box.isHome ? 'Home' : box.name),
+    }, el('span', { class: `box-status ${box.status}`, dataset: { testid: 'box-status', status: box.status } }), box.isHome ? 'Home' : box.name,
+    badge(boxCounts(box).mentions, 'box-mentions')),
     el('ul', {}, ...box.guildOrder.map((id) => {
       const g = s.guilds.get(id);
       const name = g ? g.name : '?';
-      return el('li', {},
+      const counts = guildCounts(id);
+      return el('li', { class: 'guild-item' },
         el('button', {
-          class: `round${id === s.guild ? ' active' : ''}`,
+          class: `round${id === s.guild ? ' active' : ''}${counts.unread ? ' unread' : ''}`,
           title: `${name} on ${box.name}`,
           'aria-label': name,
-          dataset: { testid: 'guild', guildId: id },
+          dataset: { testid: 'guild', guildId: id, unread: String(counts.unread > 0) },
           onclick: () => selectGuild(id),
-        }, initials(name) || '#'));
+        }, initials(name) || '#'),
+        badge(counts.mentions, 'guild-mentions'));
     })))));
 }
 
 export async function selectGuild(id) {
+  if (s.guild !== id) $('invite-box').hidden = true;
   s.guild = id;
   const box = boxOfGuild(id);
   let view;
@@ -99,14 +105,14 @@ export async function selectGuild(id) {
   else renderMessages();
 }
 
-function renderGuild() {
+export function renderGuild() {
   const g = s.guilds.get(s.guild);
   const box = g ? boxOfGuild(s.guild) : null;
   $('guild-name').textContent = g ? g.name : 'No guild yet';
   $('guild-box').textContent = box && !box.isHome ? `on ${box.name}` : '';
   $('invite-create').hidden = !can(g, P.CREATE_INVITE);
   $('channel-add').hidden = !can(g, P.MANAGE_CHANNELS);
-  $('invite-box').hidden = true;
+  $('guild-read').hidden = !g || guildCounts(s.guild).unread === 0;
   const list = $('channel-list');
   if (!g) {
     list.replaceChildren(el('li', { class: 'muted', text: 'Create a guild with +, or join one with an invite.' }));
@@ -115,12 +121,16 @@ function renderGuild() {
   }
   const channels = [...(g.channels || [])].sort((a, b) => a.position - b.position || byId(a, b));
   const categories = channels.filter((c) => c.kind === 'category');
-  const item = (c) => el('li', {},
-    el('button', {
-      class: `channel ${c.kind}${c.id === s.channel ? ' active' : ''}`,
-      dataset: { testid: 'channel', channelId: c.id, kind: c.kind },
-      onclick: () => (c.kind === 'text' ? selectChannel(c.id) : showVoice(c)),
-    }, `${c.kind === 'voice' ? '🔊 ' : '# '}${c.name}`));
+  const item = (c) => {
+    const counts = channelCounts(c.id);
+    const unread = counts.unread > 0 && c.id !== s.channel;
+    return el('li', {},
+      el('button', {
+        class: `channel ${c.kind}${c.id === s.channel ? ' active' : ''}${unread ? ' unread' : ''}`,
+        dataset: { testid: 'channel', channelId: c.id, kind: c.kind, unread: String(unread) },
+        onclick: () => (c.kind === 'text' ? selectChannel(c.id) : showVoice(c)),
+      }, `${c.kind === 'voice' ? '🔊 ' : '# '}${c.name}`, badge(counts.mentions, 'channel-mentions')));
+  };
   const rows = channels.filter((c) => c.kind !== 'category' && !c.parent_id).map(item);
   for (const cat of categories) {
     rows.push(el('li', { class: 'category', text: cat.name.toUpperCase() }));
@@ -173,6 +183,7 @@ async function selectChannel(id) {
   $('channel-name').textContent = c ? `# ${c.name}` : '';
   $('channel-topic').textContent = c?.topic || '';
   if (!s.messages.has(id)) await loadMessages(id, null);
+  openedChannel(id);
   renderMessages(true);
   renderTyping();
 }

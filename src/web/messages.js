@@ -4,6 +4,7 @@
 import { P } from './permissions.js';
 import { $, dialog, el, showError } from './dom.js';
 import { apiForChannel, byId, can, ensureUser, nameOf, s } from './state.js';
+import { dividerAfter } from './unread.js';
 
 const REACTIONS = ['👍', '❤️', '😂', '🎉'];
 const PAGE = 50;
@@ -107,10 +108,23 @@ export function renderMessages(scroll) {
   const list = s.messages.get(s.channel) || [];
   const box = $('message-scroll');
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
-  $('messages').replaceChildren(...list.map(messageNode));
+  const nodes = list.map(messageNode);
+  // The "new messages" divider before the first message after the last one read.
+  const after = dividerAfter(s.channel);
+  let line = null;
+  if (after !== null) {
+    const first = list.findIndex((m) => after === '' || BigInt(m.id) > BigInt(after));
+    if (first >= 0) {
+      line = el('li', { class: 'new-divider', dataset: { testid: 'new-divider' } }, el('span', { text: 'New messages' }));
+      nodes.splice(first, 0, line);
+    }
+  }
+  $('messages').replaceChildren(...nodes);
   $('empty').hidden = list.length > 0 || !s.channel;
   $('load-older').hidden = !s.channel || s.complete.has(s.channel);
-  if (scroll || atBottom) box.scrollTop = box.scrollHeight;
+  // Opening a channel jumps to its first unread message, else to the newest.
+  if (scroll && line) line.scrollIntoView({ block: 'start' });
+  else if (scroll || atBottom) box.scrollTop = box.scrollHeight;
 }
 
 export function renderTyping() {

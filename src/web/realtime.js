@@ -5,6 +5,7 @@ import { Gateway } from './gateway.js';
 import { $ } from './dom.js';
 import { boxOfGuild, ensureUser, placeGuild, s } from './state.js';
 import { setStatus } from './boxes.js';
+import { applyReadState, onMessage } from './unread.js';
 import { loadGuilds, loadMembers, renderGuilds, renderMembers, selectGuild } from './guilds.js';
 import { refreshMessage, removeMessage, renderMessages, renderTyping, upsertMessage } from './messages.js';
 
@@ -53,8 +54,12 @@ function onGatewayEvent(box, frame) {
       if (typing) typing.delete(d.author_id);
       upsertMessage(d);
       renderTyping();
+      if (frame.type === 'message_create') onMessage(d);
       break;
     }
+    case 'read_state_update':
+      applyReadState(d);
+      break;
     case 'message_delete':
       removeMessage(d.channel_id, d.id);
       break;

@@ -10,6 +10,7 @@ import { homeOrigin, s } from './state.js';
 import { sameOrigin } from './boxes.js';
 import { approveLinkDialog, signOut } from './auth.js';
 import { renderMessages } from './messages.js';
+import { allowNotifications } from './unread.js';
 
 const when = (secs) => new Date(secs * 1000).toLocaleString();
 
@@ -71,7 +72,13 @@ function pushSection() {
       }
     },
   }, 'Add');
-  return [el('h4', { text: 'Push distributors' }), list, el('div', { class: 'row' }, input, add)];
+  const state = el('span', { class: 'muted', dataset: { testid: 'notifications-permission' }, text: typeof Notification === 'undefined' ? 'not available in this browser' : Notification.permission });
+  const allow = typeof Notification === 'undefined' ? null : el('button', {
+    type: 'button',
+    dataset: { testid: 'notifications-allow' },
+    onclick: async () => { state.textContent = await allowNotifications(); },
+  }, 'Show mentions as notifications while this tab is in the background');
+  return [el('h4', { text: 'Push distributors' }), list, el('div', { class: 'row' }, input, add), el('div', { class: 'row' }, allow, state)];
 }
 
 function delegationsSection() {

@@ -92,6 +92,7 @@ export function resetData() {
   s.guilds.clear();
   s.guildBox.clear();
   s.channelGuild.clear();
+  s.reads?.clear();
   s.messages.clear();
   s.complete.clear();
   s.members.clear();
