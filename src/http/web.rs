@@ -53,6 +53,7 @@ assets![
     "messages.js",
     "realtime.js",
     "unread.js",
+    "notifications.js",
     "voice.js",
     "voice-worklet.js",
     "offline.js",

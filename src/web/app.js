@@ -22,12 +22,13 @@ import { publicRequest, unreachable } from './api.js';
 import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, showError } from './dom.js';
-import { origin, s } from './state.js';
+import { boxOfGuild, origin, s } from './state.js';
 import { authMode, cancelLink, newApi, showApp, showAuth, signIn, signUp, startLink } from './auth.js';
 import { settings } from './settings.js';
 import { createChannel, createGuild, createInvite, joinDialog, parseInvite } from './guilds.js';
 import { retryBoxes } from './boxes.js';
 import { markGuildRead, visible } from './unread.js';
+import { notificationDialog } from './notifications.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
 import { registerServiceWorker } from './offline.js';
@@ -84,6 +85,12 @@ function wire() {
   window.addEventListener('online', () => { if (s.api) retryBoxes(); });
   document.addEventListener('visibilitychange', visible);
   $('guild-read').addEventListener('click', () => markGuildRead(s.guild).catch((e) => showError('chat-error', e)));
+  $('guild-notify').addEventListener('click', () => notificationDialog({
+    scope: 'guild', id: s.guild, box: boxOfGuild(s.guild), title: s.guilds.get(s.guild)?.name || 'guild',
+  }));
+  $('channel-notify').addEventListener('click', () => notificationDialog({
+    scope: 'channel', id: s.channel, box: boxOfGuild(s.guild), title: `#${s.guilds.get(s.guild)?.channels?.find((c) => c.id === s.channel)?.name || 'channel'}`,
+  }));
   $('guild-add').addEventListener('click', createGuild);
   $('guild-join').addEventListener('click', joinDialog);
   $('channel-add').addEventListener('click', createChannel);

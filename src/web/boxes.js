@@ -23,6 +23,7 @@ import { homeOrigin, s } from './state.js';
 import { loadBoxGuilds, renderGuilds } from './guilds.js';
 import { connectGateway } from './realtime.js';
 import { markBoxRead } from './unread.js';
+import { notificationDialog } from './notifications.js';
 
 const RETRY_MS = 5000;
 const PEERS_FRESH_MS = 30000;
@@ -305,6 +306,11 @@ export function boxDialog(box) {
         await markBoxRead(box).catch((e) => { $('dialog-error').textContent = e.message; });
       },
     }, 'Mark everything here as read') : null,
+    box.status === 'online' ? el('button', {
+      type: 'button',
+      dataset: { testid: 'box-notify' },
+      onclick: () => notificationDialog({ scope: 'box', box, title: box.name }),
+    }, '🔔 Notifications on this box') : null,
   ], box.problem && box.status !== 'mismatch' ? async () => {
     await connectBox(box);
     if (box.problem) throw new Error(`${box.name} still does not answer.`);

@@ -8,6 +8,7 @@ import { apiFor, apiForChannel, boxOfGuild, byId, can, homeOrigin, nameOf, place
 import { boxDialog, boxProblem, checkBox, connectBox, ensureBox, isHome, mismatchWarning, normalizeFingerprint, orderedBoxes, saveBoxes } from './boxes.js';
 import { showVoice } from './voice-channel.js';
 import { loadMessages, renderMessages, renderTyping } from './messages.js';
+import { loadNotificationSettings } from './notifications.js';
 import { badge, boxCounts, channelCounts, guildCounts, loadReadStates, openedChannel } from './unread.js';
 
 /** Loads the guilds the user is in on one box. */
@@ -21,6 +22,7 @@ export async function loadBoxGuilds(box) {
   }
   box.loaded = true;
   loadReadStates(box);
+  loadNotificationSettings(box);
   renderGuilds();
   if (!s.guild || !s.guilds.has(s.guild)) {
     const first = orderedBoxes().flatMap((b) => b.guildOrder)[0];
@@ -113,6 +115,8 @@ export function renderGuild() {
   $('invite-create').hidden = !can(g, P.CREATE_INVITE);
   $('channel-add').hidden = !can(g, P.MANAGE_CHANNELS);
   $('guild-read').hidden = !g || guildCounts(s.guild).unread === 0;
+  $('guild-notify').hidden = !g;
+  $('channel-notify').hidden = !g || !s.channel;
   const list = $('channel-list');
   if (!g) {
     list.replaceChildren(el('li', { class: 'muted', text: 'Create a guild with +, or join one with an invite.' }));

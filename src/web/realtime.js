@@ -6,6 +6,7 @@ import { $ } from './dom.js';
 import { boxOfGuild, ensureUser, placeGuild, s } from './state.js';
 import { setStatus } from './boxes.js';
 import { applyReadState, onMessage } from './unread.js';
+import { applyNotificationSettings } from './notifications.js';
 import { loadGuilds, loadMembers, renderGuilds, renderMembers, selectGuild } from './guilds.js';
 import { refreshMessage, removeMessage, renderMessages, renderTyping, upsertMessage } from './messages.js';
 
@@ -59,6 +60,9 @@ function onGatewayEvent(box, frame) {
     }
     case 'read_state_update':
       applyReadState(d);
+      break;
+    case 'notification_settings_update':
+      applyNotificationSettings(box, d);
       break;
     case 'message_delete':
       removeMessage(d.channel_id, d.id);

@@ -7,6 +7,7 @@
 
 import { apiFor, apiForChannel, s } from './state.js';
 import { renderGuilds, renderGuild } from './guilds.js';
+import { wants } from './notifications.js';
 
 const READ_DELAY_MS = 400;
 
@@ -68,12 +69,14 @@ export function boxCounts(box) {
   return total;
 }
 
-function mentionsMe(m) {
-  if (!s.me) return false;
+/** How a message mentions this person: 'direct', 'everyone', 'role', or null. */
+function mentionOf(m) {
+  if (!s.me) return null;
   const text = m.content || '';
-  if (text.includes(`<@${s.me.id}>`) || /@everyone|@here/.test(text) || m.mention_everyone) return true;
+  if (text.includes(`<@${s.me.id}>`)) return 'direct';
+  if (/@everyone|@here/.test(text) || m.mention_everyone) return 'everyone';
   const member = s.members.get(m.guild_id)?.get(s.me.id);
-  return (member?.roles || []).some((role) => text.includes(`<@&${role}>`));
+  return (member?.roles || []).some((role) => text.includes(`<@&${role}>`)) ? 'role' : null;
 }
 
 /** A message arrived: counted unread, or read at once when its channel is in view. */
@@ -87,12 +90,12 @@ export function onMessage(m) {
     markRead(m.channel_id, m.id);
     return;
   }
-  const mention = mentionsMe(m);
+  const mention = mentionOf(m);
   r.unread += 1;
   if (mention) r.mentions += 1;
   s.reads.set(m.channel_id, r);
   rerender();
-  if (document.visibilityState === 'hidden' && mention) notify(m);
+  if (document.visibilityState === 'hidden' && wants(m, mention)) notify(m);
 }
 
 /** Marks a channel read up to `messageId` (never backwards); the box is told shortly. */
@@ -153,7 +156,7 @@ export async function markBoxRead(box) {
   rerender();
 }
 
-/** A browser notification for a mention while the tab is hidden (when allowed). */
+/** A browser notification while the tab is hidden (when allowed and wanted). */
 function notify(m) {
   if (typeof Notification === 'undefined' || Notification.permission !== 'granted') return;
   const g = s.guilds.get(m.guild_id);
