@@ -12,6 +12,6 @@ pub use event::{Audience, Event};
 pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};
 pub use notify::{BanNotification, PushGrant};
-pub use notify_settings::{Covering, BOX_SCOPE, Mentioned, NotifyLevel, NotifySettings, PushKind};
+pub use notify_settings::{Covering, Mentioned, NotifyLevel, NotifySettings, PushKind, BOX_SCOPE};
 pub use permissions::Permissions;
 pub use types::*;

@@ -121,12 +121,7 @@ fn kept(tx: &Tx, user: UserId) -> Result<usize> {
 
 /// Emits the change to the user's own sessions: `{scope, id, settings}` (settings `null`
 /// when removed, the place inheriting again).
-fn announce(
-    tx: &Tx,
-    user: UserId,
-    scope: Scope,
-    settings: Option<&NotifySettings>,
-) -> Result<()> {
+fn announce(tx: &Tx, user: UserId, scope: Scope, settings: Option<&NotifySettings>) -> Result<()> {
     tx.emit(
         "notification_settings_update",
         Audience::user(user),

@@ -263,8 +263,12 @@ fn candidates(tx: &Tx, message: &Message) -> Result<Vec<(Member, Mentioned)>, St
     let guild = message.guild_id;
     let mut seen: HashSet<UserId> = HashSet::new();
     let mut out = Vec::new();
-    let by_role =
-        |member: &Member| member.roles.iter().any(|r| message.mention_roles.contains(r));
+    let by_role = |member: &Member| {
+        member
+            .roles
+            .iter()
+            .any(|r| message.mention_roles.contains(r))
+    };
     for user in &message.mentions {
         if let Some(member) = tx.get(GUILD_MEMBER, (guild, *user))? {
             if seen.insert(member.user_id) {
