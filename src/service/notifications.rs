@@ -10,7 +10,7 @@
 use super::access::{channel_access, GuildAccess};
 use super::{invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{tables::*, Rows, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde::Serialize;
 use serde_json::json;
@@ -132,6 +132,37 @@ fn announce(tx: &Tx, user: UserId, scope: Scope, settings: Option<&NotifySetting
             "settings": settings,
         }),
     )?;
+    Ok(())
+}
+
+/// Forgets `user`'s settings for `guild` and its channels (they left it, or it is being
+/// deleted; call before its channels are removed), so they no longer count against the
+/// user's limit nor make the guild's messages plan pushes.
+pub fn forget_guild(tx: &Tx, user: UserId, guild: Id) -> std::result::Result<(), StoreError> {
+    tx.delete(USER_GUILD_NOTIFY, (user, guild))?;
+    tx.delete(SCOPE_NOTIFY_ALL, (guild, user))?;
+    for ((_, channel), _) in tx.rows(USER_CHANNEL_NOTIFY, Rows::prefix(user))? {
+        if tx
+            .get(CHANNEL, channel)?
+            .is_some_and(|c| c.guild_id == guild)
+        {
+            tx.delete(USER_CHANNEL_NOTIFY, (user, channel))?;
+            tx.delete(SCOPE_NOTIFY_ALL, (channel, user))?;
+        }
+    }
+    Ok(())
+}
+
+/// Forgets every setting of `user` here (their account is removed).
+pub fn forget_user(tx: &Tx, user: UserId) -> std::result::Result<(), StoreError> {
+    tx.delete(USER_NOTIFY_BOX, user)?;
+    tx.delete(SCOPE_NOTIFY_ALL, (BOX_SCOPE, user))?;
+    for table in [USER_GUILD_NOTIFY, USER_CHANNEL_NOTIFY] {
+        for ((_, scope), _) in tx.rows(table, Rows::prefix(user))? {
+            tx.delete(SCOPE_NOTIFY_ALL, (scope, user))?;
+        }
+        tx.delete_rows(table, Rows::prefix(user))?;
+    }
     Ok(())
 }
 

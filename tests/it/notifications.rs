@@ -458,5 +458,33 @@ fn bad_settings_are_refused() {
             json!({"level": "all"}),
         )
         .await;
+
+        // Leaving a guild forgets the settings for it and its channels: room for others.
+        assert_eq!(
+            clear(&alice, origin, &format!("channels/{}", own.channel)).await,
+            204
+        );
+        set(&alice, origin, &theirs_channel, json!({"level": "all"})).await;
+        let left = alice
+            .delete(&server.url(&format!("/api/v1/guilds/{}/members/@me", theirs.id)))
+            .await
+            .expect("leave");
+        assert_eq!(left.status, 204);
+        let listed = api_json(
+            &alice,
+            "GET",
+            &server.url("/api/v1/users/@me/notification-settings"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(listed["channels"], json!({}), "{listed}");
+        assert_eq!(listed["guilds"].as_object().map(|g| g.len()), Some(1));
+        set(
+            &alice,
+            origin,
+            &format!("channels/{}", own.channel),
+            json!({}),
+        )
+        .await;
     });
 }
