@@ -128,6 +128,11 @@ pub struct ThrottleConfig {
     pub uploads_per_user_minute: u32,
     /// Files uploaded from one client address per minute. Default 60.
     pub uploads_per_address_minute: u32,
+    /// Notification settings changes (PUT or DELETE) one user may make per minute.
+    /// Default 60.
+    pub settings_per_user_minute: u32,
+    /// Notification settings changes from one client address per minute. Default 300.
+    pub settings_per_address_minute: u32,
     /// Gateway or voice tickets one device may hold unused at once (each kind counted
     /// apart; a ticket is spent by opening its socket or expires after 30 s). Default 5.
     pub tickets_per_device: usize,
@@ -150,6 +155,8 @@ impl Default for ThrottleConfig {
             reactions_per_address_minute: 300,
             uploads_per_user_minute: 20,
             uploads_per_address_minute: 60,
+            settings_per_user_minute: 60,
+            settings_per_address_minute: 300,
             tickets_per_device: 5,
             tickets_per_user: 20,
         }
@@ -465,6 +472,8 @@ pub struct Limits {
     pub max_push_targets: usize,
     /// Largest key-backup blob, bytes. Default 4 KiB.
     pub max_key_backup_bytes: usize,
+    /// Guild and channel notification settings one user keeps on this box. Default 1000.
+    pub max_notification_settings: usize,
 }
 
 /// Storage settings.
@@ -540,6 +549,7 @@ impl Default for Limits {
             max_devices_per_user: 50,
             max_push_targets: 10,
             max_key_backup_bytes: 4096,
+            max_notification_settings: 1000,
         }
     }
 }

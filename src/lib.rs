@@ -20,8 +20,8 @@
 //!    guilds, channels, roles, members (kick/ban), invites, messages, reactions, pins,
 //!    files, rate limits, the user life cycle, the remote-user directory, shadow accounts
 //!    and remote profiles (their refresh, the profile document a peer sends), migration
-//!    records, ban notices, push grants and fan-out planning, and the outbox queueing of
-//!    server-to-server calls (a typed `Call`, queued in the commit of the change). Every
+//!    records, ban notices, push grants and fan-out planning, notification settings, and
+//!    the outbox queueing of server-to-server calls (a typed `Call`, queued in the commit of the change). Every
 //!    operation checks its actor's permissions itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,
 //!    sessions with resume from the event log, typing and presence, and the socket loop

@@ -7,7 +7,8 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, channels, files, guilds, invites, members, messages, public, roles, users,
+    account, channels, files, guilds, invites, members, messages, notifications, public, roles,
+    users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -153,6 +154,20 @@ pub fn install(server: &mut Server) {
         .get(authed(account::push_delegations))
         .put(authed(account::allow_push_delegation))
         .delete(authed(account::revoke_push_delegation));
+    server
+        .at("/api/v1/users/@me/notification-settings")
+        .get(authed(notifications::list));
+    server
+        .at("/api/v1/users/@me/notification-settings/box")
+        .put(authed(notifications::put_box));
+    server
+        .at("/api/v1/users/@me/notification-settings/guilds/:guild_id")
+        .put(authed(notifications::put_guild))
+        .delete(authed(notifications::delete_guild));
+    server
+        .at("/api/v1/users/@me/notification-settings/channels/:channel_id")
+        .put(authed(notifications::put_channel))
+        .delete(authed(notifications::delete_channel));
     server.at("/api/v1/users/:user_id").get(authed(users::user));
 
     server

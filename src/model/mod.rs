@@ -4,6 +4,7 @@ pub mod event;
 pub mod federation;
 pub mod ids;
 pub mod notify;
+pub mod notify_settings;
 pub mod permissions;
 pub mod types;
 
@@ -11,5 +12,6 @@ pub use event::{Audience, Event};
 pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};
 pub use notify::{BanNotification, PushGrant};
+pub use notify_settings::{Covering, Mentioned, NotifyLevel, NotifySettings, PushKind, BOX_SCOPE};
 pub use permissions::Permissions;
 pub use types::*;

@@ -237,6 +237,9 @@ impl Services {
                 if !access.is_owner() {
                     return Err(Error::Forbidden("only the owner may delete a guild".into()));
                 }
+                for ((_, user), _) in tx.rows(GUILD_MEMBER, Rows::prefix(guild_id))? {
+                    super::notifications::forget_guild(tx, user, guild_id)?;
+                }
                 for channel in guild_channels(tx, guild_id)? {
                     delete_channel_rows(tx, &channel)?;
                 }

@@ -36,6 +36,7 @@ fn remove_member(tx: &Tx, guild: Id, user: UserId) -> Result<bool> {
     let existed = tx.delete(GUILD_MEMBER, (guild, user))?;
     tx.delete(GUILD_MEMBER_SINCE, (guild, user))?;
     tx.delete(USER_GUILD, (user, guild))?;
+    super::notifications::forget_guild(tx, user, guild)?;
     Ok(existed)
 }
 

@@ -150,7 +150,7 @@ fn load_message(tx: &Tx, channel: Id, message: Id) -> Result<Message> {
 
 impl Services {
     /// Posts a message (SEND_MESSAGES; attachments need ATTACH_FILES; `@everyone` only
-    /// notifies with MENTION_EVERYONE). Mentions queue push notifications in the same
+    /// notifies with MENTION_EVERYONE). Mentions and `all` readers queue pushes in the same
     /// commit ([`push::queue_fanout`]).
     pub async fn create_message(
         &self,
@@ -180,8 +180,7 @@ impl Services {
             ));
         }
         let id = self.next_id();
-        let push_id =
-            (!mentions.is_empty() || !mention_roles.is_empty() || everyone).then(|| self.next_id());
+        let push_id = self.next_id();
         self.store
             .write(move |tx| {
                 let (channel, access) = channel_access(tx, channel_id, actor)?;
@@ -256,9 +255,9 @@ impl Services {
                     None,
                     &message,
                 )?;
-                // Mentions notify by push: a fan-out job in this commit (the caller wakes
-                // the outbox when the message mentions anyone).
-                if let Some(push_id) = push_id.filter(|_| push::wants_push(&message)) {
+                // Mentions, and readers who chose `all`, are notified by push: a fan-out
+                // job in this commit (queuing it wakes the outbox).
+                if push::wants_push(tx, &message)? {
                     push::queue_fanout(tx, push_id, &message)?;
                 }
                 Ok(MessageView {

@@ -15,6 +15,7 @@ pub mod lifecycle;
 pub mod members;
 pub mod messages;
 pub mod migration;
+pub mod notifications;
 pub mod outbox;
 pub mod profiles;
 pub mod push;

@@ -9,7 +9,7 @@
 //! the user (those that asked VerifyUser for them), each in the commit of the change.
 
 use super::Services;
-use crate::model::{Id, OutboxItem, UserId};
+use crate::model::{Id, OutboxItem, PushKind, UserId};
 use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now_ms;
 use serde::{Deserialize, Serialize};
@@ -88,8 +88,8 @@ pub struct PropagateBan {
     pub reason: String,
 }
 
-/// `{id, token, user_id, guild_id, channel_id, message_id, title, body}`: a host asks a
-/// home to notify one of its users.
+/// `{id, token, user_id, kind, guild_id, channel_id, message_id, title, body}`: a host
+/// asks a home to notify one of its users.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushNotification {
@@ -102,6 +102,10 @@ pub struct PushNotification {
     pub token: String,
     /// The user.
     pub user_id: UserId,
+    /// What the push is for: `mention` (the default, for hosts that predate the field),
+    /// `message` or `dm`.
+    #[serde(default)]
+    pub kind: PushKind,
     /// Guild of the message.
     pub guild_id: Id,
     /// Channel of the message.
@@ -129,15 +133,15 @@ pub struct PushFanout {
     pub message_id: Id,
 }
 
-/// `{id, type: "mention", host, user_id, guild_id, channel_id, message_id, title, body}`:
-/// what a UnifiedPush distributor is sent.
+/// `{id, type, host, user_id, guild_id, channel_id, message_id, title, body}`: what a
+/// UnifiedPush distributor is sent (`type`: `mention`, `message` or `dm`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PushDelivery {
     /// The call id (set when queued).
     #[serde(default, skip_serializing)]
     pub id: Option<String>,
-    /// Always `mention`.
+    /// What the push is for: `mention`, `message` or `dm`.
     #[serde(rename = "type")]
     pub kind: String,
     /// The server hosting the message.

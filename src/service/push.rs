@@ -8,11 +8,16 @@
 //!   A user's revocation also stops new tokens for that host (VerifyUser then answers
 //!   without `push_token`) until the user allows the host again.
 //! - **Fan-out planning.** A message that mentions users (`<@USER>`, a mentionable
-//!   `<@&ROLE>`, or an allowed `@everyone`) queues one `push_fanout` job in the message's
-//!   commit. The outbox worker expands it ([`plan`]): every mentioned member who may view
-//!   the channel, except the author, gets a `push_delivery` per UnifiedPush distributor if
-//!   homed here, or a `push_notification` call to their home if a Push Delegation Token is
-//!   stored for them.
+//!   `<@&ROLE>`, or an allowed `@everyone`), or that is posted where someone chose to hear
+//!   every message (the `scope_notify_all` index has a row for the channel, its guild or
+//!   the box), queues one `push_fanout` job in the message's commit. The outbox worker
+//!   expands it ([`plan`]), in one read transaction: the candidates are the mentioned
+//!   members and the indexed `all` readers; each one's channel, guild and box settings
+//!   decide whether and as what (`mention`, `message`, `dm`) they are pushed
+//!   ([`Covering::push`]: muted or `nothing` never, `mentions` only for mentions not
+//!   suppressed). Each one pushed who may view the channel, except the author, gets a
+//!   `push_delivery` per UnifiedPush distributor if homed here, or a `push_notification`
+//!   call to their home if a Push Delegation Token is stored for them.
 //!
 //! Titles and bodies are at most 200 characters: the guild and channel name, and the
 //! author's name with the start of the message.
@@ -25,6 +30,7 @@ use crate::model::*;
 use crate::storage::{tables::*, Rows, StoreError, Tx};
 use crate::system::now;
 use serde_json::{json, Value};
+use std::collections::HashSet;
 
 /// Lifetime of a Push Delegation Token, seconds.
 pub const PUSH_TOKEN_SECS: u64 = 30 * 24 * 3600;
@@ -204,6 +210,8 @@ pub struct Notice {
     pub host: String,
     /// The user notified.
     pub user: UserId,
+    /// What the push is for.
+    pub kind: PushKind,
     /// Guild of the message.
     pub guild_id: Id,
     /// Channel of the message.
@@ -221,7 +229,7 @@ impl Notice {
     pub fn delivery_body(&self) -> Call {
         Call::PushDelivery(PushDelivery {
             id: None,
-            kind: "mention".into(),
+            kind: self.kind.as_str().into(),
             host: self.host.clone(),
             user_id: self.user,
             guild_id: self.guild_id,
@@ -233,9 +241,92 @@ impl Notice {
     }
 }
 
-/// Whether a message mentions anyone (and so queues a fan-out job).
-pub fn wants_push(message: &Message) -> bool {
-    !message.mentions.is_empty() || !message.mention_roles.is_empty() || message.mention_everyone
+/// Whether a message may push to anyone (and so queues a fan-out job): it mentions
+/// someone, or someone chose `all` for its channel, its guild or the box. Three short
+/// index reads, in the message's commit.
+pub fn wants_push(tx: &Tx, message: &Message) -> Result<bool, StoreError> {
+    if !message.mentions.is_empty() || !message.mention_roles.is_empty() || message.mention_everyone
+    {
+        return Ok(true);
+    }
+    for scope in [message.channel_id, message.guild_id, BOX_SCOPE] {
+        if tx.count(SCOPE_NOTIFY_ALL, Rows::prefix(scope).limit(1))? > 0 {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// The members a message could push to, with how it names each: those it mentions, then
+/// the readers who chose `all` for the channel, the guild or the box (members only).
+fn candidates(tx: &Tx, message: &Message) -> Result<Vec<(Member, Mentioned)>, StoreError> {
+    let guild = message.guild_id;
+    let mut seen: HashSet<UserId> = HashSet::new();
+    let mut out = Vec::new();
+    let by_role = |member: &Member| {
+        member
+            .roles
+            .iter()
+            .any(|r| message.mention_roles.contains(r))
+    };
+    for user in &message.mentions {
+        if let Some(member) = tx.get(GUILD_MEMBER, (guild, *user))? {
+            if seen.insert(member.user_id) {
+                let named = Mentioned {
+                    directly: true,
+                    by_role: by_role(&member),
+                    by_everyone: message.mention_everyone,
+                };
+                out.push((member, named));
+            }
+        }
+    }
+    if message.mention_everyone || !message.mention_roles.is_empty() {
+        for (_, member) in tx.rows(GUILD_MEMBER, Rows::prefix(guild))? {
+            let role = by_role(&member);
+            if (message.mention_everyone || role) && seen.insert(member.user_id) {
+                let named = Mentioned {
+                    directly: false,
+                    by_role: role,
+                    by_everyone: message.mention_everyone,
+                };
+                out.push((member, named));
+            }
+        }
+    }
+    for scope in [message.channel_id, guild, BOX_SCOPE] {
+        for ((_, user), _) in tx.rows(SCOPE_NOTIFY_ALL, Rows::prefix(scope))? {
+            if seen.contains(&user) {
+                continue;
+            }
+            if let Some(member) = tx.get(GUILD_MEMBER, (guild, user))? {
+                seen.insert(user);
+                out.push((member, Mentioned::default()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What `user`'s settings make of a message in `channel` of `guild` at `now`.
+fn push_kind(
+    tx: &Tx,
+    user: UserId,
+    guild: Id,
+    channel: Id,
+    named: Mentioned,
+    now: u64,
+) -> Result<Option<PushKind>, StoreError> {
+    let in_channel = tx.get(USER_CHANNEL_NOTIFY, (user, channel))?;
+    let in_guild = tx.get(USER_GUILD_NOTIFY, (user, guild))?;
+    let on_box = tx.get(USER_NOTIFY_BOX, user)?;
+    let covering = Covering {
+        channel: in_channel.as_ref(),
+        guild: in_guild.as_ref(),
+        boxed: on_box.as_ref(),
+        dm: false,
+    };
+    Ok(covering.push(named, now))
 }
 
 /// Queues the fan-out job of a message, in the message's commit.
@@ -333,23 +424,19 @@ pub fn plan(
         return Ok(Vec::new());
     };
     let roles = access::guild_roles(tx, guild.id).map_err(service_store)?;
-    let mut members: Vec<Member> = Vec::new();
-    for user in &message.mentions {
-        if let Some(member) = tx.get(GUILD_MEMBER, (guild.id, *user))? {
-            members.push(member);
+    let at = now();
+    let mut members: Vec<(Member, PushKind)> = Vec::new();
+    for (member, named) in candidates(tx, &message)? {
+        let user = member.user_id;
+        if user == message.author_id {
+            continue;
+        }
+        if let Some(kind) = push_kind(tx, user, guild.id, channel_id, named, at)? {
+            members.push((member, kind));
         }
     }
-    if message.mention_everyone || !message.mention_roles.is_empty() {
-        for (_, member) in tx.rows(GUILD_MEMBER, Rows::prefix(guild.id))? {
-            let named = message.mention_everyone
-                || member
-                    .roles
-                    .iter()
-                    .any(|r| message.mention_roles.contains(r));
-            if named && !message.mentions.contains(&member.user_id) {
-                members.push(member);
-            }
-        }
+    if members.is_empty() {
+        return Ok(Vec::new());
     }
     let author = display_name(tx, guild.id, message.author_id)?
         .unwrap_or_else(|| message.author_id.to_text().chars().take(8).collect());
@@ -365,11 +452,8 @@ pub fn plan(
     );
     let body = clean(&body, MAX_PREVIEW_CHARS);
     let mut planned = Vec::new();
-    for member in members {
+    for (member, kind) in members {
         let user = member.user_id;
-        if user == message.author_id {
-            continue;
-        }
         let standing = access::GuildAccess::from_parts(guild.clone(), roles.clone(), member);
         let may_view = standing
             .channel_permissions(tx, &channel)
@@ -385,6 +469,7 @@ pub fn plan(
             let notice = Notice {
                 host: own_origin.to_string(),
                 user,
+                kind,
                 guild_id: guild.id,
                 channel_id,
                 message_id,
@@ -404,6 +489,7 @@ pub fn plan(
                     id: None,
                     token,
                     user_id: user,
+                    kind,
                     guild_id: guild.id,
                     channel_id,
                     message_id,

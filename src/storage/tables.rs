@@ -51,7 +51,7 @@ stored! {
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
-    MigrationRecord => 1,
+    MigrationRecord => 1, NotifySettings => 1,
 }
 
 /// An event as version 1 stored it: its audience had no `permissions`.
@@ -205,6 +205,17 @@ pub const SHADOW_SYNC: Table<ShadowSync, UserKey> = Table::new("shadow_sync");
 /// local user id ‖ peer origin → unix seconds of that peer's last VerifyUser for them (the
 /// peers that keep a shadow account, which get `profile_updated`).
 pub const USER_PEER: Table<u64, UserText> = Table::new("user_peer");
+/// user id → the user's notification settings for this box.
+pub const USER_NOTIFY_BOX: Table<NotifySettings, UserKey> = Table::new("user_notify_box");
+/// user id ‖ guild id → the user's notification settings for that guild.
+pub const USER_GUILD_NOTIFY: Table<NotifySettings, UserThenId> = Table::new("user_guild_notify");
+/// user id ‖ channel id → the user's notification settings for that channel or DM.
+pub const USER_CHANNEL_NOTIFY: Table<NotifySettings, UserThenId> =
+    Table::new("user_channel_notify");
+/// scope id ‖ user id → present when the user set that scope's level to `all`; the scope
+/// is a channel, a guild, or [`BOX_SCOPE`] (id 0) for the box (a message's `all` readers
+/// without reading every member's settings).
+pub const SCOPE_NOTIFY_ALL: Table<Present, IdUser> = Table::new("scope_notify_all");
 
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
@@ -246,6 +257,10 @@ pub const ALL_TABLES: &[&str] = &[
     DIRECTORY_PROVEN.name,
     SHADOW_SYNC.name,
     USER_PEER.name,
+    USER_NOTIFY_BOX.name,
+    USER_GUILD_NOTIFY.name,
+    USER_CHANNEL_NOTIFY.name,
+    SCOPE_NOTIFY_ALL.name,
 ];
 
 #[cfg(test)]

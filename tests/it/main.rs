@@ -19,6 +19,7 @@ mod federation_users;
 mod gateway;
 mod journey;
 mod layers;
+mod notifications;
 mod permission_matrix;
 mod security;
 mod systemd;

@@ -7,6 +7,7 @@ pub mod guilds;
 pub mod invites;
 pub mod members;
 pub mod messages;
+pub mod notifications;
 pub mod public;
 pub mod roles;
 pub mod users;

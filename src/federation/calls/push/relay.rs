@@ -24,6 +24,7 @@ pub async fn push_notification(
     let notice = Notice {
         host: from.to_string(),
         user,
+        kind: call.kind,
         guild_id: call.guild_id,
         channel_id: call.channel_id,
         message_id: call.message_id,
