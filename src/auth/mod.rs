@@ -14,6 +14,7 @@ pub mod migration;
 pub mod password;
 pub mod server_key;
 pub mod tokens;
+pub mod webpush;
 
 pub use device_cert::{CertError, DeviceCertificate};
 pub use dpop::{DpopConfig, DpopError, DpopRequest, DpopVerifier, VerifiedProof};
