@@ -190,6 +190,26 @@ impl VapidKey {
             .map(|key| VapidKey(jose::SigningKey::Es256(key)))
     }
 
+    /// The key made from a kept 32-byte `seed`: the first of SHA-256(`seed` ‖ n), n = 0,
+    /// 1 …, that is a P-256 scalar (in practice the first), so every seed gives a key and
+    /// the same one each start.
+    pub fn from_seed(seed: &[u8; 32]) -> VapidKey {
+        use sha2::Digest as _;
+        let mut n: u32 = 0;
+        loop {
+            let candidate: [u8; 32] = sha2::Sha256::new()
+                .chain_update(b"hearth vapid key\0")
+                .chain_update(seed)
+                .chain_update(n.to_be_bytes())
+                .finalize()
+                .into();
+            if let Some(key) = VapidKey::from_secret(&candidate) {
+                return key;
+            }
+            n += 1;
+        }
+    }
+
     /// The public key as an uncompressed point (65 bytes).
     pub fn public_bytes(&self) -> [u8; 65] {
         let mut point = [0u8; 65];
@@ -354,6 +374,15 @@ mod tests {
                 &p256::ecdsa::Signature::from_slice(&signature).unwrap(),
             )
             .expect("the token verifies with k");
+        let seeded = VapidKey::from_seed(&[7; 32]);
+        assert_eq!(
+            seeded.public_bytes(),
+            VapidKey::from_seed(&[7; 32]).public_bytes()
+        );
+        assert_ne!(
+            seeded.public_bytes(),
+            VapidKey::from_seed(&[8; 32]).public_bytes()
+        );
         assert_eq!(
             key.authorization("mailto:x@example.org", "https://hearth.example", 0),
             Err(WebPushError::BadEndpoint)

@@ -128,6 +128,8 @@ pub struct Services {
     pub config: Arc<Config>,
     /// The server's signing key S.
     pub server_key: ServerKey,
+    /// The box's VAPID key, which signs push requests (made at first start and kept).
+    pub vapid_key: crate::auth::webpush::VapidKey,
     /// This server's origin (token issuer, home server of its users).
     pub origin: String,
     /// Id source.
@@ -159,6 +161,7 @@ impl Services {
         store: Store,
         config: Arc<Config>,
         server_key: ServerKey,
+        vapid_key: crate::auth::webpush::VapidKey,
         origin: String,
         ids: IdGenerator,
         files_dir: std::path::PathBuf,
@@ -167,6 +170,7 @@ impl Services {
             store,
             config,
             server_key,
+            vapid_key,
             origin,
             ids,
             files_dir,

@@ -391,9 +391,9 @@ pub fn plan(
                 title: title.clone(),
                 body: body.clone(),
             };
-            for url in &account.push_distributors {
+            for subscription in &account.push_subscriptions {
                 planned.push(Planned {
-                    target: url.clone(),
+                    target: subscription.endpoint.clone(),
                     call: notice.delivery_body(),
                 });
             }
@@ -444,7 +444,7 @@ impl Services {
         let distributors = self
             .store
             .read(|tx| tx.get(USER, user))?
-            .map(|u| u.push_distributors.len())
+            .map(|u| u.push_subscriptions.len())
             .unwrap_or(0);
         let ids: Vec<Id> = (0..distributors).map(|_| self.next_id()).collect();
         self.store
@@ -460,8 +460,8 @@ impl Services {
                 }
                 let body = notice.delivery_body();
                 let mut queued = 0;
-                for (id, url) in ids.into_iter().zip(&local.push_distributors) {
-                    enqueue(tx, id, url, &body)?;
+                for (id, subscription) in ids.into_iter().zip(&local.push_subscriptions) {
+                    enqueue(tx, id, &subscription.endpoint, &body)?;
                     queued += 1;
                 }
                 Ok(Relayed::Queued(queued))
