@@ -1,6 +1,9 @@
 //! Push notifications and PropagateBan across real servers on loopback, with a small HTTP
 //! sink standing in for UnifiedPush distributors (and, serving a `/.well-known/hearth` of
-//! its own, for a peer whose calls the test signs itself).
+//! its own, for a peer whose calls the test signs itself). The sink reads each push as the
+//! subscribed device would: it decrypts the body (RFC 8291) with the subscription's key
+//! and auth secret, which [`subscription`] gives every test (`push_encryption` checks the
+//! same bodies with an implementation written elsewhere).
 
 use crate::common::*;
 use hearth::auth::server_key::ServerKey;
@@ -13,11 +16,89 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+// ---- the subscribed device ----
+
+/// The private key and auth secret of the push subscription every test here registers.
+fn device_keys() -> (p256::SecretKey, [u8; 16]) {
+    (
+        p256::SecretKey::from_slice(&[0x42; 32]).expect("a P-256 scalar"),
+        [0x17; 16],
+    )
+}
+
+/// A subscription to `endpoint` with [`device_keys`], as a browser's `toJSON()` gives it.
+fn subscription(endpoint: &str) -> Value {
+    use p256::elliptic_curve::sec1::ToSec1Point as _;
+    let (secret, auth) = device_keys();
+    json!({
+        "endpoint": endpoint,
+        "expirationTime": null,
+        "keys": {
+            "p256dh": hearth::auth::jose::b64u(secret.public_key().to_sec1_point(false).as_bytes()),
+            "auth": hearth::auth::jose::b64u(&auth),
+        },
+    })
+}
+
+struct Len(usize);
+
+impl ring::hkdf::KeyType for Len {
+    fn len(&self) -> usize {
+        self.0
+    }
+}
+
+fn hkdf(salt: &[u8], ikm: &[u8], info: &[u8], out: &mut [u8]) {
+    ring::hkdf::Salt::new(ring::hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(&[info], Len(out.len()))
+        .and_then(|okm| okm.fill(out))
+        .expect("hkdf");
+}
+
+/// The device's side of RFC 8291: the plaintext of an `aes128gcm` body of one record, or
+/// `None` if it does not decrypt.
+fn decrypt(body: &[u8]) -> Option<Vec<u8>> {
+    use p256::elliptic_curve::point::AffineCoordinates as _;
+    use p256::elliptic_curve::sec1::ToSec1Point as _;
+    let (secret, auth) = device_keys();
+    let salt = body.get(..16)?;
+    let id_len = *body.get(20)? as usize;
+    let as_public = body.get(21..21 + id_len)?;
+    let mut record = body.get(21 + id_len..)?.to_vec();
+    let sender = p256::PublicKey::from_sec1_bytes(as_public).ok()?;
+    let shared = (sender.to_projective() * *secret.to_nonzero_scalar()).to_affine();
+    let ua_public = secret.public_key().to_sec1_point(false);
+    let mut info = b"WebPush: info\0".to_vec();
+    info.extend_from_slice(ua_public.as_bytes());
+    info.extend_from_slice(as_public);
+    let mut ikm = [0u8; 32];
+    hkdf(&auth, shared.x().as_ref(), &info, &mut ikm);
+    let mut cek = [0u8; 16];
+    hkdf(salt, &ikm, b"Content-Encoding: aes128gcm\0", &mut cek);
+    let mut nonce = [0u8; 12];
+    hkdf(salt, &ikm, b"Content-Encoding: nonce\0", &mut nonce);
+    let key = ring::aead::LessSafeKey::new(
+        ring::aead::UnboundKey::new(&ring::aead::AES_128_GCM, &cek).ok()?,
+    );
+    let plain = key
+        .open_in_place(
+            ring::aead::Nonce::assume_unique_for_key(nonce),
+            ring::aead::Aad::empty(),
+            &mut record,
+        )
+        .ok()?;
+    // The last record: padding zeros after a 0x02 delimiter.
+    let end = plain.iter().rposition(|&b| b != 0)?;
+    (plain[end] == 2).then(|| plain[..end].to_vec())
+}
+
 // ---- the sink ----
 
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
-/// An HTTP server on 127.0.0.1 that records the path and JSON body of every POST and
+/// An HTTP server on 127.0.0.1 that records the path and JSON body of every POST (pushes
+/// decrypted; one that does not decrypt is recorded as the string `undecryptable`) and
 /// answers 200; with an identity it also serves `/.well-known/hearth` and signs its answers
 /// to server calls as a peer would.
 struct Sink {
@@ -163,8 +244,22 @@ fn serve_one(
             ("200 OK", identity.to_string())
         }
         ("POST", _) => {
-            let value = serde_json::from_slice(body)
-                .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(body).to_string()));
+            let encrypted = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("content-encoding")
+                        && value.trim() == "aes128gcm"
+                })
+            });
+            let plain = if encrypted {
+                decrypt(body)
+            } else {
+                Some(body.to_vec())
+            };
+            let value = match plain {
+                Some(plain) => serde_json::from_slice(&plain)
+                    .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&plain).to_string())),
+                None => Value::from("undecryptable"),
+            };
             received.lock().unwrap().push((path, value));
             ("200 OK", "{}".to_string())
         }
@@ -312,12 +407,14 @@ async fn post(client: &Client, server: &TestServer, channel: &str, content: &str
     .await
 }
 
+/// Subscribes the user's device (see [`subscription`]) at each of `urls`.
 async fn set_distributors(client: &Client, server: &TestServer, urls: &[String]) {
+    let subscriptions: Vec<Value> = urls.iter().map(|u| subscription(u)).collect();
     ok_json(
         client
             .patch(
                 &server.url("/api/v1/users/@me"),
-                json!({ "push_distributors": urls }),
+                json!({ "push_subscriptions": subscriptions }),
             )
             .await,
     )

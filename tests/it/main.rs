@@ -20,6 +20,7 @@ mod gateway;
 mod journey;
 mod layers;
 mod permission_matrix;
+mod push_encryption;
 mod security;
 mod systemd;
 mod tls;
