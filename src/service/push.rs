@@ -10,7 +10,7 @@
 //! - **Fan-out planning.** A message that mentions users (`<@USER>`, a mentionable
 //!   `<@&ROLE>`, or an allowed `@everyone`) queues one `push_fanout` job in the message's
 //!   commit. The outbox worker expands it ([`plan`]): every mentioned member who may view
-//!   the channel, except the author, gets a `push_delivery` per UnifiedPush distributor if
+//!   the channel, except the author, gets a `push_delivery` per push subscription if
 //!   homed here, or a `push_notification` call to their home if a Push Delegation Token is
 //!   stored for them.
 //!

@@ -329,3 +329,53 @@ fn base64_decode(text: &str) -> Vec<u8> {
         .decode(text)
         .expect("base64")
 }
+
+#[test]
+fn a_subscription_without_keys_or_removed_is_never_sent_to() {
+    use hearth::federation::calls::push::{seal, Sealed};
+    let dir = tempfile::tempdir().unwrap();
+    let config = federating(dir.path());
+    let mut server = TestServer::start_config(config.clone(), None);
+    let device = Device::new();
+    let (alice_id, endpoint) = block_on(async {
+        let scene = scene(&server).await;
+        let endpoint = "http://192.0.2.7:2586/upAlice".to_string();
+        subscribe(&scene, &server, vec![device.subscription(&endpoint)]).await;
+        (scene.alice_id, endpoint)
+    });
+    server.stop();
+    let app = hearth::app::App::open(config, server.origin.clone(), "http").expect("open data");
+    let services = &app.services;
+    let payload = json!({"id": "1", "type": "mention", "user_id": alice_id, "body": "psst"})
+        .to_string();
+    let now = hearth::system::now();
+    match seal(services, &endpoint, &payload, now).expect("seal") {
+        Sealed::Send { headers, body } => {
+            assert!(headers
+                .iter()
+                .any(|(name, value)| *name == "Content-Encoding" && value == "aes128gcm"));
+            assert!(!body.windows(4).any(|w| w == b"psst"));
+        }
+        Sealed::Drop(why) => panic!("a subscription with keys was not sent to: {why}"),
+    }
+    // As a URL stored before subscriptions had keys reads: the same endpoint, no keys.
+    let user = hearth::model::UserId::parse(&alice_id).unwrap();
+    services
+        .store
+        .write_blocking(move |tx| {
+            let mut record = tx.get(hearth::storage::tables::USER, user)?.unwrap();
+            for subscription in &mut record.push_subscriptions {
+                subscription.keys = None;
+            }
+            tx.put(hearth::storage::tables::USER, user, &record)
+        })
+        .expect("write");
+    assert!(
+        matches!(seal(services, &endpoint, &payload, now), Ok(Sealed::Drop(why)) if why.contains("no keys")),
+        "a keyless subscription must be dropped"
+    );
+    assert!(
+        matches!(seal(services, "http://192.0.2.7:2586/other", &payload, now), Ok(Sealed::Drop(why)) if why.contains("no longer")),
+        "a removed subscription must be dropped"
+    );
+}
