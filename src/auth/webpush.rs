@@ -34,6 +34,10 @@ pub const MAX_PLAINTEXT: usize = RECORD_SIZE as usize - HEADER_LEN - RECORD_OVER
 const PAD_TO: usize = 256;
 /// Lifetime of a VAPID token, seconds (RFC 8292 allows at most 24 hours).
 pub const VAPID_TOKEN_SECS: u64 = 12 * 3600;
+const _: () = assert!(
+    VAPID_TOKEN_SECS <= 24 * 3600,
+    "RFC 8292 §2: exp at most 24 h ahead"
+);
 
 /// Why a payload could not be encrypted, or a subscription key not read.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -362,7 +366,6 @@ mod tests {
             json!({"aud": "https://push.example.net:8443", "exp": 1_000 + VAPID_TOKEN_SECS,
                    "sub": "https://hearth.example"})
         );
-        assert!(VAPID_TOKEN_SECS <= 24 * 3600);
         let signature = b(parts[2]);
         assert_eq!(signature.len(), 64, "JWS ES256 is r||s");
         use p256::ecdsa::signature::Verifier as _;

@@ -363,7 +363,10 @@ mod tests {
             (user.username.as_str(), user.profile.name.as_str()),
             ("ann", "Ann")
         );
-        assert_eq!((user.fcm_tokens, user.guild_order), (vec!["fcm".to_string()], vec![Id(4)]));
+        assert_eq!(
+            (&user.fcm_tokens, &user.guild_order),
+            (&vec!["fcm".to_string()], &vec![Id(4)])
+        );
         assert!(user.is_admin && user.profile_synced && user.created_at == 12);
         let again: User = decode(&encode(&user)).unwrap();
         assert_eq!(again.push_subscriptions, user.push_subscriptions);

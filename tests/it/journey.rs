@@ -1590,7 +1590,12 @@ fn profile_settings_and_guild_order() {
         assert_eq!(seen["name"], "Alice Liddell");
         assert_eq!(seen["bio"], "down the rabbit hole");
         assert_eq!(seen["avatar_color"], "#ff8800");
-        for private in ["push_subscriptions", "fcm_tokens", "guild_order", "is_admin"] {
+        for private in [
+            "push_subscriptions",
+            "fcm_tokens",
+            "guild_order",
+            "is_admin",
+        ] {
             assert!(seen.get(private).is_none(), "{private} leaked: {seen}");
         }
 

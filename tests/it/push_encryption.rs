@@ -157,7 +157,10 @@ async fn call(client: &Client, method: &str, url: &str, body: Option<Value>) -> 
     .expect("request");
     let status = response.status;
     let text = String::from_utf8_lossy(&response.body).to_string();
-    assert!((200..300).contains(&status), "{method} {url}: {status}: {text}");
+    assert!(
+        (200..300).contains(&status),
+        "{method} {url}: {status}: {text}"
+    );
     serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
@@ -215,7 +218,10 @@ async fn mention(scene: &Scene, server: &TestServer, text: &str) -> Value {
     call(
         &scene.dave,
         "POST",
-        &server.url(&format!("/api/v1/channels/{}/messages", scene.guild.channel)),
+        &server.url(&format!(
+            "/api/v1/channels/{}/messages",
+            scene.guild.channel
+        )),
         Some(json!({ "content": format!("<@{}> {text}", scene.alice_id) })),
     )
     .await
@@ -236,7 +242,12 @@ fn every_push_decrypts_with_http_ece_and_shows_nothing_in_the_clear() {
     block_on(async {
         let scene = scene(&server).await;
         let sink = PySink::start(&device, &scene.vapid_key, &server.origin, 0, false);
-        subscribe(&scene, &server, vec![device.subscription(&sink.url("/up/alice"))]).await;
+        subscribe(
+            &scene,
+            &server,
+            vec![device.subscription(&sink.url("/up/alice"))],
+        )
+        .await;
         for (n, text) in [
             "the secret word is xylophone-42",
             "and the second one is zanzibar-77, which is rather longer than the first",
@@ -346,8 +357,8 @@ fn a_subscription_without_keys_or_removed_is_never_sent_to() {
     server.stop();
     let app = hearth::app::App::open(config, server.origin.clone(), "http").expect("open data");
     let services = &app.services;
-    let payload = json!({"id": "1", "type": "mention", "user_id": alice_id, "body": "psst"})
-        .to_string();
+    let payload =
+        json!({"id": "1", "type": "mention", "user_id": alice_id, "body": "psst"}).to_string();
     let now = hearth::system::now();
     match seal(services, &endpoint, &payload, now).expect("seal") {
         Sealed::Send { headers, body } => {

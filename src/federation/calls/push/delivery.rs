@@ -97,16 +97,15 @@ pub fn seal(
     else {
         return Ok(Sealed::Drop("the queued notification names no user".into()));
     };
-    let subscription = services
-        .store
-        .read(|tx| tx.get(USER, user))?
-        .and_then(|u| {
-            u.push_subscriptions
-                .into_iter()
-                .find(|s| s.endpoint == endpoint)
-        });
+    let subscription = services.store.read(|tx| tx.get(USER, user))?.and_then(|u| {
+        u.push_subscriptions
+            .into_iter()
+            .find(|s| s.endpoint == endpoint)
+    });
     let Some(subscription) = subscription else {
-        return Ok(Sealed::Drop("the user no longer has this push subscription".into()));
+        return Ok(Sealed::Drop(
+            "the user no longer has this push subscription".into(),
+        ));
     };
     let Some(keys) = subscription.keys else {
         return Ok(Sealed::Drop(
@@ -121,9 +120,10 @@ pub fn seal(
             webpush::encrypt(payload.as_bytes(), &ua_public, &auth)
         })
         .and_then(|body| {
-            let authorization = services
-                .vapid_key
-                .authorization(endpoint, &services.origin, now)?;
+            let authorization =
+                services
+                    .vapid_key
+                    .authorization(endpoint, &services.origin, now)?;
             Ok((body, authorization))
         });
     Ok(match sealed {
