@@ -315,6 +315,8 @@ fn an_https_endpoint_is_pinned_at_first_contact_and_a_new_certificate_refused() 
         assert_eq!(decrypted(&report)["body"], "dave: @alice over TLS");
 
         // The endpoint comes back with another certificate: nothing more is sent to it.
+        // (A moment first, for the server to take the answer to the first push.)
+        smol::Timer::after(Duration::from_millis(500)).await;
         let port = sink.port;
         drop(sink);
         let again = PySink::start(&device, &scene.vapid_key, &server.origin, port, true);

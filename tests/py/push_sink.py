@@ -157,10 +157,13 @@ def main():
                 "body_b64": base64.b64encode(body).decode(),
                 "headers": {k.lower(): v for k, v in self.headers.items()},
             }
-            print("PUSH " + json.dumps(report), flush=True)
+            # Answered before reported, so a test that stops the sink on the report does
+            # not cut the answer off.
             self.send_response(201)
             self.send_header("Content-Length", "0")
             self.end_headers()
+            self.wfile.flush()
+            print("PUSH " + json.dumps(report), flush=True)
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
     if args.tls:
