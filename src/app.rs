@@ -159,6 +159,8 @@ impl App {
             },
         )?;
         let server_key = ServerKey::from_bytes(&load_or_make_secret(&store, b"server_key")?);
+        let vapid_key =
+            crate::auth::webpush::VapidKey::from_seed(&load_or_make_secret(&store, b"vapid_key")?);
         // A fresh nonce secret each start: the replay cache lives in memory, so nonces
         // from before a restart must stop working, or a proof captured just before it
         // could be replayed once after.
@@ -200,6 +202,7 @@ impl App {
             store,
             Arc::new(config),
             server_key,
+            vapid_key,
             origin,
             IdGenerator::new(highest),
             files_dir,

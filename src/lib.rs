@@ -14,7 +14,7 @@
 //!    group-commit writer that publishes events and wakes the outbox after a commit, and
 //!    online backup); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
 //!    refresh tokens, device certificates, migration proofs, device links, argon2id,
-//!    client-side key wrapping); [`logging`] (the `log` backend: the journal with
+//!    client-side key wrapping, Web Push encryption and VAPID); [`logging`] (the `log` backend: the journal with
 //!    priorities under systemd, stderr otherwise). None of these does business.
 //! 2. [`service`]: the business rules, independent of HTTP: accounts and token grants,
 //!    guilds, channels, roles, members (kick/ban), invites, messages, reactions, pins,

@@ -1,6 +1,7 @@
 //! Authentication primitives for Hearth: JOSE (JWS/JWK), DPoP proofs (RFC 9449),
-//! server-signed access tokens, device certificates, password hashing and the
-//! client-side wrap of the identity key.
+//! server-signed access tokens, device certificates, password hashing, the
+//! client-side wrap of the identity key, and Web Push payload encryption with the box's
+//! VAPID key.
 //!
 //! Everything here is pure computation: no files, no network, no clock. Callers
 //! pass the current time as unix seconds (`now`).
@@ -14,6 +15,7 @@ pub mod migration;
 pub mod password;
 pub mod server_key;
 pub mod tokens;
+pub mod webpush;
 
 pub use device_cert::{CertError, DeviceCertificate};
 pub use dpop::{DpopConfig, DpopError, DpopRequest, DpopVerifier, VerifiedProof};

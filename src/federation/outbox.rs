@@ -3,8 +3,8 @@
 //! exponential back-off while the peer is down, and gives up only after
 //! `give_up_secs` (never for `update_homeserver`: see [`calls::give_up_secs`]). Each call carries its outbox id, on which receivers deduplicate.
 //! Two kinds of item are no calls to a peer (see [`calls::push`]): `push_fanout`, a local
-//! job that expands a message's mentions into notifications, and `push_delivery`, a plain
-//! POST to a UnifiedPush distributor URL (through the same SSRF guard).
+//! job that expands a message's mentions into notifications, and `push_delivery`, an
+//! encrypted push message POSTed to a subscription's endpoint (through the same SSRF guard).
 
 use super::{calls, outbound, FederationError};
 use crate::federation::Federation;
@@ -30,7 +30,7 @@ pub fn backoff(attempts: u32, max_secs: u64) -> Duration {
 /// Signs and sends one call.
 async fn send(fed: &Federation, item: &OutboxItem) -> Result<outbound::Answer, FederationError> {
     if item.call == calls::push::DELIVERY {
-        // Not a server call: a plain POST to a UnifiedPush distributor.
+        // Not a server call: an encrypted push message to a subscription's endpoint.
         return calls::push::deliver(fed, item).await;
     }
     let config = &fed.services.config.federation;

@@ -50,8 +50,8 @@ pub struct User {
     pub profile: Profile,
     /// Whether the profile follows the home server (remote users).
     pub profile_synced: bool,
-    /// UnifiedPush distributor URLs.
-    pub push_distributors: Vec<String>,
+    /// Push subscriptions (UnifiedPush distributors, browsers' push services).
+    pub push_subscriptions: Vec<PushSubscription>,
     /// Firebase Cloud Messaging tokens.
     pub fcm_tokens: Vec<String>,
     /// The user's preferred order of guilds.
@@ -60,6 +60,26 @@ pub struct User {
     pub is_admin: bool,
     /// Unix seconds.
     pub created_at: u64,
+}
+
+/// Where and how to push to one of a user's devices: a W3C `PushSubscription` as its
+/// `toJSON()` gives it, `{"endpoint", "keys": {"p256dh", "auth"}}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushSubscription {
+    /// The push endpoint URL (a UnifiedPush distributor's, a browser push service's).
+    pub endpoint: String,
+    /// The keys to encrypt for; `None` for a bare URL stored before subscriptions had
+    /// keys, which is never pushed to.
+    pub keys: Option<PushKeys>,
+}
+
+/// The keys of a [`PushSubscription`], base64url as the browser gives them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushKeys {
+    /// The subscription's P-256 public key, an uncompressed point.
+    pub p256dh: String,
+    /// The 16-byte authentication secret.
+    pub auth: String,
 }
 
 /// A device (client key) of a user. Devices are keyed by the RFC 7638 thumbprint of

@@ -54,8 +54,8 @@ pub struct OwnUser {
     /// Public fields.
     #[serde(flatten)]
     pub public: PublicUser,
-    /// Push distributors.
-    pub push_distributors: Vec<String>,
+    /// Push subscriptions.
+    pub push_subscriptions: Vec<PushSubscription>,
     /// FCM tokens.
     pub fcm_tokens: Vec<String>,
     /// Guild order.
@@ -83,10 +83,52 @@ pub struct ProfileUpdate {
     pub presence: Option<Presence>,
     /// Guild order.
     pub guild_order: Option<Vec<Id>>,
-    /// UnifiedPush distributor URLs.
-    pub push_distributors: Option<Vec<String>>,
+    /// Push subscriptions (the whole list).
+    pub push_subscriptions: Option<Vec<SubscriptionInput>>,
     /// FCM tokens.
     pub fcm_tokens: Option<Vec<String>>,
+}
+
+/// A push subscription as a client sends it: a W3C `PushSubscription.toJSON()`
+/// (`expirationTime`, which browsers send as `null`, is ignored).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionInput {
+    /// The push endpoint.
+    pub endpoint: String,
+    /// Ignored.
+    #[serde(rename = "expirationTime", default)]
+    pub expiration_time: Option<u64>,
+    /// The keys to encrypt for.
+    pub keys: SubscriptionKeysInput,
+}
+
+/// The keys of a [`SubscriptionInput`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionKeysInput {
+    /// P-256 public key, base64url uncompressed point.
+    pub p256dh: String,
+    /// 16-byte secret, base64url.
+    pub auth: String,
+}
+
+/// Checks a subscription: the endpoint an http(s) URL as every URL here, the keys what
+/// RFC 8291 encrypts for (written back in unpadded base64url).
+pub fn check_subscription(input: SubscriptionInput) -> Result<PushSubscription> {
+    use crate::auth::{jose::b64u, webpush};
+    let endpoint = check_url("push_subscriptions", &input.endpoint)?;
+    let p256dh = webpush::parse_p256dh(&input.keys.p256dh)
+        .map_err(|e| invalid("invalid_push_subscription", e.to_string()))?;
+    let auth = webpush::parse_auth(&input.keys.auth)
+        .map_err(|e| invalid("invalid_push_subscription", e.to_string()))?;
+    Ok(PushSubscription {
+        endpoint,
+        keys: Some(PushKeys {
+            p256dh: b64u(&p256dh),
+            auth: b64u(&auth),
+        }),
+    })
 }
 
 /// A device as listed to its owner.
@@ -274,7 +316,7 @@ impl Services {
             key_backup,
             homeserver: String::new(),
             profile_synced: true,
-            push_distributors: Vec::new(),
+            push_subscriptions: Vec::new(),
             fcm_tokens: Vec::new(),
             guild_order: Vec::new(),
             is_admin,
@@ -658,7 +700,7 @@ impl Services {
         let user = self.get_user(id)?;
         Ok(OwnUser {
             public: PublicUser::of(&user, &self.origin),
-            push_distributors: user.push_distributors,
+            push_subscriptions: user.push_subscriptions,
             fcm_tokens: user.fcm_tokens,
             guild_order: user.guild_order,
             // Only a user homed here administers this server.
@@ -695,17 +737,24 @@ impl Services {
             }
         }
         let push = update
-            .push_distributors
+            .push_subscriptions
             .map(|list| {
                 if list.len() > limits.max_push_targets {
                     return Err(invalid(
                         "too_many_items",
-                        format!("at most {} push distributors", limits.max_push_targets),
+                        format!("at most {} push subscriptions", limits.max_push_targets),
                     ));
                 }
-                list.iter()
-                    .map(|u| check_url("push_distributors", u))
-                    .collect::<Result<Vec<_>>>()
+                let mut seen = std::collections::HashSet::new();
+                let mut checked = Vec::new();
+                for input in list {
+                    let subscription = check_subscription(input)?;
+                    // One subscription per endpoint: the first given wins.
+                    if seen.insert(subscription.endpoint.clone()) {
+                        checked.push(subscription);
+                    }
+                }
+                Ok(checked)
             })
             .transpose()?;
         let fcm = update
@@ -768,7 +817,7 @@ impl Services {
                 user.guild_order = v;
             }
             if let Some(v) = push {
-                user.push_distributors = v;
+                user.push_subscriptions = v;
             }
             if let Some(v) = fcm {
                 user.fcm_tokens = v;

@@ -218,7 +218,7 @@ impl Services {
                             ..Profile::default()
                         },
                         profile_synced: true,
-                        push_distributors: Vec::new(),
+                        push_subscriptions: Vec::new(),
                         fcm_tokens: Vec::new(),
                         guild_order: Vec::new(),
                         is_admin: false,

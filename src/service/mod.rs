@@ -129,6 +129,8 @@ pub struct Services {
     pub config: Arc<Config>,
     /// The server's signing key S.
     pub server_key: ServerKey,
+    /// The box's VAPID key, which signs push requests (made at first start and kept).
+    pub vapid_key: crate::auth::webpush::VapidKey,
     /// This server's origin (token issuer, home server of its users).
     pub origin: String,
     /// Id source.
@@ -160,6 +162,7 @@ impl Services {
         store: Store,
         config: Arc<Config>,
         server_key: ServerKey,
+        vapid_key: crate::auth::webpush::VapidKey,
         origin: String,
         ids: IdGenerator,
         files_dir: std::path::PathBuf,
@@ -168,6 +171,7 @@ impl Services {
             store,
             config,
             server_key,
+            vapid_key,
             origin,
             ids,
             files_dir,

@@ -16,7 +16,7 @@
 //!   decide whether and as what (`mention`, `message`, `dm`) they are pushed
 //!   ([`Covering::push`]: muted or `nothing` never, `mentions` only for mentions not
 //!   suppressed). Each one pushed who may view the channel, except the author, gets a
-//!   `push_delivery` per UnifiedPush distributor if homed here, or a `push_notification`
+//!   `push_delivery` per push subscription if homed here, or a `push_notification`
 //!   call to their home if a Push Delegation Token is stored for them.
 //!
 //! Titles and bodies are at most 200 characters: the guild and channel name, and the
@@ -476,9 +476,9 @@ pub fn plan(
                 title: title.clone(),
                 body: body.clone(),
             };
-            for url in &account.push_distributors {
+            for subscription in &account.push_subscriptions {
                 planned.push(Planned {
-                    target: url.clone(),
+                    target: subscription.endpoint.clone(),
                     call: notice.delivery_body(),
                 });
             }
@@ -530,7 +530,7 @@ impl Services {
         let distributors = self
             .store
             .read(|tx| tx.get(USER, user))?
-            .map(|u| u.push_distributors.len())
+            .map(|u| u.push_subscriptions.len())
             .unwrap_or(0);
         let ids: Vec<Id> = (0..distributors).map(|_| self.next_id()).collect();
         self.store
@@ -546,8 +546,8 @@ impl Services {
                 }
                 let body = notice.delivery_body();
                 let mut queued = 0;
-                for (id, url) in ids.into_iter().zip(&local.push_distributors) {
-                    enqueue(tx, id, url, &body)?;
+                for (id, subscription) in ids.into_iter().zip(&local.push_subscriptions) {
+                    enqueue(tx, id, &subscription.endpoint, &body)?;
                     queued += 1;
                 }
                 Ok(Relayed::Queued(queued))

@@ -328,7 +328,7 @@ impl Services {
                     homeserver: home.clone(),
                     profile,
                     profile_synced: true,
-                    push_distributors: Vec::new(),
+                    push_subscriptions: Vec::new(),
                     fcm_tokens: Vec::new(),
                     guild_order: Vec::new(),
                     is_admin: false,

@@ -47,11 +47,65 @@ macro_rules! stored {
 }
 
 stored! {
-    Present => 1, User => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
+    Present => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
     MigrationRecord => 1, NotifySettings => 1,
+}
+
+/// A user as version 1 stored it: push targets were bare URLs.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct UserV1 {
+    id: UserId,
+    username: String,
+    password_hash: Option<String>,
+    key_backup: Option<String>,
+    homeserver: String,
+    profile: Profile,
+    profile_synced: bool,
+    push_distributors: Vec<String>,
+    fcm_tokens: Vec<String>,
+    guild_order: Vec<Id>,
+    is_admin: bool,
+    created_at: u64,
+}
+
+impl Stored for User {
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => {
+                let old: UserV1 = decode_body(body)?;
+                Ok(User {
+                    id: old.id,
+                    username: old.username,
+                    password_hash: old.password_hash,
+                    key_backup: old.key_backup,
+                    homeserver: old.homeserver,
+                    profile: old.profile,
+                    profile_synced: old.profile_synced,
+                    // A URL without keys is kept (the user sees it and can remove it) but
+                    // never pushed to: delivery needs the keys to encrypt.
+                    push_subscriptions: old
+                        .push_distributors
+                        .into_iter()
+                        .map(|endpoint| PushSubscription {
+                            endpoint,
+                            keys: None,
+                        })
+                        .collect(),
+                    fcm_tokens: old.fcm_tokens,
+                    guild_order: old.guild_order,
+                    is_admin: old.is_admin,
+                    created_at: old.created_at,
+                })
+            }
+            v => Err(CodecError::UnknownVersion(v)),
+        }
+    }
 }
 
 /// An event as version 1 stored it: its audience had no `permissions`.
@@ -287,6 +341,50 @@ mod tests {
 
     impl Stored for EventV1 {
         const VERSION: u8 = 1;
+    }
+
+    impl Stored for UserV1 {
+        const VERSION: u8 = 1;
+    }
+
+    #[test]
+    fn version_1_users_keep_their_push_urls_without_keys() {
+        let old = UserV1 {
+            id: UserId([5; 32]),
+            username: "ann".into(),
+            password_hash: Some("hash".into()),
+            key_backup: None,
+            homeserver: String::new(),
+            profile: Profile {
+                name: "Ann".into(),
+                ..Profile::default()
+            },
+            profile_synced: true,
+            push_distributors: vec!["http://ntfy.lan:2586/upAbc".into()],
+            fcm_tokens: vec!["fcm".into()],
+            guild_order: vec![Id(4)],
+            is_admin: true,
+            created_at: 12,
+        };
+        let user: User = decode(&encode(&old)).unwrap();
+        assert_eq!(
+            user.push_subscriptions,
+            vec![PushSubscription {
+                endpoint: "http://ntfy.lan:2586/upAbc".into(),
+                keys: None,
+            }]
+        );
+        assert_eq!(
+            (user.username.as_str(), user.profile.name.as_str()),
+            ("ann", "Ann")
+        );
+        assert_eq!(
+            (&user.fcm_tokens, &user.guild_order),
+            (&vec!["fcm".to_string()], &vec![Id(4)])
+        );
+        assert!(user.is_admin && user.profile_synced && user.created_at == 12);
+        let again: User = decode(&encode(&user)).unwrap();
+        assert_eq!(again.push_subscriptions, user.push_subscriptions);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 // Settings: the display name, this account's devices (this one marked, others removed),
-// push distributors and the push delegations each box holds, moving the home to another
+// push subscriptions and the push delegations each box holds, moving the home to another
 // box, linking a new device, and signing out.
 
 import { Api, CERT_GRANT, publicRequest } from './api.js';
@@ -37,48 +37,105 @@ function devicesSection() {
   return [el('h4', { text: 'Devices' }), list];
 }
 
+const hostOf = (url) => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+};
+
+const b64uBytes = (text) => Uint8Array.from(atob(text.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+
+const pushSupported = () => window.isSecureContext && 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window;
+
+// This browser's push subscription, if it has one.
+async function browserSubscription() {
+  if (!pushSupported()) return null;
+  const registration = await navigator.serviceWorker.getRegistration('/');
+  return registration ? registration.pushManager.getSubscription() : null;
+}
+
+// Subscribes this browser with the home box's VAPID key (a subscription made for another
+// key is replaced) and returns it as the server stores it.
+async function subscribeBrowser() {
+  if (Notification.permission !== 'granted' && (await Notification.requestPermission()) !== 'granted') {
+    throw new Error('Notifications are not allowed for this site in this browser.');
+  }
+  const wk = await publicRequest(homeOrigin(), 'GET', '/.well-known/hearth');
+  if (!wk.vapid_public_key) throw new Error('Your home box does not publish a push key.');
+  const key = b64uBytes(wk.vapid_public_key);
+  const registration = await navigator.serviceWorker.ready;
+  let sub = await registration.pushManager.getSubscription();
+  const bound = sub?.options?.applicationServerKey ? new Uint8Array(sub.options.applicationServerKey) : null;
+  if (sub && !(bound && bound.length === key.length && bound.every((b, i) => b === key[i]))) {
+    await sub.unsubscribe();
+    sub = null;
+  }
+  sub = sub || (await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key }));
+  const json = sub.toJSON();
+  return { endpoint: json.endpoint, keys: { p256dh: json.keys.p256dh, auth: json.keys.auth } };
+}
+
 function pushSection() {
-  const list = el('ul', { class: 'settings-list', dataset: { testid: 'push-urls' } });
-  const urls = [...(s.me?.push_distributors || [])];
+  const list = el('ul', { class: 'settings-list', dataset: { testid: 'push-subscriptions' } });
+  const subs = [...(s.me?.push_subscriptions || [])];
+  // A subscription stored before push was encrypted has no keys and is never used; a
+  // change writes only those with keys.
   const save = async (next) => {
-    const me = await s.api.request('PATCH', '/api/v1/users/@me', { push_distributors: next });
+    const me = await s.api.request('PATCH', '/api/v1/users/@me', { push_subscriptions: next.filter((x) => x.keys) });
     s.me = { ...s.me, ...me };
-    urls.splice(0, urls.length, ...(me.push_distributors || next));
+    subs.splice(0, subs.length, ...(me.push_subscriptions || []));
     render();
   };
+  const remove = async (sub) => {
+    await save(subs.filter((x) => x.endpoint !== sub.endpoint));
+    // This browser's own subscription is ended at its push service too.
+    const mine = await browserSubscription().catch(() => null);
+    if (mine && mine.endpoint === sub.endpoint) await mine.unsubscribe().catch(() => {});
+  };
   const render = () => {
-    list.replaceChildren(...urls.map((u) => el('li', { dataset: { testid: 'push-url' } },
-      el('span', { class: 'fingerprint', text: u }),
+    list.replaceChildren(...subs.map((sub) => el('li', { dataset: { testid: 'push-subscription', host: hostOf(sub.endpoint) } },
+      el('span', { class: 'fingerprint', title: sub.endpoint, text: sub.keys ? hostOf(sub.endpoint) : `${hostOf(sub.endpoint)} (no keys: never used; subscribe again there)` }),
       el('button', {
         type: 'button',
         dataset: { testid: 'push-remove' },
-        onclick: () => save(urls.filter((x) => x !== u)).catch((e) => showError('dialog-error', e)),
+        onclick: () => remove(sub).catch((e) => showError('dialog-error', e)),
       }, 'Remove'))));
-    if (!urls.length) list.replaceChildren(el('li', { class: 'muted', text: 'No push distributor: mentions reach you only while a client is open.' }));
+    if (!subs.length) list.replaceChildren(el('li', { class: 'muted', text: 'No push subscription: mentions reach you only while a client is open.' }));
   };
   render();
-  const input = el('input', { type: 'url', placeholder: 'https://ntfy.example/up…', 'aria-label': 'Push distributor URL', dataset: { testid: 'push-url-input' } });
-  const add = el('button', {
+  const supported = pushSupported();
+  const subscribe = el('button', {
     type: 'button',
-    dataset: { testid: 'push-add' },
-    onclick: async () => {
-      const u = input.value.trim();
-      if (!u) return;
+    dataset: { testid: 'push-subscribe' },
+    onclick: async (e) => {
+      e.target.disabled = true;
       try {
-        await save([...urls.filter((x) => x !== u), u]);
-        input.value = '';
-      } catch (e) {
-        showError('dialog-error', e);
+        const sub = await subscribeBrowser();
+        await save([...subs.filter((x) => x.endpoint !== sub.endpoint), sub]);
+      } catch (err) {
+        showError('dialog-error', err);
+      } finally {
+        e.target.disabled = false;
       }
     },
-  }, 'Add');
+  }, 'Get notifications in this browser');
+  subscribe.disabled = !supported;
   const state = el('span', { class: 'muted', dataset: { testid: 'notifications-permission' }, text: typeof Notification === 'undefined' ? 'not available in this browser' : Notification.permission });
   const allow = typeof Notification === 'undefined' ? null : el('button', {
     type: 'button',
     dataset: { testid: 'notifications-allow' },
     onclick: async () => { state.textContent = await allowNotifications(); },
   }, 'Show mentions as notifications while this tab is in the background');
-  return [el('h4', { text: 'Push distributors' }), list, el('div', { class: 'row' }, input, add), el('div', { class: 'row' }, allow, state)];
+  return [
+    el('h4', { text: 'Push notifications' }),
+    el('p', { class: 'muted', text: 'Where your home box pushes mentions, encrypted for each device: this browser, or a UnifiedPush distributor an app registered.' }),
+    list,
+    el('div', { class: 'row' }, subscribe),
+    el('div', { class: 'row' }, allow, state),
+    supported ? null : el('p', { class: 'muted', text: 'This browser cannot receive push notifications here (it needs a secure connection and push support).' }),
+  ];
 }
 
 function delegationsSection() {

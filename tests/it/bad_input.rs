@@ -238,7 +238,7 @@ async fn assert_intact(w: &World) {
     let me = ok_json(&w.alice, "GET", &s.url("/api/v1/users/@me"), None).await;
     assert_eq!(me["name"], "alice", "{me}");
     assert_eq!(me["is_admin"], false, "{me}");
-    assert_eq!(me["push_distributors"], json!([]), "{me}");
+    assert_eq!(me["push_subscriptions"], json!([]), "{me}");
     let guild = ok_json(
         &w.alice,
         "GET",
@@ -264,9 +264,9 @@ fn cases(w: &World) -> Vec<Case> {
     let alice_id = w.alice.user_id(&w.server.origin).expect("user id");
     let unknown_user = "A".repeat(43);
     let file_ids = |n: usize| -> Vec<String> { (0..n).map(|i| format!("{i:064x}")).collect() };
-    let urls = |n: usize| -> Vec<String> {
+    let subscriptions = |n: usize| -> Vec<Value> {
         (0..n)
-            .map(|i| format!("https://push.example/{i}"))
+            .map(|i| push_subscription(&format!("https://push.example/{i}")))
             .collect()
     };
     let overwrites = |n: usize| -> Vec<Value> {
@@ -527,8 +527,16 @@ fn cases(w: &World) -> Vec<Case> {
         case("11 attachments", "POST", "/channels/{c}/messages")
             .json(json!({"content": "x", "attachments": file_ids(11)}))
             .expect(400, "too_many_items"),
-        case("11 push distributors", "PATCH", "/users/@me")
-            .json(json!({"push_distributors": urls(11)}))
+        case("a push subscription's key off the curve", "PATCH", "/users/@me")
+            .json(json!({"push_subscriptions": [{"endpoint": "https://push.example/0",
+                "keys": {"p256dh": format!("BA{}", "A".repeat(85)), "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}]}))
+            .expect(400, "invalid_push_subscription"),
+        case("a push subscription's auth of 3 bytes", "PATCH", "/users/@me")
+            .json(json!({"push_subscriptions": [{"endpoint": "https://push.example/0",
+                "keys": {"p256dh": push_subscription("x")["keys"]["p256dh"], "auth": "AAAA"}}]}))
+            .expect(400, "invalid_push_subscription"),
+        case("11 push subscriptions", "PATCH", "/users/@me")
+            .json(json!({"push_subscriptions": subscriptions(11)}))
             .expect(400, "too_many_items"),
         case("11 FCM tokens", "PATCH", "/users/@me")
             .json(json!({"fcm_tokens": file_ids(11)}))
@@ -1069,10 +1077,10 @@ fn limits_are_inclusive_and_count_characters() {
             &w.alice,
             "PATCH",
             &w.server.url("/api/v1/users/@me"),
-            Some(json!({"push_distributors": (0..10).map(|i| format!("https://p.example/{i}")).collect::<Vec<_>>()})),
+            Some(json!({"push_subscriptions": (0..10).map(|i| push_subscription(&format!("https://p.example/{i}"))).collect::<Vec<_>>()})),
         )
         .await;
-        assert_eq!(me["push_distributors"].as_array().map(Vec::len), Some(10));
+        assert_eq!(me["push_subscriptions"].as_array().map(Vec::len), Some(10));
     });
 }
 
@@ -1380,4 +1388,15 @@ fn random_bodies_never_cause_a_server_error() {
         let me = ok_json(&w.alice, "GET", &w.server.url("/api/v1/users/@me"), None).await;
         assert_eq!(me["name"], "alice");
     });
+}
+
+/// A push subscription to `endpoint` with valid keys (RFC 8291's example).
+fn push_subscription(endpoint: &str) -> Value {
+    json!({
+        "endpoint": endpoint,
+        "keys": {
+            "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+        },
+    })
 }

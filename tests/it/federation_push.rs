@@ -1,6 +1,9 @@
 //! Push notifications and PropagateBan across real servers on loopback, with a small HTTP
 //! sink standing in for UnifiedPush distributors (and, serving a `/.well-known/hearth` of
-//! its own, for a peer whose calls the test signs itself).
+//! its own, for a peer whose calls the test signs itself). The sink reads each push as the
+//! subscribed device would: it decrypts the body (RFC 8291) with the subscription's key
+//! and auth secret, which [`subscription`] gives every test (`push_encryption` checks the
+//! same bodies with an implementation written elsewhere).
 
 use crate::common::*;
 use hearth::auth::server_key::ServerKey;
@@ -17,7 +20,8 @@ use std::time::Duration;
 
 type Received = Arc<Mutex<Vec<(String, Value)>>>;
 
-/// An HTTP server on 127.0.0.1 that records the path and JSON body of every POST and
+/// An HTTP server on 127.0.0.1 that records the path and JSON body of every POST (pushes
+/// decrypted; one that does not decrypt is recorded as the string `undecryptable`) and
 /// answers 200; with an identity it also serves `/.well-known/hearth` and signs its answers
 /// to server calls as a peer would.
 struct Sink {
@@ -163,8 +167,22 @@ fn serve_one(
             ("200 OK", identity.to_string())
         }
         ("POST", _) => {
-            let value = serde_json::from_slice(body)
-                .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(body).to_string()));
+            let encrypted = head.lines().any(|l| {
+                l.split_once(':').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("content-encoding")
+                        && value.trim() == "aes128gcm"
+                })
+            });
+            let plain = if encrypted {
+                decrypt(body)
+            } else {
+                Some(body.to_vec())
+            };
+            let value = match plain {
+                Some(plain) => serde_json::from_slice(&plain)
+                    .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(&plain).to_string())),
+                None => Value::from("undecryptable"),
+            };
             received.lock().unwrap().push((path, value));
             ("200 OK", "{}".to_string())
         }
@@ -312,12 +330,14 @@ async fn post(client: &Client, server: &TestServer, channel: &str, content: &str
     .await
 }
 
+/// Subscribes the user's device (see [`subscription`]) at each of `urls`.
 async fn set_distributors(client: &Client, server: &TestServer, urls: &[String]) {
+    let subscriptions: Vec<Value> = urls.iter().map(|u| subscription(u)).collect();
     ok_json(
         client
             .patch(
                 &server.url("/api/v1/users/@me"),
-                json!({ "push_distributors": urls }),
+                json!({ "push_subscriptions": subscriptions }),
             )
             .await,
     )

@@ -1550,6 +1550,15 @@ fn profile_settings_and_guild_order() {
         assert_eq!(me["name"], "alice");
         assert_eq!(me["homeserver"], server.origin.as_str());
 
+        // A W3C PushSubscription (its `toJSON()`), with RFC 8291's example keys.
+        let keys = json!({
+            "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            "auth": "BTBZMqHH6r4Tts7J_aSIgg",
+        });
+        let subscription = json!({
+            "endpoint": "https://push.example.org/up/abc",
+            "keys": keys,
+        });
         let updated = alice
             .patch(
                 "/users/@me",
@@ -1557,25 +1566,23 @@ fn profile_settings_and_guild_order() {
                     "name": "Alice Liddell",
                     "bio": "down the rabbit hole",
                     "avatar_color": "#ff8800",
-                    "push_distributors": ["https://push.example.org/up/abc"],
+                    "push_subscriptions": [{
+                        "endpoint": "https://push.example.org/up/abc",
+                        "expirationTime": null,
+                        "keys": keys,
+                    }],
                 }),
             )
             .await;
         assert_eq!(updated["name"], "Alice Liddell");
         assert_eq!(updated["bio"], "down the rabbit hole");
         assert_eq!(updated["avatar_color"], "#ff8800");
-        assert_eq!(
-            updated["push_distributors"],
-            json!(["https://push.example.org/up/abc"])
-        );
+        assert_eq!(updated["push_subscriptions"], json!([subscription]));
         let me = alice.get("/users/@me").await;
         assert_eq!(me["name"], "Alice Liddell");
         assert_eq!(me["bio"], "down the rabbit hole");
         assert_eq!(me["avatar_color"], "#ff8800");
-        assert_eq!(
-            me["push_distributors"],
-            json!(["https://push.example.org/up/abc"])
-        );
+        assert_eq!(me["push_subscriptions"], json!([subscription]));
         assert_eq!(me["username"], "alice", "the login name does not change");
 
         // Others see the public part only.
@@ -1583,7 +1590,12 @@ fn profile_settings_and_guild_order() {
         assert_eq!(seen["name"], "Alice Liddell");
         assert_eq!(seen["bio"], "down the rabbit hole");
         assert_eq!(seen["avatar_color"], "#ff8800");
-        for private in ["push_distributors", "fcm_tokens", "guild_order", "is_admin"] {
+        for private in [
+            "push_subscriptions",
+            "fcm_tokens",
+            "guild_order",
+            "is_admin",
+        ] {
             assert!(seen.get(private).is_none(), "{private} leaked: {seen}");
         }
 
@@ -1592,8 +1604,15 @@ fn profile_settings_and_guild_order() {
         for bad in [
             json!({"avatar_color": "orange", "name": "X"}),
             json!({"avatar_color": "#12345", "name": "X"}),
-            json!({"push_distributors": ["not a url"], "name": "X"}),
-            json!({"push_distributors": ["ftp://push.example.org/"], "name": "X"}),
+            json!({"push_subscriptions": [{"endpoint": "not a url", "keys": keys}], "name": "X"}),
+            json!({"push_subscriptions": [{"endpoint": "ftp://push.example.org/", "keys": keys}], "name": "X"}),
+            json!({"push_subscriptions": [{"endpoint": "https://push.example.org/x"}], "name": "X"}),
+            json!({"push_subscriptions": [{"endpoint": "https://push.example.org/x",
+                "keys": {"p256dh": &keys["p256dh"].as_str().unwrap()[..43], "auth": keys["auth"]}}], "name": "X"}),
+            json!({"push_subscriptions": [{"endpoint": "https://push.example.org/x",
+                "keys": {"p256dh": keys["p256dh"], "auth": "AAAA"}}], "name": "X"}),
+            json!({"push_subscriptions": ["https://push.example.org/x"], "name": "X"}),
+            json!({"push_distributors": ["https://push.example.org/x"], "name": "X"}),
             json!({"name": "   "}),
             json!({"nickname": "X"}),
         ] {
@@ -1604,15 +1623,12 @@ fn profile_settings_and_guild_order() {
         assert_eq!(me["name"], "Alice Liddell");
         assert_eq!(me["bio"], "");
         assert_eq!(me["avatar_color"], "#ff8800");
-        assert_eq!(
-            me["push_distributors"],
-            json!(["https://push.example.org/up/abc"])
-        );
+        assert_eq!(me["push_subscriptions"], json!([subscription]));
         alice
-            .patch("/users/@me", json!({"push_distributors": []}))
+            .patch("/users/@me", json!({"push_subscriptions": []}))
             .await;
         assert_eq!(
-            alice.get("/users/@me").await["push_distributors"],
+            alice.get("/users/@me").await["push_subscriptions"],
             json!([])
         );
 

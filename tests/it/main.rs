@@ -21,6 +21,7 @@ mod journey;
 mod layers;
 mod notifications;
 mod permission_matrix;
+mod push_encryption;
 mod security;
 mod systemd;
 mod tls;

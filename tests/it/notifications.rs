@@ -14,7 +14,8 @@ use std::time::Duration;
 
 const PASSWORD: &str = "password-of-some-length";
 
-/// An HTTP server on 127.0.0.1 that records the JSON body of every POST and answers 200.
+/// An HTTP server on 127.0.0.1 that records the decrypted JSON body of every POST and
+/// answers 200.
 struct Sink {
     addr: SocketAddr,
     received: Arc<Mutex<Vec<Value>>>,
@@ -92,9 +93,9 @@ fn record(mut stream: TcpStream, into: &Mutex<Vec<Value>>) {
         }
     }
     if head.starts_with("POST ") {
-        let body = &data[header_end..header_end + length];
-        let value = serde_json::from_slice(body)
-            .unwrap_or_else(|_| Value::from(String::from_utf8_lossy(body).to_string()));
+        // Read as the subscribed device does: decrypted (RFC 8291).
+        let body = decrypt(&data[header_end..header_end + length]).unwrap_or_default();
+        let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::from("undecryptable"));
         into.lock().unwrap().push(value);
     }
     let _ = write!(
@@ -179,7 +180,7 @@ fn settings_decide_which_messages_push_across_boxes() {
             &alice,
             "PATCH",
             &a.url("/api/v1/users/@me"),
-            json!({ "push_distributors": [sink.url()] }),
+            json!({ "push_subscriptions": [subscription(&sink.url())] }),
         )
         .await;
         let bob = user(&b, "bob").await;

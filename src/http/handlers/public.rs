@@ -30,6 +30,7 @@ pub async fn well_known(req: Req) -> ApiResult {
             "name": s.config.name,
             "version": env!("CARGO_PKG_VERSION"),
             "server_key": s.server_key.public_key_b64u(),
+            "vapid_public_key": s.vapid_key.public_key_b64u(),
             "origin": s.origin,
             "tls_fingerprint": req.state().tls_fingerprint.get(),
             "registration": s.config.registration,

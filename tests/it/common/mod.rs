@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 mod fixtures;
+mod webpush;
 pub use fixtures::*;
+pub use webpush::*;
 
 use hearth::client::Client;
 use hearth::config::Config;

@@ -2,7 +2,7 @@
 // Chromium (playwright-core): node tests/js/web/settings.mjs ORIGIN_A ORIGIN_B
 // alice (home A) opens bob's invite link of B on B's own page and is sent to her home's
 // client, joins, chats, sends a picture and talks in a voice channel on B; links a tablet, which uses B with its
-// device certificate, and removes it; adds and removes a push distributor; revokes and
+// device certificate, and removes it; subscribes this browser to push and removes it; revokes and
 // allows again B's push delegation; moves her home to B, and keeps her guilds on both.
 // Exits non-zero with the reason on the first thing a user would see go wrong.
 import { chromium } from 'playwright-core';
@@ -163,12 +163,35 @@ try {
   await others.first().waitFor({ state: 'detached' });
   await tablet.page.getByTestId('auth-error').filter({ hasText: 'signed out' }).waitFor();
 
-  step('a push distributor is added and removed; B\'s push delegation is revoked and allowed again');
-  await alice.page.getByTestId('push-url-input').fill('https://ntfy.example.org/upAlice');
-  await alice.page.getByTestId('push-add').click();
-  await alice.page.getByTestId('push-url').filter({ hasText: 'ntfy.example.org/upAlice' }).waitFor();
+  step('this browser subscribes to push and the subscription is removed; B\'s push delegation is revoked and allowed again');
+  // Headless Chromium reaches no push service: the browser's PushManager is stood in for,
+  // returning a subscription with RFC 8291's example keys, which the server checks.
+  await alice.context.grantPermissions(['notifications']);
+  const subscribed = await alice.page.evaluate(() => {
+    const state = { options: null, current: null };
+    const sub = {
+      endpoint: 'https://push.example.net/wpush/v2/alice',
+      get options() { return state.options; },
+      toJSON: () => ({
+        endpoint: sub.endpoint,
+        expirationTime: null,
+        keys: { p256dh: 'BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4', auth: 'BTBZMqHH6r4Tts7J_aSIgg' },
+      }),
+      unsubscribe: async () => { state.current = null; return true; },
+    };
+    PushManager.prototype.subscribe = async (options) => { state.options = options; state.current = sub; return sub; };
+    PushManager.prototype.getSubscription = async () => state.current;
+    window.pushStandIn = state;
+    return true;
+  });
+  if (!subscribed) throw new Error('could not stand in for PushManager');
+  await alice.page.getByTestId('push-subscribe').click();
+  await alice.page.locator('[data-testid="push-subscription"][data-host="push.example.net"]').waitFor();
+  const keyLength = await alice.page.evaluate(() => window.pushStandIn.options?.applicationServerKey?.length);
+  if (keyLength !== 65) throw new Error(`subscribed with an applicationServerKey of ${keyLength} bytes, not the box's VAPID key`);
   await alice.page.getByTestId('push-remove').click();
-  await alice.page.getByTestId('push-url').waitFor({ state: 'detached' });
+  await alice.page.getByTestId('push-subscription').waitFor({ state: 'detached' });
+  if (await alice.page.evaluate(() => window.pushStandIn.current !== null)) throw new Error('removing the subscription left the browser subscribed');
   const delegation = alice.page.locator(`[data-testid="delegation"][data-host="${B}"]`);
   await delegation.and(alice.page.locator('[data-revoked="false"]')).waitFor();
   await delegation.getByTestId('delegation-revoke').click();

@@ -1,7 +1,7 @@
 //! Push notifications for mentions, the network side (grants of tokens and fan-out
 //! planning are `service::push`): [`tokens`] checks a Push Delegation Token, [`relay`]
 //! takes a host's PushNotification at the user's home, [`fanout`] runs a message's
-//! fan-out job, [`delivery`] posts to a UnifiedPush distributor.
+//! fan-out job, [`delivery`] posts to a push endpoint.
 //!
 //! - **PushNotification** (host → home): `{id, token, user_id, guild_id, channel_id,
 //!   message_id, title, body}`. The home checks the token (its own key, `aud` = the calling
@@ -9,8 +9,9 @@
 //!   still homed there, deduplicates on the call id, and queues a `push_delivery` per
 //!   distributor. Answers: 200 `{"queued": n}` (or `{"duplicate": true}`), 403
 //!   `invalid_push_token` / `push_token_expired` / `push_token_revoked`, 404 `unknown_user`.
-//! - **Delivery.** A `push_delivery` outbox item is a plain HTTP POST of a small JSON body
-//!   to the distributor URL, through the SSRF guard, retried with back-off like every
+//! - **Delivery.** A `push_delivery` outbox item is an RFC 8030 message to the
+//!   subscription's endpoint: its JSON body encrypted for the subscription (RFC 8291) with
+//!   a VAPID header (RFC 8292), through the SSRF guard, retried with back-off like every
 //!   call, and given up after a day (a stale notification is worth nothing).
 
 pub mod delivery;
@@ -18,7 +19,7 @@ pub mod fanout;
 pub mod relay;
 pub mod tokens;
 
-pub use delivery::{deliver, delivery_final, post_to_distributor};
+pub use delivery::{deliver, delivery_final, post_to_distributor, seal, Sealed};
 pub use fanout::fan_out;
 pub use relay::{notification_answered, push_notification};
 pub use tokens::{verify_token, TokenRefusal};
@@ -27,7 +28,7 @@ use crate::service::outbox::Call;
 
 /// Host → home call carrying one notification.
 pub const NOTIFICATION: &str = Call::PUSH_NOTIFICATION;
-/// Outbox item: POST to a UnifiedPush distributor (the target is its URL).
+/// Outbox item: an encrypted POST to a push endpoint (the target is its URL).
 pub const DELIVERY: &str = Call::PUSH_DELIVERY;
 /// Outbox item: expand a message's mentions into notifications (local job, no target).
 pub const FANOUT: &str = Call::PUSH_FANOUT;
