@@ -628,6 +628,7 @@ enum Action {
     Message,
     Reaction,
     Upload,
+    ReadMark,
 }
 
 /// Counts `action` for the client's address and, when signed in, for the user; 429 with
@@ -658,6 +659,12 @@ fn throttle(req: &Req, action: Action, user: Option<UserId>) -> Result<(), ApiEr
             "upload",
             limits.uploads_per_address_minute,
             Some(limits.uploads_per_user_minute),
+            60,
+        ),
+        Action::ReadMark => (
+            "read_mark",
+            limits.read_marks_per_address_minute,
+            Some(limits.read_marks_per_user_minute),
             60,
         ),
     };

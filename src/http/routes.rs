@@ -7,7 +7,7 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, channels, files, guilds, invites, members, messages, public, roles, users,
+    account, channels, files, guilds, invites, members, messages, public, read_states, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -153,6 +153,18 @@ pub fn install(server: &mut Server) {
         .get(authed(account::push_delegations))
         .put(authed(account::allow_push_delegation))
         .delete(authed(account::revoke_push_delegation));
+    server
+        .at("/api/v1/users/@me/read-states")
+        .get(authed(read_states::summary));
+    server
+        .at("/api/v1/users/@me/read")
+        .post(authed(read_states::mark_box));
+    server
+        .at("/api/v1/guilds/:guild_id/read")
+        .post(authed(read_states::mark_guild));
+    server
+        .at("/api/v1/channels/:channel_id/read")
+        .put(authed(read_states::mark_channel));
     server.at("/api/v1/users/:user_id").get(authed(users::user));
 
     server

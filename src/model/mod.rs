@@ -5,6 +5,7 @@ pub mod federation;
 pub mod ids;
 pub mod notify;
 pub mod permissions;
+pub mod read_state;
 pub mod types;
 
 pub use event::{Audience, Event};
@@ -12,4 +13,5 @@ pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};
 pub use notify::{BanNotification, PushGrant};
 pub use permissions::Permissions;
+pub use read_state::{BroadMention, ChannelCounter, ReadState};
 pub use types::*;

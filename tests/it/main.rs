@@ -20,6 +20,7 @@ mod gateway;
 mod journey;
 mod layers;
 mod permission_matrix;
+mod read_states;
 mod security;
 mod systemd;
 mod tls;

@@ -8,5 +8,6 @@ pub mod invites;
 pub mod members;
 pub mod messages;
 pub mod public;
+pub mod read_states;
 pub mod roles;
 pub mod users;
