@@ -154,7 +154,7 @@ fn main() {
             let index = written / MESSAGES_PER_CHANNEL + i;
             for n in 0..MESSAGES_PER_CHANNEL {
                 let id = services.next_id();
-                if index % 2 == 0 && n + 1 == READ_UP_TO {
+                if index.is_multiple_of(2) && n + 1 == READ_UP_TO {
                     read_at.push((*channel, id));
                 }
                 let names_bob = n % 250 == 7;
