@@ -169,10 +169,10 @@ fn seen_on_box(tx: &Tx, user: UserId) -> Result<Vec<Seen>> {
 /// One channel the user can see (404 otherwise, as for its messages).
 fn seen_channel(tx: &Tx, channel_id: Id, user: UserId) -> Result<Seen> {
     let (channel, access) = channel_access(tx, channel_id, user)?;
+    access.require_in(tx, &channel, Permissions::VIEW_CHANNEL)?;
     if channel.kind != ChannelKind::Text {
         return Err(invalid("not_a_text_channel", "only text channels are read"));
     }
-    access.require_in(tx, &channel, Permissions::VIEW_CHANNEL)?;
     Ok(Seen {
         roles: roles_of(&access),
         channel,
