@@ -267,13 +267,14 @@ pub fn on_message_posted(tx: &Tx, message: &Message) -> Result<()> {
     let ahead = tx
         .get(CHANNEL_READ_STATE, (channel, author))?
         .is_none_or(|s| s.last_read_id < message.id);
+    // The author's older mention rows stay until their next read marker: counting starts
+    // after the read position, so they no longer count, and posting stays a few writes.
     if ahead {
         let state = ReadState {
             last_read_id: message.id,
             read_seq: counter.seq,
         };
         tx.put(CHANNEL_READ_STATE, (channel, author), &state)?;
-        prune_mentions(tx, channel, author, message.id)?;
     }
     Ok(())
 }

@@ -248,6 +248,20 @@ fn unread_and_mentions_sync_to_the_other_device_and_clear() {
         )
         .await;
         assert_eq!(all.as_array().map(Vec::len), Some(3), "{all}");
+
+        // Posting reads the channel up to one's own message, mentions included.
+        post_message(
+            &alice,
+            origin,
+            channel,
+            &format!("<@{bob_id}> are you there?"),
+        )
+        .await;
+        assert_eq!(counts(&state_of(&bob, origin, channel).await), (1, 1));
+        let reply = post_message(&bob, origin, channel, "here").await;
+        let state = state_of(&bob, origin, channel).await;
+        assert_eq!(counts(&state), (0, 0), "{state}");
+        assert_eq!(state["last_read_id"], reply.as_str());
     });
 }
 
