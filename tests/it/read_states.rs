@@ -405,3 +405,59 @@ fn bad_read_markers_get_a_4xx() {
         assert_eq!(state["last_read_id"], Value::Null);
     });
 }
+
+#[test]
+fn a_role_mention_counts_for_its_holders_only() {
+    let server = TestServer::start();
+    block_on(async {
+        let origin = server.origin.as_str();
+        let alice = user(&server, "alice").await;
+        let bob = user(&server, "bob").await;
+        let carol = user(&server, "carol").await;
+        let bob_id = bob.user_id(origin).expect("bob signed in");
+        let guild = guild_on(&alice, origin, "Roles").await;
+        for who in [&bob, &carol] {
+            api_json(
+                who,
+                "POST",
+                &url(origin, &format!("/invites/{}", guild.code)),
+                json!({}),
+            )
+            .await;
+        }
+        let role = api_json(
+            &alice,
+            "POST",
+            &url(origin, &format!("/guilds/{}/roles", guild.id)),
+            json!({ "name": "readers", "mentionable": true }),
+        )
+        .await["id"]
+            .as_str()
+            .expect("role id")
+            .to_string();
+        let given = alice
+            .put(
+                &url(
+                    origin,
+                    &format!("/guilds/{}/members/{bob_id}/roles/{role}", guild.id),
+                ),
+                None,
+            )
+            .await
+            .expect("request");
+        assert!(
+            given.status < 300,
+            "{}",
+            String::from_utf8_lossy(&given.body)
+        );
+        post_message(&alice, origin, &guild.channel, &format!("<@&{role}> news")).await;
+        assert_eq!(
+            counts(&state_of(&bob, origin, &guild.channel).await),
+            (1, 1)
+        );
+        assert_eq!(
+            counts(&state_of(&carol, origin, &guild.channel).await),
+            (1, 0)
+        );
+    });
+}
