@@ -133,6 +133,11 @@ pub struct ThrottleConfig {
     pub settings_per_user_minute: u32,
     /// Notification settings changes from one client address per minute. Default 300.
     pub settings_per_address_minute: u32,
+    /// Read markers one user may set per minute (a channel, a guild or the whole box
+    /// marked read: each is a commit). Default 120.
+    pub read_marks_per_user_minute: u32,
+    /// Read markers set from one client address per minute. Default 600.
+    pub read_marks_per_address_minute: u32,
     /// Gateway or voice tickets one device may hold unused at once (each kind counted
     /// apart; a ticket is spent by opening its socket or expires after 30 s). Default 5.
     pub tickets_per_device: usize,
@@ -157,6 +162,8 @@ impl Default for ThrottleConfig {
             uploads_per_address_minute: 60,
             settings_per_user_minute: 60,
             settings_per_address_minute: 300,
+            read_marks_per_user_minute: 120,
+            read_marks_per_address_minute: 600,
             tickets_per_device: 5,
             tickets_per_user: 20,
         }

@@ -18,11 +18,12 @@
 //!    priorities under systemd, stderr otherwise). None of these does business.
 //! 2. [`service`]: the business rules, independent of HTTP: accounts and token grants,
 //!    guilds, channels, roles, members (kick/ban), invites, messages, reactions, pins,
-//!    files, rate limits, the user life cycle, the remote-user directory, shadow accounts
-//!    and remote profiles (their refresh, the profile document a peer sends), migration
-//!    records, ban notices, push grants and fan-out planning, notification settings, and
-//!    the outbox queueing of server-to-server calls (a typed `Call`, queued in the commit of the change). Every
-//!    operation checks its actor's permissions itself.
+//!    files, read states (unread and mention counts), rate limits, the user life cycle,
+//!    the remote-user directory, shadow accounts and remote profiles (their refresh, the
+//!    profile document a peer sends), migration records, ban notices, push grants and
+//!    fan-out planning, notification settings, and the outbox queueing of server-to-server calls (a typed `Call`,
+//!    queued in the commit of the change). Every operation checks its actor's permissions
+//!    itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,
 //!    sessions with resume from the event log, typing and presence, and the socket loop
 //!    both websocket sessions share); [`lan`] (mDNS announcement and discovery, the table

@@ -21,6 +21,7 @@
 //! | `message_update`, `pin_*` | …who also hold `READ_MESSAGE_HISTORY` there (the message may predate them) |
 //! | `invite_create`, `invite_delete` | members holding `MANAGE_GUILD`, and the invite's creator |
 //! | `ban_add`, `ban_remove` | members holding `BAN_MEMBERS`, and the banned user |
+//! | `read_state_update` | the user whose read state it is (their own sessions) |
 //! | `typing` (ephemeral) | members who can view the channel |
 //! | `presence` (ephemeral) | members of a guild the user is in |
 //!

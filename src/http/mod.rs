@@ -629,6 +629,7 @@ enum Action {
     Reaction,
     Upload,
     Settings,
+    ReadMark,
 }
 
 /// Counts `action` for the client's address and, when signed in, for the user; 429 with
@@ -665,6 +666,12 @@ fn throttle(req: &Req, action: Action, user: Option<UserId>) -> Result<(), ApiEr
             "settings",
             limits.settings_per_address_minute,
             Some(limits.settings_per_user_minute),
+            60,
+        ),
+        Action::ReadMark => (
+            "read_mark",
+            limits.read_marks_per_address_minute,
+            Some(limits.read_marks_per_user_minute),
             60,
         ),
     };

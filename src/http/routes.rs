@@ -7,8 +7,8 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, channels, files, guilds, invites, members, messages, notifications, public, roles,
-    users,
+    account, channels, files, guilds, invites, members, messages, notifications, public,
+    read_states, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -168,6 +168,18 @@ pub fn install(server: &mut Server) {
         .at("/api/v1/users/@me/notification-settings/channels/:channel_id")
         .put(authed(notifications::put_channel))
         .delete(authed(notifications::delete_channel));
+    server
+        .at("/api/v1/users/@me/read-states")
+        .get(authed(read_states::summary));
+    server
+        .at("/api/v1/users/@me/read")
+        .post(authed(read_states::mark_box));
+    server
+        .at("/api/v1/guilds/:guild_id/read")
+        .post(authed(read_states::mark_guild));
+    server
+        .at("/api/v1/channels/:channel_id/read")
+        .put(authed(read_states::mark_channel));
     server.at("/api/v1/users/:user_id").get(authed(users::user));
 
     server

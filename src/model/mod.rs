@@ -6,6 +6,7 @@ pub mod ids;
 pub mod notify;
 pub mod notify_settings;
 pub mod permissions;
+pub mod read_state;
 pub mod types;
 
 pub use event::{Audience, Event};
@@ -14,4 +15,5 @@ pub use ids::{Id, IdGenerator, UserId};
 pub use notify::{BanNotification, PushGrant};
 pub use notify_settings::{Covering, Mentioned, NotifyLevel, NotifySettings, PushKind, BOX_SCOPE};
 pub use permissions::Permissions;
+pub use read_state::{BroadMention, ChannelCounter, ReadState};
 pub use types::*;

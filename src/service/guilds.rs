@@ -283,6 +283,7 @@ pub(super) fn delete_channel_rows(tx: &Tx, channel: &Channel) -> Result<()> {
     tx.delete_rows(CHANNEL_PIN, Rows::prefix(channel.id))?;
     tx.delete_rows(CHANNEL_FILE, Rows::prefix(channel.id))?;
     tx.delete_rows(CHANNEL_UPLOAD, Rows::prefix(channel.id))?;
+    super::read_states::on_channel_deleted(tx, channel.id)?;
     tx.delete(CHANNEL, channel.id)?;
     Ok(())
 }

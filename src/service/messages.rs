@@ -249,6 +249,7 @@ impl Services {
                     pinned: false,
                 };
                 tx.put(CHANNEL_MESSAGE, (channel_id, id), &message)?;
+                super::read_states::on_message_posted(tx, &message)?;
                 tx.emit(
                     "message_create",
                     Audience::channel(message.guild_id, channel_id),
@@ -392,6 +393,7 @@ impl Services {
                 tx.delete_rows(MESSAGE_REACTION, Rows::prefix(message_id))?;
                 tx.delete(CHANNEL_PIN, (channel_id, message_id))?;
                 tx.delete(CHANNEL_MESSAGE, (channel_id, message_id))?;
+                super::read_states::on_message_deleted(tx, &message)?;
                 tx.emit(
                     "message_delete",
                     Audience::channel(message.guild_id, channel_id),

@@ -20,6 +20,7 @@ pub mod outbox;
 pub mod profiles;
 pub mod push;
 pub mod rate;
+pub mod read_states;
 pub mod refresh;
 pub mod remote_users;
 pub mod roles;

@@ -124,6 +124,8 @@ pub struct UserOriginText;
 pub struct Upload;
 /// A reaction: message ‖ emoji length ‖ emoji ‖ user (see [`reaction`]).
 pub struct ReactionKey;
+/// An id, a user and an id: (channel, user, message).
+pub struct IdUserId;
 
 impl KeyCodec for Raw {
     type Key<'a> = &'a [u8];
@@ -447,6 +449,37 @@ impl KeyPrefix<Id> for ReactionKey {
     }
 }
 
+impl KeyCodec for IdUserId {
+    type Key<'a> = (Id, UserId, Id);
+    type Owned = (Id, UserId, Id);
+    type Bytes<'a> = [u8; 48];
+    fn encode((a, u, b): Self::Key<'_>) -> Self::Bytes<'_> {
+        let mut out = [0; 48];
+        out[..40].copy_from_slice(&id_user(a, u));
+        out[40..].copy_from_slice(&b.to_be());
+        out
+    }
+    fn decode(bytes: &[u8]) -> Option<(Id, UserId, Id)> {
+        (bytes.len() == 48).then_some((
+            read_id(bytes, 0)?,
+            read_user(bytes, 8)?,
+            read_id(bytes, 40)?,
+        ))
+    }
+}
+
+impl KeyPrefix<Id> for IdUserId {
+    fn encode_prefix(first: Id) -> Vec<u8> {
+        id(first).to_vec()
+    }
+}
+
+impl KeyPrefix<(Id, UserId)> for IdUserId {
+    fn encode_prefix((a, u): (Id, UserId)) -> Vec<u8> {
+        id_user(a, u).to_vec()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +532,7 @@ mod tests {
         rejects_other_lengths::<UserKey>(&round_trip::<UserKey>(u, u));
         rejects_other_lengths::<UserThenId>(&round_trip::<UserThenId>((u, b), (u, b)));
         rejects_other_lengths::<Seq>(&round_trip::<Seq>(42, 42));
+        rejects_other_lengths::<IdUserId>(&round_trip::<IdUserId>((a, u, b), (a, u, b)));
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use super::codec::{decode_body, CodecError, Stored};
 use super::keys::{
-    IdKey, IdPair, IdText, IdUser, KeyCodec, OriginSeq, OriginUser, Raw, ReactionKey, Seq, Text,
-    Upload, UserKey, UserOriginSeq, UserOriginText, UserText, UserThenId,
+    IdKey, IdPair, IdText, IdUser, IdUserId, KeyCodec, OriginSeq, OriginUser, Raw, ReactionKey,
+    Seq, Text, Upload, UserKey, UserOriginSeq, UserOriginText, UserText, UserThenId,
 };
 use crate::model::*;
 use std::marker::PhantomData;
@@ -51,7 +51,8 @@ stored! {
     Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
-    MigrationRecord => 1, NotifySettings => 1,
+    MigrationRecord => 1, NotifySettings => 1, ChannelCounter => 1, ReadState => 1,
+    BroadMention => 1,
 }
 
 /// A user as version 1 stored it: push targets were bare URLs.
@@ -217,6 +218,18 @@ pub const CHANNEL_FILE: Table<Present, IdText> = Table::new("channel_file");
 /// uploader's own; `FILE` holds the shared metadata of files uploaded before this table).
 pub const CHANNEL_UPLOAD: Table<FileMeta, Upload> = Table::new("channel_upload");
 
+/// channel id → its message counter (read states count unread messages from it).
+pub const CHANNEL_COUNTER: Table<ChannelCounter, IdKey> = Table::new("channel_counter");
+/// channel id ‖ message id → the channel's counter right after that message was posted.
+pub const CHANNEL_MESSAGE_SEQ: Table<u64, IdPair> = Table::new("channel_message_seq");
+/// channel id ‖ user id → how far the user has read the channel.
+pub const CHANNEL_READ_STATE: Table<ReadState, IdUser> = Table::new("channel_read_state");
+/// channel id ‖ user id ‖ message id → (the message mentions the user by name and the user
+/// has not read it yet).
+pub const CHANNEL_USER_MENTION: Table<Present, IdUserId> = Table::new("channel_user_mention");
+/// channel id ‖ message id → the roles or `@everyone` the message mentions.
+pub const CHANNEL_BROAD_MENTION: Table<BroadMention, IdPair> = Table::new("channel_broad_mention");
+
 /// event sequence number → event (the event log, pruned by count and age).
 pub const EVENT_LOG: Table<Event, Seq> = Table::new("event_log");
 
@@ -295,6 +308,11 @@ pub const ALL_TABLES: &[&str] = &[
     FILE.name,
     CHANNEL_FILE.name,
     CHANNEL_UPLOAD.name,
+    CHANNEL_COUNTER.name,
+    CHANNEL_MESSAGE_SEQ.name,
+    CHANNEL_READ_STATE.name,
+    CHANNEL_USER_MENTION.name,
+    CHANNEL_BROAD_MENTION.name,
     EVENT_LOG.name,
     PEER.name,
     OUTBOX.name,

@@ -22,6 +22,7 @@ mod layers;
 mod notifications;
 mod permission_matrix;
 mod push_encryption;
+mod read_states;
 mod security;
 mod systemd;
 mod tls;

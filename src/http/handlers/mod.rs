@@ -9,5 +9,6 @@ pub mod members;
 pub mod messages;
 pub mod notifications;
 pub mod public;
+pub mod read_states;
 pub mod roles;
 pub mod users;
