@@ -145,23 +145,34 @@ export async function send() {
   const box = $('composer-text');
   const content = box.value;
   const file = $('attach').files[0];
-  if (!s.channel || (!content.trim() && !file)) return;
+  const channel = s.channel;
+  if (!channel || (!content.trim() && !file)) return;
   $('chat-error').textContent = '';
+  // The composer is free at once for the next message (typed while this one is on its
+  // way); what was sent comes back if it fails and nothing new was typed.
+  const replyTo = s.replyTo;
+  box.value = '';
+  $('attach').value = '';
+  s.replyTo = null;
+  $('reply-bar').hidden = true;
   try {
     const body = { content };
-    if (s.replyTo) body.reply_to = s.replyTo;
+    if (replyTo) body.reply_to = replyTo;
     if (file) {
-      const up = await apiForChannel(s.channel).upload(
-        `/api/v1/channels/${s.channel}/files?filename=${encodeURIComponent(file.name)}`, file, file.type || 'application/octet-stream');
+      const up = await apiForChannel(channel).upload(
+        `/api/v1/channels/${channel}/files?filename=${encodeURIComponent(file.name)}`, file, file.type || 'application/octet-stream');
       body.attachments = [up.file_id];
     }
-    const m = await apiForChannel(s.channel).request('POST', `/api/v1/channels/${s.channel}/messages`, body);
-    upsertMessage(m);
-    box.value = '';
-    $('attach').value = '';
-    s.replyTo = null;
-    $('reply-bar').hidden = true;
+    upsertMessage(await apiForChannel(channel).request('POST', `/api/v1/channels/${channel}/messages`, body));
   } catch (e) {
+    if (!box.value && s.channel === channel) {
+      box.value = content;
+      if (file && !$('attach').files.length) {
+        const again = new DataTransfer();
+        again.items.add(file);
+        $('attach').files = again.files;
+      }
+    }
     showError('chat-error', e);
   }
 }

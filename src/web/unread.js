@@ -9,7 +9,7 @@ import { apiFor, apiForChannel, s } from './state.js';
 import { renderGuilds, renderGuild } from './guilds.js';
 import { wants } from './notifications.js';
 
-const READ_DELAY_MS = 400;
+const READ_DELAY_MS = 200;
 
 s.reads = new Map(); // channel id -> {last_read_id, last_message_id, unread, mentions}
 let divider = null; // {channel, after}: where the opened channel's new messages start

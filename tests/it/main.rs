@@ -31,4 +31,5 @@ mod web;
 mod web_boxes;
 mod web_offline;
 mod web_settings;
+mod web_unread;
 mod web_voice;

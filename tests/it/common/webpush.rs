@@ -79,4 +79,3 @@ pub fn decrypt(body: &[u8]) -> Option<Vec<u8>> {
     let end = plain.iter().rposition(|&b| b != 0)?;
     (plain[end] == 2).then(|| plain[..end].to_vec())
 }
-

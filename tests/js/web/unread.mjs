@@ -20,6 +20,7 @@ const browser = await chromium.launch({
 });
 
 const problems = [];
+const people = [];
 async function person(name) {
   const context = await browser.newContext();
   const page = await context.newPage();
@@ -29,7 +30,9 @@ async function person(name) {
   });
   page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   await page.goto(origin);
-  return { name, context, page };
+  const p = { name, context, page };
+  people.push(p);
+  return p;
 }
 
 function step(text) {
@@ -151,6 +154,10 @@ try {
 } catch (e) {
   console.error(`FAILED: ${e.message}`);
   if (problems.length) console.error(problems.join('\n'));
+  for (const p of people) {
+    const seen = await p.page.evaluate(() => `${document.querySelector('#channel-name')?.textContent} | ${document.querySelector('#channel-list')?.innerText} | ${document.querySelector('#messages')?.innerText} | ${document.querySelector('#chat-error')?.textContent}`).catch((err) => err.message);
+    console.error(`${p.name} sees: ${seen.replace(/\s+/g, ' ').slice(0, 400)}`);
+  }
   await browser.close();
   process.exit(1);
 }
