@@ -53,6 +53,7 @@ impl Device {
 /// `tests/py/push_sink.py`, running; killed on drop.
 struct PySink {
     child: std::process::Child,
+    commands: std::process::ChildStdin,
     port: u16,
     tls: bool,
     lines: async_channel::Receiver<String>,
@@ -86,12 +87,13 @@ impl PySink {
             command.arg("--tls");
         }
         let mut child = command
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start python3");
         let stdout = child.stdout.take().expect("stdout");
+        let commands = child.stdin.take().expect("stdin");
         let (lines_tx, lines) = async_channel::unbounded::<String>();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines() {
@@ -110,6 +112,7 @@ impl PySink {
             .unwrap_or_else(|| panic!("expected READY <port>, got {ready:?}"));
         PySink {
             child,
+            commands,
             port,
             tls,
             lines,
@@ -119,6 +122,18 @@ impl PySink {
     fn url(&self, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// The endpoint presents a new self-signed certificate from its next connection on,
+    /// at the same port.
+    async fn new_certificate(&mut self) {
+        use std::io::Write as _;
+        writeln!(self.commands, "NEWCERT").expect("tell the sink");
+        self.commands.flush().expect("tell the sink");
+        let line = within(Duration::from_secs(20), self.lines.recv())
+            .await
+            .and_then(|l| l.ok());
+        assert_eq!(line.as_deref(), Some("RENEWED"), "the sink's certificate");
     }
 
     /// The sink's report of the next push, if one arrives within `limit`.
@@ -304,7 +319,7 @@ fn an_https_endpoint_is_pinned_at_first_contact_and_a_new_certificate_refused() 
     let device = Device::new();
     block_on(async {
         let scene = scene(&server).await;
-        let sink = PySink::start(&device, &scene.vapid_key, &server.origin, 0, true);
+        let mut sink = PySink::start(&device, &scene.vapid_key, &server.origin, 0, true);
         let endpoint = sink.url("/wpush/alice");
         subscribe(&scene, &server, vec![device.subscription(&endpoint)]).await;
         mention(&scene, &server, "over TLS").await;
@@ -314,15 +329,12 @@ fn an_https_endpoint_is_pinned_at_first_contact_and_a_new_certificate_refused() 
             .expect("the https endpoint was reached");
         assert_eq!(decrypted(&report)["body"], "dave: @alice over TLS");
 
-        // The endpoint comes back with another certificate: nothing more is sent to it.
-        // (A moment first, for the server to take the answer to the first push.)
-        smol::Timer::after(Duration::from_millis(500)).await;
-        let port = sink.port;
-        drop(sink);
-        let again = PySink::start(&device, &scene.vapid_key, &server.origin, port, true);
+        // The endpoint presents another certificate at the same address: nothing more is
+        // sent to it.
+        sink.new_certificate().await;
         mention(&scene, &server, "after the switch").await;
         assert!(
-            again.next_push(Duration::from_secs(4)).await.is_none(),
+            sink.next_push(Duration::from_secs(4)).await.is_none(),
             "a push went to an endpoint whose certificate changed"
         );
     });

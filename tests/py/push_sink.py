@@ -23,6 +23,7 @@ import os
 import ssl
 import sys
 import tempfile
+import threading
 import time
 
 import http_ece
@@ -161,17 +162,42 @@ def main():
             # not cut the answer off.
             self.send_response(201)
             self.send_header("Content-Length", "0")
+            # One request per connection: a certificate changed with NEWCERT is the one
+            # the next push meets.
+            self.send_header("Connection", "close")
+            self.close_connection = True
             self.end_headers()
             self.wfile.flush()
             print("PUSH " + json.dumps(report), flush=True)
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
-    if args.tls:
-        directory = tempfile.mkdtemp()
-        cert_path, key_path = self_signed(directory)
+    class Server(http.server.ThreadingHTTPServer):
+        # The TLS context of each new connection (None: plain HTTP); NEWCERT on standard
+        # input replaces it, so the endpoint presents a new certificate at the same port.
+        context = None
+
+        def get_request(self):
+            sock, address = self.socket.accept()
+            if self.context is not None:
+                sock = self.context.wrap_socket(sock, server_side=True)
+            return sock, address
+
+    def new_context():
+        cert_path, key_path = self_signed(tempfile.mkdtemp())
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(cert_path, key_path)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        return context
+
+    server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls:
+        server.context = new_context()
+
+    def commands():
+        for line in sys.stdin:
+            if line.strip() == "NEWCERT" and args.tls:
+                server.context = new_context()
+                print("RENEWED", flush=True)
+
+    threading.Thread(target=commands, daemon=True).start()
     print(f"READY {server.server_address[1]}", flush=True)
     try:
         server.serve_forever()
