@@ -128,6 +128,9 @@ pub struct ThrottleConfig {
     pub uploads_per_user_minute: u32,
     /// Files uploaded from one client address per minute. Default 60.
     pub uploads_per_address_minute: u32,
+    /// Direct messages one user may open per hour (opening one that exists counts too).
+    /// Default 30.
+    pub dms_per_user_hour: u32,
     /// Gateway or voice tickets one device may hold unused at once (each kind counted
     /// apart; a ticket is spent by opening its socket or expires after 30 s). Default 5.
     pub tickets_per_device: usize,
@@ -150,6 +153,7 @@ impl Default for ThrottleConfig {
             reactions_per_address_minute: 300,
             uploads_per_user_minute: 20,
             uploads_per_address_minute: 60,
+            dms_per_user_hour: 30,
             tickets_per_device: 5,
             tickets_per_user: 20,
         }
@@ -465,6 +469,11 @@ pub struct Limits {
     pub max_push_targets: usize,
     /// Largest key-backup blob, bytes. Default 4 KiB.
     pub max_key_backup_bytes: usize,
+    /// People in a group DM, its owner included. Default 10.
+    pub max_group_dm_members: usize,
+    /// DMs one user may be in on this box (hosted here) and, at their home, listed from
+    /// other boxes. Default 1000.
+    pub max_dms_per_user: usize,
 }
 
 /// Storage settings.
@@ -540,6 +549,8 @@ impl Default for Limits {
             max_devices_per_user: 50,
             max_push_targets: 10,
             max_key_backup_bytes: 4096,
+            max_group_dm_members: 10,
+            max_dms_per_user: 1000,
         }
     }
 }

@@ -7,7 +7,7 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, channels, files, guilds, invites, members, messages, public, roles, users,
+    account, channels, dms, files, guilds, invites, members, messages, public, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -154,6 +154,16 @@ pub fn install(server: &mut Server) {
         .put(authed(account::allow_push_delegation))
         .delete(authed(account::revoke_push_delegation));
     server.at("/api/v1/users/:user_id").get(authed(users::user));
+    server.at("/api/v1/dms").post(authed(dms::open_dm));
+    server.at("/api/v1/users/@me/dms").get(authed(dms::my_dms));
+    server
+        .at("/api/v1/dms/:dm_id")
+        .get(authed(dms::get_dm))
+        .patch(authed(dms::update_dm));
+    server
+        .at("/api/v1/dms/:dm_id/recipients/:user_id")
+        .put(authed(dms::add_recipient))
+        .delete(authed(dms::remove_recipient));
 
     server
         .at("/api/v1/guilds")

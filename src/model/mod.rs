@@ -1,5 +1,6 @@
 //! The data model: ids, stored types and the permission rules. Pure: no I/O, no network.
 
+pub mod dm;
 pub mod event;
 pub mod federation;
 pub mod ids;
@@ -7,6 +8,7 @@ pub mod notify;
 pub mod permissions;
 pub mod types;
 
+pub use dm::{Dm, DmEntry, DM_PERMISSIONS, NO_GUILD};
 pub use event::{Audience, Event};
 pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};

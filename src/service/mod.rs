@@ -7,6 +7,7 @@ pub mod access;
 pub mod accounts;
 pub mod ban_notices;
 pub mod channels;
+pub mod dms;
 pub mod files;
 pub mod guilds;
 pub mod inbox;

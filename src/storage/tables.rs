@@ -52,6 +52,7 @@ stored! {
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
     MigrationRecord => 1,
+    Dm => 1, DmEntry => 1,
 }
 
 /// An event as version 1 stored it: its audience had no `permissions`.
@@ -206,6 +207,14 @@ pub const SHADOW_SYNC: Table<ShadowSync, UserKey> = Table::new("shadow_sync");
 /// peers that keep a shadow account, which get `profile_updated`).
 pub const USER_PEER: Table<u64, UserText> = Table::new("user_peer");
 
+/// DM id → DM hosted here (its channel has the same id).
+pub const DM: Table<Dm, IdKey> = Table::new("dm");
+/// user id ‖ DM id → (index of the DMs hosted here a user is in).
+pub const USER_DM: Table<Present, UserThenId> = Table::new("user_dm");
+/// local user id ‖ host origin ‖ 0 ‖ DM id → a DM on another box the user is in, as its
+/// host last told (`dm_joined`).
+pub const USER_REMOTE_DM: Table<DmEntry, UserOriginSeq> = Table::new("user_remote_dm");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -246,6 +255,9 @@ pub const ALL_TABLES: &[&str] = &[
     DIRECTORY_PROVEN.name,
     SHADOW_SYNC.name,
     USER_PEER.name,
+    DM.name,
+    USER_DM.name,
+    USER_REMOTE_DM.name,
 ];
 
 #[cfg(test)]

@@ -1,0 +1,486 @@
+//! Direct messages hosted on this box: opening one (a 1:1 DM that exists is returned),
+//! listing, naming, adding and removing people, leaving. A DM is a channel of no guild
+//! ([`NO_GUILD`]) whose participants hold [`DM_PERMISSIONS`] in it, so messages,
+//! reactions, files, typing and voice go through the same checks as guild channels
+//! ([`participant_access`] answers for [`super::access::channel_access`]).
+
+use super::access::GuildAccess;
+use super::visibility::GuildVisibility;
+use super::{check_text, invalid, Error, Result, Services};
+use crate::model::*;
+use crate::storage::{tables::*, Rows, Tx};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+
+/// `POST /dms`: whom to talk to, and a name for a group.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewDm {
+    /// The other people (not the opener).
+    pub recipients: Vec<UserId>,
+    /// A group DM's name.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `PATCH /dms/:id`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmUpdate {
+    /// New name (group DMs; empty clears it).
+    pub name: String,
+}
+
+/// A DM as clients see it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct DmView {
+    /// Id (also its channel's: messages are under `/channels/:id/messages`).
+    pub id: Id,
+    /// `dm` or `group_dm`.
+    pub kind: ChannelKind,
+    /// The origin of the box hosting it, where its channel is used.
+    pub host: String,
+    /// Who owns it.
+    pub owner_id: UserId,
+    /// Name (may be empty).
+    pub name: String,
+    /// Everyone in it, the owner included.
+    pub recipients: Vec<UserId>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Whether the host answered lately, for DMs a home lists from other boxes; `true`
+    /// for DMs hosted here.
+    pub host_reachable: bool,
+}
+
+impl DmView {
+    /// The view of a DM hosted at `host`.
+    pub fn of(dm: &Dm, host: &str, host_reachable: bool) -> DmView {
+        DmView {
+            id: dm.id,
+            kind: dm.kind,
+            host: host.to_string(),
+            owner_id: dm.owner,
+            name: dm.name.clone(),
+            recipients: dm.recipients.clone(),
+            created_at: dm.created_at,
+            host_reachable,
+        }
+    }
+}
+
+/// What changed in a DM, for the homes of its participants (`dm_joined` / `dm_left`).
+#[derive(Debug, Clone)]
+pub struct DmChange {
+    /// The DM after the change (`None` when it is gone: its last participant left).
+    pub dm: Option<Dm>,
+    /// Participants who left or were removed.
+    pub removed: Vec<UserId>,
+    /// Id of the DM.
+    pub id: Id,
+}
+
+/// The standing of a participant in a DM channel, in the form the permission checks take:
+/// a guild of one role holding [`DM_PERMISSIONS`], owned by nobody (so nobody holds more).
+/// Someone not in it is told the channel does not exist.
+pub fn participant_access(tx: &Tx, channel: &Channel, user: UserId) -> Result<GuildAccess> {
+    let dm = tx.get(DM, channel.id)?.ok_or(Error::NotFound("channel"))?;
+    if !dm.recipients.contains(&user) {
+        return Err(Error::NotFound("channel"));
+    }
+    Ok(GuildAccess::from_parts(
+        Guild {
+            id: NO_GUILD,
+            name: String::new(),
+            description: String::new(),
+            owner: UserId([0; 32]),
+            created_at: dm.created_at,
+            permission_version: 0,
+        },
+        vec![Role {
+            id: NO_GUILD,
+            guild_id: NO_GUILD,
+            name: "@everyone".into(),
+            color: 0,
+            permissions: DM_PERMISSIONS,
+            position: 0,
+            mentionable: false,
+        }],
+        Member {
+            guild_id: NO_GUILD,
+            user_id: user,
+            nick: String::new(),
+            roles: Vec::new(),
+            joined_at: dm.created_at,
+        },
+    ))
+}
+
+/// What realtime events of DMs a user receives: those of the DMs they are in here.
+pub fn dm_visibility(tx: &Tx, user: UserId) -> Result<GuildVisibility> {
+    let channels = tx
+        .rows(USER_DM, Rows::prefix(user))?
+        .into_iter()
+        .map(|((_, id), _)| (id, DM_PERMISSIONS))
+        .collect();
+    Ok(GuildVisibility {
+        guild: Permissions::NONE,
+        channels,
+        joined_seq: 0,
+    })
+}
+
+/// The home origin of a user this box knows (an account here, a shadow account, or an
+/// entry of the directory of peers' users); `None` for a stranger.
+pub fn home_of(tx: &Tx, user: UserId) -> Result<Option<String>> {
+    if let Some(u) = tx.get(USER, user)? {
+        return Ok(Some(u.homeserver));
+    }
+    Ok(tx.get(DIRECTORY, user)?.map(|entry| entry.home))
+}
+
+fn load_dm_of(tx: &Tx, id: Id, user: UserId) -> Result<Dm> {
+    match tx.get(DM, id)? {
+        Some(dm) if dm.recipients.contains(&user) => Ok(dm),
+        _ => Err(Error::NotFound("dm")),
+    }
+}
+
+/// Every participant receives it; a change of who is in a DM also changes which DM
+/// channels their sessions admit, hence the permission change of [`NO_GUILD`].
+fn emit_to(tx: &Tx, kind: &str, users: &[UserId], data: &impl Serialize) -> Result<()> {
+    tx.emit(
+        kind,
+        Audience {
+            users: users.to_vec(),
+            ..Audience::default()
+        },
+        Some(NO_GUILD),
+        data,
+    )?;
+    Ok(())
+}
+
+fn check_room(tx: &Tx, user: UserId, max: usize) -> Result<()> {
+    if tx.count(USER_DM, Rows::prefix(user).limit(max))? >= max {
+        return Err(Error::LimitReached(format!(
+            "a user may be in at most {max} DMs on this server"
+        )));
+    }
+    Ok(())
+}
+
+impl Services {
+    /// Checks a `POST /dms` body before anything is read: no duplicates, not the opener,
+    /// at most the group size; returns the DM's kind and name.
+    pub fn check_new_dm(&self, actor: UserId, new: &NewDm) -> Result<(ChannelKind, String)> {
+        let limits = &self.config.limits;
+        if new.recipients.is_empty() {
+            return Err(invalid(
+                "invalid_recipients",
+                "recipients must name at least one other user",
+            ));
+        }
+        if new.recipients.contains(&actor) {
+            return Err(invalid(
+                "invalid_recipients",
+                "you cannot open a DM with yourself: list the other people only",
+            ));
+        }
+        for (i, user) in new.recipients.iter().enumerate() {
+            if new.recipients[..i].contains(user) {
+                return Err(invalid(
+                    "duplicate_recipient",
+                    format!("{} is listed twice", user.to_text()),
+                ));
+            }
+        }
+        if new.recipients.len() + 1 > limits.max_group_dm_members {
+            return Err(invalid(
+                "too_many_items",
+                format!(
+                    "a group DM holds at most {} people, you included",
+                    limits.max_group_dm_members
+                ),
+            ));
+        }
+        let name = match &new.name {
+            Some(name) => check_text("name", name.trim(), limits.max_name_chars)?,
+            None => String::new(),
+        };
+        let kind = if new.recipients.len() == 1 && new.name.is_none() {
+            ChannelKind::Dm
+        } else {
+            ChannelKind::GroupDm
+        };
+        Ok((kind, name))
+    }
+
+    /// The 1:1 DM between `actor` and `other` hosted here, if one exists.
+    pub fn existing_dm(&self, actor: UserId, other: UserId) -> Result<Option<Dm>> {
+        self.store.read(|tx| {
+            for ((_, id), _) in tx.rows(USER_DM, Rows::prefix(actor))? {
+                if let Some(dm) = tx.get(DM, id)? {
+                    if dm.kind == ChannelKind::Dm && dm.recipients.contains(&other) {
+                        return Ok(Some(dm));
+                    }
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    /// The homes of the recipients, each recipient known here; 404 `unknown_user` for one
+    /// who is not.
+    pub fn recipient_homes(&self, users: &[UserId]) -> Result<HashMap<UserId, String>> {
+        self.store.read(|tx| {
+            let mut homes = HashMap::new();
+            for user in users {
+                let home = home_of(tx, *user)?.ok_or(Error::NotFound("user"))?;
+                homes.insert(*user, home);
+            }
+            Ok(homes)
+        })
+    }
+
+    /// Opens a DM hosted here: `actor` and `recipients` (already checked by
+    /// [`Services::check_new_dm`]), each known here. `also` runs in the same commit with
+    /// the new DM (the callers queue the calls to the participants' homes there).
+    pub async fn open_dm(
+        &self,
+        actor: UserId,
+        kind: ChannelKind,
+        name: String,
+        recipients: Vec<UserId>,
+        also: impl FnOnce(&Tx, &Dm) -> Result<()> + Send + 'static,
+    ) -> Result<DmView> {
+        let id = self.next_id();
+        let max = self.config.limits.max_dms_per_user;
+        let origin = self.origin.clone();
+        self.store
+            .write(move |tx| {
+                let mut everyone = vec![actor];
+                everyone.extend(recipients);
+                for user in &everyone {
+                    if home_of(tx, *user)?.is_none() {
+                        return Err(Error::NotFound("user"));
+                    }
+                    check_room(tx, *user, max)?;
+                }
+                let dm = Dm {
+                    id,
+                    kind,
+                    owner: actor,
+                    name,
+                    recipients: everyone,
+                    created_at: crate::system::now_ms() / 1000,
+                };
+                let channel = Channel {
+                    id,
+                    guild_id: NO_GUILD,
+                    kind,
+                    name: dm.name.clone(),
+                    topic: String::new(),
+                    position: 0,
+                    parent_id: None,
+                    overwrites: Vec::new(),
+                };
+                tx.put(CHANNEL, id, &channel)?;
+                tx.put(DM, id, &dm)?;
+                for user in &dm.recipients {
+                    tx.put(USER_DM, (*user, id), &Present)?;
+                }
+                let view = DmView::of(&dm, &origin, true);
+                emit_to(tx, "dm_create", &dm.recipients, &view)?;
+                also(tx, &dm)?;
+                Ok(view)
+            })
+            .await
+    }
+
+    /// The DMs hosted here that `actor` is in, newest first.
+    pub fn hosted_dms(&self, actor: UserId) -> Result<Vec<DmView>> {
+        self.store.read(|tx| {
+            let mut out = Vec::new();
+            for ((_, id), _) in tx.rows(USER_DM, Rows::prefix(actor).reverse())? {
+                if let Some(dm) = tx.get(DM, id)? {
+                    out.push(DmView::of(&dm, &self.origin, true));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// One DM hosted here that `actor` is in.
+    pub fn get_dm(&self, actor: UserId, id: Id) -> Result<DmView> {
+        self.store.read(|tx| {
+            let dm = load_dm_of(tx, id, actor)?;
+            Ok(DmView::of(&dm, &self.origin, true))
+        })
+    }
+
+    /// Renames a group DM (any participant may).
+    pub async fn rename_dm(
+        &self,
+        actor: UserId,
+        id: Id,
+        update: DmUpdate,
+        also: impl FnOnce(&Tx, &DmChange) -> Result<()> + Send + 'static,
+    ) -> Result<DmView> {
+        let name = check_text(
+            "name",
+            update.name.trim(),
+            self.config.limits.max_name_chars,
+        )?;
+        let origin = self.origin.clone();
+        self.store
+            .write(move |tx| {
+                let mut dm = load_dm_of(tx, id, actor)?;
+                if dm.kind != ChannelKind::GroupDm {
+                    return Err(invalid("not_a_group_dm", "only a group DM has a name"));
+                }
+                dm.name = name;
+                tx.put(DM, id, &dm)?;
+                if let Some(mut channel) = tx.get(CHANNEL, id)? {
+                    channel.name = dm.name.clone();
+                    tx.put(CHANNEL, id, &channel)?;
+                }
+                let view = DmView::of(&dm, &origin, true);
+                emit_to(tx, "dm_update", &dm.recipients, &view)?;
+                also(
+                    tx,
+                    &DmChange {
+                        id,
+                        dm: Some(dm),
+                        removed: Vec::new(),
+                    },
+                )?;
+                Ok(view)
+            })
+            .await
+    }
+
+    /// Adds `user` to a group DM (any participant may; the user must be known here).
+    pub async fn add_dm_recipient(
+        &self,
+        actor: UserId,
+        id: Id,
+        user: UserId,
+        also: impl FnOnce(&Tx, &DmChange) -> Result<()> + Send + 'static,
+    ) -> Result<DmView> {
+        let limits = self.config.limits.clone();
+        let origin = self.origin.clone();
+        self.store
+            .write(move |tx| {
+                let mut dm = load_dm_of(tx, id, actor)?;
+                if dm.kind != ChannelKind::GroupDm {
+                    return Err(invalid(
+                        "not_a_group_dm",
+                        "people are added to group DMs only: open a group DM instead",
+                    ));
+                }
+                if dm.recipients.contains(&user) {
+                    return Ok(DmView::of(&dm, &origin, true));
+                }
+                if dm.recipients.len() >= limits.max_group_dm_members {
+                    return Err(invalid(
+                        "too_many_items",
+                        format!(
+                            "a group DM holds at most {} people",
+                            limits.max_group_dm_members
+                        ),
+                    ));
+                }
+                if home_of(tx, user)?.is_none() {
+                    return Err(Error::NotFound("user"));
+                }
+                check_room(tx, user, limits.max_dms_per_user)?;
+                dm.recipients.push(user);
+                tx.put(DM, id, &dm)?;
+                tx.put(USER_DM, (user, id), &Present)?;
+                let view = DmView::of(&dm, &origin, true);
+                let others: Vec<UserId> = dm
+                    .recipients
+                    .iter()
+                    .copied()
+                    .filter(|u| *u != user)
+                    .collect();
+                emit_to(tx, "dm_update", &others, &view)?;
+                emit_to(tx, "dm_create", &[user], &view)?;
+                also(
+                    tx,
+                    &DmChange {
+                        id,
+                        dm: Some(dm),
+                        removed: Vec::new(),
+                    },
+                )?;
+                Ok(view)
+            })
+            .await
+    }
+
+    /// Takes `user` out of a DM: themself (leaving, any DM), or another participant of a
+    /// group DM by its owner. The owner leaving hands the group to the next person in it;
+    /// the last one leaving deletes it with its messages.
+    pub async fn remove_dm_recipient(
+        &self,
+        actor: UserId,
+        id: Id,
+        user: UserId,
+        also: impl FnOnce(&Tx, &DmChange) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        let origin = self.origin.clone();
+        self.store
+            .write(move |tx| {
+                let mut dm = load_dm_of(tx, id, actor)?;
+                if user != actor {
+                    if dm.kind != ChannelKind::GroupDm || dm.owner != actor {
+                        return Err(Error::Forbidden(
+                            "only the owner of a group DM removes others".into(),
+                        ));
+                    }
+                    if !dm.recipients.contains(&user) {
+                        return Err(Error::NotFound("user"));
+                    }
+                }
+                dm.recipients.retain(|u| *u != user);
+                tx.delete(USER_DM, (user, id))?;
+                emit_to(
+                    tx,
+                    "dm_delete",
+                    &[user],
+                    &json!({ "id": id, "host": origin }),
+                )?;
+                let after = if dm.recipients.is_empty() {
+                    if let Some(channel) = tx.get(CHANNEL, id)? {
+                        super::guilds::delete_channel_rows(tx, &channel)?;
+                    }
+                    tx.delete(DM, id)?;
+                    None
+                } else {
+                    if dm.owner == user {
+                        dm.owner = dm.recipients[0];
+                    }
+                    tx.put(DM, id, &dm)?;
+                    emit_to(
+                        tx,
+                        "dm_update",
+                        &dm.recipients,
+                        &DmView::of(&dm, &origin, true),
+                    )?;
+                    Some(dm)
+                };
+                also(
+                    tx,
+                    &DmChange {
+                        id,
+                        dm: after,
+                        removed: vec![user],
+                    },
+                )
+            })
+            .await
+    }
+}

@@ -1,0 +1,333 @@
+//! Direct messages: opened at the opener's home, used by the others with their home
+//! identity (also from other boxes), listed at every participant's home.
+
+use crate::common::*;
+use hearth::client::{Client, GatewayMessage};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// `method url` with `body`: the status and the JSON answer (or null).
+async fn call(client: &Client, method: &str, url: &str, body: Value) -> (u16, Value) {
+    let answer = match method {
+        "POST" => client.post(url, body).await,
+        "PATCH" => client.patch(url, body).await,
+        "PUT" => client.put(url, Some(body)).await,
+        "DELETE" => client.delete(url).await,
+        _ => client.get(url).await,
+    }
+    .expect("request");
+    (answer.status, answer.json().unwrap_or(Value::Null))
+}
+
+/// The next event of `kind` on `stream`, skipping others.
+async fn event_of(stream: &hearth::client::EventStream, kind: &str) -> Value {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let left = deadline
+            .checked_duration_since(std::time::Instant::now())
+            .unwrap_or_else(|| panic!("no {kind} event"));
+        let (_, k, data) = stream
+            .next_event(left)
+            .await
+            .unwrap_or_else(|| panic!("no {kind} event"));
+        if k == kind {
+            return data;
+        }
+    }
+}
+
+async fn live(client: &Client, origin: &str) -> hearth::client::EventStream {
+    let stream = client.events(origin, None).await.expect("events");
+    loop {
+        match stream.next().await {
+            Some(GatewayMessage::Ready { .. }) => return stream,
+            Some(_) => continue,
+            None => panic!("stream ended"),
+        }
+    }
+}
+
+async fn post_message(client: &Client, origin: &str, channel: &str, text: &str) -> Value {
+    api_json(
+        client,
+        "POST",
+        &format!("{origin}/api/v1/channels/{channel}/messages"),
+        json!({ "content": text }),
+    )
+    .await
+}
+
+async fn contents(client: &Client, origin: &str, channel: &str) -> Vec<String> {
+    let list = api_json(
+        client,
+        "GET",
+        &format!("{origin}/api/v1/channels/{channel}/messages"),
+        Value::Null,
+    )
+    .await;
+    list.as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_dm_on_one_box_is_for_its_participants_only() {
+    let server = TestServer::start();
+    let origin = server.origin.clone();
+    block_on(async {
+        let alice = user(&server, "alice").await;
+        let bob = user(&server, "bob").await;
+        let carol = user(&server, "carol").await;
+        let bob_id = bob.user_id(&origin).unwrap();
+        let carol_id = carol.user_id(&origin).unwrap();
+        let bob_events = live(&bob, &origin).await;
+
+        let (status, dm) = call(
+            &alice,
+            "POST",
+            &server.url("/api/v1/dms"),
+            json!({ "recipients": [bob_id] }),
+        )
+        .await;
+        assert_eq!(status, 201, "{dm}");
+        assert_eq!(dm["kind"], "dm");
+        assert_eq!(dm["host"], origin.as_str());
+        let id = dm["id"].as_str().unwrap().to_string();
+        assert_eq!(event_of(&bob_events, "dm_create").await["id"], id.as_str());
+
+        // Opening it again gives the same DM.
+        let (status, again) = call(
+            &alice,
+            "POST",
+            &server.url("/api/v1/dms"),
+            json!({ "recipients": [bob_id] }),
+        )
+        .await;
+        assert_eq!((status, again["id"].as_str()), (200, Some(id.as_str())));
+
+        post_message(&alice, &origin, &id, "hi bob").await;
+        let created = event_of(&bob_events, "message_create").await;
+        assert_eq!(created["content"], "hi bob");
+        post_message(&bob, &origin, &id, "hi alice").await;
+        assert_eq!(
+            contents(&alice, &origin, &id).await,
+            vec!["hi alice", "hi bob"]
+        );
+        // Reactions and typing work as in a channel.
+        let hi = created["id"].as_str().unwrap();
+        let (status, _) = call(
+            &bob,
+            "PUT",
+            &server.url(&format!("/api/v1/channels/{id}/messages/{hi}/reactions/👍")),
+            Value::Null,
+        )
+        .await;
+        assert!((200..300).contains(&status), "reaction: {status}");
+        let (status, _) = call(
+            &alice,
+            "POST",
+            &server.url(&format!("/api/v1/channels/{id}/typing")),
+            json!({}),
+        )
+        .await;
+        assert_eq!(status, 204);
+
+        // Carol sees none of it.
+        for (method, path) in [
+            ("GET", format!("/api/v1/channels/{id}/messages")),
+            ("POST", format!("/api/v1/channels/{id}/messages")),
+            ("GET", format!("/api/v1/dms/{id}")),
+        ] {
+            let (status, body) = call(
+                &carol,
+                method,
+                &server.url(&path),
+                json!({ "content": "let me in" }),
+            )
+            .await;
+            assert_eq!(status, 404, "{method} {path}: {body}");
+        }
+        // Nobody moderates a DM: no invites, no channel changes, no pins.
+        for (method, path) in [
+            ("POST", format!("/api/v1/channels/{id}/invites")),
+            ("PATCH", format!("/api/v1/channels/{id}")),
+            ("PUT", format!("/api/v1/channels/{id}/pins/{hi}")),
+        ] {
+            let (status, body) = call(&alice, method, &server.url(&path), json!({})).await;
+            assert_eq!(status, 403, "{method} {path}: {body}");
+        }
+
+        let listed = api_json(
+            &bob,
+            "GET",
+            &server.url("/api/v1/users/@me/dms"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(listed[0]["id"], id.as_str());
+        let listed = api_json(
+            &carol,
+            "GET",
+            &server.url("/api/v1/users/@me/dms"),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(listed, json!([]));
+
+        // A group DM: named, renamed, carol leaves, the owner removes bob.
+        let group = api_json(
+            &alice,
+            "POST",
+            &server.url("/api/v1/dms"),
+            json!({ "recipients": [bob_id, carol_id], "name": "picnic" }),
+        )
+        .await;
+        assert_eq!(group["kind"], "group_dm");
+        let gid = group["id"].as_str().unwrap().to_string();
+        assert_eq!(event_of(&bob_events, "dm_create").await["name"], "picnic");
+        let renamed = api_json(
+            &carol,
+            "PATCH",
+            &server.url(&format!("/api/v1/dms/{gid}")),
+            json!({ "name": "picnic sunday" }),
+        )
+        .await;
+        assert_eq!(renamed["name"], "picnic sunday");
+        assert_eq!(
+            event_of(&bob_events, "dm_update").await["name"],
+            "picnic sunday"
+        );
+        post_message(&carol, &origin, &gid, "bringing cake").await;
+        let (status, _) = call(
+            &carol,
+            "DELETE",
+            &server.url(&format!("/api/v1/dms/{gid}/recipients/@me")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        let (status, _) = call(
+            &carol,
+            "GET",
+            &server.url(&format!("/api/v1/channels/{gid}/messages")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 404);
+        let (status, body) = call(
+            &bob,
+            "DELETE",
+            &server.url(&format!(
+                "/api/v1/dms/{gid}/recipients/{}",
+                alice.user_id(&origin).unwrap()
+            )),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 403, "{body}");
+        let (status, _) = call(
+            &alice,
+            "DELETE",
+            &server.url(&format!("/api/v1/dms/{gid}/recipients/{bob_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        assert_eq!(event_of(&bob_events, "dm_delete").await["id"], gid.as_str());
+        // Added back by alice, bob reads the history.
+        let (status, _) = call(
+            &alice,
+            "PUT",
+            &server.url(&format!("/api/v1/dms/{gid}/recipients/{bob_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(event_of(&bob_events, "dm_create").await["id"], gid.as_str());
+        assert_eq!(contents(&bob, &origin, &gid).await, vec!["bringing cake"]);
+        // A 1:1 DM takes nobody in.
+        let (status, body) = call(
+            &alice,
+            "PUT",
+            &server.url(&format!("/api/v1/dms/{id}/recipients/{carol_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("not_a_group_dm"))
+        );
+    });
+}
+
+#[test]
+fn bad_dm_requests_get_a_clear_4xx() {
+    let server = TestServer::start_with(|config| config.throttle.dms_per_user_hour = 4);
+    block_on(async {
+        let alice = user(&server, "alice").await;
+        let bob = user(&server, "bob").await;
+        let me = alice.user_id(&server.origin).unwrap();
+        let bob_id = bob.user_id(&server.origin).unwrap();
+        let stranger = hearth::model::UserId([7; 32]).to_text();
+        let mut crowd = Vec::new();
+        for i in 0..10 {
+            crowd.push(
+                user(&server, &format!("member{i}"))
+                    .await
+                    .user_id(&server.origin)
+                    .unwrap(),
+            );
+        }
+        let url = server.url("/api/v1/dms");
+        for (body, status, code) in [
+            (json!({ "recipients": [me] }), 400, "invalid_recipients"),
+            (json!({ "recipients": [] }), 400, "invalid_recipients"),
+            (json!({ "recipients": crowd }), 400, "too_many_items"),
+            (json!({ "recipients": [stranger] }), 404, "unknown_user"),
+            (
+                json!({ "recipients": [bob_id, bob_id] }),
+                400,
+                "duplicate_recipient",
+            ),
+            (json!({ "recipients": ["not-a-user"] }), 400, "invalid_json"),
+            (
+                json!({ "recipients": [bob_id], "colour": 1 }),
+                400,
+                "invalid_json",
+            ),
+        ] {
+            let (got, answer) = call(&alice, "POST", &url, body.clone()).await;
+            assert_eq!(
+                (got, answer["error"].as_str()),
+                (status, Some(code)),
+                "{body}: {answer}"
+            );
+        }
+        let (status, answer) =
+            call(&alice, "GET", &server.url("/api/v1/dms/12345"), Value::Null).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (404, Some("unknown_dm"))
+        );
+
+        // The rate limit counts openings, refused ones after the checks included.
+        let mut statuses = Vec::new();
+        for _ in 0..6 {
+            statuses.push(
+                call(&alice, "POST", &url, json!({ "recipients": [bob_id] }))
+                    .await
+                    .0,
+            );
+        }
+        assert!(statuses.contains(&429), "{statuses:?}");
+        let (status, answer) = call(&alice, "POST", &url, json!({ "recipients": [bob_id] })).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (429, Some("rate_limited"))
+        );
+    });
+}
