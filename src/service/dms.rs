@@ -5,6 +5,7 @@
 //! ([`participant_access`] answers for [`super::access::channel_access`]).
 
 use super::access::GuildAccess;
+use super::outbox::{enqueue, Call};
 use super::visibility::GuildVisibility;
 use super::{check_text, invalid, Error, Result, Services};
 use crate::model::*;
@@ -49,14 +50,15 @@ pub struct DmView {
     pub recipients: Vec<UserId>,
     /// Unix seconds.
     pub created_at: u64,
-    /// Whether the host answered lately, for DMs a home lists from other boxes; `true`
-    /// for DMs hosted here.
-    pub host_reachable: bool,
+    /// Whether the last call to the host went through, for DMs a home lists from other
+    /// boxes (`None`: not known, no call made since this box started); `true` for DMs
+    /// hosted here.
+    pub host_reachable: Option<bool>,
 }
 
 impl DmView {
     /// The view of a DM hosted at `host`.
-    pub fn of(dm: &Dm, host: &str, host_reachable: bool) -> DmView {
+    pub fn of(dm: &Dm, host: &str, host_reachable: Option<bool>) -> DmView {
         DmView {
             id: dm.id,
             kind: dm.kind,
@@ -68,17 +70,6 @@ impl DmView {
             host_reachable,
         }
     }
-}
-
-/// What changed in a DM, for the homes of its participants (`dm_joined` / `dm_left`).
-#[derive(Debug, Clone)]
-pub struct DmChange {
-    /// The DM after the change (`None` when it is gone: its last participant left).
-    pub dm: Option<Dm>,
-    /// Participants who left or were removed.
-    pub removed: Vec<UserId>,
-    /// Id of the DM.
-    pub id: Id,
 }
 
 /// The standing of a participant in a DM channel, in the form the permission checks take:
@@ -133,8 +124,12 @@ pub fn dm_visibility(tx: &Tx, user: UserId) -> Result<GuildVisibility> {
 
 /// The home origin of a user this box knows (an account here, a shadow account, or an
 /// entry of the directory of peers' users); `None` for a stranger.
-pub fn home_of(tx: &Tx, user: UserId) -> Result<Option<String>> {
+pub fn home_of(tx: &Tx, user: UserId, origin: &str) -> Result<Option<String>> {
     if let Some(u) = tx.get(USER, user)? {
+        // Accounts made here before homes were recorded have none: this box is theirs.
+        if u.homeserver.is_empty() {
+            return Ok(Some(origin.to_string()));
+        }
         return Ok(Some(u.homeserver));
     }
     Ok(tx.get(DIRECTORY, user)?.map(|entry| entry.home))
@@ -171,7 +166,84 @@ fn check_room(tx: &Tx, user: UserId, max: usize) -> Result<()> {
     Ok(())
 }
 
+/// `dm_joined` (host → each participant's home): `{id, dm}`, the DM as it is now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmJoined {
+    /// The call id (set when queued).
+    #[serde(default, skip_serializing)]
+    pub id: Option<String>,
+    /// The DM, its participants included.
+    pub dm: Dm,
+}
+
+/// `dm_left` (host → the home of whoever left or was removed): `{id, dm_id, user_ids}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmLeft {
+    /// The call id (set when queued).
+    #[serde(default, skip_serializing)]
+    pub id: Option<String>,
+    /// The DM.
+    pub dm_id: Id,
+    /// Who is no longer in it.
+    pub user_ids: Vec<UserId>,
+}
+
+/// Queues, in the commit of a change, `dm_joined` with the DM as it is now to the home
+/// of every participant homed elsewhere, and `dm_left` to the homes of `removed`.
+fn tell_homes(
+    tx: &Tx,
+    call_ids: &[Id],
+    origin: &str,
+    dm: Option<&Dm>,
+    dm_id: Id,
+    removed: &[UserId],
+) -> Result<()> {
+    let mut ids = call_ids.iter();
+    let mut next = || ids.next().copied().ok_or(Error::NotFound("call id"));
+    let mut told: Vec<String> = Vec::new();
+    if let Some(dm) = dm {
+        for user in &dm.recipients {
+            match home_of(tx, *user, origin)? {
+                Some(home) if home != origin && !told.contains(&home) => {
+                    let call = Call::DmJoined(DmJoined {
+                        id: None,
+                        dm: dm.clone(),
+                    });
+                    enqueue(tx, next()?, &home, &call)?;
+                    told.push(home);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut left: HashMap<String, Vec<UserId>> = HashMap::new();
+    for user in removed {
+        if let Some(home) = home_of(tx, *user, origin)?.filter(|h| h != origin) {
+            left.entry(home).or_default().push(*user);
+        }
+    }
+    for (home, user_ids) in left {
+        let call = Call::DmLeft(DmLeft {
+            id: None,
+            dm_id,
+            user_ids,
+        });
+        enqueue(tx, next()?, &home, &call)?;
+    }
+    Ok(())
+}
+
 impl Services {
+    /// Enough call ids for [`tell_homes`]: a home per participant, and one per person
+    /// removed.
+    fn home_call_ids(&self) -> Vec<Id> {
+        (0..self.config.limits.max_group_dm_members.max(2) + 2)
+            .map(|_| self.next_id())
+            .collect()
+    }
+
     /// Checks a `POST /dms` body before anything is read: no duplicates, not the opener,
     /// at most the group size; returns the DM's kind and name.
     pub fn check_new_dm(&self, actor: UserId, new: &NewDm) -> Result<(ChannelKind, String)> {
@@ -237,7 +309,7 @@ impl Services {
         self.store.read(|tx| {
             let mut homes = HashMap::new();
             for user in users {
-                let home = home_of(tx, *user)?.ok_or(Error::NotFound("user"))?;
+                let home = home_of(tx, *user, &self.origin)?.ok_or(Error::NotFound("user"))?;
                 homes.insert(*user, home);
             }
             Ok(homes)
@@ -245,17 +317,17 @@ impl Services {
     }
 
     /// Opens a DM hosted here: `actor` and `recipients` (already checked by
-    /// [`Services::check_new_dm`]), each known here. `also` runs in the same commit with
-    /// the new DM (the callers queue the calls to the participants' homes there).
+    /// [`Services::check_new_dm`]), each known here; the homes of those homed elsewhere are
+    /// told in the same commit (`dm_joined`).
     pub async fn open_dm(
         &self,
         actor: UserId,
         kind: ChannelKind,
         name: String,
         recipients: Vec<UserId>,
-        also: impl FnOnce(&Tx, &Dm) -> Result<()> + Send + 'static,
     ) -> Result<DmView> {
         let id = self.next_id();
+        let call_ids = self.home_call_ids();
         let max = self.config.limits.max_dms_per_user;
         let origin = self.origin.clone();
         self.store
@@ -263,7 +335,7 @@ impl Services {
                 let mut everyone = vec![actor];
                 everyone.extend(recipients);
                 for user in &everyone {
-                    if home_of(tx, *user)?.is_none() {
+                    if home_of(tx, *user, &origin)?.is_none() {
                         return Err(Error::NotFound("user"));
                     }
                     check_room(tx, *user, max)?;
@@ -291,9 +363,9 @@ impl Services {
                 for user in &dm.recipients {
                     tx.put(USER_DM, (*user, id), &Present)?;
                 }
-                let view = DmView::of(&dm, &origin, true);
+                let view = DmView::of(&dm, &origin, Some(true));
                 emit_to(tx, "dm_create", &dm.recipients, &view)?;
-                also(tx, &dm)?;
+                tell_homes(tx, &call_ids, &origin, Some(&dm), id, &[])?;
                 Ok(view)
             })
             .await
@@ -305,7 +377,7 @@ impl Services {
             let mut out = Vec::new();
             for ((_, id), _) in tx.rows(USER_DM, Rows::prefix(actor).reverse())? {
                 if let Some(dm) = tx.get(DM, id)? {
-                    out.push(DmView::of(&dm, &self.origin, true));
+                    out.push(DmView::of(&dm, &self.origin, Some(true)));
                 }
             }
             Ok(out)
@@ -316,23 +388,18 @@ impl Services {
     pub fn get_dm(&self, actor: UserId, id: Id) -> Result<DmView> {
         self.store.read(|tx| {
             let dm = load_dm_of(tx, id, actor)?;
-            Ok(DmView::of(&dm, &self.origin, true))
+            Ok(DmView::of(&dm, &self.origin, Some(true)))
         })
     }
 
     /// Renames a group DM (any participant may).
-    pub async fn rename_dm(
-        &self,
-        actor: UserId,
-        id: Id,
-        update: DmUpdate,
-        also: impl FnOnce(&Tx, &DmChange) -> Result<()> + Send + 'static,
-    ) -> Result<DmView> {
+    pub async fn rename_dm(&self, actor: UserId, id: Id, update: DmUpdate) -> Result<DmView> {
         let name = check_text(
             "name",
             update.name.trim(),
             self.config.limits.max_name_chars,
         )?;
+        let call_ids = self.home_call_ids();
         let origin = self.origin.clone();
         self.store
             .write(move |tx| {
@@ -346,30 +413,18 @@ impl Services {
                     channel.name = dm.name.clone();
                     tx.put(CHANNEL, id, &channel)?;
                 }
-                let view = DmView::of(&dm, &origin, true);
+                let view = DmView::of(&dm, &origin, Some(true));
                 emit_to(tx, "dm_update", &dm.recipients, &view)?;
-                also(
-                    tx,
-                    &DmChange {
-                        id,
-                        dm: Some(dm),
-                        removed: Vec::new(),
-                    },
-                )?;
+                tell_homes(tx, &call_ids, &origin, Some(&dm), id, &[])?;
                 Ok(view)
             })
             .await
     }
 
     /// Adds `user` to a group DM (any participant may; the user must be known here).
-    pub async fn add_dm_recipient(
-        &self,
-        actor: UserId,
-        id: Id,
-        user: UserId,
-        also: impl FnOnce(&Tx, &DmChange) -> Result<()> + Send + 'static,
-    ) -> Result<DmView> {
+    pub async fn add_dm_recipient(&self, actor: UserId, id: Id, user: UserId) -> Result<DmView> {
         let limits = self.config.limits.clone();
+        let call_ids = self.home_call_ids();
         let origin = self.origin.clone();
         self.store
             .write(move |tx| {
@@ -381,7 +436,7 @@ impl Services {
                     ));
                 }
                 if dm.recipients.contains(&user) {
-                    return Ok(DmView::of(&dm, &origin, true));
+                    return Ok(DmView::of(&dm, &origin, Some(true)));
                 }
                 if dm.recipients.len() >= limits.max_group_dm_members {
                     return Err(invalid(
@@ -392,14 +447,14 @@ impl Services {
                         ),
                     ));
                 }
-                if home_of(tx, user)?.is_none() {
+                if home_of(tx, user, &origin)?.is_none() {
                     return Err(Error::NotFound("user"));
                 }
                 check_room(tx, user, limits.max_dms_per_user)?;
                 dm.recipients.push(user);
                 tx.put(DM, id, &dm)?;
                 tx.put(USER_DM, (user, id), &Present)?;
-                let view = DmView::of(&dm, &origin, true);
+                let view = DmView::of(&dm, &origin, Some(true));
                 let others: Vec<UserId> = dm
                     .recipients
                     .iter()
@@ -408,14 +463,7 @@ impl Services {
                     .collect();
                 emit_to(tx, "dm_update", &others, &view)?;
                 emit_to(tx, "dm_create", &[user], &view)?;
-                also(
-                    tx,
-                    &DmChange {
-                        id,
-                        dm: Some(dm),
-                        removed: Vec::new(),
-                    },
-                )?;
+                tell_homes(tx, &call_ids, &origin, Some(&dm), id, &[])?;
                 Ok(view)
             })
             .await
@@ -424,14 +472,9 @@ impl Services {
     /// Takes `user` out of a DM: themself (leaving, any DM), or another participant of a
     /// group DM by its owner. The owner leaving hands the group to the next person in it;
     /// the last one leaving deletes it with its messages.
-    pub async fn remove_dm_recipient(
-        &self,
-        actor: UserId,
-        id: Id,
-        user: UserId,
-        also: impl FnOnce(&Tx, &DmChange) -> Result<()> + Send + 'static,
-    ) -> Result<()> {
+    pub async fn remove_dm_recipient(&self, actor: UserId, id: Id, user: UserId) -> Result<()> {
         let origin = self.origin.clone();
+        let call_ids = self.home_call_ids();
         self.store
             .write(move |tx| {
                 let mut dm = load_dm_of(tx, id, actor)?;
@@ -468,19 +511,127 @@ impl Services {
                         tx,
                         "dm_update",
                         &dm.recipients,
-                        &DmView::of(&dm, &origin, true),
+                        &DmView::of(&dm, &origin, Some(true)),
                     )?;
                     Some(dm)
                 };
-                also(
-                    tx,
-                    &DmChange {
-                        id,
-                        dm: after,
-                        removed: vec![user],
-                    },
-                )
+                tell_homes(tx, &call_ids, &origin, after.as_ref(), id, &[user])
             })
             .await
+    }
+}
+
+/// The DMs of other boxes a user's home lists for them.
+pub struct RemoteDm {
+    /// Its host's origin.
+    pub host: String,
+    /// The DM as the host last described it.
+    pub dm: Dm,
+}
+
+impl Services {
+    /// `dm_joined` from `host`: the DM is listed for each of its participants homed here
+    /// (unless a later description was applied already), and their sessions hear of it.
+    /// Returns how many were recorded (0 for a repeated call).
+    pub async fn dm_joined_from(&self, host: &str, call_id: u64, dm: Dm) -> Result<usize> {
+        let host = host.to_string();
+        let origin = self.origin.clone();
+        let max = self.config.limits.max_dms_per_user;
+        self.store
+            .write(move |tx| {
+                if !super::inbox::first_delivery(tx, &host, call_id)? {
+                    return Ok(0);
+                }
+                let mut recorded = 0;
+                for user in &dm.recipients {
+                    match tx.get(USER, *user)? {
+                        Some(u) if u.homeserver.is_empty() || u.homeserver == origin => {}
+                        _ => continue,
+                    }
+                    let key = (*user, host.as_str(), dm.id.0);
+                    let before = tx.get(USER_REMOTE_DM, key)?;
+                    if before.as_ref().is_some_and(|e| e.version >= call_id) {
+                        continue;
+                    }
+                    if before.is_none()
+                        && tx.count(USER_REMOTE_DM, Rows::prefix(*user).limit(max))? >= max
+                    {
+                        continue;
+                    }
+                    let entry = DmEntry {
+                        host: host.clone(),
+                        dm: dm.clone(),
+                        version: call_id,
+                    };
+                    tx.put(USER_REMOTE_DM, key, &entry)?;
+                    let kind = if before.is_some() {
+                        "dm_update"
+                    } else {
+                        "dm_create"
+                    };
+                    tx.emit(
+                        kind,
+                        Audience::user(*user),
+                        None,
+                        &DmView::of(&dm, &host, Some(true)),
+                    )?;
+                    recorded += 1;
+                }
+                Ok(recorded)
+            })
+            .await
+    }
+
+    /// `dm_left` from `host`: the DM is no longer listed for those of `users` homed here.
+    pub async fn dm_left_from(
+        &self,
+        host: &str,
+        call_id: u64,
+        dm_id: Id,
+        users: Vec<UserId>,
+    ) -> Result<usize> {
+        let host = host.to_string();
+        self.store
+            .write(move |tx| {
+                if !super::inbox::first_delivery(tx, &host, call_id)? {
+                    return Ok(0);
+                }
+                let mut removed = 0;
+                for user in users {
+                    let key = (user, host.as_str(), dm_id.0);
+                    // A later `dm_joined` (added again) delivered first stands.
+                    if tx
+                        .get(USER_REMOTE_DM, key)?
+                        .is_some_and(|e| e.version > call_id)
+                    {
+                        continue;
+                    }
+                    if tx.delete(USER_REMOTE_DM, key)? {
+                        tx.emit(
+                            "dm_delete",
+                            Audience::user(user),
+                            None,
+                            &json!({ "id": dm_id, "host": host }),
+                        )?;
+                        removed += 1;
+                    }
+                }
+                Ok(removed)
+            })
+            .await
+    }
+
+    /// The DMs of other boxes `user` (homed here) is in, as their hosts last told.
+    pub fn remote_dms(&self, user: UserId) -> Result<Vec<RemoteDm>> {
+        self.store.read(|tx| {
+            Ok(tx
+                .rows(USER_REMOTE_DM, Rows::prefix(user))?
+                .into_iter()
+                .map(|(_, entry)| RemoteDm {
+                    host: entry.host,
+                    dm: entry.dm,
+                })
+                .collect())
+        })
     }
 }

@@ -331,3 +331,179 @@ fn bad_dm_requests_get_a_clear_4xx() {
         );
     });
 }
+
+/// Waits until `server` knows `user` (its home's `user_created` arrived).
+async fn known_at(viewer: &Client, server: &TestServer, user: &str) {
+    let known = eventually(WAIT, async || {
+        viewer
+            .get(&server.url(&format!("/api/v1/users/{user}")))
+            .await
+            .is_ok_and(|a| a.status == 200)
+    })
+    .await;
+    assert!(known, "{user} never became known at {}", server.origin);
+}
+
+/// The DMs `client`'s home lists for them.
+async fn listed(client: &Client, home: &TestServer) -> Vec<Value> {
+    api_json(
+        client,
+        "GET",
+        &home.url("/api/v1/users/@me/dms"),
+        Value::Null,
+    )
+    .await
+    .as_array()
+    .expect("list")
+    .clone()
+}
+
+async fn listed_at_home(client: &Client, home: &TestServer, id: &str, present: bool) -> bool {
+    eventually(WAIT, async || {
+        listed(client, home).await.iter().any(|d| d["id"] == id) == present
+    })
+    .await
+}
+
+#[test]
+fn a_dm_across_boxes_is_used_with_home_identities_and_listed_at_every_home() {
+    let a = start_federating();
+    let b = start_federating();
+    let c = start_federating();
+    peer_all(&[&a, &b, &c]);
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let bob = user(&b, "bob").await;
+        let carol = user(&c, "carol").await;
+        let bob_id = bob.user_id(&b.origin).unwrap();
+        let carol_id = carol.user_id(&c.origin).unwrap();
+        known_at(&alice, &a, &bob_id).await;
+        known_at(&alice, &a, &carol_id).await;
+
+        // Opened at alice's home, A; bob uses it there with B's identity.
+        let dm = api_json(
+            &alice,
+            "POST",
+            &a.url("/api/v1/dms"),
+            json!({ "recipients": [bob_id] }),
+        )
+        .await;
+        let id = dm["id"].as_str().unwrap().to_string();
+        assert_eq!(dm["host"], a.origin.as_str());
+        post_message(&alice, &a.origin, &id, "hello from A").await;
+        post_message(&bob, &a.origin, &id, "hello from B").await;
+        assert_eq!(
+            contents(&bob, &a.origin, &id).await,
+            vec!["hello from B", "hello from A"]
+        );
+        assert_eq!(
+            contents(&alice, &a.origin, &id).await,
+            vec!["hello from B", "hello from A"]
+        );
+        // Opening a DM at a box that is not your home is refused.
+        let (status, answer) = call(
+            &bob,
+            "POST",
+            &a.url("/api/v1/dms"),
+            json!({ "recipients": [alice.user_id(&a.origin).unwrap()] }),
+        )
+        .await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (403, Some("not_home_server"))
+        );
+
+        // Bob's home lists it, with its host.
+        let ok = listed_at_home(&bob, &b, &id, true).await;
+        if !ok {
+            let out = hearth_command(&["outbox", "--data"])
+                .arg(&a.data)
+                .output()
+                .unwrap();
+            eprintln!("A outbox: {}", String::from_utf8_lossy(&out.stdout));
+        }
+        assert!(ok, "B never listed the DM");
+        let entry = listed(&bob, &b)
+            .await
+            .into_iter()
+            .find(|d| d["id"] == id.as_str())
+            .unwrap();
+        assert_eq!(entry["host"], a.origin.as_str());
+        assert_eq!(entry["kind"], "dm");
+
+        // A group DM at A takes carol (home C) in, then its owner removes her.
+        let group = api_json(
+            &alice,
+            "POST",
+            &a.url("/api/v1/dms"),
+            json!({ "recipients": [bob_id], "name": "trip" }),
+        )
+        .await;
+        let gid = group["id"].as_str().unwrap().to_string();
+        let (status, added) = call(
+            &bob,
+            "PUT",
+            &a.url(&format!("/api/v1/dms/{gid}/recipients/{carol_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{added}");
+        assert!(
+            listed_at_home(&carol, &c, &gid, true).await,
+            "C never listed the group"
+        );
+        post_message(&carol, &a.origin, &gid, "carol here").await;
+        assert!(
+            eventually(WAIT, async || {
+                listed(&bob, &b).await.iter().any(|d| {
+                    d["id"] == gid.as_str() && d["recipients"].as_array().unwrap().len() == 3
+                })
+            })
+            .await,
+            "B never heard carol joined"
+        );
+        let (status, _) = call(
+            &alice,
+            "DELETE",
+            &a.url(&format!("/api/v1/dms/{gid}/recipients/{carol_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        assert!(
+            listed_at_home(&carol, &c, &gid, false).await,
+            "C still lists the group"
+        );
+        let (status, _) = call(
+            &carol,
+            "GET",
+            &a.url(&format!("/api/v1/channels/{gid}/messages")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 404);
+        // Bob leaves the group: his home stops listing it.
+        let (status, _) = call(
+            &bob,
+            "DELETE",
+            &a.url(&format!("/api/v1/dms/{gid}/recipients/@me")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        assert!(
+            listed_at_home(&bob, &b, &gid, false).await,
+            "B still lists the group"
+        );
+
+        // With A stopped, B still lists the 1:1 DM, with its host.
+        let mut a = a;
+        a.stop();
+        let still = listed(&bob, &b).await;
+        let entry = still
+            .iter()
+            .find(|d| d["id"] == id.as_str())
+            .expect("listed while A is down");
+        assert_eq!(entry["host"], a.origin.as_str());
+    });
+}

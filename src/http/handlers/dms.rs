@@ -7,7 +7,7 @@ use crate::http::{
     id_param, json, json_body, no_content, now, services, user_param, ApiResult, Req,
 };
 use crate::model::ChannelKind;
-use crate::service::dms::{DmUpdate, NewDm};
+use crate::service::dms::{DmUpdate, DmView, NewDm};
 use crate::service::Error;
 
 /// DMs are hosted by the home of whoever opens them: a user signed in with a peer's token
@@ -41,13 +41,23 @@ pub async fn open_dm(mut req: Req, me: Principal) -> ApiResult {
         }
     }
     let view = services
-        .open_dm(me.user, kind, name, body.recipients, |_, _| Ok(()))
+        .open_dm(me.user, kind, name, body.recipients)
         .await?;
     json(201, &view)
 }
 
+/// The DMs hosted here, and at the user's home also those of other boxes as their hosts
+/// told, each with whether its host answered the last call this box made to it.
 pub async fn my_dms(req: Req, me: Principal) -> ApiResult {
-    json(200, &services(&req).hosted_dms(me.user)?)
+    let app = req.state();
+    let mut list = app.services.hosted_dms(me.user)?;
+    if me.local {
+        for remote in app.services.remote_dms(me.user)? {
+            let reachable = app.federation.contacts.get(&remote.host).reachable;
+            list.push(DmView::of(&remote.dm, &remote.host, reachable));
+        }
+    }
+    json(200, &list)
 }
 
 pub async fn get_dm(req: Req, me: Principal) -> ApiResult {
@@ -60,12 +70,7 @@ pub async fn get_dm(req: Req, me: Principal) -> ApiResult {
 pub async fn update_dm(mut req: Req, me: Principal) -> ApiResult {
     let body: DmUpdate = json_body(&mut req).await?;
     let id = id_param(&req, "dm_id")?;
-    json(
-        200,
-        &services(&req)
-            .rename_dm(me.user, id, body, |_, _| Ok(()))
-            .await?,
-    )
+    json(200, &services(&req).rename_dm(me.user, id, body).await?)
 }
 
 pub async fn add_recipient(req: Req, me: Principal) -> ApiResult {
@@ -73,9 +78,7 @@ pub async fn add_recipient(req: Req, me: Principal) -> ApiResult {
     let user = user_param(&req, "user_id", &me)?;
     json(
         200,
-        &services(&req)
-            .add_dm_recipient(me.user, id, user, |_, _| Ok(()))
-            .await?,
+        &services(&req).add_dm_recipient(me.user, id, user).await?,
     )
 }
 
@@ -83,7 +86,7 @@ pub async fn remove_recipient(req: Req, me: Principal) -> ApiResult {
     let id = id_param(&req, "dm_id")?;
     let user = user_param(&req, "user_id", &me)?;
     services(&req)
-        .remove_dm_recipient(me.user, id, user, |_, _| Ok(()))
+        .remove_dm_recipient(me.user, id, user)
         .await?;
     no_content()
 }
