@@ -474,6 +474,8 @@ pub struct Limits {
     /// DMs one user may be in on this box (hosted here) and, at their home, listed from
     /// other boxes. Default 1000.
     pub max_dms_per_user: usize,
+    /// Users one user may block. Default 1000.
+    pub max_blocks_per_user: usize,
 }
 
 /// Storage settings.
@@ -551,6 +553,7 @@ impl Default for Limits {
             max_key_backup_bytes: 4096,
             max_group_dm_members: 10,
             max_dms_per_user: 1000,
+            max_blocks_per_user: 1000,
         }
     }
 }

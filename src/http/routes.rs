@@ -157,6 +157,17 @@ pub fn install(server: &mut Server) {
     server.at("/api/v1/dms").post(authed(dms::open_dm));
     server.at("/api/v1/users/@me/dms").get(authed(dms::my_dms));
     server
+        .at("/api/v1/users/@me/dm-settings")
+        .get(authed(dms::dm_settings))
+        .patch(authed(dms::update_dm_settings));
+    server
+        .at("/api/v1/users/@me/blocks")
+        .get(authed(dms::blocks));
+    server
+        .at("/api/v1/users/@me/blocks/:user_id")
+        .put(authed(dms::block))
+        .delete(authed(dms::unblock));
+    server
         .at("/api/v1/dms/:dm_id")
         .get(authed(dms::get_dm))
         .patch(authed(dms::update_dm));

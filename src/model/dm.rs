@@ -53,3 +53,17 @@ pub struct DmEntry {
     /// The host's call id of that description (later calls compare greater).
     pub version: u64,
 }
+
+/// Who may open a DM with a user (or add them to a group DM); their home decides.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DmPolicy {
+    /// Anyone not blocked.
+    #[default]
+    Everyone,
+    /// People who share a guild with them: a guild hosted by their home, or one hosted by
+    /// the DM's host, as that host attests.
+    SharedGuild,
+    /// Nobody.
+    Nobody,
+}

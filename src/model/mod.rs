@@ -8,7 +8,7 @@ pub mod notify;
 pub mod permissions;
 pub mod types;
 
-pub use dm::{Dm, DmEntry, DM_PERMISSIONS, NO_GUILD};
+pub use dm::{Dm, DmEntry, DmPolicy, DM_PERMISSIONS, NO_GUILD};
 pub use event::{Audience, Event};
 pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};
 pub use ids::{Id, IdGenerator, UserId};

@@ -175,6 +175,12 @@ pub struct DmJoined {
     pub id: Option<String>,
     /// The DM, its participants included.
     pub dm: Dm,
+    /// Who made the change (opened the DM, added someone): a participant's home lists the
+    /// DM for them the first time only if they accept DMs from this person.
+    pub by: UserId,
+    /// The participants who share a guild hosted by the sender with `by`.
+    #[serde(default)]
+    pub shared_guild_with: Vec<UserId>,
 }
 
 /// `dm_left` (host → the home of whoever left or was removed): `{id, dm_id, user_ids}`.
@@ -196,6 +202,7 @@ fn tell_homes(
     tx: &Tx,
     call_ids: &[Id],
     origin: &str,
+    by: UserId,
     dm: Option<&Dm>,
     dm_id: Id,
     removed: &[UserId],
@@ -207,9 +214,17 @@ fn tell_homes(
         for user in &dm.recipients {
             match home_of(tx, *user, origin)? {
                 Some(home) if home != origin && !told.contains(&home) => {
+                    let mut shared_guild_with = Vec::new();
+                    for other in &dm.recipients {
+                        if super::dm_consent::share_a_guild_here(tx, *other, by)? {
+                            shared_guild_with.push(*other);
+                        }
+                    }
                     let call = Call::DmJoined(DmJoined {
                         id: None,
                         dm: dm.clone(),
+                        by,
+                        shared_guild_with,
                     });
                     enqueue(tx, next()?, &home, &call)?;
                     told.push(home);
@@ -321,12 +336,12 @@ impl Services {
     /// told in the same commit (`dm_joined`).
     pub async fn open_dm(
         &self,
+        id: Id,
         actor: UserId,
         kind: ChannelKind,
         name: String,
         recipients: Vec<UserId>,
     ) -> Result<DmView> {
-        let id = self.next_id();
         let call_ids = self.home_call_ids();
         let max = self.config.limits.max_dms_per_user;
         let origin = self.origin.clone();
@@ -335,8 +350,9 @@ impl Services {
                 let mut everyone = vec![actor];
                 everyone.extend(recipients);
                 for user in &everyone {
-                    if home_of(tx, *user, &origin)?.is_none() {
-                        return Err(Error::NotFound("user"));
+                    let home = home_of(tx, *user, &origin)?.ok_or(Error::NotFound("user"))?;
+                    if *user != actor && home == origin {
+                        super::dm_consent::check_consent(tx, *user, actor, false)?;
                     }
                     check_room(tx, *user, max)?;
                 }
@@ -365,7 +381,7 @@ impl Services {
                 }
                 let view = DmView::of(&dm, &origin, Some(true));
                 emit_to(tx, "dm_create", &dm.recipients, &view)?;
-                tell_homes(tx, &call_ids, &origin, Some(&dm), id, &[])?;
+                tell_homes(tx, &call_ids, &origin, actor, Some(&dm), id, &[])?;
                 Ok(view)
             })
             .await
@@ -415,7 +431,7 @@ impl Services {
                 }
                 let view = DmView::of(&dm, &origin, Some(true));
                 emit_to(tx, "dm_update", &dm.recipients, &view)?;
-                tell_homes(tx, &call_ids, &origin, Some(&dm), id, &[])?;
+                tell_homes(tx, &call_ids, &origin, actor, Some(&dm), id, &[])?;
                 Ok(view)
             })
             .await
@@ -447,8 +463,9 @@ impl Services {
                         ),
                     ));
                 }
-                if home_of(tx, user, &origin)?.is_none() {
-                    return Err(Error::NotFound("user"));
+                let home = home_of(tx, user, &origin)?.ok_or(Error::NotFound("user"))?;
+                if home == origin {
+                    super::dm_consent::check_consent(tx, user, actor, false)?;
                 }
                 check_room(tx, user, limits.max_dms_per_user)?;
                 dm.recipients.push(user);
@@ -463,7 +480,7 @@ impl Services {
                     .collect();
                 emit_to(tx, "dm_update", &others, &view)?;
                 emit_to(tx, "dm_create", &[user], &view)?;
-                tell_homes(tx, &call_ids, &origin, Some(&dm), id, &[])?;
+                tell_homes(tx, &call_ids, &origin, actor, Some(&dm), id, &[])?;
                 Ok(view)
             })
             .await
@@ -515,7 +532,7 @@ impl Services {
                     )?;
                     Some(dm)
                 };
-                tell_homes(tx, &call_ids, &origin, after.as_ref(), id, &[user])
+                tell_homes(tx, &call_ids, &origin, actor, after.as_ref(), id, &[user])
             })
             .await
     }
@@ -531,10 +548,17 @@ pub struct RemoteDm {
 
 impl Services {
     /// `dm_joined` from `host`: the DM is listed for each of its participants homed here
-    /// (unless a later description was applied already), and their sessions hear of it.
+    /// (unless a later description was applied already), and their sessions hear of it;
+    /// 403 `dm_refused` when one to whom it is new does not accept DMs from `by`.
     /// Returns how many were recorded (0 for a repeated call).
-    pub async fn dm_joined_from(&self, host: &str, call_id: u64, dm: Dm) -> Result<usize> {
+    pub async fn dm_joined_from(&self, host: &str, call_id: u64, call: DmJoined) -> Result<usize> {
         let host = host.to_string();
+        let DmJoined {
+            dm,
+            by,
+            shared_guild_with,
+            ..
+        } = call;
         let origin = self.origin.clone();
         let max = self.config.limits.max_dms_per_user;
         self.store
@@ -553,10 +577,18 @@ impl Services {
                     if before.as_ref().is_some_and(|e| e.version >= call_id) {
                         continue;
                     }
-                    if before.is_none()
-                        && tx.count(USER_REMOTE_DM, Rows::prefix(*user).limit(max))? >= max
-                    {
-                        continue;
+                    if before.is_none() {
+                        // New to them: only from someone they accept DMs from. A refusal
+                        // refuses the whole call, so the host refuses the DM.
+                        super::dm_consent::check_consent(
+                            tx,
+                            *user,
+                            by,
+                            shared_guild_with.contains(user),
+                        )?;
+                        if tx.count(USER_REMOTE_DM, Rows::prefix(*user).limit(max))? >= max {
+                            continue;
+                        }
                     }
                     let entry = DmEntry {
                         host: host.clone(),

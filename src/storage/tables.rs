@@ -52,7 +52,7 @@ stored! {
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
     MigrationRecord => 1,
-    Dm => 1, DmEntry => 1,
+    Dm => 1, DmEntry => 1, DmPolicy => 1,
 }
 
 /// An event as version 1 stored it: its audience had no `permissions`.
@@ -215,6 +215,11 @@ pub const USER_DM: Table<Present, UserThenId> = Table::new("user_dm");
 /// host last told (`dm_joined`).
 pub const USER_REMOTE_DM: Table<DmEntry, UserOriginSeq> = Table::new("user_remote_dm");
 
+/// local user id → who may DM them (absent: everyone).
+pub const USER_DM_POLICY: Table<DmPolicy, UserKey> = Table::new("user_dm_policy");
+/// local user id ‖ blocked user id (text) → unix seconds blocked.
+pub const USER_BLOCK: Table<u64, UserText> = Table::new("user_block");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -258,6 +263,8 @@ pub const ALL_TABLES: &[&str] = &[
     DM.name,
     USER_DM.name,
     USER_REMOTE_DM.name,
+    USER_DM_POLICY.name,
+    USER_BLOCK.name,
 ];
 
 #[cfg(test)]

@@ -507,3 +507,144 @@ fn a_dm_across_boxes_is_used_with_home_identities_and_listed_at_every_home() {
         assert_eq!(entry["host"], a.origin.as_str());
     });
 }
+
+#[test]
+fn who_may_dm_me_is_decided_at_my_home() {
+    let (a, b) = federated_pair();
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let dave = user(&a, "dave").await;
+        let erin = user(&a, "erin").await;
+        let bob = user(&b, "bob").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+        let bob_id = bob.user_id(&b.origin).unwrap();
+        let erin_id = erin.user_id(&a.origin).unwrap();
+        known_at(&alice, &a, &bob_id).await;
+        known_at(&bob, &b, &alice_id).await;
+        let dms = a.url("/api/v1/dms");
+        let refused = |answer: (u16, Value)| {
+            assert_eq!(
+                (answer.0, answer.1["error"].as_str()),
+                (403, Some("dm_refused")),
+                "{}",
+                answer.1
+            );
+        };
+
+        // Bob blocks alice at his home: her DM at A is refused at once.
+        let (status, _) = call(
+            &bob,
+            "PUT",
+            &b.url(&format!("/api/v1/users/@me/blocks/{alice_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        let blocked = api_json(&bob, "GET", &b.url("/api/v1/users/@me/blocks"), Value::Null).await;
+        assert_eq!(blocked, json!([alice_id]));
+        refused(call(&alice, "POST", &dms, json!({ "recipients": [bob_id] })).await);
+        assert!(listed(&bob, &b).await.is_empty());
+        // Nor may she bring him into a group.
+        let group = api_json(
+            &alice,
+            "POST",
+            &dms,
+            json!({ "recipients": [erin_id], "name": "g" }),
+        )
+        .await;
+        let gid = group["id"].as_str().unwrap();
+        refused(
+            call(
+                &alice,
+                "PUT",
+                &a.url(&format!("/api/v1/dms/{gid}/recipients/{bob_id}")),
+                Value::Null,
+            )
+            .await,
+        );
+        let (status, _) = call(
+            &bob,
+            "DELETE",
+            &b.url(&format!("/api/v1/users/@me/blocks/{alice_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        let (status, _) = call(&alice, "POST", &dms, json!({ "recipients": [bob_id] })).await;
+        assert_eq!(status, 201);
+
+        // Policy `nobody`, then `shared_guild`.
+        let settings = b.url("/api/v1/users/@me/dm-settings");
+        let set = api_json(&bob, "PATCH", &settings, json!({ "dm_policy": "nobody" })).await;
+        assert_eq!(set["dm_policy"], "nobody");
+        refused(call(&dave, "POST", &dms, json!({ "recipients": [bob_id] })).await);
+        api_json(
+            &bob,
+            "PATCH",
+            &settings,
+            json!({ "dm_policy": "shared_guild" }),
+        )
+        .await;
+        refused(call(&dave, "POST", &dms, json!({ "recipients": [bob_id] })).await);
+        let guild = guild_on(&dave, &a.origin, "Dave's").await;
+        join(&bob, &a.origin, &guild.code).await;
+        let (status, answer) = call(&dave, "POST", &dms, json!({ "recipients": [bob_id] })).await;
+        assert_eq!(status, 201, "{answer}");
+        assert_eq!(
+            api_json(&bob, "GET", &settings, Value::Null).await["dm_policy"],
+            "shared_guild"
+        );
+
+        // A user of the DM's own box is asked there.
+        api_json(
+            &erin,
+            "PATCH",
+            &a.url("/api/v1/users/@me/dm-settings"),
+            json!({ "dm_policy": "nobody" }),
+        )
+        .await;
+        refused(call(&dave, "POST", &dms, json!({ "recipients": [erin_id] })).await);
+
+        // Bad input.
+        for (method, url, body, status, code) in [
+            (
+                "PUT",
+                b.url(&format!("/api/v1/users/@me/blocks/{bob_id}")),
+                Value::Null,
+                400,
+                "invalid_user",
+            ),
+            (
+                "PUT",
+                b.url(&format!(
+                    "/api/v1/users/@me/blocks/{}",
+                    hearth::model::UserId([9; 32]).to_text()
+                )),
+                Value::Null,
+                404,
+                "unknown_user",
+            ),
+            (
+                "PATCH",
+                settings.clone(),
+                json!({ "dm_policy": "friends" }),
+                400,
+                "invalid_json",
+            ),
+            (
+                "PATCH",
+                a.url("/api/v1/users/@me/dm-settings"),
+                json!({ "dm_policy": "nobody" }),
+                403,
+                "not_home_server",
+            ),
+        ] {
+            let (got, answer) = call(&bob, method, &url, body).await;
+            assert_eq!(
+                (got, answer["error"].as_str()),
+                (status, Some(code)),
+                "{method} {url}: {answer}"
+            );
+        }
+    });
+}
