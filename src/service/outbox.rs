@@ -114,6 +114,9 @@ pub struct PushNotification {
     /// Text shown.
     #[serde(default)]
     pub body: String,
+    /// The message's author: the home drops the notification when the user blocks them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
 }
 
 /// `{id, channel_id, message_id}`: a local job expanding a message's mentions.

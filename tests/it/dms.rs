@@ -648,3 +648,84 @@ fn who_may_dm_me_is_decided_at_my_home() {
         }
     });
 }
+
+/// A UnifiedPush distributor stand-in: counts the requests it gets, answers 201.
+fn counting_sink() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind sink");
+    let url = format!("http://{}/up/bob", listener.local_addr().unwrap());
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = [0u8; 65536];
+            // One read holds the head of these small requests; the rest is not needed.
+            if matches!(stream.read(&mut buf), Ok(n) if n > 0) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+            }
+        }
+    });
+    (url, count)
+}
+
+#[test]
+fn mentions_by_someone_blocked_push_nothing() {
+    let (a, b) = federated_pair();
+    let (sink, pushes) = counting_sink();
+    let pushed = || pushes.load(std::sync::atomic::Ordering::SeqCst);
+    block_on(async {
+        let alice = user(&a, "alice").await;
+        let dave = user(&a, "dave").await;
+        let bob = user(&b, "bob").await;
+        let alice_id = alice.user_id(&a.origin).unwrap();
+        let bob_id = bob.user_id(&b.origin).unwrap();
+        api_json(
+            &bob,
+            "PATCH",
+            &b.url("/api/v1/users/@me"),
+            json!({ "push_distributors": [sink] }),
+        )
+        .await;
+        let guild = guild_joined_by(&alice, &a.origin, "Hall", &[&dave, &bob]).await;
+        let delegated = eventually(Duration::from_secs(15), async || {
+            api_json(
+                &bob,
+                "GET",
+                &b.url("/api/v1/users/@me/push-delegations"),
+                Value::Null,
+            )
+            .await[0]["host"]
+                == a.origin.as_str()
+        })
+        .await;
+        assert!(delegated, "B never issued A a push token for bob");
+        smol::Timer::after(Duration::from_millis(1000)).await;
+        let mention = format!("<@{bob_id}> look");
+        post_message(&dave, &a.origin, &guild.channel, &mention).await;
+        assert!(
+            eventually(WAIT, async || pushed() == 1).await,
+            "no push at all"
+        );
+
+        known_at(&bob, &b, &alice_id).await;
+        let (status, _) = call(
+            &bob,
+            "PUT",
+            &b.url(&format!("/api/v1/users/@me/blocks/{alice_id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 204);
+        post_message(&alice, &a.origin, &guild.channel, &mention).await;
+        post_message(&dave, &a.origin, &guild.channel, &mention).await;
+        assert!(
+            eventually(WAIT, async || pushed() == 2).await,
+            "dave's push is lost"
+        );
+        smol::Timer::after(Duration::from_millis(1500)).await;
+        assert_eq!(pushed(), 2, "alice's mention was pushed");
+    });
+}
