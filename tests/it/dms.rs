@@ -729,3 +729,57 @@ fn mentions_by_someone_blocked_push_nothing() {
         assert_eq!(pushed(), 2, "alice's mention was pushed");
     });
 }
+
+#[test]
+fn a_dm_has_a_voice_room_for_its_participants() {
+    let server = TestServer::start();
+    let origin = server.origin.clone();
+    block_on(async {
+        let alice = user(&server, "alice").await;
+        let bob = user(&server, "bob").await;
+        let carol = user(&server, "carol").await;
+        let alice_id = alice.user_id(&origin).unwrap();
+        let dm = api_json(
+            &alice,
+            "POST",
+            &server.url("/api/v1/dms"),
+            json!({ "recipients": [bob.user_id(&origin).unwrap()] }),
+        )
+        .await;
+        let id = dm["id"].as_str().unwrap();
+        let in_alice = alice.join_voice(&origin, id).await.expect("alice joins");
+        assert_eq!(in_alice.ready["channel_id"], id);
+        let in_bob = bob.join_voice(&origin, id).await.expect("bob joins");
+        assert!(
+            in_bob
+                .participants
+                .iter()
+                .any(|p| p["user_id"] == alice_id.as_str()),
+            "{:?}",
+            in_bob.participants
+        );
+        let listed = api_json(
+            &bob,
+            "GET",
+            &server.url(&format!("/api/v1/channels/{id}/voice")),
+            Value::Null,
+        )
+        .await;
+        assert!(listed.to_string().contains(&alice_id), "{listed}");
+        for (method, body) in [("POST", json!({})), ("GET", Value::Null)] {
+            let (status, answer) = call(
+                &carol,
+                method,
+                &server.url(&format!("/api/v1/channels/{id}/voice")),
+                body,
+            )
+            .await;
+            assert_eq!(
+                (status, answer["error"].as_str()),
+                (404, Some("unknown_channel"))
+            );
+        }
+        in_bob.leave().await;
+        in_alice.leave().await;
+    });
+}
