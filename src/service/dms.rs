@@ -208,7 +208,16 @@ fn tell_homes(
     removed: &[UserId],
 ) -> Result<()> {
     let mut ids = call_ids.iter();
-    let mut next = || ids.next().copied().ok_or(Error::NotFound("call id"));
+    // Enough ids for any DM within the size limit; only a DM made larger before the
+    // limit was lowered can run out.
+    let mut next = || {
+        ids.next().copied().ok_or_else(|| {
+            invalid(
+                "too_many_items",
+                "this DM has more people than this server allows now",
+            )
+        })
+    };
     let mut told: Vec<String> = Vec::new();
     if let Some(dm) = dm {
         for user in &dm.recipients {
@@ -252,9 +261,9 @@ fn tell_homes(
 
 impl Services {
     /// Enough call ids for [`tell_homes`]: a home per participant, and one per person
-    /// removed.
+    /// removed, with room for DMs made under a limit twice as high.
     fn home_call_ids(&self) -> Vec<Id> {
-        (0..self.config.limits.max_group_dm_members.max(2) + 2)
+        (0..2 * self.config.limits.max_group_dm_members.max(2) + 2)
             .map(|_| self.next_id())
             .collect()
     }

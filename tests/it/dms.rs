@@ -430,6 +430,20 @@ fn a_dm_across_boxes_is_used_with_home_identities_and_listed_at_every_home() {
             .unwrap();
         assert_eq!(entry["host"], a.origin.as_str());
         assert_eq!(entry["kind"], "dm");
+        // Bob opening a DM with alice at his home gets that one, hosted at A.
+        known_at(&bob, &b, &dm["owner_id"].as_str().unwrap().to_string()).await;
+        let (status, same) = call(
+            &bob,
+            "POST",
+            &b.url("/api/v1/dms"),
+            json!({ "recipients": [dm["owner_id"]] }),
+        )
+        .await;
+        assert_eq!(
+            (status, same["id"].as_str(), same["host"].as_str()),
+            (200, Some(id.as_str()), Some(a.origin.as_str())),
+            "{same}"
+        );
 
         // A group DM at A takes carol (home C) in, then its owner removes her.
         let group = api_json(

@@ -99,8 +99,18 @@ pub async fn open_dm(mut req: Req, me: Principal) -> ApiResult {
     )?;
     services.recipient_homes(&body.recipients)?;
     if kind == ChannelKind::Dm {
-        if let Some(dm) = services.existing_dm(me.user, body.recipients[0])? {
+        let other = body.recipients[0];
+        if let Some(dm) = services.existing_dm(me.user, other)? {
             return json(200, &services.get_dm(me.user, dm.id)?);
+        }
+        // The other person may have opened it at their home: that one is the DM.
+        if let Some(remote) = services
+            .remote_dms(me.user)?
+            .into_iter()
+            .find(|r| r.dm.kind == ChannelKind::Dm && r.dm.recipients.contains(&other))
+        {
+            let reachable = app.federation.contacts.get(&remote.host).reachable;
+            return json(200, &DmView::of(&remote.dm, &remote.host, reachable));
         }
     }
     let mut recipients = vec![me.user];
