@@ -431,7 +431,7 @@ fn a_dm_across_boxes_is_used_with_home_identities_and_listed_at_every_home() {
         assert_eq!(entry["host"], a.origin.as_str());
         assert_eq!(entry["kind"], "dm");
         // Bob opening a DM with alice at his home gets that one, hosted at A.
-        known_at(&bob, &b, &dm["owner_id"].as_str().unwrap().to_string()).await;
+        known_at(&bob, &b, dm["owner_id"].as_str().unwrap()).await;
         let (status, same) = call(
             &bob,
             "POST",
