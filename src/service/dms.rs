@@ -9,7 +9,7 @@ use super::outbox::{enqueue, Call};
 use super::visibility::GuildVisibility;
 use super::{check_text, invalid, Error, Result, Services};
 use crate::model::*;
-use crate::storage::{tables::*, Rows, Tx};
+use crate::storage::{tables::*, Rows, StoreError, Tx};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashMap;
@@ -675,4 +675,36 @@ impl Services {
                 .collect())
         })
     }
+}
+
+/// Takes a deleted user out of every DM hosted here (a DM left empty goes, with its
+/// messages) and forgets their DM settings, blocks and the DMs listed for them; in the
+/// commit that removes the user. The others see them gone when they next read the DM.
+pub fn forget_user(tx: &Tx, user: UserId) -> Result<(), StoreError> {
+    for ((_, id), _) in tx.rows(USER_DM, Rows::prefix(user))? {
+        let Some(mut dm) = tx.get(DM, id)? else {
+            continue;
+        };
+        dm.recipients.retain(|u| *u != user);
+        if dm.recipients.is_empty() {
+            for (_, message) in tx.rows(CHANNEL_MESSAGE, Rows::prefix(id))? {
+                tx.delete_rows(MESSAGE_REACTION, Rows::prefix(message.id))?;
+            }
+            tx.delete_rows(CHANNEL_MESSAGE, Rows::prefix(id))?;
+            tx.delete_rows(CHANNEL_FILE, Rows::prefix(id))?;
+            tx.delete_rows(CHANNEL_UPLOAD, Rows::prefix(id))?;
+            tx.delete(CHANNEL, id)?;
+            tx.delete(DM, id)?;
+            continue;
+        }
+        if dm.owner == user {
+            dm.owner = dm.recipients[0];
+        }
+        tx.put(DM, id, &dm)?;
+    }
+    tx.delete_rows(USER_DM, Rows::prefix(user))?;
+    tx.delete_rows(USER_REMOTE_DM, Rows::prefix(user))?;
+    tx.delete_rows(USER_BLOCK, Rows::prefix(user))?;
+    tx.delete(USER_DM_POLICY, user)?;
+    Ok(())
 }

@@ -261,6 +261,26 @@ fn a_dm_on_one_box_is_for_its_participants_only() {
             (status, body["error"].as_str()),
             (400, Some("not_a_group_dm"))
         );
+
+        // A deleted account leaves every DM.
+        let gone = bob
+            .send(
+                &server.url("/api/v1/users/@me"),
+                "DELETE",
+                Some(json!({ "password": "password-of-some-length" })),
+                true,
+            )
+            .await
+            .expect("delete bob");
+        assert_eq!(gone.status, 204, "{}", String::from_utf8_lossy(&gone.body));
+        let left = api_json(
+            &alice,
+            "GET",
+            &server.url(&format!("/api/v1/dms/{id}")),
+            Value::Null,
+        )
+        .await;
+        assert_eq!(left["recipients"], json!([alice.user_id(&origin).unwrap()]));
     });
 }
 
