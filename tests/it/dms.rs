@@ -117,6 +117,7 @@ fn a_dm_on_one_box_is_for_its_participants_only() {
             contents(&alice, &origin, &id).await,
             vec!["hi alice", "hi bob"]
         );
+
         // Reactions and typing work as in a channel.
         let hi = created["id"].as_str().unwrap();
         let (status, _) = call(
@@ -135,6 +136,41 @@ fn a_dm_on_one_box_is_for_its_participants_only() {
         )
         .await;
         assert_eq!(status, 204);
+
+        // Files, as in a channel: uploaded, attached, downloaded by the other.
+        let upload = alice
+            .send_bytes(
+                &server.url(&format!("/api/v1/channels/{id}/files?filename=note.txt")),
+                "POST",
+                Some("text/plain"),
+                b"picnic at noon".to_vec(),
+                true,
+            )
+            .await
+            .expect("upload");
+        assert!(
+            (200..300).contains(&upload.status),
+            "upload: {}",
+            upload.status
+        );
+        let file_id = upload.json().unwrap()["file_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        api_json(
+            &alice,
+            "POST",
+            &server.url(&format!("/api/v1/channels/{id}/messages")),
+            json!({ "content": "", "attachments": [file_id] }),
+        )
+        .await;
+        let file_url = server.url(&format!("/api/v1/channels/{id}/files/{file_id}"));
+        let download = bob.get(&file_url).await.expect("download");
+        assert_eq!(
+            (download.status, download.body.as_slice()),
+            (200, &b"picnic at noon"[..])
+        );
+        assert_eq!(carol.get(&file_url).await.expect("download").status, 404);
 
         // Carol sees none of it.
         for (method, path) in [
