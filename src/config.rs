@@ -138,6 +138,9 @@ pub struct ThrottleConfig {
     pub read_marks_per_user_minute: u32,
     /// Read markers set from one client address per minute. Default 600.
     pub read_marks_per_address_minute: u32,
+    /// Direct messages one user may open per hour (opening one that exists counts too).
+    /// Default 30.
+    pub dms_per_user_hour: u32,
     /// Gateway or voice tickets one device may hold unused at once (each kind counted
     /// apart; a ticket is spent by opening its socket or expires after 30 s). Default 5.
     pub tickets_per_device: usize,
@@ -164,6 +167,7 @@ impl Default for ThrottleConfig {
             settings_per_address_minute: 300,
             read_marks_per_user_minute: 120,
             read_marks_per_address_minute: 600,
+            dms_per_user_hour: 30,
             tickets_per_device: 5,
             tickets_per_user: 20,
         }
@@ -481,6 +485,13 @@ pub struct Limits {
     pub max_key_backup_bytes: usize,
     /// Guild and channel notification settings one user keeps on this box. Default 1000.
     pub max_notification_settings: usize,
+    /// People in a group DM, its owner included. Default 10.
+    pub max_group_dm_members: usize,
+    /// DMs one user may be in on this box (hosted here) and, at their home, listed from
+    /// other boxes. Default 1000.
+    pub max_dms_per_user: usize,
+    /// Users one user may block. Default 1000.
+    pub max_blocks_per_user: usize,
 }
 
 /// Storage settings.
@@ -557,6 +568,9 @@ impl Default for Limits {
             max_push_targets: 10,
             max_key_backup_bytes: 4096,
             max_notification_settings: 1000,
+            max_group_dm_members: 10,
+            max_dms_per_user: 1000,
+            max_blocks_per_user: 1000,
         }
     }
 }

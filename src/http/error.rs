@@ -125,6 +125,7 @@ impl From<Error> for ApiError {
             Error::NotHome(_) => ApiError::new(403, "not_home_server", message),
             Error::DeletedByHome => ApiError::new(403, "forbidden", message),
             Error::Banned => ApiError::new(403, "banned", message),
+            Error::Refused { code, .. } => ApiError::new(403, code, message),
             Error::NotFound(what) => ApiError::new(404, format!("unknown_{what}"), message),
             Error::Conflict { code, .. } => ApiError::new(409, code, message),
             Error::Gone { code, .. } => ApiError::new(410, code, message),

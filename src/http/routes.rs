@@ -7,7 +7,7 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, channels, files, guilds, invites, members, messages, notifications, public,
+    account, channels, dms, files, guilds, invites, members, messages, notifications, public,
     read_states, roles, users,
 };
 use super::{ApiResult, Req};
@@ -181,6 +181,27 @@ pub fn install(server: &mut Server) {
         .at("/api/v1/channels/:channel_id/read")
         .put(authed(read_states::mark_channel));
     server.at("/api/v1/users/:user_id").get(authed(users::user));
+    server.at("/api/v1/dms").post(authed(dms::open_dm));
+    server.at("/api/v1/users/@me/dms").get(authed(dms::my_dms));
+    server
+        .at("/api/v1/users/@me/dm-settings")
+        .get(authed(dms::dm_settings))
+        .patch(authed(dms::update_dm_settings));
+    server
+        .at("/api/v1/users/@me/blocks")
+        .get(authed(dms::blocks));
+    server
+        .at("/api/v1/users/@me/blocks/:user_id")
+        .put(authed(dms::block))
+        .delete(authed(dms::unblock));
+    server
+        .at("/api/v1/dms/:dm_id")
+        .get(authed(dms::get_dm))
+        .patch(authed(dms::update_dm));
+    server
+        .at("/api/v1/dms/:dm_id/recipients/:user_id")
+        .put(authed(dms::add_recipient))
+        .delete(authed(dms::remove_recipient));
 
     server
         .at("/api/v1/guilds")

@@ -141,6 +141,26 @@ pub enum ChannelKind {
     Voice,
     /// A folder for other channels.
     Category,
+    /// A direct message between two people (no guild; see [`super::dm`]).
+    Dm,
+    /// A direct message among up to ten people, with a name and an owner.
+    #[serde(rename = "group_dm")]
+    GroupDm,
+}
+
+impl ChannelKind {
+    /// Whether messages are posted in it (text channels and DMs).
+    pub fn holds_messages(self) -> bool {
+        matches!(
+            self,
+            ChannelKind::Text | ChannelKind::Dm | ChannelKind::GroupDm
+        )
+    }
+
+    /// Whether it is a direct message.
+    pub fn is_dm(self) -> bool {
+        matches!(self, ChannelKind::Dm | ChannelKind::GroupDm)
+    }
 }
 
 /// Whom an overwrite applies to.

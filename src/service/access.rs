@@ -207,6 +207,10 @@ pub fn channel_access(tx: &Tx, channel_id: Id, user: UserId) -> Result<(Channel,
     let channel = tx
         .get(CHANNEL, channel_id)?
         .ok_or(Error::NotFound("channel"))?;
+    if channel.kind.is_dm() {
+        let access = super::dms::participant_access(tx, &channel, user)?;
+        return Ok((channel, access));
+    }
     let access = GuildAccess::load(tx, channel.guild_id, user).map_err(|e| match e {
         Error::NotFound(_) => Error::NotFound("channel"),
         other => other,

@@ -44,6 +44,7 @@ pub fn remove_user_everywhere(tx: &Tx, user: UserId) -> Result<(), StoreError> {
     tx.delete(SHADOW_SYNC, user)?;
     tx.delete_rows(USER_PEER, Rows::prefix(user))?;
     super::notifications::forget_user(tx, user)?;
+    super::dms::forget_user(tx, user)?;
     super::remote_users::forget(tx, user)?;
     tx.delete(USER, user)?;
     Ok(())

@@ -184,7 +184,7 @@ impl Services {
         self.store
             .write(move |tx| {
                 let (channel, access) = channel_access(tx, channel_id, actor)?;
-                if channel.kind != ChannelKind::Text {
+                if !channel.kind.holds_messages() {
                     return Err(invalid(
                         "not_a_text_channel",
                         "messages go in text channels",

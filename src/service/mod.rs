@@ -7,6 +7,8 @@ pub mod access;
 pub mod accounts;
 pub mod ban_notices;
 pub mod channels;
+pub mod dm_consent;
+pub mod dms;
 pub mod files;
 pub mod guilds;
 pub mod inbox;
@@ -64,6 +66,15 @@ pub enum Error {
     /// `forbidden`).
     #[error("this account was deleted by its home server")]
     DeletedByHome,
+    /// The user will not have it, by a choice of theirs (e.g. who may DM them) (403, with
+    /// the code).
+    #[error("{message}")]
+    Refused {
+        /// Machine-readable code.
+        code: &'static str,
+        /// Human text.
+        message: String,
+    },
     /// The user is banned from the guild (403).
     #[error("you are banned from this guild")]
     Banned,

@@ -118,6 +118,9 @@ pub struct PushNotification {
     /// Text shown.
     #[serde(default)]
     pub body: String,
+    /// The message's author: the home drops the notification when the user blocks them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_id: Option<UserId>,
 }
 
 /// `{id, channel_id, message_id}`: a local job expanding a message's mentions.
@@ -204,6 +207,10 @@ pub enum Call {
     PushDelivery(PushDelivery),
     /// A user moved (new home → old home and peers).
     UpdateHomeserver(UpdateHomeserver),
+    /// A DM its participants' homes list (host → home).
+    DmJoined(super::dms::DmJoined),
+    /// People left a DM (host → their home).
+    DmLeft(super::dms::DmLeft),
 }
 
 impl Call {
@@ -227,6 +234,10 @@ impl Call {
     pub const PUSH_DELIVERY: &'static str = "push_delivery";
     /// Name of `update_homeserver`.
     pub const UPDATE_HOMESERVER: &'static str = "update_homeserver";
+    /// Name of `dm_joined`.
+    pub const DM_JOINED: &'static str = "dm_joined";
+    /// Name of `dm_left`.
+    pub const DM_LEFT: &'static str = "dm_left";
 
     /// The call's name, as stored and as the last segment of its path.
     pub fn name(&self) -> &'static str {
@@ -241,6 +252,8 @@ impl Call {
             Call::PushFanout(_) => Self::PUSH_FANOUT,
             Call::PushDelivery(_) => Self::PUSH_DELIVERY,
             Call::UpdateHomeserver(_) => Self::UPDATE_HOMESERVER,
+            Call::DmJoined(_) => Self::DM_JOINED,
+            Call::DmLeft(_) => Self::DM_LEFT,
         }
     }
 
@@ -256,6 +269,8 @@ impl Call {
             Call::PushFanout(b) => serde_json::to_value(b),
             Call::PushDelivery(b) => serde_json::to_value(b),
             Call::UpdateHomeserver(b) => serde_json::to_value(b),
+            Call::DmJoined(b) => serde_json::to_value(b),
+            Call::DmLeft(b) => serde_json::to_value(b),
         };
         // Plain structs of strings, numbers and JSON values always serialize.
         value.unwrap_or_default()
@@ -274,6 +289,8 @@ impl Call {
             Self::PUSH_FANOUT => Call::PushFanout(serde_json::from_str(body).ok()?),
             Self::PUSH_DELIVERY => Call::PushDelivery(serde_json::from_str(body).ok()?),
             Self::UPDATE_HOMESERVER => Call::UpdateHomeserver(serde_json::from_str(body).ok()?),
+            Self::DM_JOINED => Call::DmJoined(serde_json::from_str(body).ok()?),
+            Self::DM_LEFT => Call::DmLeft(serde_json::from_str(body).ok()?),
             _ => return None,
         };
         Some(call)

@@ -466,6 +466,10 @@ pub fn plan(
             continue;
         };
         if account.homeserver.is_empty() {
+            // Nothing from someone the user blocks (their home's rule, and this is it).
+            if tx.contains(USER_BLOCK, (user, message.author_id.to_text().as_str()))? {
+                continue;
+            }
             let notice = Notice {
                 host: own_origin.to_string(),
                 user,
@@ -495,6 +499,7 @@ pub fn plan(
                     message_id,
                     title: title.clone(),
                     body: body.clone(),
+                    author_id: Some(message.author_id),
                 }),
             });
         }

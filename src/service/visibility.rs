@@ -36,6 +36,12 @@ impl GuildVisibility {
 impl Services {
     /// `None` when the user is not a member (or the guild is gone).
     pub fn guild_visibility(&self, user: UserId, guild_id: Id) -> Result<Option<GuildVisibility>> {
+        if guild_id == NO_GUILD {
+            return self
+                .store
+                .read(|tx| super::dms::dm_visibility(tx, user))
+                .map(Some);
+        }
         self.store.read(|tx| {
             let Some(guild) = tx.get(GUILD, guild_id)? else {
                 return Ok(None);

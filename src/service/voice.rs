@@ -21,7 +21,8 @@ impl Services {
         self.store.read(|tx| {
             let (channel, access) = channel_access(tx, channel_id, user)?;
             let have = access.require_in(tx, &channel, Permissions::CONNECT)?;
-            if channel.kind != ChannelKind::Voice {
+            // A DM's voice room is its own channel, for its participants.
+            if channel.kind != ChannelKind::Voice && !channel.kind.is_dm() {
                 return Err(invalid("not_voice", "this is not a voice channel"));
             }
             Ok(VoiceAccess {
@@ -36,7 +37,7 @@ impl Services {
         self.store.read(|tx| {
             let (channel, access) = channel_access(tx, channel_id, user)?;
             access.require_in(tx, &channel, Permissions::VIEW_CHANNEL)?;
-            if channel.kind != ChannelKind::Voice {
+            if channel.kind != ChannelKind::Voice && !channel.kind.is_dm() {
                 return Err(invalid("not_voice", "this is not a voice channel"));
             }
             Ok(channel.guild_id)

@@ -52,7 +52,7 @@ stored! {
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
     MigrationRecord => 1, NotifySettings => 1, ChannelCounter => 1, ReadState => 1,
-    BroadMention => 1,
+    BroadMention => 1, Dm => 1, DmEntry => 1, DmPolicy => 1,
 }
 
 /// A user as version 1 stored it: push targets were bare URLs.
@@ -284,6 +284,19 @@ pub const USER_CHANNEL_NOTIFY: Table<NotifySettings, UserThenId> =
 /// without reading every member's settings).
 pub const SCOPE_NOTIFY_ALL: Table<Present, IdUser> = Table::new("scope_notify_all");
 
+/// DM id → DM hosted here (its channel has the same id).
+pub const DM: Table<Dm, IdKey> = Table::new("dm");
+/// user id ‖ DM id → (index of the DMs hosted here a user is in).
+pub const USER_DM: Table<Present, UserThenId> = Table::new("user_dm");
+/// local user id ‖ host origin ‖ 0 ‖ DM id → a DM on another box the user is in, as its
+/// host last told (`dm_joined`).
+pub const USER_REMOTE_DM: Table<DmEntry, UserOriginSeq> = Table::new("user_remote_dm");
+
+/// local user id → who may DM them (absent: everyone).
+pub const USER_DM_POLICY: Table<DmPolicy, UserKey> = Table::new("user_dm_policy");
+/// local user id ‖ blocked user id (text) → unix seconds blocked.
+pub const USER_BLOCK: Table<u64, UserText> = Table::new("user_block");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -333,6 +346,11 @@ pub const ALL_TABLES: &[&str] = &[
     USER_GUILD_NOTIFY.name,
     USER_CHANNEL_NOTIFY.name,
     SCOPE_NOTIFY_ALL.name,
+    DM.name,
+    USER_DM.name,
+    USER_REMOTE_DM.name,
+    USER_DM_POLICY.name,
+    USER_BLOCK.name,
 ];
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod clock;
 mod cors;
 mod device_link;
 mod discovery;
+mod dms;
 mod dpop;
 mod durability;
 mod external_dpop;

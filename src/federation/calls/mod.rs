@@ -5,6 +5,7 @@
 
 pub mod ban;
 pub mod devices;
+pub mod dms;
 pub mod migration;
 pub mod push;
 pub mod search;
@@ -93,6 +94,8 @@ pub async fn handle(
             devices::device_removed(fed, from, body).await
         }
         "search_users" => search::search_users(fed, body),
+        "dm_joined" => dms::dm_joined(fed, from, parse(body)?).await,
+        "dm_left" => dms::dm_left(fed, from, parse(body)?).await,
         other => Ok(Answer::NotFound(
             json!({ "error": "unknown_call", "message": format!("no call named {other}") }),
         )),

@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod channels;
+pub mod dms;
 pub mod files;
 pub mod guilds;
 pub mod invites;

@@ -46,6 +46,13 @@ pub async fn push_notification(
         Ok(jti) => jti,
         Err(refusal) => return Ok(refusal.answer(from)),
     };
+    if let Some(author) = call.author_id {
+        // Checked once the token is: only a host holding one learns of it. Answered as
+        // done, so the host does not retry what the user will never see.
+        if fed.services.is_blocked_by(user, author)? {
+            return Ok(Answer::Done(json!({ "dropped": "blocked" })));
+        }
+    }
     let received = fed
         .services
         .relay_notification(notice, call_id, jti)
