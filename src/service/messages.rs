@@ -59,6 +59,17 @@ pub struct MessageView {
 /// Longest emoji text accepted (a few code points, or a custom `:name:`).
 const MAX_EMOJI_BYTES: usize = 64;
 
+/// Whether `user` counts as mentioned in `channel`: a member of its guild, or a
+/// participant of a DM.
+fn may_be_mentioned(tx: &Tx, channel: &Channel, user: UserId) -> Result<bool> {
+    if channel.kind.is_dm() {
+        return Ok(tx
+            .get(DM, channel.id)?
+            .is_some_and(|dm| dm.recipients.contains(&user)));
+    }
+    Ok(tx.contains(GUILD_MEMBER, (channel.guild_id, user))?)
+}
+
 /// Finds mentions in message text: `<@USER_ID>`, `<@&ROLE_ID>`, `@everyone`.
 pub fn parse_mentions(content: &str) -> (Vec<UserId>, Vec<Id>, bool) {
     let mut users = Vec::new();
@@ -221,7 +232,7 @@ impl Services {
                 }
                 let mut users = Vec::new();
                 for user in mentions {
-                    if tx.contains(GUILD_MEMBER, (channel.guild_id, user))? {
+                    if may_be_mentioned(tx, &channel, user)? {
                         users.push(user);
                     }
                 }
@@ -341,7 +352,7 @@ impl Services {
                 }
                 let mut users = Vec::new();
                 for user in mentions {
-                    if tx.contains(GUILD_MEMBER, (channel.guild_id, user))? {
+                    if may_be_mentioned(tx, &channel, user)? {
                         users.push(user);
                     }
                 }

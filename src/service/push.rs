@@ -245,7 +245,11 @@ impl Notice {
 /// someone, or someone chose `all` for its channel, its guild or the box. Three short
 /// index reads, in the message's commit.
 pub fn wants_push(tx: &Tx, message: &Message) -> Result<bool, StoreError> {
-    if !message.mentions.is_empty() || !message.mention_roles.is_empty() || message.mention_everyone
+    // A DM pushes to its participants unless their settings say otherwise.
+    if message.guild_id == NO_GUILD
+        || !message.mentions.is_empty()
+        || !message.mention_roles.is_empty()
+        || message.mention_everyone
     {
         return Ok(true);
     }
@@ -420,6 +424,9 @@ pub fn plan(
     let Some(channel) = tx.get(CHANNEL, channel_id)? else {
         return Ok(Vec::new());
     };
+    if channel.kind.is_dm() {
+        return plan_dm(tx, own_origin, &message, &channel);
+    }
     let Some(guild) = tx.get(GUILD, message.guild_id)? else {
         return Ok(Vec::new());
     };
@@ -462,47 +469,137 @@ pub fn plan(
         if !may_view {
             continue;
         }
-        let Some(account) = tx.get(USER, user)? else {
+        let preview = Preview {
+            title: &title,
+            body: &body,
+        };
+        planned.extend(deliveries(tx, own_origin, &message, user, kind, preview)?);
+    }
+    Ok(planned)
+}
+
+/// The title and body a push shows.
+#[derive(Clone, Copy)]
+struct Preview<'a> {
+    title: &'a str,
+    body: &'a str,
+}
+
+/// What pushing `message` to `user` as `kind` queues: a delivery per push subscription
+/// if the user is homed here (unless they block the author), else a `push_notification`
+/// to their home if it gave this box a Push Delegation Token.
+fn deliveries(
+    tx: &Tx,
+    own_origin: &str,
+    message: &Message,
+    user: UserId,
+    kind: PushKind,
+    preview: Preview<'_>,
+) -> Result<Vec<Planned>, StoreError> {
+    let Some(account) = tx.get(USER, user)? else {
+        return Ok(Vec::new());
+    };
+    if account.homeserver.is_empty() {
+        // Nothing from someone the user blocks (their home's rule, and this is it).
+        if tx.contains(USER_BLOCK, (user, message.author_id.to_text().as_str()))? {
+            return Ok(Vec::new());
+        }
+        let notice = Notice {
+            host: own_origin.to_string(),
+            user,
+            kind,
+            guild_id: message.guild_id,
+            channel_id: message.channel_id,
+            message_id: message.id,
+            title: preview.title.to_string(),
+            body: preview.body.to_string(),
+        };
+        return Ok(account
+            .push_subscriptions
+            .iter()
+            .map(|subscription| Planned {
+                target: subscription.endpoint.clone(),
+                call: notice.delivery_body(),
+            })
+            .collect());
+    }
+    Ok(tx
+        .get(PUSH_DELEGATION, user)?
+        .map(|token| Planned {
+            target: account.homeserver.clone(),
+            call: Call::PushNotification(PushNotification {
+                id: None,
+                token,
+                user_id: user,
+                kind,
+                guild_id: message.guild_id,
+                channel_id: message.channel_id,
+                message_id: message.id,
+                title: preview.title.to_string(),
+                body: preview.body.to_string(),
+                author_id: Some(message.author_id),
+            }),
+        })
+        .into_iter()
+        .collect())
+}
+
+/// [`plan`] for a message in a DM: every participant but the author, as their settings
+/// for the DM and the box say (a DM's `default` is `all`).
+fn plan_dm(
+    tx: &Tx,
+    own_origin: &str,
+    message: &Message,
+    channel: &Channel,
+) -> Result<Vec<Planned>, StoreError> {
+    let Some(dm) = tx.get(DM, channel.id)? else {
+        return Ok(Vec::new());
+    };
+    let at = now();
+    let author = tx
+        .get(USER, message.author_id)?
+        .map(|u| u.profile.name)
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| message.author_id.to_text().chars().take(8).collect());
+    let text = readable(tx, NO_GUILD, &message.content)?;
+    let body = if text.trim().is_empty() {
+        format!("{author} sent an attachment")
+    } else {
+        format!("{author}: {text}")
+    };
+    let title = if dm.name.is_empty() {
+        author.clone()
+    } else {
+        dm.name.clone()
+    };
+    let title = clean(&title, MAX_PREVIEW_CHARS);
+    let body = clean(&body, MAX_PREVIEW_CHARS);
+    let mut planned = Vec::new();
+    for user in dm.recipients.iter().copied() {
+        if user == message.author_id {
+            continue;
+        }
+        let in_dm = tx.get(USER_CHANNEL_NOTIFY, (user, channel.id))?;
+        let on_box = tx.get(USER_NOTIFY_BOX, user)?;
+        let covering = Covering {
+            channel: in_dm.as_ref(),
+            guild: None,
+            boxed: on_box.as_ref(),
+            dm: true,
+        };
+        let named = Mentioned {
+            directly: message.mentions.contains(&user),
+            by_role: false,
+            by_everyone: message.mention_everyone,
+        };
+        let Some(kind) = covering.push(named, at) else {
             continue;
         };
-        if account.homeserver.is_empty() {
-            // Nothing from someone the user blocks (their home's rule, and this is it).
-            if tx.contains(USER_BLOCK, (user, message.author_id.to_text().as_str()))? {
-                continue;
-            }
-            let notice = Notice {
-                host: own_origin.to_string(),
-                user,
-                kind,
-                guild_id: guild.id,
-                channel_id,
-                message_id,
-                title: title.clone(),
-                body: body.clone(),
-            };
-            for subscription in &account.push_subscriptions {
-                planned.push(Planned {
-                    target: subscription.endpoint.clone(),
-                    call: notice.delivery_body(),
-                });
-            }
-        } else if let Some(token) = tx.get(PUSH_DELEGATION, user)? {
-            planned.push(Planned {
-                target: account.homeserver.clone(),
-                call: Call::PushNotification(PushNotification {
-                    id: None,
-                    token,
-                    user_id: user,
-                    kind,
-                    guild_id: guild.id,
-                    channel_id,
-                    message_id,
-                    title: title.clone(),
-                    body: body.clone(),
-                    author_id: Some(message.author_id),
-                }),
-            });
-        }
+        let preview = Preview {
+            title: &title,
+            body: &body,
+        };
+        planned.extend(deliveries(tx, own_origin, message, user, kind, preview)?);
     }
     Ok(planned)
 }

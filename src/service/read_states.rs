@@ -41,8 +41,8 @@ const MENTION_PRUNE_PER_COMMIT: usize = 1000;
 pub struct ReadStateView {
     /// The channel.
     pub channel_id: Id,
-    /// Its guild.
-    pub guild_id: Id,
+    /// Its guild; `None` for a direct message.
+    pub guild_id: Option<Id>,
     /// The last message read, `None` if never read.
     pub last_read_id: Option<Id>,
     /// The channel's newest message, `None` if it has none.
@@ -115,7 +115,7 @@ fn view_of(tx: &Tx, user: UserId, seen: &Seen) -> Result<ReadStateView> {
     let last_read_id = state.as_ref().map(|s| s.last_read_id);
     Ok(ReadStateView {
         channel_id: channel,
-        guild_id: seen.channel.guild_id,
+        guild_id: (!seen.channel.kind.is_dm()).then_some(seen.channel.guild_id),
         last_read_id,
         last_message_id: counter.last_message_id,
         unread: unread(&counter, state.as_ref()),
@@ -152,7 +152,8 @@ fn seen_in_guild(tx: &Tx, access: &GuildAccess) -> Result<Vec<Seen>> {
     Ok(out)
 }
 
-/// Every channel hosted here that the user can see: the text channels of their guilds.
+/// Every channel hosted here that the user can see: the text channels of their guilds,
+/// and their direct messages hosted here.
 fn seen_on_box(tx: &Tx, user: UserId) -> Result<Vec<Seen>> {
     let mut out = Vec::new();
     for ((_, guild), _) in tx.rows(USER_GUILD, Rows::prefix(user))? {
@@ -163,6 +164,13 @@ fn seen_on_box(tx: &Tx, user: UserId) -> Result<Vec<Seen>> {
         };
         out.extend(seen_in_guild(tx, &access)?);
     }
+    for ((_, dm), _) in tx.rows(USER_DM, Rows::prefix(user))? {
+        match seen_channel(tx, dm, user) {
+            Ok(seen) => out.push(seen),
+            Err(super::Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
     Ok(out)
 }
 
@@ -170,8 +178,11 @@ fn seen_on_box(tx: &Tx, user: UserId) -> Result<Vec<Seen>> {
 fn seen_channel(tx: &Tx, channel_id: Id, user: UserId) -> Result<Seen> {
     let (channel, access) = channel_access(tx, channel_id, user)?;
     access.require_in(tx, &channel, Permissions::VIEW_CHANNEL)?;
-    if channel.kind != ChannelKind::Text {
-        return Err(invalid("not_a_text_channel", "only text channels are read"));
+    if !channel.kind.holds_messages() {
+        return Err(invalid(
+            "not_a_text_channel",
+            "only text channels and DMs are read",
+        ));
     }
     Ok(Seen {
         roles: roles_of(&access),

@@ -853,3 +853,123 @@ fn a_dm_has_a_voice_room_for_its_participants() {
         in_alice.leave().await;
     });
 }
+
+#[test]
+fn a_dm_has_read_states_like_a_channel() {
+    let server = TestServer::start();
+    let origin = server.origin.clone();
+    block_on(async {
+        let alice = user(&server, "alice").await;
+        let bob = user(&server, "bob").await;
+        let bob_id = bob.user_id(&origin).unwrap();
+        let dm = api_json(
+            &alice,
+            "POST",
+            &server.url("/api/v1/dms"),
+            json!({ "recipients": [bob_id] }),
+        )
+        .await;
+        let id = dm["id"].as_str().unwrap().to_string();
+        post_message(&alice, &origin, &id, "one").await;
+        let last = post_message(&alice, &origin, &id, &format!("<@{bob_id}> two")).await;
+        let summary = api_json(
+            &bob,
+            "GET",
+            &server.url("/api/v1/users/@me/read-states"),
+            Value::Null,
+        )
+        .await;
+        let state = summary
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["channel_id"] == id.as_str()))
+            .unwrap_or_else(|| panic!("the DM is not in bob's read states: {summary}"))
+            .clone();
+        assert_eq!(
+            (&state["unread"], &state["mentions"], &state["guild_id"]),
+            (&json!(2), &json!(1), &Value::Null),
+            "{state}"
+        );
+        let (status, _) = call(
+            &bob,
+            "PUT",
+            &server.url(&format!("/api/v1/channels/{id}/read")),
+            json!({ "message_id": last["id"] }),
+        )
+        .await;
+        assert!((200..300).contains(&status), "{status}");
+        let after = api_json(
+            &bob,
+            "GET",
+            &server.url("/api/v1/users/@me/read-states"),
+            Value::Null,
+        )
+        .await;
+        let state = after
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["channel_id"] == id.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            (&state["unread"], &state["mentions"]),
+            (&json!(0), &json!(0)),
+            "{after}"
+        );
+        // carol, no participant, cannot mark it.
+        let carol = user(&server, "carol").await;
+        let (status, _) = call(
+            &carol,
+            "PUT",
+            &server.url(&format!("/api/v1/channels/{id}/read")),
+            json!({ "message_id": last["id"] }),
+        )
+        .await;
+        assert_eq!(status, 404);
+    });
+}
+
+#[test]
+fn a_dm_pushes_its_participants_as_their_settings_say() {
+    let server = start_federating();
+    let (sink, pushes) = counting_sink();
+    let pushed = || pushes.load(std::sync::atomic::Ordering::SeqCst);
+    block_on(async {
+        let alice = user(&server, "alice").await;
+        let bob = user(&server, "bob").await;
+        api_json(
+            &bob,
+            "PATCH",
+            &server.url("/api/v1/users/@me"),
+            json!({ "push_subscriptions": [subscription(&sink)] }),
+        )
+        .await;
+        let dm = api_json(
+            &alice,
+            "POST",
+            &server.url("/api/v1/dms"),
+            json!({ "recipients": [bob.user_id(&server.origin).unwrap()] }),
+        )
+        .await;
+        let id = dm["id"].as_str().unwrap().to_string();
+        // A DM pushes every message by default, and never to its author.
+        post_message(&alice, &server.origin, &id, "are you coming tonight?").await;
+        assert!(
+            eventually(WAIT, async || pushed() == 1).await,
+            "the DM was not pushed"
+        );
+        post_message(&bob, &server.origin, &id, "yes").await;
+        // "nothing" on the DM: quiet.
+        let (status, _) = call(
+            &bob,
+            "PUT",
+            &server.url(&format!(
+                "/api/v1/users/@me/notification-settings/channels/{id}"
+            )),
+            json!({ "level": "nothing" }),
+        )
+        .await;
+        assert_eq!(status, 200);
+        post_message(&alice, &server.origin, &id, "bring a torch").await;
+        smol::Timer::after(Duration::from_millis(1500)).await;
+        assert_eq!(pushed(), 1, "a DM set to nothing pushed");
+    });
+}
