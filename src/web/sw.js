@@ -90,3 +90,28 @@ async function shellFile(event) {
   }
   return refresh;
 }
+
+// A push (RFC 8291, decrypted by the browser): shown as a notification; a click brings
+// the client forward, or opens it.
+self.addEventListener('push', (event) => {
+  let notice = {};
+  try {
+    notice = event.data ? event.data.json() : {};
+  } catch (e) {
+    notice = {};
+  }
+  event.waitUntil(self.registration.showNotification(notice.title || 'Hearth', {
+    body: notice.body || '',
+    tag: notice.channel_id ? `hearth-${notice.channel_id}` : undefined,
+    data: { host: notice.host || null, channel_id: notice.channel_id || null },
+  }));
+});
+
+self.addEventListener('notificationclick', (event) => {
+  event.notification.close();
+  event.waitUntil((async () => {
+    const open = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    if (open.length) return open[0].focus();
+    return self.clients.openWindow('/');
+  })());
+});
