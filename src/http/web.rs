@@ -54,6 +54,7 @@ assets![
     "realtime.js",
     "unread.js",
     "notifications.js",
+    "dms.js",
     "voice.js",
     "voice-worklet.js",
     "offline.js",

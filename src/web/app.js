@@ -29,6 +29,7 @@ import { createChannel, createGuild, createInvite, joinDialog, parseInvite } fro
 import { retryBoxes } from './boxes.js';
 import { markGuildRead, visible } from './unread.js';
 import { notificationDialog } from './notifications.js';
+import { manageDm } from './dms.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
 import { registerServiceWorker } from './offline.js';
@@ -89,8 +90,12 @@ function wire() {
     scope: 'guild', id: s.guild, box: boxOfGuild(s.guild), title: s.guilds.get(s.guild)?.name || 'guild',
   }));
   $('channel-notify').addEventListener('click', () => notificationDialog({
-    scope: 'channel', id: s.channel, box: boxOfGuild(s.guild), title: `#${s.guilds.get(s.guild)?.channels?.find((c) => c.id === s.channel)?.name || 'channel'}`,
+    scope: 'channel',
+    id: s.channel,
+    box: boxOfGuild(s.channelGuild.get(s.channel)),
+    title: s.dms?.has(s.channel) ? 'this conversation' : `#${s.guilds.get(s.guild)?.channels?.find((c) => c.id === s.channel)?.name || 'channel'}`,
   }));
+  $('dm-manage').addEventListener('click', manageDm);
   $('guild-add').addEventListener('click', createGuild);
   $('guild-join').addEventListener('click', joinDialog);
   $('channel-add').addEventListener('click', createChannel);

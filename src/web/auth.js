@@ -10,6 +10,7 @@ import { homeOrigin, origin, resetData, s } from './state.js';
 import { offerInvite, renderGuilds } from './guilds.js';
 import { closeBoxes, connectBox, ensureBox, homeBox, setStatus } from './boxes.js';
 import { leaveVoice } from './voice-channel.js';
+import { loadDms } from './dms.js';
 
 async function saveState() {
   await store.saveState(s.state);
@@ -258,5 +259,6 @@ export async function showApp() {
   $('me-name').dataset.identity = s.state.identity ? 'present' : 'absent';
   renderGuilds();
   await Promise.all([...s.boxes.values()].map((box) => connectBox(box).catch(() => false)));
+  await loadDms();
   if (s.invite) await offerInvite(s.invite);
 }

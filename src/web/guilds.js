@@ -9,6 +9,7 @@ import { boxDialog, boxProblem, checkBox, connectBox, ensureBox, isHome, mismatc
 import { showVoice } from './voice-channel.js';
 import { loadMessages, renderMessages, renderTyping } from './messages.js';
 import { loadNotificationSettings } from './notifications.js';
+import { DMS, dmUnread, profileDialog, renderDmList, selectDms } from './dms.js';
 import { badge, boxCounts, channelCounts, guildCounts, loadReadStates, openedChannel } from './unread.js';
 
 /** Loads the guilds the user is in on one box. */
@@ -56,7 +57,16 @@ export function renderGuilds() {
   $('connection').classList.toggle('online', current?.status === 'online');
   $('connection').title = current ? `${current.name}: ${STATUS_TEXT[current.status] || current.status}` : '';
   const list = $('guild-list');
-  list.replaceChildren(...orderedBoxes().map((box) => el('li', { class: `box ${box.status}`, dataset: { testid: 'box', origin: box.origin } },
+  const unreadDms = dmUnread();
+  const dms = el('li', { class: 'box dms' }, el('button', {
+    type: 'button',
+    class: `round${s.guild === DMS ? ' active' : ''}${unreadDms ? ' unread' : ''}`,
+    title: 'Direct messages',
+    'aria-label': 'Direct messages',
+    dataset: { testid: 'dm-home', unread: String(unreadDms > 0) },
+    onclick: selectDms,
+  }, '✉'), badge(unreadDms, 'dm-home-unread'));
+  list.replaceChildren(dms, ...orderedBoxes().map((box) => el('li', { class: `box ${box.status}`, dataset: { testid: 'box', origin: box.origin } },
     el('button', {
       type: 'button',
       class: 'box-head',
@@ -108,6 +118,11 @@ export async function selectGuild(id) {
 }
 
 export function renderGuild() {
+  if (s.guild === DMS) {
+    renderDmList();
+    return;
+  }
+  $('dm-manage').hidden = true;
   const g = s.guilds.get(s.guild);
   const box = g ? boxOfGuild(s.guild) : null;
   $('guild-name').textContent = g ? g.name : 'No guild yet';
@@ -168,11 +183,16 @@ export async function loadMembers(guildId) {
 }
 
 export function renderMembers() {
-  const members = [...(s.members.get(s.guild)?.values() || [])];
-  members.sort((a, b) => nameOf(a.user_id, s.guild).localeCompare(nameOf(b.user_id, s.guild)));
-  $('member-list').replaceChildren(...members.map((m) => el('li', { dataset: { testid: 'member' } },
+  // In a DM, its people; in a guild, its members. A name opens the person's card.
+  const dm = s.guild === DMS ? s.dms.get(s.channel) : null;
+  const place = dm ? `dm:${dm.id}` : s.guild;
+  const members = dm
+    ? dm.recipients.map((user_id) => ({ user_id }))
+    : [...(s.members.get(s.guild)?.values() || [])];
+  members.sort((a, b) => nameOf(a.user_id, place).localeCompare(nameOf(b.user_id, place)));
+  $('member-list').replaceChildren(...members.map((m) => el('li', { dataset: { testid: 'member', userId: m.user_id } },
     el('span', { class: `dot${s.online.has(m.user_id) ? ' online' : ''}`, title: s.online.has(m.user_id) ? 'online' : 'offline' }),
-    nameOf(m.user_id, s.guild))));
+    el('button', { type: 'button', class: 'member-name', onclick: () => profileDialog(m.user_id, place) }, nameOf(m.user_id, place)))));
 }
 
 async function selectChannel(id) {

@@ -3,7 +3,7 @@
 
 import { P } from './permissions.js';
 import { $, dialog, el, showError } from './dom.js';
-import { apiForChannel, byId, can, ensureUser, nameOf, s } from './state.js';
+import { apiForChannel, byId, can, currentPlace, ensureUser, nameOf, s } from './state.js';
 import { dividerAfter } from './unread.js';
 
 const REACTIONS = ['👍', '❤️', '😂', '🎉'];
@@ -65,7 +65,21 @@ function attachmentNode(message, a) {
 }
 
 function messageNode(m) {
-  const g = s.guilds.get(s.guild);
+  if (s.blocks?.has(m.author_id) && !s.revealed?.has(m.id)) {
+    // Someone this person blocks: hidden until asked for.
+    return el('li', { class: 'message blocked muted', dataset: { testid: 'blocked-message', id: m.id } },
+      'Blocked message ',
+      el('button', {
+        type: 'button',
+        dataset: { testid: 'blocked-show' },
+        onclick: () => {
+          s.revealed = s.revealed || new Set();
+          s.revealed.add(m.id);
+          renderMessages();
+        },
+      }, 'Show'));
+  }
+  const g = currentPlace();
   const mine = s.me && m.author_id === s.me.id;
   const time = new Date(m.created_at);
   const body = el('div', { class: 'content', dataset: { testid: 'message-content' } }, ...renderContent(m.content, m.guild_id));

@@ -7,6 +7,7 @@ import { boxOfGuild, ensureUser, placeGuild, s } from './state.js';
 import { setStatus } from './boxes.js';
 import { applyReadState, onMessage } from './unread.js';
 import { applyNotificationSettings } from './notifications.js';
+import { dmEvent } from './dms.js';
 import { loadGuilds, loadMembers, renderGuilds, renderMembers, selectGuild } from './guilds.js';
 import { refreshMessage, removeMessage, renderMessages, renderTyping, upsertMessage } from './messages.js';
 
@@ -58,6 +59,11 @@ function onGatewayEvent(box, frame) {
       if (frame.type === 'message_create') onMessage(d);
       break;
     }
+    case 'dm_create':
+    case 'dm_update':
+    case 'dm_delete':
+      dmEvent(box, frame.type, d);
+      break;
     case 'read_state_update':
       applyReadState(d);
       break;

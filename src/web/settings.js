@@ -161,6 +161,23 @@ function delegationsSection() {
   return [el('h4', { text: 'Boxes that may push to you' }), el('p', { class: 'muted', text: 'Each box hosting your guilds holds a delegation from your home to send you notifications through it. Revoke one and that box pushes nothing until you allow it again.' }), list];
 }
 
+function dmSection() {
+  const policy = el('select', { 'aria-label': 'Who may message me', dataset: { testid: 'dm-policy' } },
+    el('option', { value: 'everyone', text: 'Everyone' }),
+    el('option', { value: 'shared_guild', text: 'People who share a guild with me' }),
+    el('option', { value: 'nobody', text: 'Nobody' }));
+  policy.disabled = true;
+  s.api.request('GET', '/api/v1/users/@me/dm-settings').then((answer) => {
+    policy.value = answer.dm_policy || 'everyone';
+    policy.disabled = false;
+  }).catch(() => {});
+  policy.addEventListener('change', () => {
+    s.api.request('PATCH', '/api/v1/users/@me/dm-settings', { dm_policy: policy.value })
+      .catch((e) => showError('dialog-error', e));
+  });
+  return [el('h4', { text: 'Direct messages' }), el('label', {}, 'Who may message me', policy)];
+}
+
 function homeSection() {
   const others = [...s.boxes.values()].filter((b) => !b.isHome && b.status === 'online');
   const current = el('p', { dataset: { testid: 'home-origin' }, text: `Your home box: ${s.state.home || homeOrigin()}` });
@@ -230,7 +247,7 @@ export function settings() {
   }, 'Link a new device') : null;
   const out = el('button', { type: 'button', class: 'danger', dataset: { testid: 'sign-out' }, onclick: () => { $('dialog').close(); signOut(); } }, 'Sign out of this browser');
   const identity = el('p', { class: 'muted', dataset: { testid: 'identity-status' }, text: s.state.identity ? 'Your identity key is on this device.' : `No identity key on this device. ${s.identityNote}` });
-  dialog('Settings', [row, ...devicesSection(), identity, link, ...pushSection(), ...delegationsSection(), ...homeSection(), el('hr'), out], async () => {
+  dialog('Settings', [row, ...devicesSection(), identity, link, ...dmSection(), ...pushSection(), ...delegationsSection(), ...homeSection(), el('hr'), out], async () => {
     s.me = { ...s.me, ...(await s.api.request('PATCH', '/api/v1/users/@me', { name: name.value })) };
     s.users.set(s.me.id, s.me);
     $('me-name').textContent = s.me.name || s.me.username;

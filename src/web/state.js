@@ -39,6 +39,18 @@ export const s = {
 
 export const byId = (a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : BigInt(a.id) > BigInt(b.id) ? 1 : 0);
 
+/** What a participant of a DM may do there (as the server grants it to all of them). */
+export const DM_PLACE = {
+  id: '@dms',
+  my_permissions: String(P.VIEW_CHANNEL | P.SEND_MESSAGES | P.READ_MESSAGE_HISTORY | P.ADD_REACTIONS
+    | P.ATTACH_FILES | P.CONNECT | P.SPEAK),
+};
+
+/** The guild view of the place being looked at: a guild, or the DMs. */
+export function currentPlace() {
+  return s.guild === DM_PLACE.id ? DM_PLACE : s.guilds.get(s.guild);
+}
+
 export function can(guild, bit) {
   if (!guild) return false;
   if (s.me && guild.owner === s.me.id) return true;

@@ -86,10 +86,12 @@ impl PySink {
         if tls {
             command.arg("--tls");
         }
+        // What the sink says on standard error is shown if it does not start.
+        let errors = tempfile::NamedTempFile::new().expect("a file for the sink's errors");
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(errors.reopen().expect("the sink's error file"))
             .spawn()
             .expect("start python3");
         let stdout = child.stdout.take().expect("stdout");
@@ -105,7 +107,10 @@ impl PySink {
         });
         let ready = block_on(within(Duration::from_secs(20), lines.recv()))
             .and_then(|l| l.ok())
-            .expect("the sink started");
+            .unwrap_or_else(|| {
+                let said = std::fs::read_to_string(errors.path()).unwrap_or_default();
+                panic!("the sink did not start: {said}")
+            });
         let port = ready
             .strip_prefix("READY ")
             .and_then(|p| p.trim().parse().ok())
