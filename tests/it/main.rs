@@ -30,6 +30,7 @@ mod tls;
 mod voice;
 mod web;
 mod web_boxes;
+mod web_dms;
 mod web_offline;
 mod web_settings;
 mod web_unread;

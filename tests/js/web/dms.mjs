@@ -1,8 +1,8 @@
 // Direct messages across two federated boxes in Debian's Chromium (playwright-core):
 // node tests/js/web/dms.mjs ORIGIN_A ORIGIN_B
 // alice (home A) messages bob (home B) from his name in a guild of A; bob's two browsers
-// list the DM unread; he reads it in one and the other clears; they write both ways; a
-// group DM is named; bob blocks alice and her messages hide behind "Blocked message".
+// list the DM unread; he reads it in one and the other clears; they write both ways; the
+// people picker finds bob across her boxes and opens the same DM; bob blocks alice and her messages hide behind "Blocked message".
 // Exits non-zero with the reason on the first thing a user would see go wrong.
 import { chromium } from 'playwright-core';
 
@@ -108,7 +108,7 @@ try {
   await send(bob, 'Yes, with cake');
   await message(alice, 'Yes, with cake').waitFor();
 
-  step('alice starts a group DM with bob and names it');
+  step('alice finds bob with the people picker, which searches her boxes, and gets the same DM');
   await alice.page.getByTestId('dm-home').click();
   await alice.page.getByTestId('dm-new').click();
   await alice.page.getByTestId('dm-search').fill('bob');
