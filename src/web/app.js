@@ -29,7 +29,7 @@ import { createChannel, createGuild, createInvite, joinDialog, parseInvite } fro
 import { retryBoxes } from './boxes.js';
 import { markGuildRead, visible } from './unread.js';
 import { notificationDialog } from './notifications.js';
-import { manageDm } from './dms.js';
+import { callDm, manageDm } from './dms.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
 import { registerServiceWorker } from './offline.js';
@@ -96,6 +96,7 @@ function wire() {
     title: s.dms?.has(s.channel) ? 'this conversation' : `#${s.guilds.get(s.guild)?.channels?.find((c) => c.id === s.channel)?.name || 'channel'}`,
   }));
   $('dm-manage').addEventListener('click', manageDm);
+  $('dm-call').addEventListener('click', callDm);
   $('guild-add').addEventListener('click', createGuild);
   $('guild-join').addEventListener('click', joinDialog);
   $('channel-add').addEventListener('click', createChannel);

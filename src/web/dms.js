@@ -12,6 +12,7 @@ import { connectBox, ensureBox, isHome, saveBoxes } from './boxes.js';
 import { renderGuild, renderGuilds, renderMembers } from './guilds.js';
 import { loadMessages, renderMessages, renderTyping } from './messages.js';
 import { channelCounts, openedChannel } from './unread.js';
+import { showVoice } from './voice-channel.js';
 
 /** The sidebar's "guild" for DMs. */
 export const DMS = '@dms';
@@ -102,6 +103,7 @@ export function renderDmList() {
   $('channel-name').textContent = dm ? dmName(dm) : '';
   $('channel-topic').textContent = dm && dm.kind === 'group_dm' ? `${dm.recipients.length} people` : '';
   $('dm-manage').hidden = !dm || dm.kind !== 'group_dm';
+  $('dm-call').hidden = !dm;
 }
 
 /** Shows the DM list. */
@@ -241,6 +243,12 @@ export function profileDialog(userId, guildId) {
     $('dialog-ok').textContent = 'Message';
     $('dialog-ok').dataset.testid = 'dialog-ok';
   }
+}
+
+/** A call in the open DM: its voice room, at its host. */
+export function callDm() {
+  const dm = s.dms.get(s.channel);
+  if (dm) showVoice({ id: dm.id, name: dmName(dm), kind: 'voice' });
 }
 
 /** Group DM: rename, add someone, remove someone (owner), leave. */

@@ -123,6 +123,7 @@ export function renderGuild() {
     return;
   }
   $('dm-manage').hidden = true;
+  $('dm-call').hidden = true;
   const g = s.guilds.get(s.guild);
   const box = g ? boxOfGuild(s.guild) : null;
   $('guild-name').textContent = g ? g.name : 'No guild yet';

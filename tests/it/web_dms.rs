@@ -1,7 +1,7 @@
 //! Direct messages in the web client across two federated boxes, driven in Debian's
 //! Chromium by playwright-core (`tests/js/web/dms.mjs`): a DM opened from a person's card,
 //! listed unread in both of the other person's browsers and cleared in one when read in
-//! the other, answered live, the people picker, and blocking.
+//! the other, answered live, a call in the DM, the people picker, and blocking.
 
 use crate::common::*;
 

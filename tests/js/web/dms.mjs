@@ -2,7 +2,8 @@
 // node tests/js/web/dms.mjs ORIGIN_A ORIGIN_B
 // alice (home A) messages bob (home B) from his name in a guild of A; bob's two browsers
 // list the DM unread; he reads it in one and the other clears; they write both ways; the
-// people picker finds bob across her boxes and opens the same DM; bob blocks alice and her messages hide behind "Blocked message".
+// they call each other in the DM's voice room; the people picker finds bob across her
+// boxes and opens the same DM; bob blocks alice and her messages hide behind "Blocked message".
 // Exits non-zero with the reason on the first thing a user would see go wrong.
 import { chromium } from 'playwright-core';
 
@@ -14,7 +15,9 @@ const PASSWORD = 'correct horse battery';
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream',
+    '--autoplay-policy=no-user-gesture-required'],
 });
 
 const problems = [];
@@ -107,6 +110,18 @@ try {
   console.log(`measure: dm-read-sync-ms ${Date.now() - read}`);
   await send(bob, 'Yes, with cake');
   await message(alice, 'Yes, with cake').waitFor();
+
+  step('a call in the DM: alice calls from her home, bob joins from his');
+  await alice.page.getByTestId('dm-call').click();
+  await alice.page.getByTestId('dialog-ok').filter({ hasText: 'Join voice' }).click();
+  await alice.page.getByTestId('voice-connected').waitFor();
+  await bob.page.getByTestId('dm-call').click();
+  await bob.page.getByTestId('dialog').filter({ hasText: 'Alice' }).waitFor();
+  await bob.page.getByTestId('dialog-ok').filter({ hasText: 'Join voice' }).click();
+  await bob.page.getByTestId('voice-connected').waitFor();
+  await alice.page.getByTestId('voice-leave').click();
+  await bob.page.getByTestId('voice-leave').click();
+  await bob.page.getByTestId('voice-connected').waitFor({ state: 'detached' });
 
   step('alice finds bob with the people picker, which searches her boxes, and gets the same DM');
   await alice.page.getByTestId('dm-home').click();
