@@ -20,7 +20,7 @@ import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, dialog, el } from './dom.js';
 import { homeOrigin, s } from './state.js';
-import { loadBoxGuilds, renderGuilds } from './guilds.js';
+import { loadBoxGuilds, renderGuild, renderGuilds } from './guilds.js';
 import { connectGateway } from './realtime.js';
 import { markBoxRead } from './unread.js';
 import { notificationDialog } from './notifications.js';
@@ -154,6 +154,8 @@ export function setStatus(box, status, detail) {
     if (status === 'online') for (const other of s.boxes.values()) if (!other.isHome) other.api.homeIsBack();
   }
   renderGuilds();
+  // The DM list marks the DMs of a box that went away.
+  if (s.guild === '@dms') renderGuild();
 }
 
 let peersCache = { at: 0, list: null };

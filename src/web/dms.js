@@ -88,11 +88,12 @@ export function renderDmList() {
   const rows = [el('li', {}, el('button', { type: 'button', class: 'channel', dataset: { testid: 'dm-new' }, onclick: pickPeople }, '+ New message'))];
   for (const dm of dms) {
     const n = channelCounts(dm.id);
-    const away = dm.host_reachable === false;
+    const hostBox = s.boxes.get(s.guildBox.get(`dm:${dm.id}`));
+    const away = dm.host_reachable === false || Boolean(hostBox?.problem);
     rows.push(el('li', {}, el('button', {
       type: 'button',
       class: `channel${dm.id === s.channel ? ' active' : ''}${n.unread && dm.id !== s.channel ? ' unread' : ''}`,
-      dataset: { testid: 'dm', dmId: dm.id, unread: String(n.unread > 0 && dm.id !== s.channel) },
+      dataset: { testid: 'dm', dmId: dm.id, unread: String(n.unread > 0 && dm.id !== s.channel), reachable: String(!away) },
       title: away ? `${dm.host} cannot be reached` : dm.host,
       onclick: () => selectDm(dm.id),
     }, `${dm.kind === 'group_dm' ? '👥 ' : '@ '}${dmName(dm)}${away ? ' (box unreachable)' : ''}`,

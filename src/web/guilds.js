@@ -25,7 +25,8 @@ export async function loadBoxGuilds(box) {
   loadReadStates(box);
   loadNotificationSettings(box);
   renderGuilds();
-  if (!s.guild || !s.guilds.has(s.guild)) {
+  // Nothing picked yet (or it went away): the first guild; the DM list stays where it is.
+  if (s.guild !== DMS && (!s.guild || !s.guilds.has(s.guild))) {
     const first = orderedBoxes().flatMap((b) => b.guildOrder)[0];
     if (first) await selectGuild(first);
     else renderGuild();

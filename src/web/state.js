@@ -91,10 +91,17 @@ export function placeGuild(view, boxOrigin) {
 export async function ensureUser(userId, guildId) {
   if (s.users.has(userId)) return;
   s.users.set(userId, null);
+  const there = apiFor(guildId || s.guild);
   try {
-    s.users.set(userId, await apiFor(guildId || s.guild).request('GET', `/api/v1/users/${userId}`));
+    s.users.set(userId, await there.request('GET', `/api/v1/users/${userId}`));
   } catch (e) {
-    s.users.delete(userId);
+    // That box may be away: the home knows its peers' people too.
+    try {
+      if (!s.api || there === s.api) throw e;
+      s.users.set(userId, await s.api.request('GET', `/api/v1/users/${userId}`));
+    } catch (again) {
+      s.users.delete(userId);
+    }
   }
 }
 

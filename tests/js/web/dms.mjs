@@ -1,14 +1,38 @@
-// Direct messages across two federated boxes in Debian's Chromium (playwright-core):
-// node tests/js/web/dms.mjs ORIGIN_A ORIGIN_B
+// Direct messages across three federated boxes in Debian's Chromium (playwright-core):
+// node tests/js/web/dms.mjs ORIGIN_A ORIGIN_B ORIGIN_C (started by tests/it/web_dms.rs,
+// which answers `control: stop A` / `control: start A` with `ok` on standard input)
 // alice (home A) messages bob (home B) from his name in a guild of A; bob's two browsers
 // list the DM unread; he reads it in one and the other clears; they write both ways; the
 // they call each other in the DM's voice room; the people picker finds bob across her
-// boxes and opens the same DM; bob blocks alice and her messages hide behind "Blocked message".
+// boxes and opens the same DM; a group DM takes in carol (home C), who then is removed;
+// with A stopped, bob's DM is listed as unreachable; bob blocks alice and her messages hide behind "Blocked message".
 // Exits non-zero with the reason on the first thing a user would see go wrong.
 import { chromium } from 'playwright-core';
+import readline from 'node:readline';
 
-const [A, B] = process.argv.slice(2);
-if (!A || !B) throw new Error('usage: dms.mjs ORIGIN_A ORIGIN_B');
+const [A, B, C] = process.argv.slice(2);
+if (!A || !B || !C) throw new Error('usage: dms.mjs ORIGIN_A ORIGIN_B ORIGIN_C');
+
+// The whole script stops itself rather than hang the test that waits for it.
+const BUDGET_MS = 120000;
+setTimeout(() => {
+  console.error(`FAILED: the script ran over ${BUDGET_MS} ms`);
+  process.exit(1);
+}, BUDGET_MS).unref();
+
+// The control channel to the Rust test.
+const answers = [];
+const waiting = [];
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const next = waiting.shift();
+  if (next) next(line);
+  else answers.push(line);
+});
+async function control(command) {
+  const answer = answers.length ? Promise.resolve(answers.shift()) : new Promise((resolve) => waiting.push(resolve));
+  console.log(`control: ${command}`);
+  if ((await answer).trim() !== 'ok') throw new Error(`control: ${command} failed`);
+}
 const TIMEOUT = 15000;
 const PASSWORD = 'correct horse battery';
 
@@ -21,13 +45,16 @@ const browser = await chromium.launch({
 });
 
 const problems = [];
+let aDown = false;
 const people = [];
 async function person(name, origin) {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
   page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`${name}: console error: ${m.text()}`);
+    // While A is stopped on purpose, the browser's own errors for it are expected.
+    const expected = aDown && /net::ERR_|WebSocket connection to .* failed/.test(m.text());
+    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text()) && !expected) problems.push(`${name}: console error: ${m.text()}`);
   });
   page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
   await page.goto(origin);
@@ -132,6 +159,38 @@ try {
   await alice.page.getByTestId('dialog-ok').click();
   await alice.page.getByTestId('channel-name').filter({ hasText: 'Bob' }).waitFor();
 
+  step('a group DM "Trio" takes in carol of box C, found by the picker through alice\'s home; carol lists it; alice removes her');
+  const carol = await person('carol', C);
+  await signUp(carol, 'carol', 'Carol');
+  await alice.page.getByTestId('dm-new').click();
+  for (const who of ['bob', 'carol']) {
+    await alice.page.getByTestId('dm-search').fill(who);
+    await alice.page.getByTestId('dm-result').filter({ hasText: who }).first().getByTestId('dm-pick').click();
+  }
+  await alice.page.getByTestId('dm-picked').filter({ hasText: 'Carol' }).waitFor();
+  await alice.page.getByTestId('dm-name').fill('Trio');
+  await alice.page.getByTestId('dialog-ok').click();
+  await alice.page.getByTestId('channel-name').filter({ hasText: 'Trio' }).waitFor();
+  await send(alice, 'Welcome to the trio');
+  await carol.page.getByTestId('dm-home').click();
+  await dmItem(carol, 'Trio').click();
+  await message(carol, 'Welcome to the trio').waitFor();
+  await alice.page.getByTestId('dm-manage').click();
+  await alice.page.getByTestId('dm-member').filter({ hasText: 'Carol' }).getByTestId('dm-remove').click();
+  await alice.page.getByTestId('dm-member').filter({ hasText: 'Carol' }).waitFor({ state: 'detached' });
+  await alice.page.locator('#dialog-cancel').click();
+  await dmItem(carol, 'Trio').waitFor({ state: 'detached' });
+
+  step('A, which hosts the DMs, is stopped: bob\'s DMs stay listed, as unreachable; A returns');
+  aDown = true;
+  await control('stop A');
+  await bob.page.reload();
+  await bob.page.getByTestId('dm-home').click();
+  await dmItem(bob, 'Alice').and(bob.page.locator('[data-reachable="false"]')).waitFor();
+  await control('start A');
+  await dmItem(bob, 'Alice').and(bob.page.locator('[data-reachable="true"]')).waitFor({ timeout: 30000 });
+  aDown = false;
+
   step('bob blocks alice: her messages hide behind "Blocked message" until he asks');
   await dmItem(bob, 'Alice').click();
   await bob.page.getByTestId('member').filter({ hasText: 'Alice' }).getByRole('button').click();
@@ -146,6 +205,8 @@ try {
   if (problems.length) throw new Error(problems.join('\n'));
   console.log('all steps passed');
   await browser.close();
+  // Standard input (the control channel) would keep node running.
+  process.exit(0);
 } catch (e) {
   console.error(`FAILED: ${e.message}`);
   if (problems.length) console.error(problems.join('\n'));
