@@ -257,17 +257,6 @@ fn the_installable_app_has_a_manifest_icons_and_a_service_worker() {
 
 #[test]
 fn two_people_chat_in_the_browser() {
-    require_browser();
     let server = TestServer::start();
-    let out = std::process::Command::new("node")
-        .arg("tests/js/web/chat.mjs")
-        .arg(&server.origin)
-        .output()
-        .expect("run node (install Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all steps passed"),
-        "the browser test failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    run_browser_script("tests/js/web/chat.mjs", &[&server.origin]);
 }

@@ -13,9 +13,7 @@ use crate::common::*;
 use hearth::client::Client;
 use hearth::config::Config;
 use serde_json::json;
-use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 /// A's access tokens live this long, so "hours later" takes seconds. The refresh token
 /// keeps its default (30 days): signing in again at home after A returns needs it.
@@ -95,16 +93,6 @@ async fn invite_to(owner: &Client, server: &TestServer, name: &str) -> (String, 
     (guild_id, link)
 }
 
-/// The node process, killed if the test ends (or panics) before it exits.
-struct Script(Child);
-
-impl Drop for Script {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn alice_uses_three_boxes_from_her_home_page() {
     require_browser();
@@ -156,45 +144,12 @@ fn alice_uses_three_boxes_from_her_home_page() {
         "access_token_secs": ACCESS_TOKEN_SECS,
         "timeout_ms": STEP_TIMEOUT_MS,
     });
-    let mut script = Script(
-        Command::new("node")
-            .arg("tests/js/web/boxes.mjs")
-            .arg(settings.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run node (install Node.js)"),
-    );
-    let mut answers = script.0.stdin.take().expect("node's stdin");
-    let stdout = script.0.stdout.take().expect("node's stdout");
-    let stderr = script.0.stderr.take().expect("node's stderr");
-    // Read standard error on its own thread so a full pipe never stalls the script.
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            println!("node! {line}");
-            text.push_str(&line);
-            text.push('\n');
-        }
-        text
-    });
     let a_address = a.addr.to_string();
-    let mut output = String::new();
-    for line in std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-    {
-        println!("node: {line}");
-        output.push_str(&line);
-        output.push('\n');
-        let Some(command) = line.strip_prefix("control: ") else {
-            continue;
-        };
-        let answer = match command.trim() {
+    let settings = settings.to_string();
+    run_controlled_script(
+        "tests/js/web/boxes.mjs",
+        &[&settings],
+        |command| match command {
             "stop A" => {
                 a.stop();
                 "ok".to_string()
@@ -204,16 +159,7 @@ fn alice_uses_three_boxes_from_her_home_page() {
                 "ok".to_string()
             }
             other => format!("unknown control line: {other}"),
-        };
-        writeln!(answers, "{answer}")
-            .and_then(|()| answers.flush())
-            .expect("answer the script");
-    }
-    let status = script.0.wait().expect("wait for node");
-    let stderr = errors.join().unwrap_or_default();
-    assert!(
-        status.success() && output.contains("all steps passed"),
-        "the browser test failed\n--- stdout\n{output}\n--- stderr\n{stderr}"
+        },
     );
     // The warning was all: alice did not join carol's guild.
     let members = block_on(api_json(

@@ -8,8 +8,6 @@
 //! for `ok` on its standard input.
 
 use crate::common::*;
-use std::io::{BufRead, Write};
-use std::process::{Command, Stdio};
 
 #[test]
 fn direct_messages_in_the_browser_across_boxes() {
@@ -20,36 +18,11 @@ fn direct_messages_in_the_browser_across_boxes() {
     let b = start_federating();
     let c = start_federating();
     peer_all(&[&a, &b, &c]);
-    let mut script = Command::new("node")
-        .arg("tests/js/web/dms.mjs")
-        .arg(&a.origin)
-        .arg(&b.origin)
-        .arg(&c.origin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run node (install Node.js)");
-    let mut answers = script.stdin.take().expect("node's stdin");
-    let stdout = script.stdout.take().expect("node's stdout");
-    let stderr = script.stderr.take().expect("node's stderr");
-    let errors = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::BufReader::new(stderr), &mut text);
-        text
-    });
     let a_address = a.addr.to_string();
-    let mut output = String::new();
-    for line in std::io::BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-    {
-        output.push_str(&line);
-        output.push('\n');
-        let Some(command) = line.strip_prefix("control: ") else {
-            continue;
-        };
-        let answer = match command.trim() {
+    run_controlled_script(
+        "tests/js/web/dms.mjs",
+        &[&a.origin.clone(), &b.origin, &c.origin],
+        |command| match command {
             "stop A" => {
                 a.stop();
                 "ok".to_string()
@@ -59,15 +32,6 @@ fn direct_messages_in_the_browser_across_boxes() {
                 "ok".to_string()
             }
             other => format!("unknown control line: {other}"),
-        };
-        writeln!(answers, "{answer}")
-            .and_then(|()| answers.flush())
-            .expect("answer the script");
-    }
-    let status = script.wait().expect("wait for node");
-    let stderr = errors.join().unwrap_or_default();
-    assert!(
-        status.success() && output.contains("all steps passed"),
-        "the browser test failed\n--- stdout\n{output}\n--- stderr\n{stderr}"
+        },
     );
 }

@@ -8,18 +8,6 @@ use crate::common::*;
 
 #[test]
 fn a_person_uses_two_boxes_from_the_browser_and_moves_home() {
-    require_browser();
     let (a, b) = federated_pair();
-    let out = std::process::Command::new("node")
-        .arg("tests/js/web/settings.mjs")
-        .arg(&a.origin)
-        .arg(&b.origin)
-        .output()
-        .expect("run node (install Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all steps passed"),
-        "the browser test failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    run_browser_script("tests/js/web/settings.mjs", &[&a.origin, &b.origin]);
 }

@@ -8,17 +8,6 @@ use crate::common::*;
 
 #[test]
 fn unread_badges_and_notification_settings_in_the_browser() {
-    require_browser();
     let server = TestServer::start();
-    let out = std::process::Command::new("node")
-        .arg("tests/js/web/unread.mjs")
-        .arg(&server.origin)
-        .output()
-        .expect("run node (install Node.js)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all steps passed"),
-        "the browser test failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
-    );
+    run_browser_script("tests/js/web/unread.mjs", &[&server.origin]);
 }

@@ -2,8 +2,10 @@
 //! stopped cleanly when dropped; the set-ups the modules share are in `fixtures`.
 #![allow(dead_code)]
 
+mod browser;
 mod fixtures;
 mod webpush;
+pub use browser::*;
 pub use fixtures::*;
 pub use webpush::*;
 
