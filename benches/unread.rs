@@ -173,6 +173,7 @@ fn main() {
                     mention_everyone: everyone,
                     attachments: vec![],
                     pinned: false,
+                    seq: 0,
                 });
             }
         }
@@ -180,9 +181,9 @@ fn main() {
         services
             .store
             .write_blocking(move |tx| {
-                for message in &messages {
-                    tx.put(CHANNEL_MESSAGE, (message.channel_id, message.id), message)?;
-                    on_message_posted(tx, message)?;
+                for mut message in messages {
+                    on_message_posted(tx, &mut message)?;
+                    tx.put(CHANNEL_MESSAGE, (message.channel_id, message.id), &message)?;
                 }
                 Ok::<_, hearth::service::Error>(())
             })

@@ -17,5 +17,5 @@ pub use ids::{Id, IdGenerator, UserId};
 pub use notify::{BanNotification, PushGrant};
 pub use notify_settings::{Covering, Mentioned, NotifyLevel, NotifySettings, PushKind, BOX_SCOPE};
 pub use permissions::Permissions;
-pub use read_state::{BroadMention, ChannelCounter, ReadState};
+pub use read_state::{BroadMention, ChannelCounter, ReadState, COUNTER_ROW};
 pub use types::*;

@@ -5,6 +5,13 @@
 use super::ids::{Id, UserId};
 use serde::{Deserialize, Serialize};
 
+/// The reader under whose id a channel keeps its own [`ChannelCounter`], among its readers'
+/// read states: the counter and the author's read position, both written when a message
+/// is posted, then share one table and mostly one page. All zeros is a small-order point,
+/// which no identity key can be (device certificates refuse weak keys), and it sorts
+/// before every reader.
+pub const COUNTER_ROW: UserId = UserId([0; 32]);
+
 /// A channel's running count of posted messages and its newest message.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChannelCounter {
@@ -14,12 +21,33 @@ pub struct ChannelCounter {
     pub last_message_id: Option<Id>,
 }
 
+impl ChannelCounter {
+    /// The counter as the channel's row among read states ([`COUNTER_ROW`]): as if a
+    /// reader had read the newest message (`Id(0)`, never a message id, when there is
+    /// none) at the full count.
+    pub fn to_row(&self) -> ReadState {
+        ReadState {
+            last_read_id: self.last_message_id.unwrap_or(Id(0)),
+            read_seq: self.seq,
+        }
+    }
+
+    /// The counter kept in a channel's [`COUNTER_ROW`].
+    pub fn from_row(row: &ReadState) -> ChannelCounter {
+        ChannelCounter {
+            seq: row.read_seq,
+            last_message_id: (row.last_read_id != Id(0)).then_some(row.last_read_id),
+        }
+    }
+}
+
 /// How far one user has read one channel.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadState {
     /// The last message read.
     pub last_read_id: Id,
-    /// The channel's [`ChannelCounter::seq`] when that message was posted.
+    /// The channel's [`ChannelCounter::seq`] when that message was posted (its
+    /// `Message::seq`).
     pub read_seq: u64,
 }
 
@@ -70,6 +98,23 @@ mod tests {
             read_seq: 12,
         };
         assert_eq!(unread(&counter, Some(&ahead)), 0);
+    }
+
+    #[test]
+    fn a_counter_survives_its_row() {
+        for counter in [
+            ChannelCounter::default(),
+            ChannelCounter {
+                seq: 4,
+                last_message_id: Some(Id(77)),
+            },
+            ChannelCounter {
+                seq: 9,
+                last_message_id: None,
+            },
+        ] {
+            assert_eq!(ChannelCounter::from_row(&counter.to_row()), counter);
+        }
     }
 
     #[test]

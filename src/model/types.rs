@@ -281,6 +281,10 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// Pinned in its channel.
     pub pinned: bool,
+    /// Its number in the channel: the channel's count of posted messages once it was
+    /// posted (read states count unread messages with it); 0 for messages from before
+    /// counting began.
+    pub seq: u64,
 }
 
 /// An invite link to a guild.

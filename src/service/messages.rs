@@ -244,7 +244,7 @@ impl Services {
                         }
                     }
                 }
-                let message = Message {
+                let mut message = Message {
                     id,
                     channel_id,
                     guild_id: channel.guild_id,
@@ -258,9 +258,10 @@ impl Services {
                     mention_everyone: everyone && have.contains(Permissions::MENTION_EVERYONE),
                     attachments,
                     pinned: false,
+                    seq: 0,
                 };
+                super::read_states::on_message_posted(tx, &mut message)?;
                 tx.put(CHANNEL_MESSAGE, (channel_id, id), &message)?;
-                super::read_states::on_message_posted(tx, &message)?;
                 tx.emit(
                     "message_create",
                     Audience::channel(message.guild_id, channel_id),

@@ -2,10 +2,10 @@
 //! mention counts that cost a few key lookups per channel, never a scan of messages.
 //!
 //! - **Counting.** Each channel keeps a [`ChannelCounter`] bumped in the commit of every
-//!   message posted; the message's counter value is kept beside it
-//!   (`channel_message_seq`). A read state keeps the counter value of the message read, so
-//!   unread = counter − read counter. A deleted message lowers nothing: it stays counted
-//!   until the reader marks the channel read.
+//!   message posted, as its own row among its readers' states ([`COUNTER_ROW`]); the
+//!   message carries its counter value (`Message::seq`). A read state keeps the counter
+//!   value of the message read, so unread = counter − read counter. A deleted message
+//!   lowers nothing: it stays counted until the reader marks the channel read.
 //! - **Mentions.** A message naming a user records (channel, user, message) in its commit;
 //!   one naming roles or `@everyone` records one [`BroadMention`] row for the message,
 //!   matched against the reader's roles when counting. The count is the rows after the
@@ -64,8 +64,8 @@ struct Seen {
 /// The counter of a channel. Channels with messages from before counters existed have
 /// none: their newest message is looked up, and their old messages count as read.
 fn counter_of(tx: &Tx, channel: Id) -> Result<ChannelCounter> {
-    if let Some(counter) = tx.get(CHANNEL_COUNTER, channel)? {
-        return Ok(counter);
+    if let Some(row) = tx.get(CHANNEL_READ_STATE, (channel, COUNTER_ROW))? {
+        return Ok(ChannelCounter::from_row(&row));
     }
     Ok(ChannelCounter {
         seq: 0,
@@ -245,19 +245,24 @@ fn read_all(tx: &Tx, user: UserId, seen: &[Seen]) -> Result<Vec<ReadStateView>> 
     Ok(changed)
 }
 
-/// In the commit of a new message: bumps the channel's counter, records whom it mentions,
-/// and moves the author's read position to it. Public for tools that fill a box in bulk
-/// (the `unread` bench), which must keep the counters as posting does.
-pub fn on_message_posted(tx: &Tx, message: &Message) -> Result<()> {
+/// In the commit of a new message, before it is stored: bumps the channel's counter and
+/// numbers the message with it, records whom it mentions, and moves the author's read
+/// position to it. Public for tools that fill a box in bulk (the `unread` bench), which
+/// must keep the counters as posting does.
+pub fn on_message_posted(tx: &Tx, message: &mut Message) -> Result<()> {
     let channel = message.channel_id;
-    let mut counter = tx.get(CHANNEL_COUNTER, channel)?.unwrap_or_default();
+    let mut counter = counter_of(tx, channel)?;
     counter.seq += 1;
     // Ids are made before the commit, so a message may commit after a newer one.
     if counter.last_message_id.is_none_or(|last| message.id > last) {
         counter.last_message_id = Some(message.id);
     }
-    tx.put(CHANNEL_COUNTER, channel, &counter)?;
-    tx.put(CHANNEL_MESSAGE_SEQ, (channel, message.id), &counter.seq)?;
+    message.seq = counter.seq;
+    tx.put(
+        CHANNEL_READ_STATE,
+        (channel, COUNTER_ROW),
+        &counter.to_row(),
+    )?;
     for user in &message.mentions {
         if *user != message.author_id {
             tx.put(CHANNEL_USER_MENTION, (channel, *user, message.id), &Present)?;
@@ -294,24 +299,26 @@ pub fn on_message_posted(tx: &Tx, message: &Message) -> Result<()> {
 /// and, if it was the newest, makes the one before it the channel's newest.
 pub(super) fn on_message_deleted(tx: &Tx, message: &Message) -> Result<()> {
     let channel = message.channel_id;
-    tx.delete(CHANNEL_MESSAGE_SEQ, (channel, message.id))?;
     tx.delete(CHANNEL_BROAD_MENTION, (channel, message.id))?;
     for user in &message.mentions {
         tx.delete(CHANNEL_USER_MENTION, (channel, *user, message.id))?;
     }
-    if let Some(mut counter) = tx.get(CHANNEL_COUNTER, channel)? {
+    if let Some(row) = tx.get(CHANNEL_READ_STATE, (channel, COUNTER_ROW))? {
+        let mut counter = ChannelCounter::from_row(&row);
         if counter.last_message_id == Some(message.id) {
             counter.last_message_id = newest_message(tx, channel)?;
-            tx.put(CHANNEL_COUNTER, channel, &counter)?;
+            tx.put(
+                CHANNEL_READ_STATE,
+                (channel, COUNTER_ROW),
+                &counter.to_row(),
+            )?;
         }
     }
     Ok(())
 }
 
-/// In the commit that deletes a channel: its counters, read states and mention rows.
+/// In the commit that deletes a channel: its counter, read states and mention rows.
 pub(super) fn on_channel_deleted(tx: &Tx, channel: Id) -> Result<()> {
-    tx.delete(CHANNEL_COUNTER, channel)?;
-    tx.delete_rows(CHANNEL_MESSAGE_SEQ, Rows::prefix(channel))?;
     tx.delete_rows(CHANNEL_READ_STATE, Rows::prefix(channel))?;
     tx.delete_rows(CHANNEL_USER_MENTION, Rows::prefix(channel))?;
     tx.delete_rows(CHANNEL_BROAD_MENTION, Rows::prefix(channel))?;
@@ -341,12 +348,12 @@ impl Services {
         self.store
             .write(move |tx| {
                 let seen = seen_channel(tx, channel_id, actor)?;
-                if !tx.contains(CHANNEL_MESSAGE, (channel_id, message_id))? {
+                let Some(message) = tx.get(CHANNEL_MESSAGE, (channel_id, message_id))? else {
                     return Err(invalid(
                         "invalid_message",
                         "message_id must be a message of this channel",
                     ));
-                }
+                };
                 let counter = counter_of(tx, channel_id)?;
                 // The newest message takes the whole count, so that messages deleted
                 // after it stop counting; an older one its own counter value (0 for a
@@ -354,8 +361,7 @@ impl Services {
                 let seq = if counter.last_message_id == Some(message_id) {
                     counter.seq
                 } else {
-                    tx.get(CHANNEL_MESSAGE_SEQ, (channel_id, message_id))?
-                        .unwrap_or(0)
+                    message.seq
                 };
                 match advance(tx, actor, &seen, message_id, seq)? {
                     Some(view) => Ok(view),

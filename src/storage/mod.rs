@@ -24,8 +24,37 @@ use tables::{Table, ALL_TABLES, EVENT_LOG, META};
 
 pub use writer::Writer;
 
-/// The schema version this build writes. Opening a newer file is refused.
-pub const SCHEMA_VERSION: u64 = 1;
+/// The schema version this build writes. Opening a newer file is refused; an older one is
+/// brought up to date by [`MIGRATIONS`].
+pub const SCHEMA_VERSION: u64 = 2;
+
+/// `MIGRATIONS[i]` takes a database from schema `i + 1` to `i + 2`. They run in the write
+/// transaction that opens the database, so a crash leaves the old schema whole.
+const MIGRATIONS: &[Migration] = &[counters_into_read_states];
+
+/// One step of the schema, run inside the opening write transaction.
+type Migration = fn(&Tx) -> Result<(), StoreError>;
+
+/// Schema 1 → 2: a channel's message counter moves to its row among the channel's read
+/// states ([`crate::model::COUNTER_ROW`]), so that posting a message writes one table
+/// fewer, and each message carries its own counter value (`Message::seq`) in place of a
+/// row per message in a table of its own. Messages from schema 1 keep `seq` 0: read
+/// states never move back, so reading one of them keeps the reader's count until they
+/// read a newer message.
+fn counters_into_read_states(tx: &Tx) -> Result<(), StoreError> {
+    use crate::model::COUNTER_ROW;
+    use tables::{CHANNEL_COUNTER_V1, CHANNEL_MESSAGE_SEQ_V1, CHANNEL_READ_STATE};
+    for (channel, counter) in tx.rows(CHANNEL_COUNTER_V1, Rows::all())? {
+        tx.put(
+            CHANNEL_READ_STATE,
+            (channel, COUNTER_ROW),
+            &counter.to_row(),
+        )?;
+    }
+    tx.delete_table(CHANNEL_COUNTER_V1.name)?;
+    tx.delete_table(CHANNEL_MESSAGE_SEQ_V1.name)?;
+    Ok(())
+}
 
 /// Storage errors. Callers map them to "internal error": they mean the disk or the file
 /// is in trouble, never that the user sent something wrong. redb's kinds are kept apart
@@ -456,6 +485,17 @@ impl Tx<'_> {
         Ok(doomed.len())
     }
 
+    /// Drops a whole table (writer only; migrations). Returns whether it existed.
+    fn delete_table(&self, name: &str) -> Result<bool, StoreError> {
+        match self {
+            Tx::Read(_) => Err(StoreError::ReadOnly),
+            Tx::Write(t, _) => {
+                let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
+                Ok(t.delete_table(def)?)
+            }
+        }
+    }
+
     /// Notes that this commit queued outbox work, so the outbox worker is woken once it is
     /// durable (nothing on a read transaction).
     pub fn note_queued(&self) {
@@ -627,6 +667,16 @@ impl Store {
                             found,
                             supported: SCHEMA_VERSION,
                         });
+                    }
+                    for migration in MIGRATIONS.iter().skip(found.saturating_sub(1) as usize) {
+                        migration(&tx)?;
+                    }
+                    if found < SCHEMA_VERSION {
+                        tx.put(
+                            META,
+                            b"schema_version",
+                            &SCHEMA_VERSION.to_be_bytes().to_vec(),
+                        )?;
                     }
                 }
             }
@@ -828,6 +878,62 @@ mod tests {
         let read_only: Result<u64, StoreError> =
             store.read(|tx| tx.emit("c", Audience::default(), None, &3));
         assert!(matches!(read_only, Err(StoreError::ReadOnly)));
+    }
+
+    #[test]
+    fn schema_1_counters_move_into_read_states() {
+        use crate::model::{ChannelCounter, Id, ReadState, COUNTER_ROW};
+        use tables::{CHANNEL_COUNTER_V1, CHANNEL_MESSAGE_SEQ_V1, CHANNEL_READ_STATE};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.redb");
+        let counter = ChannelCounter {
+            seq: 41,
+            last_message_id: Some(Id(900)),
+        };
+        {
+            // A schema-1 file as that code left it: the counter and a message's counter
+            // value in tables of their own.
+            let db = redb::Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let sink = EventSink::default();
+                let tx = Tx::Write(&txn, &sink);
+                tx.put(META, b"schema_version", &1u64.to_be_bytes().to_vec())
+                    .unwrap();
+                tx.put(CHANNEL_COUNTER_V1, Id(5), &counter).unwrap();
+                tx.put(CHANNEL_MESSAGE_SEQ_V1, (Id(5), Id(900)), &41u64)
+                    .unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = open(dir.path(), 10);
+        let row = store
+            .read(|tx| tx.get(CHANNEL_READ_STATE, (Id(5), COUNTER_ROW)))
+            .unwrap()
+            .expect("the counter moved");
+        assert_eq!(ChannelCounter::from_row(&row), counter);
+        assert_eq!(
+            row,
+            ReadState {
+                last_read_id: Id(900),
+                read_seq: 41
+            }
+        );
+        let version = store.read(|tx| tx.get(META, b"schema_version")).unwrap();
+        assert_eq!(version, Some(SCHEMA_VERSION.to_be_bytes().to_vec()));
+        drop(store);
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let names: Vec<String> = txn
+            .list_tables()
+            .unwrap()
+            .map(|t| redb::TableHandle::name(&t).to_string())
+            .collect();
+        assert!(
+            !names.iter().any(|n| n == CHANNEL_COUNTER_V1.name),
+            "{names:?}"
+        );
+        assert!(!names.iter().any(|n| n == CHANNEL_MESSAGE_SEQ_V1.name));
     }
 
     #[test]

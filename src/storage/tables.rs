@@ -48,11 +48,61 @@ macro_rules! stored {
 
 stored! {
     Present => 1, Device => 1, RefreshToken => 1, Guild => 1, Channel => 1,
-    Role => 1, Member => 1, Message => 1, Invite => 1, Ban => 1, FileMeta => 1,
+    Role => 1, Member => 1, Invite => 1, Ban => 1, FileMeta => 1,
     Vec<u8> => 1, u64 => 1, String => 1, Peer => 1, OutboxItem => 1,
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
     MigrationRecord => 1, NotifySettings => 1, ChannelCounter => 1, ReadState => 1,
     BroadMention => 1, Dm => 1, DmEntry => 1, DmPolicy => 1,
+}
+
+/// A message as version 1 stored it: without its number in the channel.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct MessageV1 {
+    id: Id,
+    channel_id: Id,
+    guild_id: Id,
+    author_id: UserId,
+    content: String,
+    created_at: u64,
+    edited_at: Option<u64>,
+    reply_to: Option<Id>,
+    mentions: Vec<UserId>,
+    mention_roles: Vec<Id>,
+    mention_everyone: bool,
+    attachments: Vec<Attachment>,
+    pinned: bool,
+}
+
+impl Stored for Message {
+    const VERSION: u8 = 2;
+
+    fn migrate(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => {
+                let old: MessageV1 = decode_body(body)?;
+                Ok(Message {
+                    id: old.id,
+                    channel_id: old.channel_id,
+                    guild_id: old.guild_id,
+                    author_id: old.author_id,
+                    content: old.content,
+                    created_at: old.created_at,
+                    edited_at: old.edited_at,
+                    reply_to: old.reply_to,
+                    mentions: old.mentions,
+                    mention_roles: old.mention_roles,
+                    mention_everyone: old.mention_everyone,
+                    attachments: old.attachments,
+                    pinned: old.pinned,
+                    // Posted before messages carried their number: counted as read by
+                    // whoever reads a later one (read states never move back).
+                    seq: 0,
+                })
+            }
+            v => Err(CodecError::UnknownVersion(v)),
+        }
+    }
 }
 
 /// A user as version 1 stored it: push targets were bare URLs.
@@ -218,12 +268,13 @@ pub const CHANNEL_FILE: Table<Present, IdText> = Table::new("channel_file");
 /// uploader's own; `FILE` holds the shared metadata of files uploaded before this table).
 pub const CHANNEL_UPLOAD: Table<FileMeta, Upload> = Table::new("channel_upload");
 
-/// channel id → its message counter (read states count unread messages from it).
-pub const CHANNEL_COUNTER: Table<ChannelCounter, IdKey> = Table::new("channel_counter");
-/// channel id ‖ message id → the channel's counter right after that message was posted.
-pub const CHANNEL_MESSAGE_SEQ: Table<u64, IdPair> = Table::new("channel_message_seq");
-/// channel id ‖ user id → how far the user has read the channel.
+/// channel id ‖ user id → how far the user has read the channel; under [`COUNTER_ROW`] the
+/// channel's own message counter ([`ChannelCounter::to_row`]).
 pub const CHANNEL_READ_STATE: Table<ReadState, IdUser> = Table::new("channel_read_state");
+/// Schema 1: channel id → its message counter (moved into [`CHANNEL_READ_STATE`]).
+pub(super) const CHANNEL_COUNTER_V1: Table<ChannelCounter, IdKey> = Table::new("channel_counter");
+/// Schema 1: channel id ‖ message id → that message's counter value (now in the message).
+pub(super) const CHANNEL_MESSAGE_SEQ_V1: Table<u64, IdPair> = Table::new("channel_message_seq");
 /// channel id ‖ user id ‖ message id → (the message mentions the user by name and the user
 /// has not read it yet).
 pub const CHANNEL_USER_MENTION: Table<Present, IdUserId> = Table::new("channel_user_mention");
@@ -321,8 +372,6 @@ pub const ALL_TABLES: &[&str] = &[
     FILE.name,
     CHANNEL_FILE.name,
     CHANNEL_UPLOAD.name,
-    CHANNEL_COUNTER.name,
-    CHANNEL_MESSAGE_SEQ.name,
     CHANNEL_READ_STATE.name,
     CHANNEL_USER_MENTION.name,
     CHANNEL_BROAD_MENTION.name,
@@ -381,6 +430,46 @@ mod tests {
 
     impl Stored for UserV1 {
         const VERSION: u8 = 1;
+    }
+
+    impl Stored for MessageV1 {
+        const VERSION: u8 = 1;
+    }
+
+    #[test]
+    fn version_1_messages_decode_without_a_number() {
+        let old = MessageV1 {
+            id: Id(10),
+            channel_id: Id(2),
+            guild_id: Id(1),
+            author_id: UserId([7; 32]),
+            content: "hello".into(),
+            created_at: 5,
+            edited_at: Some(6),
+            reply_to: Some(Id(9)),
+            mentions: vec![UserId([8; 32])],
+            mention_roles: vec![Id(3)],
+            mention_everyone: true,
+            attachments: vec![],
+            pinned: true,
+        };
+        let message: Message = decode(&encode(&old)).unwrap();
+        assert_eq!(
+            (message.id, message.content.as_str(), message.seq),
+            (Id(10), "hello", 0)
+        );
+        assert_eq!(
+            (
+                message.edited_at,
+                message.reply_to,
+                message.mention_roles.clone()
+            ),
+            (Some(6), Some(Id(9)), vec![Id(3)])
+        );
+        assert!(message.pinned && message.mention_everyone);
+        let now = encode(&Message { seq: 12, ..message });
+        assert_eq!(now[0], 2);
+        assert_eq!(decode::<Message>(&now).unwrap().seq, 12);
     }
 
     #[test]
