@@ -283,7 +283,8 @@ pub struct Message {
     pub pinned: bool,
     /// Its number in the channel: the channel's count of posted messages once it was
     /// posted (read states count unread messages with it); 0 for messages from before
-    /// counting began.
+    /// counting began (and from boxes that do not send it).
+    #[serde(default)]
     pub seq: u64,
 }
 

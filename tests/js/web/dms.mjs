@@ -2,10 +2,11 @@
 // node tests/js/web/dms.mjs ORIGIN_A ORIGIN_B ORIGIN_C (started by tests/it/web_dms.rs,
 // which answers `control: stop A` / `control: start A` with `ok` on standard input)
 // alice (home A) messages bob (home B) from his name in a guild of A; bob's two browsers
-// list the DM unread; he reads it in one and the other clears; they write both ways; the
+// list the DM unread; he reads it in one and the other clears; they write both ways; then
 // they call each other in the DM's voice room; the people picker finds bob across her
 // boxes and opens the same DM; a group DM takes in carol (home C), who then is removed;
-// with A stopped, bob's DM is listed as unreachable; bob blocks alice and her messages hide behind "Blocked message".
+// with A stopped, bob's DM is listed as unreachable; bob blocks alice and her messages hide behind "Blocked message";
+// her next DM to him is refused with the reason shown.
 // Exits non-zero with the reason on the first thing a user would see go wrong.
 import { chromium } from 'playwright-core';
 import readline from 'node:readline';
@@ -201,6 +202,20 @@ try {
   if (await message(bob, 'Are you coming tonight?').count()) throw new Error('a blocked message is shown');
   await bob.page.getByTestId('blocked-show').first().click();
   await message(bob, 'Are you coming tonight?').waitFor();
+
+  step('alice\'s next DM to bob (a group with carol) is refused, and she is told why');
+  await alice.page.getByTestId('dm-home').click();
+  await alice.page.getByTestId('dm-new').click();
+  for (const who of ['bob', 'carol']) {
+    await alice.page.getByTestId('dm-search').fill(who);
+    await alice.page.getByTestId('dm-result').filter({ hasText: who }).first().getByTestId('dm-pick').click();
+  }
+  await alice.page.getByTestId('dm-picked').filter({ hasText: 'Carol' }).waitFor();
+  await alice.page.getByTestId('dm-name').fill('Again');
+  await alice.page.getByTestId('dialog-ok').click();
+  await alice.page.locator('#dialog-error').filter({ hasText: 'does not accept DMs from you' }).waitFor();
+  await alice.page.locator('#dialog-cancel').click();
+  if (await dmItem(alice, 'Again').count()) throw new Error('a refused DM is listed');
 
   if (problems.length) throw new Error(problems.join('\n'));
   console.log('all steps passed');
