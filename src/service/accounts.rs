@@ -271,20 +271,29 @@ impl Services {
         let account = self.check_account(&req, device_name, false).await?;
         let origin = self.origin.clone();
         let max_guilds = self.config.limits.max_guilds_per_user * 10;
-        self.commit_account(account, move |tx, user| {
-            if let Some(code) = &invite {
-                super::invites::join_in(tx, code, user.id, &origin, max_guilds).map_err(|e| {
-                    match e {
+        let checked = invite.clone();
+        let id = account.user.id;
+        self.commit_account(
+            account,
+            move |tx| match &checked {
+                Some(code) => super::invites::check_new_member(tx, code, id)
+                    .map(|_| ())
+                    .map_err(|e| match e {
                         Error::NotFound(_) => Error::Refused {
                             code: "invalid_invite",
                             message: "this invite is not one of this box's".into(),
                         },
                         other => other,
-                    }
-                })?;
-            }
-            Ok(())
-        })
+                    }),
+                None => Ok(()),
+            },
+            move |tx, user| {
+                if let Some(code) = &invite {
+                    super::invites::join_in(tx, code, user.id, &origin, max_guilds)?;
+                }
+                Ok(())
+            },
+        )
         .await
     }
 
@@ -351,11 +360,14 @@ impl Services {
     }
 
     /// Commits a checked account with its device, `user_created` queued to every peer, and
-    /// whatever `also` writes in the same commit (an invite's use, a claim of the box).
+    /// whatever `write` writes in the same commit (an invite's use, a claim of the box).
+    /// A failed job's writes are not rolled back (the batch commits), so everything that
+    /// may refuse runs first: `check`, then the account's own checks, then the writes.
     pub(super) async fn commit_account(
         &self,
         account: NewAccount,
-        also: impl FnOnce(&Tx, &User) -> Result<()> + Clone + Send + 'static,
+        check: impl FnOnce(&Tx) -> Result<()> + Clone + Send + 'static,
+        write: impl FnOnce(&Tx, &User) -> Result<()> + Clone + Send + 'static,
     ) -> Result<User> {
         let NewAccount {
             user,
@@ -369,9 +381,10 @@ impl Services {
             if peers.len() > ids.len() {
                 return Ok(Flow::NeedIds(peers.len()));
             }
+            check(tx)?;
             insert_user(tx, &stored)?;
             tx.put(USER_DEVICE, (stored.id, device.jkt.as_str()), &device)?;
-            also(tx, &stored)?;
+            write(tx, &stored)?;
             announce_created(tx, ids, &peers, &stored, &origin, Some(&certificate))?;
             Ok::<_, Error>(Flow::Done(()))
         })

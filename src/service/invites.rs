@@ -238,11 +238,8 @@ pub(super) fn join_in(
     origin: &str,
     max_guilds: usize,
 ) -> Result<Id> {
-    let mut invite = usable_invite(tx, code)?;
+    let mut invite = check_new_member(tx, code, actor)?;
     let guild_id = invite.guild_id;
-    if tx.contains(GUILD_BAN, (guild_id, actor))? {
-        return Err(Error::Banned);
-    }
     if tx.contains(GUILD_MEMBER, (guild_id, actor))? {
         return Ok(guild_id);
     }
@@ -266,6 +263,16 @@ pub(super) fn join_in(
     )?;
     tx.put(GUILD_MEMBER_SINCE, (guild_id, actor), &seq)?;
     Ok(guild_id)
+}
+
+/// The invite `code` if it is usable and `actor` is not banned from its guild (nothing is
+/// written: registration checks this before it writes anything).
+pub(super) fn check_new_member(tx: &Tx, code: &str, actor: UserId) -> Result<Invite> {
+    let invite = usable_invite(tx, code)?;
+    if tx.contains(GUILD_BAN, (invite.guild_id, actor))? {
+        return Err(Error::Banned);
+    }
+    Ok(invite)
 }
 
 fn usable_invite(tx: &Tx, code: &str) -> Result<Invite> {

@@ -340,17 +340,21 @@ impl Services {
         let account = self
             .check_account(&claim.owner, "the owner's browser", true)
             .await?;
-        self.commit_account(account, move |tx, _| {
+        self.commit_account(
+            account,
+            move |tx| match settings(tx)?.claimed_at {
+                Some(_) => Err(already()),
+                None => Ok(()),
+            },
+            move |tx, _| {
             let mut s = settings(tx)?;
-            if s.claimed_at.is_some() {
-                return Err(already());
-            }
             s.name = Some(name.clone());
             s.registration = Some(registration);
             s.claimed_at = Some(now());
             s.setup_code = None;
             save(tx, &s)
-        })
+        },
+        )
         .await
     }
 
