@@ -64,11 +64,13 @@ pub struct SetupConfig {
     pub first_visitor_claims: bool,
     /// A text file the box writes the setup code to while it is unclaimed (with its
     /// addresses and TLS fingerprint), and deletes once claimed. The Pi image sets
-    /// `/boot/firmware/hearth-setup.txt`, readable on any computer. Default none.
+    /// `/run/hearth/hearth-setup.txt`, which a root service copies to the boot partition
+    /// (readable on any computer). Default none.
     pub code_file: Option<PathBuf>,
     /// An issue file for agetty (the console's login banner) the box keeps current with
     /// its addresses, TLS fingerprint and, until claimed, the setup code. The Pi image
-    /// sets `/run/hearth/issue.d/hearth.issue`... see image/README.md. Default none.
+    /// sets `/run/hearth/hearth.issue`, which `/etc/issue.d/hearth.issue` links to.
+    /// Default none.
     pub issue_file: Option<PathBuf>,
     /// Wrong setup codes one client address may send per hour. Default 10.
     pub attempts_per_address_hour: u32,
