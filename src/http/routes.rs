@@ -7,8 +7,8 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, box_admin, channels, dms, files, guilds, invites, members, messages, notifications, public,
-    read_states, roles, users,
+    account, box_admin, channels, dms, files, guilds, invites, members, messages, notifications,
+    public, read_states, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;

@@ -267,7 +267,10 @@ impl Services {
             }
             _ => {}
         }
-        let invite = req.invite.clone().filter(|_| mode == RegistrationMode::Invite);
+        let invite = req
+            .invite
+            .clone()
+            .filter(|_| mode == RegistrationMode::Invite);
         let account = self.check_account(&req, device_name, false).await?;
         let origin = self.origin.clone();
         let max_guilds = self.config.limits.max_guilds_per_user * 10;

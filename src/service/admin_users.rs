@@ -170,7 +170,10 @@ impl Services {
     /// `q` (case-insensitive).
     pub fn admin_list_users(&self, q: &str, after: &str, limit: usize) -> Result<UserPage> {
         if q.chars().count() > MAX_QUERY {
-            return Err(invalid("too_long", format!("q is longer than {MAX_QUERY} characters")));
+            return Err(invalid(
+                "too_long",
+                format!("q is longer than {MAX_QUERY} characters"),
+            ));
         }
         let limit = limit.clamp(1, MAX_PAGE);
         let q = q.trim().to_lowercase();
@@ -216,9 +219,13 @@ impl Services {
         check_password(&new.password)?;
         device_cert::parse_user_id(&new.identity_key)
             .map_err(|e| invalid("invalid_identity_key", e.to_string()))?;
-        if new.key_backup.is_empty() || new.key_backup.len() > self.config.limits.max_key_backup_bytes
+        if new.key_backup.is_empty()
+            || new.key_backup.len() > self.config.limits.max_key_backup_bytes
         {
-            return Err(invalid("invalid_field", "key_backup is missing or too large"));
+            return Err(invalid(
+                "invalid_field",
+                "key_backup is missing or too large",
+            ));
         }
         let user = self
             .add_user(

@@ -212,8 +212,10 @@ fn has_admin(tx: &Tx) -> Result<bool> {
 impl Services {
     /// The box's registration mode: its own, else the configuration's.
     pub fn registration_mode(&self) -> Result<RegistrationMode> {
-        let stored = self.store.read(|tx| settings(tx))?;
-        Ok(stored.registration.unwrap_or(self.configured_registration()))
+        let stored = self.store.read(settings)?;
+        Ok(stored
+            .registration
+            .unwrap_or(self.configured_registration()))
     }
 
     fn configured_registration(&self) -> RegistrationMode {
@@ -226,21 +228,19 @@ impl Services {
 
     /// The box's name: its own, else the configuration's.
     pub fn box_name(&self) -> Result<String> {
-        let stored = self.store.read(|tx| settings(tx))?;
+        let stored = self.store.read(settings)?;
         Ok(stored.name.unwrap_or_else(|| self.config.name.clone()))
     }
 
     /// What anyone may know of the box.
     pub fn box_info(&self) -> Result<BoxInfo> {
-        let s = self.store.read(|tx| settings(tx))?;
+        let s = self.store.read(settings)?;
         let claimed = s.claimed_at.is_some();
         Ok(BoxInfo {
             name: s.name.clone().unwrap_or_else(|| self.config.name.clone()),
             description: s.description.clone(),
             icon: s.icon.is_some(),
-            registration: s
-                .registration
-                .unwrap_or(self.configured_registration()),
+            registration: s.registration.unwrap_or(self.configured_registration()),
             claimed,
             setup: !claimed && self.config.setup.from_browser,
             setup_code_required: !self.config.setup.first_visitor_claims,
@@ -249,7 +249,7 @@ impl Services {
 
     /// The icon's type and bytes, if the box has one.
     pub fn box_icon(&self) -> Result<Option<(String, Vec<u8>)>> {
-        Ok(self.store.read(|tx| settings(tx))?.icon)
+        Ok(self.store.read(settings)?.icon)
     }
 
     /// Brings the claim state up to date at start: a box with an administrator (made
@@ -257,8 +257,7 @@ impl Services {
     /// one that offers the setup with a code gets its code now, kept until the claim.
     /// Returns the code while one is needed.
     pub async fn prepare_setup(&self) -> Result<Option<String>> {
-        let wants_code =
-            self.config.setup.from_browser && !self.config.setup.first_visitor_claims;
+        let wants_code = self.config.setup.from_browser && !self.config.setup.first_visitor_claims;
         let fresh = make_setup_code();
         self.store
             .write(move |tx| {
@@ -284,13 +283,13 @@ impl Services {
 
     /// The setup code while the box is unclaimed and has one.
     pub fn setup_code(&self) -> Result<Option<String>> {
-        let s = self.store.read(|tx| settings(tx))?;
+        let s = self.store.read(settings)?;
         Ok(s.setup_code.filter(|_| s.claimed_at.is_none()))
     }
 
     /// Whether the box has been claimed.
     pub fn claimed(&self) -> Result<bool> {
-        Ok(self.store.read(|tx| settings(tx))?.claimed_at.is_some())
+        Ok(self.store.read(settings)?.claimed_at.is_some())
     }
 
     /// Claims the box from a browser: checks the setup code (wrong ones counted per
@@ -309,7 +308,7 @@ impl Services {
                 message: "this box is set up from its console (hearth user add --admin)".into(),
             });
         }
-        let stored = self.store.read(|tx| settings(tx))?;
+        let stored = self.store.read(settings)?;
         if stored.claimed_at.is_some() {
             return Err(already());
         }
@@ -347,20 +346,20 @@ impl Services {
                 None => Ok(()),
             },
             move |tx, _| {
-            let mut s = settings(tx)?;
-            s.name = Some(name.clone());
-            s.registration = Some(registration);
-            s.claimed_at = Some(now());
-            s.setup_code = None;
-            save(tx, &s)
-        },
+                let mut s = settings(tx)?;
+                s.name = Some(name.clone());
+                s.registration = Some(registration);
+                s.claimed_at = Some(now());
+                s.setup_code = None;
+                save(tx, &s)
+            },
         )
         .await
     }
 
     /// The box's settings for its administrators.
     pub fn box_settings_view(&self) -> Result<BoxSettingsView> {
-        let s = self.store.read(|tx| settings(tx))?;
+        let s = self.store.read(settings)?;
         Ok(BoxSettingsView {
             name: s.name.clone().unwrap_or_else(|| self.config.name.clone()),
             description: s.description.clone(),

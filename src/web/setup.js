@@ -73,8 +73,10 @@ export async function showReset(secret) {
   $('setup').hidden = true;
   $('reset').hidden = false;
   const path = `/api/v1/password-resets/${encodeURIComponent(secret)}`;
+  let username = '';
   try {
     const preview = await publicRequest(origin, 'GET', path);
+    username = preview.username;
     $('reset-who').textContent = `For ${preview.username}, until ${new Date(preview.expires_at * 1000).toLocaleString()}.`;
   } catch (e) {
     $('reset-form').hidden = true;
@@ -88,7 +90,14 @@ export async function showReset(secret) {
     $('reset-error').textContent = '';
     $('reset-submit').disabled = true;
     try {
-      await publicRequest(origin, 'POST', path, { password: $('reset-password').value });
+      const body = { password: $('reset-password').value };
+      // A browser still signed in as this person holds K_id: it wraps it under the new
+      // password, so the backup is replaced rather than dropped.
+      const saved = await store.loadState().catch(() => null);
+      if (saved && saved.identity && saved.username === username) {
+        body.key_backup = await keys.wrapIdentity(saved.identity, body.password);
+      }
+      await publicRequest(origin, 'POST', path, body);
       $('reset-form').hidden = true;
       $('reset-who').textContent = 'Your password is set.';
       $('reset-done').hidden = false;

@@ -23,7 +23,12 @@ fn fresh_box(files: &std::path::Path, adjust: impl FnOnce(&mut Config)) -> TestS
     })
 }
 
-async fn claim_as(server: &TestServer, who: &Client, code: Option<&str>, username: &str) -> Response {
+async fn claim_as(
+    server: &TestServer,
+    who: &Client,
+    code: Option<&str>,
+    username: &str,
+) -> Response {
     let owner = who
         .account_body(&server.origin, username, PASSWORD)
         .expect("account body");
@@ -74,13 +79,21 @@ fn the_setup_code_claims_the_box_once_and_wrong_codes_are_refused() {
     block_on(async {
         let info = well_known(&server).await;
         assert_eq!(
-            (&info["claimed"], &info["setup"], &info["setup_code_required"]),
+            (
+                &info["claimed"],
+                &info["setup"],
+                &info["setup_code_required"]
+            ),
             (&json!(false), &json!(true), &json!(true)),
             "{info}"
         );
         // The code: from the CLI (through the admin socket), the file and the banner.
         let out = setup_code_cli(&server);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let code = String::from_utf8(out.stdout).unwrap().trim().to_string();
         assert_eq!(code.len(), 14, "{code}");
         let text = read(&code_file).expect("the code file is written");
@@ -88,11 +101,17 @@ fn the_setup_code_claims_the_box_once_and_wrong_codes_are_refused() {
         assert!(text.contains(&server.origin), "{text}");
         let banner = read(&issue_file).expect("the banner is written");
         assert!(banner.contains(&format!("Setup code: {code}")), "{banner}");
-        assert!(banner.contains(&format!("Web: {}/", server.origin)), "{banner}");
+        assert!(
+            banner.contains(&format!("Web: {}/", server.origin)),
+            "{banner}"
+        );
 
         let owner = Client::new();
         let wrong = claim_as(&server, &owner, Some("AAAA-BBBB-CCCC"), "owner").await;
-        assert_eq!((wrong.status, error_code(&wrong).as_str()), (403, "wrong_setup_code"));
+        assert_eq!(
+            (wrong.status, error_code(&wrong).as_str()),
+            (403, "wrong_setup_code")
+        );
         let missing = claim_as(&server, &owner, None, "owner").await;
         assert_eq!(missing.status, 403);
 
@@ -107,16 +126,21 @@ fn the_setup_code_claims_the_box_once_and_wrong_codes_are_refused() {
         let me = api_json(&owner, "GET", &server.url("/api/v1/users/@me"), json!({})).await;
         assert_eq!(me["is_admin"], json!(true));
         let info = well_known(&server).await;
-        assert_eq!((&info["claimed"], &info["setup"]), (&json!(true), &json!(false)));
+        assert_eq!(
+            (&info["claimed"], &info["setup"]),
+            (&json!(true), &json!(false))
+        );
         assert_eq!(info["name"], json!("Our box"));
 
         let again = claim_as(&server, &Client::new(), Some(&code), "second").await;
-        assert_eq!((again.status, error_code(&again).as_str()), (410, "already_claimed"));
+        assert_eq!(
+            (again.status, error_code(&again).as_str()),
+            (410, "already_claimed")
+        );
 
         // The code is gone: the file deleted, the banner without it, the CLI says so.
         let gone = eventually(Duration::from_secs(10), async || {
-            !code_file.exists()
-                && read(&issue_file).is_some_and(|b| !b.contains("Setup code"))
+            !code_file.exists() && read(&issue_file).is_some_and(|b| !b.contains("Setup code"))
         })
         .await;
         assert!(gone, "banner: {:?}", read(&issue_file));
@@ -139,7 +163,10 @@ fn wrong_codes_are_rate_limited_per_address_and_overall() {
         }
         // Spent: even the right code waits now.
         let answer = claim_as(&server, &who, Some(code.trim()), "owner").await;
-        assert_eq!((answer.status, error_code(&answer).as_str()), (429, "rate_limited"));
+        assert_eq!(
+            (answer.status, error_code(&answer).as_str()),
+            (429, "rate_limited")
+        );
         assert!(answer.header("retry-after").is_some());
     });
     let files = tempfile::tempdir().unwrap();
@@ -184,8 +211,15 @@ fn concurrent_claims_make_one_owner() {
         }
         out
     });
-    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
-    assert!(statuses.iter().all(|s| *s == 201 || *s == 410), "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 410),
+        "{statuses:?}"
+    );
     block_on(async {
         let info = well_known(&server).await;
         assert_eq!(info["registration"], json!("invite"));
@@ -193,7 +227,11 @@ fn concurrent_claims_make_one_owner() {
         let mut accounts = 0;
         for i in 0..6 {
             let who = Client::new();
-            if who.login_password(&server.origin, &format!("owner{i}"), PASSWORD).await.is_ok() {
+            if who
+                .login_password(&server.origin, &format!("owner{i}"), PASSWORD)
+                .await
+                .is_ok()
+            {
                 accounts += 1;
             }
         }
@@ -228,7 +266,12 @@ async fn claimed(server: &TestServer) -> Client {
     owner
 }
 
-async fn register_body(server: &TestServer, who: &Client, name: &str, invite: Option<&str>) -> Response {
+async fn register_body(
+    server: &TestServer,
+    who: &Client,
+    name: &str,
+    invite: Option<&str>,
+) -> Response {
     let mut body = who.account_body(&server.origin, name, PASSWORD).unwrap();
     if let Some(code) = invite {
         body["invite"] = json!(code);
@@ -240,7 +283,10 @@ async fn register_body(server: &TestServer, who: &Client, name: &str, invite: Op
 
 async fn set_mode(server: &TestServer, owner: &Client, mode: &str) {
     let answer = owner
-        .patch(&server.url("/api/v1/admin/settings"), json!({ "registration": mode }))
+        .patch(
+            &server.url("/api/v1/admin/settings"),
+            json!({ "registration": mode }),
+        )
         .await
         .unwrap();
     assert_eq!(answer.status, 200, "{:?}", answer.json());
@@ -258,20 +304,41 @@ fn registration_modes_open_invite_closed() {
 
         set_mode(&server, &owner, "closed").await;
         let answer = register_body(&server, &Client::new(), "bob", None).await;
-        assert_eq!((answer.status, error_code(&answer).as_str()), (403, "registration_closed"));
+        assert_eq!(
+            (answer.status, error_code(&answer).as_str()),
+            (403, "registration_closed")
+        );
 
         set_mode(&server, &owner, "invite").await;
         let guild = guild_on(&owner, &server.origin, "Home").await;
         let answer = register_body(&server, &Client::new(), "bob", None).await;
-        assert_eq!((answer.status, error_code(&answer).as_str()), (403, "invite_required"));
+        assert_eq!(
+            (answer.status, error_code(&answer).as_str()),
+            (403, "invite_required")
+        );
         let answer = register_body(&server, &Client::new(), "bob", Some("nosuchcode")).await;
-        assert_eq!((answer.status, error_code(&answer).as_str()), (403, "invalid_invite"));
+        assert_eq!(
+            (answer.status, error_code(&answer).as_str()),
+            (403, "invalid_invite")
+        );
         let bob = Client::new();
         let answer = register_body(&server, &bob, "bob", Some(&guild.code)).await;
         assert_eq!(answer.status, 201, "{:?}", answer.json());
-        bob.login_password(&server.origin, "bob", PASSWORD).await.unwrap();
-        let guilds = api_json(&bob, "GET", &server.url("/api/v1/users/@me/guilds"), json!({})).await;
-        assert_eq!(guilds[0]["id"], json!(guild.id), "registered with the invite: a member");
+        bob.login_password(&server.origin, "bob", PASSWORD)
+            .await
+            .unwrap();
+        let guilds = api_json(
+            &bob,
+            "GET",
+            &server.url("/api/v1/users/@me/guilds"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            guilds[0]["id"],
+            json!(guild.id),
+            "registered with the invite: a member"
+        );
         let invites = api_json(
             &owner,
             "GET",
@@ -291,20 +358,42 @@ fn registration_modes_open_invite_closed() {
             .await
             .unwrap();
         assert_eq!(answer.status, 200);
-        let settings = api_json(&owner, "GET", &server.url("/api/v1/admin/settings"), json!({})).await;
+        let settings = api_json(
+            &owner,
+            "GET",
+            &server.url("/api/v1/admin/settings"),
+            json!({}),
+        )
+        .await;
         assert_eq!(
-            (&settings["name"], &settings["description"], &settings["icon"]),
+            (
+                &settings["name"],
+                &settings["description"],
+                &settings["icon"]
+            ),
             (&json!("Renamed"), &json!("Our family's box"), &json!(icon))
         );
         let info = well_known(&server).await;
         assert_eq!(info["icon_url"], json!(server.url("/api/v1/box/icon")));
-        let bytes = Client::new().send(&server.url("/api/v1/box/icon"), "GET", None, false).await.unwrap();
-        assert_eq!((bytes.status, bytes.header("content-type")), (200, Some("image/png")));
-        let bad = owner
-            .patch(&server.url("/api/v1/admin/settings"), json!({"icon": "data:image/svg+xml;base64,PHN2Zz4="}))
+        let bytes = Client::new()
+            .send(&server.url("/api/v1/box/icon"), "GET", None, false)
             .await
             .unwrap();
-        assert_eq!((bad.status, error_code(&bad).as_str()), (400, "invalid_icon"));
+        assert_eq!(
+            (bytes.status, bytes.header("content-type")),
+            (200, Some("image/png"))
+        );
+        let bad = owner
+            .patch(
+                &server.url("/api/v1/admin/settings"),
+                json!({"icon": "data:image/svg+xml;base64,PHN2Zz4="}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (bad.status, error_code(&bad).as_str()),
+            (400, "invalid_icon")
+        );
     });
 }
 
@@ -313,7 +402,10 @@ async fn create_user(server: &TestServer, admin: &Client, name: &str) -> (Client
     let mut body = person.account_body(&server.origin, name, PASSWORD).unwrap();
     body.as_object_mut().unwrap().remove("device_certificate");
     let made = api_json(admin, "POST", &server.url("/api/v1/admin/users"), body).await;
-    person.login_password(&server.origin, name, PASSWORD).await.unwrap();
+    person
+        .login_password(&server.origin, name, PASSWORD)
+        .await
+        .unwrap();
     (person, made["id"].as_str().unwrap().to_string())
 }
 
@@ -327,24 +419,53 @@ fn administrators_manage_accounts_and_never_lose_the_last_administrator() {
         let (carol, carol_id) = create_user(&server, &owner, "carol").await;
         let (_dave, _) = create_user(&server, &owner, "dave").await;
 
-        let page = api_json(&owner, "GET", &server.url("/api/v1/admin/users?limit=2"), json!({})).await;
-        let names: Vec<&str> = page["users"].as_array().unwrap().iter().map(|u| u["username"].as_str().unwrap()).collect();
+        let page = api_json(
+            &owner,
+            "GET",
+            &server.url("/api/v1/admin/users?limit=2"),
+            json!({}),
+        )
+        .await;
+        let names: Vec<&str> = page["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["username"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["carol", "dave"]);
         let after = page["next"].as_str().unwrap();
-        let page = api_json(&owner, "GET", &server.url(&format!("/api/v1/admin/users?after={after}")), json!({})).await;
+        let page = api_json(
+            &owner,
+            "GET",
+            &server.url(&format!("/api/v1/admin/users?after={after}")),
+            json!({}),
+        )
+        .await;
         assert_eq!(page["users"][0]["username"], json!("owner"));
         assert_eq!(page["users"][0]["admin"], json!(true));
-        let found = api_json(&owner, "GET", &server.url("/api/v1/admin/users?q=AVE"), json!({})).await;
+        let found = api_json(
+            &owner,
+            "GET",
+            &server.url("/api/v1/admin/users?q=AVE"),
+            json!({}),
+        )
+        .await;
         assert_eq!(found["users"].as_array().unwrap().len(), 1);
 
         // The only administrator cannot be demoted, disabled or deleted.
         let me = server.url(&format!("/api/v1/admin/users/{owner_id}"));
         for change in [json!({"admin": false}), json!({"disabled": true})] {
             let answer = owner.patch(&me, change).await.unwrap();
-            assert_eq!((answer.status, error_code(&answer).as_str()), (409, "last_admin"));
+            assert_eq!(
+                (answer.status, error_code(&answer).as_str()),
+                (409, "last_admin")
+            );
         }
         let answer = owner.delete(&me).await.unwrap();
-        assert_eq!((answer.status, error_code(&answer).as_str()), (409, "last_admin"));
+        assert_eq!(
+            (answer.status, error_code(&answer).as_str()),
+            (409, "last_admin")
+        );
 
         // Carol becomes one; then the owner may step down.
         let carol_url = server.url(&format!("/api/v1/admin/users/{carol_id}"));
@@ -362,14 +483,23 @@ fn administrators_manage_accounts_and_never_lose_the_last_administrator() {
         let answer = owner.get(&server.url("/api/v1/users/@me")).await.unwrap();
         assert_eq!(answer.status, 401);
         assert!(owner.refresh(&server.origin).await.is_err());
-        assert!(owner.login_password(&server.origin, "owner", PASSWORD).await.is_err());
+        assert!(owner
+            .login_password(&server.origin, "owner", PASSWORD)
+            .await
+            .is_err());
         api_json(&carol, "PATCH", &owner_url, json!({"disabled": false})).await;
-        owner.login_password(&server.origin, "owner", PASSWORD).await.expect("enabled again");
+        owner
+            .login_password(&server.origin, "owner", PASSWORD)
+            .await
+            .expect("enabled again");
 
         // Deleting.
         let answer = carol.delete(&owner_url).await.unwrap();
         assert_eq!(answer.status, 204);
-        assert!(owner.login_password(&server.origin, "owner", PASSWORD).await.is_err());
+        assert!(owner
+            .login_password(&server.origin, "owner", PASSWORD)
+            .await
+            .is_err());
         let answer = carol.delete(&owner_url).await.unwrap();
         assert_eq!(answer.status, 404);
     });
@@ -390,25 +520,58 @@ fn reset_links_work_once_and_expire() {
         )
         .await;
         let url = link["url"].as_str().unwrap();
-        let secret = url.split("#reset=").nth(1).expect("the link carries its secret");
+        let secret = url
+            .split("#reset=")
+            .nth(1)
+            .expect("the link carries its secret");
         assert!(url.starts_with(&server.origin));
         let path = server.url(&format!("/api/v1/password-resets/{secret}"));
         let anyone = Client::new();
-        let preview = anyone.send(&path, "GET", None, false).await.unwrap().json().unwrap();
+        let preview = anyone
+            .send(&path, "GET", None, false)
+            .await
+            .unwrap()
+            .json()
+            .unwrap();
         assert_eq!(preview["username"], json!("erin"));
         let new_password = "a-brand-new-password";
         let answer = anyone
-            .send(&path, "POST", Some(json!({"password": new_password})), false)
+            .send(
+                &path,
+                "POST",
+                Some(json!({"password": new_password})),
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(answer.status, 200, "{:?}", answer.json());
         let erin = Client::new();
-        assert!(erin.login_password(&server.origin, "erin", PASSWORD).await.is_err());
-        erin.login_password(&server.origin, "erin", new_password).await.expect("new password");
-        let backup = api_json(&erin, "GET", &server.url("/api/v1/users/@me/key-backup"), json!({})).await;
-        assert_eq!(backup["key_backup"], Value::Null, "the old backup cannot be opened: dropped");
+        assert!(erin
+            .login_password(&server.origin, "erin", PASSWORD)
+            .await
+            .is_err());
+        erin.login_password(&server.origin, "erin", new_password)
+            .await
+            .expect("new password");
+        let backup = api_json(
+            &erin,
+            "GET",
+            &server.url("/api/v1/users/@me/key-backup"),
+            json!({}),
+        )
+        .await;
+        assert_eq!(
+            backup["key_backup"],
+            Value::Null,
+            "the old backup cannot be opened: dropped"
+        );
         let again = anyone
-            .send(&path, "POST", Some(json!({"password": "yet-another-password"})), false)
+            .send(
+                &path,
+                "POST",
+                Some(json!({"password": "yet-another-password"})),
+                false,
+            )
             .await
             .unwrap();
         assert_eq!(again.status, 404, "single use");
@@ -418,13 +581,33 @@ fn reset_links_work_once_and_expire() {
     block_on(async {
         let owner = claimed(&server).await;
         let id = owner.user_id(&server.origin).unwrap();
-        let link = api_json(&owner, "POST", &server.url(&format!("/api/v1/admin/users/{id}/reset-link")), json!({})).await;
-        let secret = link["url"].as_str().unwrap().split("#reset=").nth(1).unwrap().to_string();
+        let link = api_json(
+            &owner,
+            "POST",
+            &server.url(&format!("/api/v1/admin/users/{id}/reset-link")),
+            json!({}),
+        )
+        .await;
+        let secret = link["url"]
+            .as_str()
+            .unwrap()
+            .split("#reset=")
+            .nth(1)
+            .unwrap()
+            .to_string();
         let answer = Client::new()
-            .send(&server.url(&format!("/api/v1/password-resets/{secret}")), "GET", None, false)
+            .send(
+                &server.url(&format!("/api/v1/password-resets/{secret}")),
+                "GET",
+                None,
+                false,
+            )
             .await
             .unwrap();
-        assert_eq!((answer.status, error_code(&answer).as_str()), (410, "reset_link_expired"));
+        assert_eq!(
+            (answer.status, error_code(&answer).as_str()),
+            (410, "reset_link_expired")
+        );
     });
 }
 
@@ -440,7 +623,11 @@ fn non_administrators_get_403_on_every_admin_route() {
         let reset = format!("{user}/reset-link");
         let routes: [(&str, &str, Option<Value>); 7] = [
             ("GET", "/api/v1/admin/settings", None),
-            ("PATCH", "/api/v1/admin/settings", Some(json!({"name": "Mine"}))),
+            (
+                "PATCH",
+                "/api/v1/admin/settings",
+                Some(json!({"name": "Mine"})),
+            ),
             ("GET", "/api/v1/admin/users", None),
             ("POST", "/api/v1/admin/users", Some(json!({}))),
             ("PATCH", &user, Some(json!({"admin": false}))),
@@ -448,10 +635,16 @@ fn non_administrators_get_403_on_every_admin_route() {
             ("POST", &reset, Some(json!({}))),
         ];
         for (method, path, body) in routes {
-            let answer = someone.send(&server.url(path), method, body.clone(), true).await.unwrap();
+            let answer = someone
+                .send(&server.url(path), method, body.clone(), true)
+                .await
+                .unwrap();
             assert_eq!(answer.status, 403, "{method} {path}");
             assert_eq!(error_code(&answer), "forbidden");
-            let answer = Client::new().send(&server.url(path), method, body, false).await.unwrap();
+            let answer = Client::new()
+                .send(&server.url(path), method, body, false)
+                .await
+                .unwrap();
             assert_eq!(answer.status, 401, "{method} {path} without a token");
         }
     });

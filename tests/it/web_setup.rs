@@ -14,8 +14,5 @@ fn a_fresh_box_is_set_up_in_the_browser() {
         .expect("run hearth setup-code");
     assert!(out.status.success());
     let code = String::from_utf8(out.stdout).unwrap();
-    run_browser_script(
-        "tests/js/web/setup.mjs",
-        &[&server.origin, code.trim()],
-    );
+    run_browser_script("tests/js/web/setup.mjs", &[&server.origin, code.trim()]);
 }
