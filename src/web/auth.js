@@ -7,7 +7,7 @@ import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, dialog, el, field, showError } from './dom.js';
 import { homeOrigin, origin, resetData, s } from './state.js';
-import { offerInvite, renderGuilds } from './guilds.js';
+import { joinInvite, offerInvite, renderGuilds } from './guilds.js';
 import { closeBoxes, connectBox, ensureBox, homeBox, setStatus } from './boxes.js';
 import { leaveVoice } from './voice-channel.js';
 import { loadDms } from './dms.js';
@@ -48,6 +48,8 @@ export async function signUp(username, password, display) {
   // A box that registers only people with an invite takes this box's invite being opened.
   if (wellKnown.registration === 'invite' && s.invite && (!s.invite.origin || s.invite.origin === origin)) {
     body.invite = s.invite.code;
+    // The account joins the invite's guild as it is made: no "Join?" question after.
+    s.invite.usedAtSignUp = true;
   }
   await publicRequest(origin, 'POST', '/api/v1/register', body);
   s.state = { ...device, identity, username, home: wellKnown.origin };
@@ -288,5 +290,10 @@ export async function showApp() {
   renderGuilds();
   await Promise.all([...s.boxes.values()].map((box) => connectBox(box).catch(() => false)));
   await loadDms();
-  if (s.invite) await offerInvite(s.invite);
+  if (s.invite && s.invite.usedAtSignUp) {
+    const { code } = s.invite;
+    s.invite = null;
+    if (location.pathname !== '/') history.replaceState(null, '', '/');
+    await joinInvite(home, code).catch(() => {});
+  } else if (s.invite) await offerInvite(s.invite);
 }

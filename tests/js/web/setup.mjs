@@ -3,7 +3,8 @@
 // The page offers "Set up this Hearth"; a wrong setup code is shown as an error; the
 // right one makes the owner, who is signed in, is an administrator (the console's
 // accounts section lists them so), creates a guild and sends a message. A stranger then
-// sees the sign-in page with registration by invite only, and the owner's reset link
+// sees the sign-in page with registration by invite only; with the owner's invite link
+// someone creates an account and is in the guild at once; and the owner's reset link
 // sets a new password in another browser.
 import { chromium } from 'playwright-core';
 
@@ -108,6 +109,24 @@ try {
   if (await stranger.page.getByTestId('setup').isVisible()) throw new Error('the setup still shows after the claim');
   await stranger.page.getByTestId('auth-note').filter({ hasText: 'invite' }).waitFor();
   if (await stranger.page.getByTestId('tab-signup').isVisible()) throw new Error('"Create account" shows without an invite');
+
+  step('with an invite link of this box, the stranger creates an account and is in the guild');
+  await p.getByTestId('invite-create').click();
+  await p.waitForFunction(() => document.querySelector('[data-testid="invite-link"]').value !== '');
+  const invite = await p.getByTestId('invite-link').inputValue();
+  const invited = await person('invited');
+  await invited.page.goto(invite);
+  await invited.page.getByTestId('invite-preview').filter({ hasText: 'Family' }).waitFor();
+  await invited.page.getByTestId('auth-note').filter({ hasText: 'uses your invite' }).waitFor();
+  await invited.page.getByTestId('tab-signup').click();
+  await invited.page.getByTestId('username').fill('gran');
+  await invited.page.getByTestId('display-name').fill('Gran');
+  await invited.page.getByTestId('password').fill(PASSWORD);
+  await invited.page.getByTestId('auth-submit').click();
+  await invited.page.getByTestId('me-name').filter({ hasText: 'Gran' }).waitFor();
+  await invited.page.getByTestId('guild-name').filter({ hasText: 'Family' }).waitFor();
+  await invited.page.getByTestId('message').filter({ hasText: 'Hello from the owner' }).waitFor();
+  if (await invited.page.getByTestId('dialog').isVisible()) throw new Error('a "Join?" question after registering with the invite');
 
   step('a reset link sets a new password in another browser');
   await ownerRow.getByTestId('user-reset').click();
