@@ -4,7 +4,7 @@
 //! delete, hand out password-reset links; never leaving the box without an administrator.
 
 use crate::common::*;
-use hearth::client::{Client, Response};
+use hearth::client::{Client, GatewayMessage, Response};
 use hearth::config::Config;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -476,10 +476,34 @@ fn administrators_manage_accounts_and_never_lose_the_last_administrator() {
         let answer = owner.get(&server.url("/api/v1/admin/users")).await.unwrap();
         assert_eq!(answer.status, 403, "no longer an administrator");
 
-        // Disabling: the token stops at once, refresh and sign-in are refused.
+        // Disabling: the token stops at once, the gateway socket closes, refresh and
+        // sign-in are refused.
+        let stream = owner.events(&server.origin, None).await.expect("events");
         let owner_url = server.url(&format!("/api/v1/admin/users/{owner_id}"));
         let disabled = api_json(&carol, "PATCH", &owner_url, json!({"disabled": true})).await;
         assert_eq!(disabled["disabled"], json!(true));
+        let closed = futures_lite::future::or(
+            async {
+                loop {
+                    match stream.next().await {
+                        Some(GatewayMessage::Disconnected { code, .. }) => return code,
+                        Some(_) => continue,
+                        None => return None,
+                    }
+                }
+            },
+            async {
+                smol::Timer::after(Duration::from_secs(10)).await;
+                Some(0)
+            },
+        )
+        .await;
+        assert_eq!(
+            closed,
+            Some(4010),
+            "the disabled user's socket is closed as signed out"
+        );
+        drop(stream);
         let answer = owner.get(&server.url("/api/v1/users/@me")).await.unwrap();
         assert_eq!(answer.status, 401);
         assert!(owner.refresh(&server.origin).await.is_err());
