@@ -107,6 +107,25 @@ fn the_setup_code_claims_the_box_once_and_wrong_codes_are_refused() {
         );
 
         let owner = Client::new();
+        // Only the box's own page may claim it from a browser.
+        let body = json!({"code": code, "name": "x", "registration": "open",
+            "owner": owner.account_body(&server.origin, "owner", PASSWORD).unwrap()});
+        let foreign = owner
+            .raw(
+                &server.url("/api/v1/setup"),
+                "POST",
+                &[
+                    ("Origin", "https://elsewhere.example".to_string()),
+                    ("Content-Type", "application/json".to_string()),
+                ],
+                body.to_string().into_bytes(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (foreign.status, error_code(&foreign).as_str()),
+            (403, "cross_origin_setup")
+        );
         let wrong = claim_as(&server, &owner, Some("AAAA-BBBB-CCCC"), "owner").await;
         assert_eq!(
             (wrong.status, error_code(&wrong).as_str()),
@@ -479,6 +498,15 @@ fn administrators_manage_accounts_and_never_lose_the_last_administrator() {
         // Disabling: the token stops at once, the gateway socket closes, refresh and
         // sign-in are refused.
         let stream = owner.events(&server.origin, None).await.expect("events");
+        // Connected first (the socket opens after `events` returns).
+        loop {
+            match stream.next().await {
+                Some(GatewayMessage::Ready { .. }) => break,
+                Some(GatewayMessage::Disconnected { reason, .. }) => panic!("{reason}"),
+                Some(_) => continue,
+                None => panic!("the event stream stopped"),
+            }
+        }
         let owner_url = server.url(&format!("/api/v1/admin/users/{owner_id}"));
         let disabled = api_json(&carol, "PATCH", &owner_url, json!({"disabled": true})).await;
         assert_eq!(disabled["disabled"], json!(true));

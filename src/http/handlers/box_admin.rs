@@ -16,8 +16,19 @@ fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
     crate::http::federation::require_admin_for(req, me, "manage the box")
 }
 
-/// `POST /api/v1/setup`: claims an unclaimed box (see [`setup::Claim`]).
+/// `POST /api/v1/setup`: claims an unclaimed box (see [`setup::Claim`]). A browser's
+/// request must come from a page of this box: the API answers every origin, and a page
+/// of another site open on the LAN could otherwise claim a box that needs no code.
 pub async fn claim(mut req: Req) -> ApiResult {
+    if let Some(from) = crate::http::auth::header_values(&req, "Origin").first() {
+        if !req.state().origins.serves(from) {
+            return Err(ApiError::new(
+                403,
+                "cross_origin_setup",
+                "a box is set up only from its own page",
+            ));
+        }
+    }
     let body: setup::Claim = json_body(&mut req).await?;
     let app = req.state().clone();
     let address = crate::http::client_address(&req);
