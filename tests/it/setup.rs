@@ -170,6 +170,25 @@ fn the_setup_code_claims_the_box_once_and_wrong_codes_are_refused() {
 }
 
 #[test]
+fn setup_code_reads_the_database_when_no_server_runs() {
+    let files = tempfile::tempdir().unwrap();
+    let mut server = fresh_box(files.path(), |_| {});
+    let running = setup_code_cli(&server);
+    assert!(running.status.success());
+    server.stop();
+    let stopped = setup_code_cli(&server);
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    assert_eq!(
+        stopped.stdout, running.stdout,
+        "the code is kept until the claim"
+    );
+}
+
+#[test]
 fn wrong_codes_are_rate_limited_per_address_and_overall() {
     let files = tempfile::tempdir().unwrap();
     let server = fresh_box(files.path(), |c| c.setup.attempts_per_address_hour = 3);
