@@ -67,8 +67,60 @@ customize() {
 name = "$name"
 listen = "0.0.0.0:443"
 public_url = "https://hearth.local"
+
+# Until the box has an owner, its web client offers "Set up this Hearth", which needs the
+# setup code the server made at first start. The server keeps it, with the box's
+# addresses and TLS fingerprint, in /run/hearth (the only place it may write besides its
+# data); hearth-setup-file.path copies the code file to the boot partition, and agetty
+# shows the banner through /etc/issue.d/hearth.issue.
+[setup]
+code_file = "/run/hearth/hearth-setup.txt"
+issue_file = "/run/hearth/hearth.issue"
 EOF
     chmod 644 "$root/etc/hearth/hearth.toml"
+
+    # The setup code on the FAT boot partition, readable on any computer: copied there by
+    # root (the server cannot write outside its own directories, and should never write
+    # where the kernel and config.txt live), deleted once the box is claimed.
+    install -d -m 755 "$root/usr/lib/hearth-image"
+    cat >"$root/usr/lib/hearth-image/setup-file" <<'EOF'
+#!/bin/sh
+# Mirrors Hearth's setup code file to the boot partition; removes it there once Hearth
+# has deleted its own (the box is set up). Run by hearth-setup-file.service.
+set -eu
+src=/run/hearth/hearth-setup.txt
+dst=/boot/firmware/hearth-setup.txt
+if [ -f "$src" ]; then
+    cp "$src" "$dst.new"
+    mv "$dst.new" "$dst"
+else
+    rm -f "$dst"
+fi
+sync -f /boot/firmware
+EOF
+    chmod 755 "$root/usr/lib/hearth-image/setup-file"
+    cat >"$root/usr/lib/systemd/system/hearth-setup-file.service" <<'EOF'
+[Unit]
+Description=Copy Hearth's setup code to the boot partition (or remove it once set up)
+After=hearth.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/lib/hearth-image/setup-file
+EOF
+    cat >"$root/usr/lib/systemd/system/hearth-setup-file.path" <<'EOF'
+[Unit]
+Description=Watch Hearth's setup code file
+
+[Path]
+PathChanged=/run/hearth/hearth-setup.txt
+
+[Install]
+WantedBy=multi-user.target
+EOF
+    # The console banner: agetty prints /etc/issue, then every /etc/issue.d/*.issue.
+    install -d -m 755 "$root/etc/issue.d"
+    ln -sf /run/hearth/hearth.issue "$root/etc/issue.d/hearth.issue"
 
     # First boot: grow the root partition (MBR, so not systemd-repart) and its ext4.
     install -d -m 755 "$root/usr/lib/hearth-image"
@@ -143,6 +195,7 @@ EOF
 
     chroot "$root" systemd-sysusers
     chroot "$root" systemctl enable --quiet hearth.service hearth-grow-root.service \
+        hearth-setup-file.path \
         systemd-networkd.service systemd-resolved.service avahi-daemon.service \
         systemd-timesyncd.service
 

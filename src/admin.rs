@@ -65,6 +65,8 @@ pub enum Command {
     },
     /// List server-to-server calls waiting in the outbox.
     ListOutbox,
+    /// The setup code while the box is unclaimed (made now if the box never ran).
+    SetupCode,
     /// Write a consistent copy of the database.
     Backup {
         /// Destination file.
@@ -128,6 +130,17 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             } else {
                 Err(format!("{url} is not a peer"))
             }
+        }
+        Command::SetupCode => {
+            let code = s.prepare_setup().await.map_err(|e| e.to_string())?;
+            let info = s.box_info().map_err(|e| e.to_string())?;
+            Ok(json!({
+                "code": code,
+                "claimed": info.claimed,
+                "first_visitor_claims": s.config.setup.first_visitor_claims,
+                "from_browser": s.config.setup.from_browser,
+                "origin": s.origin,
+            }))
         }
         Command::ListOutbox => {
             let pending =

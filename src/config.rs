@@ -17,8 +17,10 @@ pub struct Config {
     /// The origin clients use to reach this server, e.g. `https://hearth.local`. It is the
     /// `iss` of the tokens this server signs. Default: `http://` + the bound address.
     pub public_url: Option<String>,
-    /// Who may create accounts over HTTP: `open` (anyone who can reach the box) or
-    /// `closed` (only `hearth user add`). Default `open`, for a LAN box.
+    /// Who may create accounts over HTTP: `open` (anyone who can reach the box), `invite`
+    /// (someone holding an invite code of this box) or `closed` (only administrators).
+    /// This is the mode of a fresh box; once set at setup or in the admin console, the
+    /// box keeps its own. Default `open`, for a LAN box.
     pub registration: Registration,
     /// Authentication settings.
     pub auth: AuthConfig,
@@ -43,6 +45,50 @@ pub struct Config {
     pub server: ServerConfig,
     /// The server's log.
     pub log: LogConfig,
+    /// Claiming a fresh box from a browser, and what the box tells its console.
+    pub setup: SetupConfig,
+}
+
+/// Claiming the box from a browser (`[setup]`): while it has no administrator its web
+/// client shows "Set up this Hearth", which needs the setup code the box made at first
+/// start, and the box writes the code (and its addresses and TLS fingerprint) where the
+/// owner can read them without a console.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SetupConfig {
+    /// Offer the setup from the web client at all. `false` leaves making the first
+    /// administrator to `hearth user add --admin`. Default true.
+    pub from_browser: bool,
+    /// Let whoever opens the setup page first claim the box, without a setup code. Only
+    /// for those who trust everyone on their network until then. Default false.
+    pub first_visitor_claims: bool,
+    /// A text file the box writes the setup code to while it is unclaimed (with its
+    /// addresses and TLS fingerprint), and deletes once claimed. The Pi image sets
+    /// `/run/hearth/hearth-setup.txt`, which a root service copies to the boot partition
+    /// (readable on any computer). Default none.
+    pub code_file: Option<PathBuf>,
+    /// An issue file for agetty (the console's login banner) the box keeps current with
+    /// its addresses, TLS fingerprint and, until claimed, the setup code. The Pi image
+    /// sets `/run/hearth/hearth.issue`, which `/etc/issue.d/hearth.issue` links to.
+    /// Default none.
+    pub issue_file: Option<PathBuf>,
+    /// Wrong setup codes one client address may send per hour. Default 10.
+    pub attempts_per_address_hour: u32,
+    /// Wrong setup codes from all addresses together per hour. Default 100.
+    pub attempts_per_hour: u32,
+}
+
+impl Default for SetupConfig {
+    fn default() -> Self {
+        SetupConfig {
+            from_browser: true,
+            first_visitor_claims: false,
+            code_file: None,
+            issue_file: None,
+            attempts_per_address_hour: 10,
+            attempts_per_hour: 100,
+        }
+    }
 }
 
 /// The server's log: to the systemd journal (with priorities) when `hearth serve` runs as
@@ -407,7 +453,9 @@ impl Default for GatewayConfig {
 pub enum Registration {
     /// Anyone.
     Open,
-    /// Only the administrator, with `hearth user add`.
+    /// Holders of an invite code of this box.
+    Invite,
+    /// Only administrators (the console, or `hearth user add`).
     Closed,
 }
 
@@ -443,6 +491,9 @@ pub struct AuthConfig {
     /// after it the token's signature is checked again with the key pinned then.
     /// (Whether the peer is still pinned is checked on every request.) Default 60.
     pub peer_token_cache_secs: u64,
+    /// How long a password-reset link an administrator hands out works, seconds.
+    /// Default 24 hours.
+    pub reset_link_secs: u64,
 }
 
 /// Limits on sizes and counts.
@@ -523,6 +574,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             server: ServerConfig::default(),
             log: LogConfig::default(),
+            setup: SetupConfig::default(),
         }
     }
 }
@@ -543,6 +595,7 @@ impl Default for AuthConfig {
             login_attempts_per_address: 30,
             token_cache_capacity: 10_000,
             peer_token_cache_secs: 60,
+            reset_link_secs: 24 * 3600,
         }
     }
 }

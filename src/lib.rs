@@ -21,13 +21,16 @@
 //!    files, read states (unread and mention counts), rate limits, the user life cycle,
 //!    the remote-user directory, shadow accounts and remote profiles (their refresh, the
 //!    profile document a peer sends), migration records, ban notices, push grants and
-//!    fan-out planning, notification settings, and the outbox queueing of server-to-server calls (a typed `Call`,
+//!    fan-out planning, notification settings, the box's own settings and its first-boot
+//!    claim (setup code, registration mode), account administration and password-reset
+//!    links, and the outbox queueing of server-to-server calls (a typed `Call`,
 //!    queued in the commit of the change). Every operation checks its actor's permissions
 //!    itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,
 //!    sessions with resume from the event log, typing and presence, and the socket loop
 //!    both websocket sessions share); [`lan`] (mDNS announcement and discovery, the table
-//!    of what was heard, and TLS: the self-signed certificate and pinning on first use).
+//!    of what was heard, TLS: the self-signed certificate and pinning on first use, and the
+//!    console: the setup code file and agetty's banner).
 //! 4. [`voice`]: rooms mixed on the box (jitter buffers, Opus FEC/PLC, talking detection,
 //!    mix-minus with a limiter, one shared encode), the registry of who is where, the
 //!    voice websocket session, and tone generation/detection for tests.

@@ -60,6 +60,8 @@ enum Commands {
     Peers,
     /// List server-to-server calls waiting for delivery (peer down, retrying).
     Outbox,
+    /// Print the setup code that claiming this box from a browser needs.
+    SetupCode,
     /// Write a consistent copy of the database to FILE (works while the server runs).
     Backup {
         /// Destination file.
@@ -283,6 +285,24 @@ fn main() -> anyhow::Result<()> {
             }
             let answer = run_admin(&config, Command::ListDiscovered)?;
             print!("{}", hearth::lan::heard::format_listing(&answer));
+            Ok(())
+        }
+        Commands::SetupCode => {
+            let answer = run_admin(&config, Command::SetupCode)?;
+            match answer["code"].as_str() {
+                Some(code) => println!("{code}"),
+                None if answer["claimed"] == true => {
+                    bail!("this box is set up already: it has an administrator")
+                }
+                None if answer["from_browser"] == false => {
+                    bail!("setup from a browser is off ([setup] from_browser = false)")
+                }
+                None => println!(
+                    "no setup code needed: [setup] first_visitor_claims = true lets whoever \
+                     opens {} first set it up",
+                    answer["origin"].as_str().unwrap_or("the box")
+                ),
+            }
             Ok(())
         }
         Commands::Outbox => {

@@ -55,7 +55,27 @@ pub async fn run_with(
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
     }
+    let setup_code = app
+        .services
+        .prepare_setup()
+        .await
+        .map_err(|e| StartError::Invalid(format!("cannot prepare the setup: {e}")))?;
     let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
+    if setup_code.is_some() || !app.services.claimed().unwrap_or(true) {
+        log::info!(
+            "this box has no administrator yet: open {} in a browser to set it up              (`hearth setup-code` prints the setup code)",
+            app.services.origin
+        );
+    }
+    let console = crate::lan::console::ConsoleFiles {
+        code_file: app.services.config.setup.code_file.clone(),
+        issue_file: app.services.config.setup.issue_file.clone(),
+        origin: app.services.origin.clone(),
+        scheme,
+        local,
+        fingerprint: app.tls_fingerprint.get().cloned(),
+    }
+    .start(app.services.clone());
     ready(&app.services.origin);
     // LAN discovery starts once requests are served; it never holds up or fails the start.
     let discovery = crate::lan::start(
@@ -85,6 +105,9 @@ pub async fn run_with(
     }
     drop(outbox);
     drop(admin);
+    if let Some(console) = console {
+        console.cancel().await;
+    }
     // Cancelled tasks (the admin listener's) let go of the app a moment later on their
     // executor's thread: wait for that (briefly), so that the database is closed and its
     // lock released when this returns and a new server can open the same data.

@@ -407,6 +407,31 @@ impl Client {
         password: &str,
     ) -> Result<Value, ClientError> {
         let origin = origin_of(origin)?;
+        let body = self.account_body(&origin, username, password)?;
+        let created = self
+            .send(
+                &format!("{origin}/api/v1/register"),
+                "POST",
+                Some(body),
+                false,
+            )
+            .await?
+            .ok()?
+            .json()?;
+        self.login_password(&origin, username, password).await?;
+        Ok(created)
+    }
+
+    /// The account a registration (or a claim of the box, as its `owner`) sends: K_id
+    /// (made now unless this client has one), its certificate for this device at
+    /// `origin`, and K_id wrapped under the password.
+    pub fn account_body(
+        &self,
+        origin: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Value, ClientError> {
+        let origin = origin_of(origin)?;
         let identity = match self.identity() {
             Some(k) => k,
             None => {
@@ -428,25 +453,13 @@ impl Client {
         };
         let backup = keywrap::wrap_secret(&identity.to_bytes(), password, &params)
             .map_err(|e| ClientError::Key(e.to_string()))?;
-        let body = json!({
+        Ok(json!({
             "username": username,
             "password": password,
             "identity_key": user_id,
             "device_certificate": certificate,
             "key_backup": backup,
-        });
-        let created = self
-            .send(
-                &format!("{origin}/api/v1/register"),
-                "POST",
-                Some(body),
-                false,
-            )
-            .await?
-            .ok()?
-            .json()?;
-        self.login_password(&origin, username, password).await?;
-        Ok(created)
+        }))
     }
 
     fn certificate_for(&self, identity: &ed25519_dalek::SigningKey, homeserver: &str) -> String {

@@ -7,8 +7,8 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, channels, dms, files, guilds, invites, members, messages, notifications, public,
-    read_states, roles, users,
+    account, box_admin, channels, dms, files, guilds, invites, members, messages, notifications,
+    public, read_states, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -61,6 +61,27 @@ pub fn install(server: &mut Server) {
     server.at("/oauth/token").post(open(public::token));
     server.at("/oauth/revoke").post(open(public::revoke));
     server.at("/api/v1/register").post(open(public::register));
+    server.at("/api/v1/setup").post(open(box_admin::claim));
+    server.at("/api/v1/box/icon").get(open(box_admin::icon));
+    server
+        .at("/api/v1/password-resets/:secret")
+        .get(open(box_admin::reset_preview))
+        .post(open(box_admin::reset_password));
+    server
+        .at("/api/v1/admin/settings")
+        .get(authed(box_admin::get_settings))
+        .patch(authed(box_admin::update_settings));
+    server
+        .at("/api/v1/admin/users")
+        .get(authed(box_admin::list_users))
+        .post(authed(box_admin::create_user));
+    server
+        .at("/api/v1/admin/users/:user_id")
+        .patch(authed(box_admin::change_user))
+        .delete(authed(box_admin::delete_user));
+    server
+        .at("/api/v1/admin/users/:user_id/reset-link")
+        .post(authed(box_admin::reset_link));
     server
         .at("/api/v1/invites/:code")
         .get(open(invites::preview_invite));

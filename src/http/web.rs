@@ -47,6 +47,8 @@ assets![
     "dom.js",
     "state.js",
     "auth.js",
+    "setup.js",
+    "admin-users.js",
     "settings.js",
     "guilds.js",
     "voice-channel.js",

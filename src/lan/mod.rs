@@ -4,6 +4,7 @@
 //! pinned on first use by clients and peers.
 //!
 //! - [`announce`]: what an announcement says, how it is read and refused.
+//! - [`console`]: the setup code file and the console banner (agetty's issue file).
 //! - [`heard`]: the bounded table of what was heard, judged for conflicts.
 //! - [`mdns`]: the mDNS daemon that announces and browses.
 //! - [`tls`]: the self-signed certificate, fingerprints, and pinning on first use.
@@ -12,6 +13,7 @@
 //! administrator confirms its fingerprint (`federation::discovered`).
 
 pub mod announce;
+pub mod console;
 pub mod heard;
 pub mod mdns;
 pub mod tls;

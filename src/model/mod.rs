@@ -1,5 +1,6 @@
 //! The data model: ids, stored types and the permission rules. Pure: no I/O, no network.
 
+pub mod box_settings;
 pub mod dm;
 pub mod event;
 pub mod federation;
@@ -10,6 +11,7 @@ pub mod permissions;
 pub mod read_state;
 pub mod types;
 
+pub use box_settings::{BoxSettings, PasswordReset, RegistrationMode};
 pub use dm::{Dm, DmEntry, DmPolicy, DM_PERMISSIONS, NO_GUILD};
 pub use event::{Audience, Event};
 pub use federation::{MigrationRecord, OutboxItem, Peer, RemoteUser, ShadowSync};

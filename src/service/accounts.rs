@@ -31,6 +31,20 @@ pub struct Registration {
     /// Display name (defaults to the username).
     #[serde(default)]
     pub display_name: Option<String>,
+    /// An invite code of this box: needed when registration is `invite`; the account
+    /// joins its guild in the commit that makes it.
+    #[serde(default)]
+    pub invite: Option<String>,
+}
+
+/// A checked account, ready to be committed with [`Services::commit_account`].
+pub(super) struct NewAccount {
+    /// The user.
+    pub user: User,
+    /// The registering device.
+    pub device: Device,
+    /// Its certificate, signed by K_id (announced to peers as the user's word).
+    pub certificate: String,
 }
 
 /// Tokens handed out by a grant.
@@ -168,7 +182,7 @@ pub fn check_username(name: &str) -> Result<String> {
     Ok(name)
 }
 
-fn check_password(password: &str) -> Result<()> {
+pub(super) fn check_password(password: &str) -> Result<()> {
     if password.chars().count() < 8 || password.len() > 1024 {
         return Err(invalid(
             "invalid_password",
@@ -232,12 +246,67 @@ impl Services {
 
     /// Creates a local account over HTTP: checks the identity key, the device certificate
     /// it signed, and the username; stores the argon2id hash and the opaque key backup.
+    /// The box's registration mode decides who may: `closed` refuses, `invite` needs a
+    /// usable invite of this box, whose guild the account joins in the same commit.
     pub async fn register(&self, req: Registration, device_name: &str) -> Result<User> {
-        if self.config.registration == crate::config::Registration::Closed {
-            return Err(Error::Forbidden(
-                "registration is closed on this server; ask its administrator".into(),
-            ));
+        let mode = self.registration_mode()?;
+        match mode {
+            RegistrationMode::Closed => {
+                return Err(Error::Refused {
+                    code: "registration_closed",
+                    message: "registration is closed on this box; ask its administrator for an account"
+                        .into(),
+                })
+            }
+            RegistrationMode::Invite if req.invite.as_deref().unwrap_or("").is_empty() => {
+                return Err(Error::Refused {
+                    code: "invite_required",
+                    message: "this box registers only people with an invite: open an invite link of this box"
+                        .into(),
+                })
+            }
+            _ => {}
         }
+        let invite = req
+            .invite
+            .clone()
+            .filter(|_| mode == RegistrationMode::Invite);
+        let account = self.check_account(&req, device_name, false).await?;
+        let origin = self.origin.clone();
+        let max_guilds = self.config.limits.max_guilds_per_user * 10;
+        let checked = invite.clone();
+        let id = account.user.id;
+        self.commit_account(
+            account,
+            move |tx| match &checked {
+                Some(code) => super::invites::check_new_member(tx, code, id)
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        Error::NotFound(_) => Error::Refused {
+                            code: "invalid_invite",
+                            message: "this invite is not one of this box's".into(),
+                        },
+                        other => other,
+                    }),
+                None => Ok(()),
+            },
+            move |tx, user| {
+                if let Some(code) = &invite {
+                    super::invites::join_in(tx, code, user.id, &origin, max_guilds)?;
+                }
+                Ok(())
+            },
+        )
+        .await
+    }
+
+    /// Checks a registration and hashes its password (nothing is written).
+    pub(super) async fn check_account(
+        &self,
+        req: &Registration,
+        device_name: &str,
+        is_admin: bool,
+    ) -> Result<NewAccount> {
         let username = check_username(&req.username)?;
         check_password(&req.password)?;
         let id = device_cert::parse_user_id(&req.identity_key)
@@ -278,17 +347,47 @@ impl Services {
             last_seen: now(),
             refresh_hashes: Vec::new(),
         };
-        let user = self.new_user(id, username, Some(hash), req.key_backup, display, false);
+        let user = self.new_user(
+            id,
+            username,
+            Some(hash),
+            req.key_backup.clone(),
+            display,
+            is_admin,
+        );
+        Ok(NewAccount {
+            user,
+            device,
+            certificate: req.device_certificate.clone(),
+        })
+    }
+
+    /// Commits a checked account with its device, `user_created` queued to every peer, and
+    /// whatever `write` writes in the same commit (an invite's use, a claim of the box).
+    /// A failed job's writes are not rolled back (the batch commits), so everything that
+    /// may refuse runs first: `check`, then the account's own checks, then the writes.
+    pub(super) async fn commit_account(
+        &self,
+        account: NewAccount,
+        check: impl FnOnce(&Tx) -> Result<()> + Clone + Send + 'static,
+        write: impl FnOnce(&Tx, &User) -> Result<()> + Clone + Send + 'static,
+    ) -> Result<User> {
+        let NewAccount {
+            user,
+            device,
+            certificate,
+        } = account;
         let stored = user.clone();
         let origin = self.origin.clone();
-        let certificate = req.device_certificate.clone();
         outbox::write_with_ids(self, outbox::peer_count(self)?, move |tx, ids| {
             let peers = outbox::peer_origins(tx)?;
             if peers.len() > ids.len() {
                 return Ok(Flow::NeedIds(peers.len()));
             }
+            check(tx)?;
             insert_user(tx, &stored)?;
             tx.put(USER_DEVICE, (stored.id, device.jkt.as_str()), &device)?;
+            write(tx, &stored)?;
             announce_created(tx, ids, &peers, &stored, &origin, Some(&certificate))?;
             Ok::<_, Error>(Flow::Done(()))
         })
@@ -356,6 +455,10 @@ impl Services {
                 return Ok(Flow::NeedIds(peers.len()));
             }
             insert_user(tx, &stored)?;
+            if stored.is_admin {
+                // An administrator made from the console claims the box.
+                super::setup::mark_claimed(tx)?;
+            }
             announce_created(tx, ids, &peers, &stored, &origin, None)?;
             Ok::<_, Error>(Flow::Done(()))
         })
@@ -363,7 +466,7 @@ impl Services {
         Ok(user)
     }
 
-    async fn hash_password(&self, password: String) -> Result<String> {
+    pub(super) async fn hash_password(&self, password: String) -> Result<String> {
         let _slot = self.password_slots.acquire().await;
         let params = self.password_params();
         smol::unblock(move || password::hash_password(&password, &params))
@@ -516,6 +619,11 @@ impl Services {
         let max_devices = self.config.limits.max_devices_per_user;
         self.store
             .write(move |tx| {
+                if tx.contains(USER_DISABLED, user)? {
+                    return Err(Error::Unauthorized(
+                        "this account is disabled; ask the box's administrator".into(),
+                    ));
+                }
                 let key = (user, jkt_owned.as_str());
                 if certificate.is_none() {
                     // A password sign-in: whoever knows the password approves this key

@@ -198,36 +198,7 @@ impl Services {
         let origin = self.origin.clone();
         let guild_id = self
             .store
-            .write(move |tx| {
-                let mut invite = usable_invite(tx, &code)?;
-                let guild_id = invite.guild_id;
-                if tx.contains(GUILD_BAN, (guild_id, actor))? {
-                    return Err(Error::Banned);
-                }
-                if tx.contains(GUILD_MEMBER, (guild_id, actor))? {
-                    return Ok(guild_id);
-                }
-                if !tx.contains(USER, actor)? {
-                    return Err(Error::NotFound("user"));
-                }
-                if tx.count(USER_GUILD, Rows::prefix(actor).limit(max_guilds + 1))? >= max_guilds {
-                    return Err(Error::LimitReached(format!(
-                        "you may be in at most {max_guilds} guilds"
-                    )));
-                }
-                invite.uses += 1;
-                tx.put(INVITE, code.as_str(), &invite)?;
-                let member = add_member(tx, guild_id, actor)?;
-                let user = tx.get(USER, actor)?.map(|u| PublicUser::of(&u, &origin));
-                let seq = tx.emit(
-                    "member_add",
-                    Audience::guild(guild_id).and_user(actor),
-                    Some(guild_id),
-                    &MemberView { member, user },
-                )?;
-                tx.put(GUILD_MEMBER_SINCE, (guild_id, actor), &seq)?;
-                Ok(guild_id)
-            })
+            .write(move |tx| join_in(tx, &code, actor, &origin, max_guilds))
             .await?;
         self.get_guild(actor, guild_id)
     }
@@ -255,6 +226,53 @@ impl Services {
         })?;
         self.create_invite(owner, channel, new).await
     }
+}
+
+/// Joins `actor` to the guild of invite `code` inside a write: the invite is used (unless
+/// they are a member already) and `member_add` emitted. Registration with an invite calls
+/// it in the commit that makes the account.
+pub(super) fn join_in(
+    tx: &Tx,
+    code: &str,
+    actor: UserId,
+    origin: &str,
+    max_guilds: usize,
+) -> Result<Id> {
+    let mut invite = check_new_member(tx, code, actor)?;
+    let guild_id = invite.guild_id;
+    if tx.contains(GUILD_MEMBER, (guild_id, actor))? {
+        return Ok(guild_id);
+    }
+    if !tx.contains(USER, actor)? {
+        return Err(Error::NotFound("user"));
+    }
+    if tx.count(USER_GUILD, Rows::prefix(actor).limit(max_guilds + 1))? >= max_guilds {
+        return Err(Error::LimitReached(format!(
+            "you may be in at most {max_guilds} guilds"
+        )));
+    }
+    invite.uses += 1;
+    tx.put(INVITE, code, &invite)?;
+    let member = add_member(tx, guild_id, actor)?;
+    let user = tx.get(USER, actor)?.map(|u| PublicUser::of(&u, origin));
+    let seq = tx.emit(
+        "member_add",
+        Audience::guild(guild_id).and_user(actor),
+        Some(guild_id),
+        &MemberView { member, user },
+    )?;
+    tx.put(GUILD_MEMBER_SINCE, (guild_id, actor), &seq)?;
+    Ok(guild_id)
+}
+
+/// The invite `code` if it is usable and `actor` is not banned from its guild (nothing is
+/// written: registration checks this before it writes anything).
+pub(super) fn check_new_member(tx: &Tx, code: &str, actor: UserId) -> Result<Invite> {
+    let invite = usable_invite(tx, code)?;
+    if tx.contains(GUILD_BAN, (invite.guild_id, actor))? {
+        return Err(Error::Banned);
+    }
+    Ok(invite)
 }
 
 fn usable_invite(tx: &Tx, code: &str) -> Result<Invite> {

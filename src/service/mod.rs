@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod admin_users;
 pub mod ban_notices;
 pub mod channels;
 pub mod dm_consent;
@@ -26,6 +27,7 @@ pub mod read_states;
 pub mod refresh;
 pub mod remote_users;
 pub mod roles;
+pub mod setup;
 pub mod shadows;
 pub mod visibility;
 pub mod voice;

@@ -53,6 +53,7 @@ stored! {
     BanNotification => 1, PushGrant => 1, RemoteUser => 1, ShadowSync => 1,
     MigrationRecord => 1, NotifySettings => 1, ChannelCounter => 1, ReadState => 1,
     BroadMention => 1, Dm => 1, DmEntry => 1, DmPolicy => 1,
+    BoxSettings => 1, PasswordReset => 1,
 }
 
 /// A message as version 1 stored it: without its number in the channel.
@@ -348,6 +349,13 @@ pub const USER_DM_POLICY: Table<DmPolicy, UserKey> = Table::new("user_dm_policy"
 /// local user id ‖ blocked user id (text) → unix seconds blocked.
 pub const USER_BLOCK: Table<u64, UserText> = Table::new("user_block");
 
+/// `"box"` → the box's settings and the state of its claim (`service::setup`).
+pub const BOX_SETTINGS: Table<BoxSettings, Text> = Table::new("box_settings");
+/// local user id → unix seconds an administrator disabled the account.
+pub const USER_DISABLED: Table<u64, UserKey> = Table::new("user_disabled");
+/// SHA-256 (hex) of a password-reset link's secret → the reset it allows.
+pub const PASSWORD_RESET: Table<PasswordReset, Text> = Table::new("password_reset");
+
 /// Every table name, for creation at start and for backups.
 pub const ALL_TABLES: &[&str] = &[
     META.name,
@@ -400,6 +408,9 @@ pub const ALL_TABLES: &[&str] = &[
     USER_REMOTE_DM.name,
     USER_DM_POLICY.name,
     USER_BLOCK.name,
+    BOX_SETTINGS.name,
+    USER_DISABLED.name,
+    PASSWORD_RESET.name,
 ];
 
 #[cfg(test)]

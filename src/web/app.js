@@ -12,6 +12,8 @@
 //   dom.js            element helpers, the dialog
 //   state.js          the client state and lookups over it
 //   auth.js           accounts, sign-in, device linking, signing out
+//   setup.js          "Set up this Hearth" on a fresh box, the password-reset page
+//   admin-users.js    the admin console's box settings and accounts sections
 //   settings.js       name, devices, push, moving the home
 //   guilds.js         guilds, channels, members, invites
 //   voice-channel.js  joining voice channels and the voice bar (voice.js carries the call)
@@ -33,8 +35,10 @@ import { callDm, manageDm } from './dms.js';
 import { loadMessages, renderMessages, send } from './messages.js';
 import { typed } from './realtime.js';
 import { registerServiceWorker } from './offline.js';
+import { showReset, showSetup, wireSetup } from './setup.js';
 
 function wire() {
+  wireSetup();
   $('link-start').addEventListener('click', startLink);
   $('link-cancel').addEventListener('click', cancelLink);
   $('tab-signin').addEventListener('click', () => authMode(false));
@@ -138,12 +142,18 @@ async function start() {
     s.invite = parseInvite(join);
     history.replaceState(null, '', '/');
   }
+  let wk = null;
   try {
-    const wk = await publicRequest(origin, 'GET', '/.well-known/hearth');
+    wk = await publicRequest(origin, 'GET', '/.well-known/hearth');
     $('server-name').textContent = wk.name;
     document.title = wk.name;
   } catch (e) {
     // The name stays "Hearth".
+  }
+  const reset = new URLSearchParams(location.hash.slice(1)).get('reset');
+  if (reset) {
+    await showReset(reset);
+    return;
   }
   const unsupported = await keys.supported();
   if (unsupported) {
@@ -168,6 +178,10 @@ async function start() {
       s.state = null;
       s.api = null;
     }
+  }
+  if (wk && wk.setup && !s.invite) {
+    showSetup(wk);
+    return;
   }
   await showAuth();
   document.body.dataset.ready = 'true';

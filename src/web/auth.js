@@ -7,7 +7,7 @@ import * as keys from './crypto.js';
 import * as store from './store.js';
 import { $, dialog, el, field, showError } from './dom.js';
 import { homeOrigin, origin, resetData, s } from './state.js';
-import { offerInvite, renderGuilds } from './guilds.js';
+import { joinInvite, offerInvite, renderGuilds } from './guilds.js';
 import { closeBoxes, connectBox, ensureBox, homeBox, setStatus } from './boxes.js';
 import { leaveVoice } from './voice-channel.js';
 import { loadDms } from './dms.js';
@@ -26,7 +26,7 @@ export function authMode(signup) {
   $('auth-error').textContent = '';
 }
 
-async function freshDevice() {
+export async function freshDevice() {
   const deviceKey = await keys.newDeviceKey();
   const jwk = await keys.publicJwk(deviceKey);
   return { deviceKey, jwk, jkt: await keys.thumbprint(jwk) };
@@ -45,6 +45,12 @@ export async function signUp(username, password, display) {
     key_backup: await keys.wrapIdentity(identity, password),
   };
   if (display) body.display_name = display;
+  // A box that registers only people with an invite takes this box's invite being opened.
+  if (wellKnown.registration === 'invite' && s.invite && (!s.invite.origin || s.invite.origin === origin)) {
+    body.invite = s.invite.code;
+    // The account joins the invite's guild as it is made: no "Join?" question after.
+    s.invite.usedAtSignUp = true;
+  }
   await publicRequest(origin, 'POST', '/api/v1/register', body);
   s.state = { ...device, identity, username, home: wellKnown.origin };
   s.api = newApi();
@@ -183,10 +189,34 @@ export async function signOut() {
   await signedOut('');
 }
 
+/** Shows who may create an account here: nobody (closed), or only with an invite of this
+ *  box, whose "Create account" then uses the invite opened. */
+function registrationNote(mode) {
+  const note = $('auth-note');
+  const ownInvite = s.invite && (!s.invite.origin || s.invite.origin === origin);
+  let text = '';
+  let signupOpen = true;
+  if (mode === 'closed') {
+    text = 'Registration is closed on this box: ask its administrator for an account.';
+    signupOpen = false;
+  } else if (mode === 'invite' && !ownInvite) {
+    text = 'This box makes accounts for people with an invite: open the invite link you were given to create one.';
+    signupOpen = false;
+  } else if (mode === 'invite') {
+    text = 'Creating an account here uses your invite.';
+  }
+  note.textContent = text;
+  note.hidden = !text;
+  $('tab-signup').hidden = !signupOpen;
+  if (!signupOpen) authMode(false);
+}
+
 export async function showAuth() {
   $('app').hidden = true;
+  $('setup').hidden = true;
   $('auth').hidden = false;
   authMode($('auth-form').dataset.mode === 'signup');
+  publicRequest(origin, 'GET', '/.well-known/hearth').then((wk) => registrationNote(wk.registration)).catch(() => {});
   if (s.invite) {
     const inviteBox = s.invite.origin || origin;
     try {
@@ -260,5 +290,10 @@ export async function showApp() {
   renderGuilds();
   await Promise.all([...s.boxes.values()].map((box) => connectBox(box).catch(() => false)));
   await loadDms();
-  if (s.invite) await offerInvite(s.invite);
+  if (s.invite && s.invite.usedAtSignUp) {
+    const { code } = s.invite;
+    s.invite = null;
+    if (location.pathname !== '/') history.replaceState(null, '', '/');
+    await joinInvite(home, code).catch(() => {});
+  } else if (s.invite) await offerInvite(s.invite);
 }

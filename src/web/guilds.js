@@ -267,7 +267,7 @@ export function joinDialog() {
 }
 
 /** Joins through an invite, on whichever box made it, with the home identity. */
-async function joinInvite(box, code) {
+export async function joinInvite(box, code) {
   const joined = await box.api.request('POST', `/api/v1/invites/${encodeURIComponent(code)}`, {});
   const guildId = joined.guild_id || joined.id;
   if (guildId && !box.guildOrder.includes(guildId)) box.guildOrder.push(guildId);

@@ -446,6 +446,36 @@ fn cases(w: &World) -> Vec<Case> {
             .no_auth()
             .status(404),
         case("unknown device", "DELETE", "/users/@me/devices/nope").expect(404, "unknown_device"),
+        // The box's setup, its settings and accounts (tests/it/setup.rs has the rest).
+        case("setup: not JSON", "POST", "/setup")
+            .raw(Some(JSON), "{")
+            .no_auth()
+            .expect(400, "invalid_json"),
+        case("setup: off on this box", "POST", "/setup")
+            .json(json!({"name": "x", "registration": "open", "owner": {
+                "username": "x", "password": "password-x", "identity_key": "x",
+                "device_certificate": "x"}}))
+            .no_auth()
+            .expect(403, "setup_disabled"),
+        case("setup: unknown mode", "POST", "/setup")
+            .json(json!({"name": "x", "registration": "sometimes", "owner": {}}))
+            .no_auth()
+            .expect(400, "invalid_json"),
+        case("reset link: unknown", "GET", "/password-resets/nope")
+            .no_auth()
+            .expect(404, "unknown_reset_link"),
+        case("reset link: short password", "POST", "/password-resets/nope")
+            .json(json!({"password": "short"}))
+            .no_auth()
+            .expect(400, "invalid_password"),
+        case("box icon: none", "GET", "/box/icon")
+            .no_auth()
+            .expect(404, "unknown_icon"),
+        case("admin users: not an administrator", "GET", "/admin/users?limit=x")
+            .expect(403, "forbidden"),
+        case("admin settings: not an administrator", "PATCH", "/admin/settings")
+            .json(json!({"icon": "data:image/svg+xml;base64,PHN2Zz4="}))
+            .expect(403, "forbidden"),
         // Bodies over 64 KiB.
         case("oversize message body", "POST", "/channels/{c}/messages")
             .raw(Some(JSON), big("content"))

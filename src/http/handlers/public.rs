@@ -24,16 +24,22 @@ pub async fn well_known(req: Req) -> ApiResult {
         .ok()
         .and_then(|q| q.challenge)
         .filter(|c| !c.is_empty() && c.len() <= crate::federation::signature::MAX_RID_LEN);
+    let info = s.box_info()?;
     let response = json(
         200,
         &json!({
-            "name": s.config.name,
+            "name": info.name,
+            "description": info.description,
+            "icon_url": info.icon.then(|| format!("{}/api/v1/box/icon", s.origin)),
+            "claimed": info.claimed,
+            "setup": info.setup,
+            "setup_code_required": info.setup_code_required,
             "version": env!("CARGO_PKG_VERSION"),
             "server_key": s.server_key.public_key_b64u(),
             "vapid_public_key": s.vapid_key.public_key_b64u(),
             "origin": s.origin,
             "tls_fingerprint": req.state().tls_fingerprint.get(),
-            "registration": s.config.registration,
+            "registration": info.registration,
             "token_endpoint": format!("{}/oauth/token", s.origin),
             "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
             "time": crate::system::now(),

@@ -41,6 +41,9 @@ pub fn test_config(data: PathBuf) -> Config {
     // Tests never send multicast on the host's network; tests/it/discovery.rs turns it on
     // inside network namespaces of its own.
     config.discovery.enabled = false;
+    // The web client signs in on a fresh box; tests/it/setup.rs and web_setup.rs turn the
+    // browser setup back on.
+    config.setup.from_browser = false;
     config
 }
 
