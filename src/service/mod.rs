@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod accounts;
+pub mod backups;
 pub mod ban_notices;
 pub mod channels;
 pub mod dm_consent;

@@ -48,6 +48,14 @@ pub const RESTORED_CONFIG: &str = "config-from-backup.toml";
 /// is far above any box Hearth is made for, and keeps a hostile archive from exhausting
 /// memory).
 const MAX_MANIFEST_BYTES: u64 = 256 * 1024 * 1024;
+/// The directory of the data directory where an uploaded restore waits for the next start.
+pub const RESTORE_DIR: &str = "restore";
+/// The staged archive, in [`RESTORE_DIR`].
+const PENDING: &str = "pending.tar.gz";
+/// The staged archive's manifest, in [`RESTORE_DIR`] (so listing it needs no unpacking).
+const PENDING_MANIFEST: &str = "pending.json";
+/// Where a staged archive that failed to apply is kept, in [`RESTORE_DIR`].
+const REJECTED: &str = "rejected.tar.gz";
 /// The entries of a data directory a restore replaces.
 const REPLACED: &[&str] = &[DATABASE, "files", "tls", RESTORED_CONFIG];
 
@@ -631,4 +639,75 @@ pub(crate) fn install_staged(staging_dir: &Path, data_dir: &Path) -> std::io::Re
     std::fs::File::open(data_dir)?.sync_all()?;
     drop(aside);
     Ok(())
+}
+
+/// Checks the archive at `upload` completely and stages it in `data_dir` for the next
+/// start (replacing one staged before); `upload` is moved, not copied.
+pub fn stage(upload: &Path, data_dir: &Path) -> Result<Manifest, ArchiveError> {
+    let manifest = verify(upload)?;
+    let dir = data_dir.join(RESTORE_DIR);
+    create_private_dirs(&dir)?;
+    let text = serde_json::to_vec(&manifest)
+        .map_err(|e| ArchiveError::Invalid(format!("cannot encode the manifest: {e}")))?;
+    let tmp = TempPath::new(dir.join(format!(".{PENDING_MANIFEST}.{}", random_suffix())));
+    std::fs::write(tmp.path(), text)?;
+    make_private(tmp.path())?;
+    std::fs::File::open(tmp.path())?.sync_all()?;
+    // The archive first: a manifest names a staged archive only once it is in place.
+    std::fs::rename(upload, dir.join(PENDING))?;
+    std::fs::rename(tmp.path(), dir.join(PENDING_MANIFEST))?;
+    tmp.keep();
+    std::fs::File::open(&dir)?.sync_all()?;
+    Ok(manifest)
+}
+
+/// The manifest of the restore staged in `data_dir`, if any.
+pub fn staged(data_dir: &Path) -> Result<Option<Manifest>, ArchiveError> {
+    let dir = data_dir.join(RESTORE_DIR);
+    if !dir.join(PENDING).is_file() {
+        return Ok(None);
+    }
+    match std::fs::read(dir.join(PENDING_MANIFEST)) {
+        Ok(text) => serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| ArchiveError::Invalid(format!("the staged manifest: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes the restore staged in `data_dir`; `false` when there was none.
+pub fn unstage(data_dir: &Path) -> Result<bool, ArchiveError> {
+    let dir = data_dir.join(RESTORE_DIR);
+    let existed = staged(data_dir)?.is_some();
+    for name in [PENDING_MANIFEST, PENDING] {
+        match std::fs::remove_file(dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(existed)
+}
+
+/// Applies the restore staged in `data_dir`, if any: for the server itself, at start,
+/// before it opens the database. An archive that fails (damaged since it was staged) is
+/// kept as `restore/rejected.tar.gz` and the data directory is left as it was.
+pub fn apply_pending(data_dir: &Path) -> Result<Option<Manifest>, ArchiveError> {
+    let dir = data_dir.join(RESTORE_DIR);
+    let pending = dir.join(PENDING);
+    if !pending.is_file() {
+        return Ok(None);
+    }
+    match unpack_into(&pending, data_dir) {
+        Ok(manifest) => {
+            unstage(data_dir)?;
+            Ok(Some(manifest))
+        }
+        Err(e) => {
+            std::fs::rename(&pending, dir.join(REJECTED))?;
+            let _ = std::fs::remove_file(dir.join(PENDING_MANIFEST));
+            Err(e)
+        }
+    }
 }
