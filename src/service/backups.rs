@@ -113,7 +113,8 @@ impl Services {
         let data_dir = self.config.data_dir.clone();
         let config_file = self.config.loaded_from.clone();
         let box_name = self.config.name.clone();
-        let key_fingerprint = crate::model::federation::fingerprint(&self.server_key.public_bytes());
+        let key_fingerprint =
+            crate::model::federation::fingerprint(&self.server_key.public_bytes());
         let manifest = smol::unblock(move || {
             let source = archive::Source {
                 data_dir: &data_dir,
@@ -264,7 +265,9 @@ pub fn next_backup_due(every_hours: u64, newest: Option<u64>, now: u64) -> Optio
     let period = every_hours.saturating_mul(3600);
     Some(match newest {
         // A clock set back (a Pi without a real-time clock) must not postpone it for long.
-        Some(newest) => newest.saturating_add(period).min(now.saturating_add(period)),
+        Some(newest) => newest
+            .saturating_add(period)
+            .min(now.saturating_add(period)),
         None => now + FIRST_BACKUP_DELAY_SECS,
     })
 }
@@ -304,7 +307,11 @@ pub async fn schedule(
         match services.make_backup(tls_fingerprint.clone()).await {
             Ok(made) => {
                 retry_at = None;
-                log::info!("scheduled backup {} written ({} bytes)", made.name, made.size);
+                log::info!(
+                    "scheduled backup {} written ({} bytes)",
+                    made.name,
+                    made.size
+                );
             }
             Err(e) => {
                 retry_at = Some(crate::system::now() + RETRY_SECS);
@@ -343,9 +350,6 @@ mod tests {
         assert_eq!(next_backup_due(24, None, 1000), Some(1000 + 600));
         assert_eq!(next_backup_due(24, Some(1000), 2000), Some(1000 + 86_400));
         // A backup "from the future" (the clock went back) waits one period at most.
-        assert_eq!(
-            next_backup_due(1, Some(1_000_000), 10),
-            Some(10 + 3600)
-        );
+        assert_eq!(next_backup_due(1, Some(1_000_000), 10), Some(10 + 3600));
     }
 }

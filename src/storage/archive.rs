@@ -369,7 +369,12 @@ pub fn write(store: &Store, source: &Source, dest: &Path) -> Result<Manifest, Ar
     let mut tar = tar::Builder::new(gzip);
     let manifest_bytes = serde_json::to_vec_pretty(&manifest)
         .map_err(|e| ArchiveError::Invalid(format!("cannot encode the manifest: {e}")))?;
-    append(&mut tar, MANIFEST, manifest_bytes.len() as u64, &manifest_bytes[..])?;
+    append(
+        &mut tar,
+        MANIFEST,
+        manifest_bytes.len() as u64,
+        &manifest_bytes[..],
+    )?;
     let all = sources.iter().chain(files.iter());
     for ((path, on_disk), member) in all.zip(&manifest.members) {
         let mut reader = Hashing::new(std::fs::File::open(on_disk)?.take(member.size));
@@ -503,8 +508,7 @@ fn read_through(path: &Path, into: Option<&Path>) -> Result<Manifest, ArchiveErr
         if !found.insert(member.path.clone()) {
             return Err(ArchiveError::Invalid(format!("it holds {name:?} twice")));
         }
-        if entry.header().entry_type() != tar::EntryType::Regular || entry.size() != member.size
-        {
+        if entry.header().entry_type() != tar::EntryType::Regular || entry.size() != member.size {
             return Err(ArchiveError::Checksum(name));
         }
         let mut reader = Hashing::new(entry);

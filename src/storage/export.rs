@@ -319,22 +319,23 @@ pub fn import(input: impl Read, data_dir: &Path) -> Result<Summary, ExportError>
 fn import_into(input: impl Read, dir: &Path) -> Result<Summary, ExportError> {
     let mut reader = std::io::BufReader::with_capacity(1 << 20, input);
     let mut number = 0u64;
-    let mut next_line = |reader: &mut std::io::BufReader<_>| -> Result<Option<(u64, Value)>, ExportError> {
-        let mut line = Vec::new();
-        let read = reader
-            .by_ref()
-            .take(MAX_LINE_BYTES)
-            .read_until(b'\n', &mut line)?;
-        number += 1;
-        if read == 0 {
-            return Ok(None);
-        }
-        let value = serde_json::from_slice(&line).map_err(|e| ExportError::Invalid {
-            line: number,
-            message: format!("not JSON: {e}"),
-        })?;
-        Ok(Some((number, value)))
-    };
+    let mut next_line =
+        |reader: &mut std::io::BufReader<_>| -> Result<Option<(u64, Value)>, ExportError> {
+            let mut line = Vec::new();
+            let read = reader
+                .by_ref()
+                .take(MAX_LINE_BYTES)
+                .read_until(b'\n', &mut line)?;
+            number += 1;
+            if read == 0 {
+                return Ok(None);
+            }
+            let value = serde_json::from_slice(&line).map_err(|e| ExportError::Invalid {
+                line: number,
+                message: format!("not JSON: {e}"),
+            })?;
+            Ok(Some((number, value)))
+        };
     let invalid = |line: u64, message: String| ExportError::Invalid { line, message };
     let (_, header) = next_line(&mut reader)?.ok_or_else(|| invalid(1, "empty".into()))?;
     if header["format"] != FORMAT {
@@ -405,10 +406,12 @@ fn import_into(input: impl Read, dir: &Path) -> Result<Summary, ExportError> {
         }
     }
     let Some(end) = ended else {
-        return Err(invalid(number, "the export is cut short (no end line)".into()));
+        return Err(invalid(
+            number,
+            "the export is cut short (no end line)".into(),
+        ));
     };
-    if end["rows"].as_u64() != Some(summary.rows) || end["files"].as_u64() != Some(summary.files)
-    {
+    if end["rows"].as_u64() != Some(summary.rows) || end["files"].as_u64() != Some(summary.files) {
         return Err(invalid(
             number,
             format!("the end line counts {end}, but {summary:?} were read"),
