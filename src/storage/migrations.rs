@@ -18,7 +18,7 @@
 //! Adding one: write `fn fill_something(tx: &Tx) -> Result<(), StoreError>` below (read
 //! with `tx.rows`, write with `tx.put`; emit no events, since no client can be listening)
 //! and append it to [`MIGRATIONS`]. The schema version follows; a test then opens
-//! `tests/fixtures/schema-1.redb` (written by the build before any migration) through
+//! `tests/fixtures/schema-1.redb.gz` (written by the build before any migration) through
 //! every step.
 
 use super::tables::META;
@@ -139,9 +139,10 @@ mod tests {
     use crate::storage::tables::{Present, Table, CHANNEL_MESSAGE_SEQ, GUILD_CHANNEL};
     use crate::storage::{Retention, Rows, Store};
 
-    /// The fixture: a database written by the build before the first migration (schema 1).
+    /// The fixture: a database written by the build before the first migration (schema 1),
+    /// gzipped (1 MiB of mostly empty pages becomes 3 kB).
     fn fixture() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-1.redb")
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-1.redb.gz")
     }
 
     const RETENTION: Retention = Retention {
@@ -164,18 +165,22 @@ mod tests {
             .unwrap();
     }
 
-    /// Writes `tests/fixtures/schema-1.redb` with this build. Run by hand, once, by the
+    /// Writes `tests/fixtures/schema-1.redb.gz` with this build. Run by hand, once, by the
     /// build whose schema the fixture records:
     /// `cargo test --lib storage::migrations::tests::write_fixture -- --ignored`.
     #[test]
     #[ignore]
     fn write_fixture() {
-        let path = fixture();
-        let _ = std::fs::remove_file(&path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hearth.redb");
         let store = Store::open(&path, 1 << 20, 16, RETENTION).unwrap();
         assert_eq!(store.schema_version().unwrap(), 1);
         fill(&store);
+        drop(store);
+        let out = std::fs::File::create(fixture()).unwrap();
+        let mut gzip = flate2::write::GzEncoder::new(out, flate2::Compression::best());
+        std::io::copy(&mut std::fs::File::open(&path).unwrap(), &mut gzip).unwrap();
+        gzip.finish().unwrap().sync_all().unwrap();
     }
 
     /// An index the test step fills: channel id ‖ guild id → (a reverse index).
@@ -192,7 +197,9 @@ mod tests {
 
     fn copy_fixture(dir: &Path) -> PathBuf {
         let path = dir.join("hearth.redb");
-        std::fs::copy(fixture(), &path).expect("tests/fixtures/schema-1.redb");
+        let fixture = std::fs::File::open(fixture()).expect("tests/fixtures/schema-1.redb.gz");
+        let mut out = std::fs::File::create(&path).unwrap();
+        std::io::copy(&mut flate2::read::GzDecoder::new(fixture), &mut out).unwrap();
         path
     }
 
