@@ -11,8 +11,8 @@
 //!    defaults), [`origins`] (the origins the server answers as, which DPoP proofs and
 //!    ticket URLs are checked against and built from).
 //! 1. [`storage`] (redb tables typed by key and value, versioned bincode values, the
-//!    group-commit writer that publishes events and wakes the outbox after a commit, and
-//!    online backup); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
+//!    group-commit writer that publishes events and wakes the outbox after a commit,
+//!    schema migrations, backup archives and their restore, and the portable export); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
 //!    refresh tokens, device certificates, migration proofs, device links, argon2id,
 //!    client-side key wrapping, Web Push encryption and VAPID); [`logging`] (the `log` backend: the journal with
 //!    priorities under systemd, stderr otherwise). None of these does business.
@@ -21,7 +21,8 @@
 //!    files, read states (unread and mention counts), rate limits, the user life cycle,
 //!    the remote-user directory, shadow accounts and remote profiles (their refresh, the
 //!    profile document a peer sends), migration records, ban notices, push grants and
-//!    fan-out planning, notification settings, and the outbox queueing of server-to-server calls (a typed `Call`,
+//!    fan-out planning, notification settings, backups kept on the box (scheduled,
+//!    rotated) and restores staged for the next start, and the outbox queueing of server-to-server calls (a typed `Call`,
 //!    queued in the commit of the change). Every operation checks its actor's permissions
 //!    itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,

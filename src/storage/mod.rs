@@ -7,6 +7,11 @@
 //! and get decoded keys back from [`Tx::rows`], which selects rows by a leading part of
 //! the key and named options ([`Rows`]) rather than byte ranges. Only `META` (byte names)
 //! and `REFRESH_TOKEN` (SHA-256 digests) keep [`keys::Raw`] byte keys.
+//!
+//! The schema version and the steps that bring an older database up to it are in
+//! [`migrations`] (adding one is a function and a list entry); whole-box backup archives
+//! and their restore in [`archive`]; the portable JSON-lines export in [`export`], whose
+//! [`export::portable_tables`] must name every table.
 
 pub mod archive;
 pub mod codec;
