@@ -227,9 +227,17 @@ pub async fn execute(app: &App, command: Command) -> Result<Value, String> {
             let data_dir = s.config.data_dir.clone();
             let target = path.clone();
             let summary = smol::unblock(move || {
-                let file = std::fs::File::create(&target).map_err(|e| e.to_string())?;
-                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
-                    .map_err(|e| e.to_string())?;
+                // It holds every secret of the box: owner only from the first byte.
+                let file = {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&target)
+                        .map_err(|e| e.to_string())?
+                };
                 let mut out = std::io::BufWriter::new(file);
                 let summary = store
                     .export(&data_dir, &mut out)

@@ -328,7 +328,7 @@ mod tests {
     #[test]
     fn backup_names_hold_the_utc_time_and_only_they_are_accepted() {
         assert_eq!(backup_name(0), "hearth-19700101-000000.tar.gz");
-        assert_eq!(backup_name(1_796_550_245), "hearth-20261206-084405.tar.gz");
+        assert_eq!(backup_name(1_796_546_645), "hearth-20261206-084405.tar.gz");
         assert_eq!(backup_name(951_782_400), "hearth-20000229-000000.tar.gz");
         assert!(is_backup_name("hearth-20261206-084405.tar.gz"));
         for bad in [

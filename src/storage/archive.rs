@@ -360,8 +360,7 @@ pub fn write(store: &Store, source: &Source, dest: &Path) -> Result<Manifest, Ar
         random_suffix()
     ))));
     let partial_path = partial.0.clone().unwrap_or_default();
-    let file = std::fs::File::create(&partial_path)?;
-    make_private(&partial_path)?;
+    let file = create_private(&partial_path)?;
     let gzip = flate2::write::GzEncoder::new(
         std::io::BufWriter::with_capacity(256 * 1024, file),
         flate2::Compression::fast(),
@@ -518,8 +517,7 @@ fn read_through(path: &Path, into: Option<&Path>) -> Result<Manifest, ArchiveErr
                 if let Some(parent) = target.parent() {
                     create_private_dirs(parent)?;
                 }
-                let mut out = std::fs::File::create(&target)?;
-                make_private(&target)?;
+                let mut out = create_private(&target)?;
                 std::io::copy(&mut reader, &mut out).map_err(damaged)?;
                 out.sync_all()?;
             }
@@ -539,6 +537,22 @@ fn read_through(path: &Path, into: Option<&Path>) -> Result<Manifest, ArchiveErr
         )));
     }
     Ok(manifest)
+}
+
+/// Creates (or truncates) a file readable and writable by its owner only, from the start:
+/// what goes in holds the box's secrets.
+pub(crate) fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode through `open`: set it too.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 pub(crate) fn create_private_dirs(dir: &Path) -> std::io::Result<()> {

@@ -394,8 +394,7 @@ fn import_into(input: impl Read, dir: &Path) -> Result<Summary, ExportError> {
             if let Some(parent) = target.parent() {
                 super::archive::create_private_dirs(parent)?;
             }
-            let mut file = std::fs::File::create(&target)?;
-            super::make_private(&target)?;
+            let mut file = super::archive::create_private(&target)?;
             file.write_all(&bytes)?;
             file.sync_all()?;
             summary.files += 1;
