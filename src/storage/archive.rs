@@ -729,3 +729,72 @@ pub fn apply_pending(data_dir: &Path) -> Result<Option<Manifest>, ArchiveError> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_members_a_backup_holds_are_accepted() {
+        let id = "ab".repeat(32);
+        for good in [
+            "hearth.redb".to_string(),
+            "hearth.toml".to_string(),
+            "tls/cert.pem".to_string(),
+            "tls/key.pem".to_string(),
+            format!("files/ab/{id}"),
+        ] {
+            assert!(allowed_member(&good), "{good}");
+        }
+        for bad in [
+            "../hearth.redb".to_string(),
+            "/etc/passwd".to_string(),
+            "tls/../../x".to_string(),
+            "tls/.hidden".to_string(),
+            "tls/a/b".to_string(),
+            "tls/".to_string(),
+            format!("files/cd/{id}"),
+            format!("files/ab/{id}/x"),
+            "files/ab/..".to_string(),
+            "manifest.json".to_string(),
+            "admin.sock".to_string(),
+            String::new(),
+        ] {
+            assert!(!allowed_member(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_manifest_must_list_the_database_and_nothing_twice() {
+        let member = |path: &str| Member {
+            path: path.into(),
+            size: 1,
+            sha256: "00".repeat(32),
+        };
+        let mut manifest = Manifest {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            schema_version: SCHEMA_VERSION,
+            hearth_version: "0".into(),
+            box_name: "b".into(),
+            key_fingerprint: String::new(),
+            tls_fingerprint: None,
+            created_at: 0,
+            members: vec![member("tls/cert.pem")],
+        };
+        assert!(matches!(
+            check_manifest(&manifest),
+            Err(ArchiveError::Invalid(_))
+        ));
+        manifest.members.push(member(DATABASE));
+        assert!(check_manifest(&manifest).is_ok());
+        manifest.members.push(member(DATABASE));
+        assert!(check_manifest(&manifest).is_err());
+        manifest.members.pop();
+        manifest.format_version = FORMAT_VERSION + 1;
+        assert!(matches!(
+            check_manifest(&manifest),
+            Err(ArchiveError::TooNew { what: "format", .. })
+        ));
+    }
+}
