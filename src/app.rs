@@ -118,7 +118,16 @@ pub fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// the database) is read from the directory. One that fails leaves the data as it was:
 /// a box with no console must still start, and the log says why.
 fn apply_staged_restore(dir: &std::path::Path) {
-    match crate::storage::archive::apply_pending(dir) {
+    use crate::storage::archive;
+    // Another process runs on this directory (its open below will fail): what is there
+    // is its own.
+    if !matches!(archive::database_in_use(dir), Ok(false)) {
+        return;
+    }
+    if let Err(e) = archive::remove_leftovers(dir) {
+        log::warn!("cannot remove what an interrupted backup or restore left: {e}");
+    }
+    match archive::apply_pending(dir) {
         Ok(Some(restored)) => log::warn!(
             "restored the staged backup of {:?} made at {} (unix seconds)",
             restored.box_name,

@@ -659,6 +659,44 @@ pub(crate) fn install_staged(staging_dir: &Path, data_dir: &Path) -> std::io::Re
     Ok(())
 }
 
+/// Removes what an interrupted backup, restore or upload left in `data_dir` (database
+/// snapshots, unpacked archives, partial uploads). Not the parts a restore set aside
+/// (`.replaced-…`): after a crash in the middle of one, they may be the only copy of
+/// the old data. Call only while no server uses the directory.
+pub fn remove_leftovers(data_dir: &Path) -> std::io::Result<()> {
+    let remove = |path: &Path| -> std::io::Result<()> {
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+            Ok(_) => std::fs::remove_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    };
+    let left = |dir: &Path, prefixes: &[&str]| -> std::io::Result<Vec<PathBuf>> {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut found = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                found.push(entry.path());
+            }
+        }
+        Ok(found)
+    };
+    for path in left(data_dir, &[".backup-", ".restore-", ".import"])? {
+        remove(&path)?;
+    }
+    for path in left(&data_dir.join(RESTORE_DIR), &[".upload-", ".pending"])? {
+        remove(&path)?;
+    }
+    Ok(())
+}
+
 /// Checks the archive at `upload` completely and stages it in `data_dir` for the next
 /// start (replacing one staged before); `upload` is moved, not copied.
 pub fn stage(upload: &Path, data_dir: &Path) -> Result<Manifest, ArchiveError> {
