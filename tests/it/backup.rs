@@ -607,6 +607,46 @@ fn administrators_list_make_download_and_stage_backups_and_others_cannot() {
     drop(server);
 }
 
+#[test]
+fn a_scheduled_backup_is_made_when_the_newest_is_due_and_old_ones_are_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_in(dir.path().join("data"), false);
+    config.backup.every_hours = 1;
+    config.backup.keep = 1;
+    config.backup.dir = Some(dir.path().join("kept"));
+    // A backup two hours old: the next one is due at once.
+    std::fs::create_dir_all(dir.path().join("kept")).unwrap();
+    let old = dir.path().join("kept/hearth-20000101-000000.tar.gz");
+    let file = std::fs::File::create(&old).unwrap();
+    file.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(7200))
+        .unwrap();
+    drop(file);
+    // Not a backup's name: never listed or rotated.
+    std::fs::write(dir.path().join("kept/notes.txt"), b"mine").unwrap();
+    let _server = TestServer::start_config(config, None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let kept = loop {
+        let names: Vec<String> = std::fs::read_dir(dir.path().join("kept"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("hearth-"))
+            .collect();
+        if !old.exists() && names.len() == 1 {
+            break names;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled backup: {names:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(kept[0].ends_with(".tar.gz") && kept[0] != "hearth-20000101-000000.tar.gz");
+    assert!(dir.path().join("kept/notes.txt").exists());
+    let verified =
+        hearth::storage::archive::verify(&dir.path().join("kept").join(&kept[0])).unwrap();
+    assert_eq!(verified.box_name, "Hearth");
+}
+
 /// Every row of an export, by table and key (the header, with its time, left out).
 fn export_rows(path: &Path) -> std::collections::BTreeMap<String, Value> {
     let text = std::fs::read_to_string(path).unwrap();
