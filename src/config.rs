@@ -67,6 +67,9 @@ pub struct BackupConfig {
     pub keep: usize,
     /// Largest archive accepted by `POST /api/v1/admin/restore`, bytes. Default 4 GiB.
     pub max_restore_bytes: u64,
+    /// Seconds an administrator's backup download, restore upload or backup made on
+    /// request may take, in place of `[throttle] request_secs`. Default 3600.
+    pub transfer_secs: u64,
 }
 
 impl Default for BackupConfig {
@@ -76,6 +79,7 @@ impl Default for BackupConfig {
             every_hours: 24,
             keep: 3,
             max_restore_bytes: 4 << 30,
+            transfer_secs: 3600,
         }
     }
 }

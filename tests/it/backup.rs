@@ -647,6 +647,49 @@ fn a_scheduled_backup_is_made_when_the_newest_is_due_and_old_ones_are_rotated() 
     assert_eq!(verified.box_name, "Hearth");
 }
 
+#[test]
+fn an_administrators_restore_upload_may_take_longer_than_the_request_deadline() {
+    use std::net::TcpStream;
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = write_light_config(dir.path(), "");
+    let mut config = config_in(dir.path().join("data"), false);
+    config.throttle.request_secs = 1;
+    let server = TestServer::start_config(config, None);
+    let root = admin(&server, &config_file);
+    let made: Value = block_on(api_json(
+        &root,
+        "POST",
+        &server.url("/api/v1/admin/backups"),
+        json!({}),
+    ));
+    let name = made["name"].as_str().unwrap();
+    let archive = std::fs::read(server.data.join("backups").join(name)).unwrap();
+    let url = server.url("/api/v1/admin/restore");
+    block_on(root.fetch_nonce(&server.origin)).unwrap();
+    let token = root.access_token(&server.origin).unwrap();
+    let proof = root.proof("POST", &url, Some(&token)).unwrap();
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    let head = format!(
+        "POST /api/v1/admin/restore HTTP/1.1\r\nHost: {}\r\nAuthorization: DPoP {token}\r\n\
+         DPoP: {proof}\r\nContent-Type: application/gzip\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n",
+        server.addr,
+        archive.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let half = archive.len() / 2;
+    stream.write_all(&archive[..half]).unwrap();
+    // Longer than `request_secs` before the rest of the body.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    stream.write_all(&archive[half..]).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+}
+
 /// Every row of an export, by table and key (the header, with its time, left out).
 fn export_rows(path: &Path) -> std::collections::BTreeMap<String, Value> {
     let text = std::fs::read_to_string(path).unwrap();

@@ -8,8 +8,15 @@ use crate::http::{json, no_content, text_param, ApiResult, Req};
 use crate::storage::archive::Manifest;
 use serde_json::{json, Value};
 
+/// Refuses anyone but an administrator; for one, lengthens the request's deadline to
+/// `[backup] transfer_secs`, since a whole box's archive takes long to make or move.
 fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
-    require_admin_for(req, me, "manage backups")
+    require_admin_for(req, me, "manage backups")?;
+    if let Some(clock) = req.ext::<crate::http::conn::Clock>() {
+        let secs = req.state().services.config.backup.transfer_secs;
+        clock.extend_request(std::time::Duration::from_secs(secs));
+    }
+    Ok(())
 }
 
 /// What the API shows of an archive's manifest.
