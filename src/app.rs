@@ -110,7 +110,35 @@ pub fn prepare_data_dir(dir: &std::path::Path) -> std::io::Result<()> {
             )
         })?;
     }
+    apply_staged_restore(dir);
     Ok(())
+}
+
+/// Applies a restore staged through the admin API, before anything (the TLS certificate,
+/// the database) is read from the directory. One that fails leaves the data as it was:
+/// a box with no console must still start, and the log says why.
+fn apply_staged_restore(dir: &std::path::Path) {
+    use crate::storage::archive;
+    // Another process runs on this directory (its open below will fail): what is there
+    // is its own.
+    if !matches!(archive::database_in_use(dir), Ok(false)) {
+        return;
+    }
+    if let Err(e) = archive::remove_leftovers(dir) {
+        log::warn!("cannot remove what an interrupted backup or restore left: {e}");
+    }
+    match archive::apply_pending(dir) {
+        Ok(Some(restored)) => log::warn!(
+            "restored the staged backup of {:?} made at {} (unix seconds)",
+            restored.box_name,
+            restored.created_at
+        ),
+        Ok(None) => {}
+        Err(e) => log::error!(
+            "the staged restore was not applied and the data is unchanged: {e} (the archive \
+             is kept as restore/rejected.tar.gz)"
+        ),
+    }
 }
 
 /// Path of the database file inside the data directory.

@@ -47,6 +47,12 @@ pub struct Config {
     pub log: LogConfig,
     /// Claiming a fresh box from a browser, and what the box tells its console.
     pub setup: SetupConfig,
+    /// Backups kept on the box.
+    pub backup: BackupConfig,
+    /// The file this configuration was read from (none for the embedded defaults); a
+    /// backup archive carries it.
+    #[serde(skip)]
+    pub loaded_from: Option<PathBuf>,
 }
 
 /// Claiming the box from a browser (`[setup]`): while it has no administrator its web
@@ -87,6 +93,39 @@ impl Default for SetupConfig {
             issue_file: None,
             attempts_per_address_hour: 10,
             attempts_per_hour: 100,
+        }
+    }
+}
+
+/// Backups the server makes by itself and keeps on the box (archives like `hearth backup
+/// --archive`), and the limit of a restore uploaded through the admin API.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Where kept backups go. Default `DATA_DIR/backups`. Another disk (a USB stick) is
+    /// safer: a backup on the same SD card does not survive the card.
+    pub dir: Option<PathBuf>,
+    /// Hours between scheduled backups; 0 turns them off. Default 24. The first comes 10
+    /// minutes after a start when none is kept.
+    pub every_hours: u64,
+    /// Scheduled backups kept; older ones are deleted after a new one is written. Backups
+    /// made on request (the admin API) count too. Default 3.
+    pub keep: usize,
+    /// Largest archive accepted by `POST /api/v1/admin/restore`, bytes. Default 4 GiB.
+    pub max_restore_bytes: u64,
+    /// Seconds an administrator's backup download, restore upload or backup made on
+    /// request may take, in place of `[throttle] request_secs`. Default 3600.
+    pub transfer_secs: u64,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            dir: None,
+            every_hours: 24,
+            keep: 3,
+            max_restore_bytes: 4 << 30,
+            transfer_secs: 3600,
         }
     }
 }
@@ -575,6 +614,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             log: LogConfig::default(),
             setup: SetupConfig::default(),
+            backup: BackupConfig::default(),
+            loaded_from: None,
         }
     }
 }
@@ -662,10 +703,15 @@ impl Config {
     /// Reads a TOML file; a missing file yields the defaults.
     pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
-            Ok(text) => toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            }),
+            Ok(text) => toml::from_str(&text)
+                .map(|config| Config {
+                    loaded_from: std::path::absolute(path).ok(),
+                    ..config
+                })
+                .map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
             Err(source) => Err(ConfigError::Read {
                 path: path.to_path_buf(),

@@ -11,8 +11,8 @@
 //!    defaults), [`origins`] (the origins the server answers as, which DPoP proofs and
 //!    ticket URLs are checked against and built from).
 //! 1. [`storage`] (redb tables typed by key and value, versioned bincode values, the
-//!    group-commit writer that publishes events and wakes the outbox after a commit, and
-//!    online backup); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
+//!    group-commit writer that publishes events and wakes the outbox after a commit,
+//!    schema migrations, backup archives and their restore, and the portable export); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
 //!    refresh tokens, device certificates, migration proofs, device links, argon2id,
 //!    client-side key wrapping, Web Push encryption and VAPID); [`logging`] (the `log` backend: the journal with
 //!    priorities under systemd, stderr otherwise). None of these does business.
@@ -23,7 +23,8 @@
 //!    profile document a peer sends), migration records, ban notices, push grants and
 //!    fan-out planning, notification settings, the box's own settings and its first-boot
 //!    claim (setup code, registration mode), account administration and password-reset
-//!    links, and the outbox queueing of server-to-server calls (a typed `Call`,
+//!    links, backups kept on the box (scheduled, rotated) and restores staged for the next
+//!    start, and the outbox queueing of server-to-server calls (a typed `Call`,
 //!    queued in the commit of the change). Every operation checks its actor's permissions
 //!    itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,

@@ -62,9 +62,36 @@ enum Commands {
     Outbox,
     /// Print the setup code that claiming this box from a browser needs.
     SetupCode,
-    /// Write a consistent copy of the database to FILE (works while the server runs).
+    /// Write a consistent copy of the database to FILE, or with --archive a whole backup
+    /// (database, files, TLS, configuration) that `hearth restore` takes back (works while
+    /// the server runs).
     Backup {
+        /// Destination file of a database copy.
+        #[arg(required_unless_present = "archive", conflicts_with = "archive")]
+        file: Option<PathBuf>,
+        /// Write a backup archive (.tar.gz) to this file.
+        #[arg(long, value_name = "FILE")]
+        archive: Option<PathBuf>,
+    },
+    /// Restore a backup archive into the data directory (checked completely first; the
+    /// server must be stopped; a directory holding data needs --force).
+    Restore {
+        /// The archive, as `hearth backup --archive` or the admin API wrote it.
+        archive: PathBuf,
+        /// Replace the data of a directory that holds some.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write the portable export (JSON lines: every row, file and key), which any later
+    /// Hearth imports whatever becomes of the database's file format.
+    Export {
         /// Destination file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Import a portable export into an empty data directory (--data).
+    Import {
+        /// The export, as `hearth export` wrote it.
         file: PathBuf,
     },
 }
@@ -321,7 +348,9 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Commands::Backup { file } => {
+        Commands::Backup {
+            file: Some(file), ..
+        } => {
             let path = std::path::absolute(&file)?;
             let answer = run_admin(&config, Command::Backup { path: path.clone() })?;
             println!(
@@ -331,7 +360,86 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Commands::Backup { archive, .. } => {
+            let path = std::path::absolute(archive.context("name a file or --archive FILE")?)?;
+            let started = std::time::Instant::now();
+            let answer = run_admin(&config, Command::BackupArchive { path: path.clone() })?;
+            println!(
+                "backup archive written to {} ({} members, {} bytes, in {:.1} s)",
+                path.display(),
+                answer["members"],
+                answer["size"],
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Commands::Restore { archive, force } => {
+            refuse_running_server(&config)?;
+            let started = std::time::Instant::now();
+            let manifest = hearth::storage::archive::restore(&archive, &config.data_dir, force)?;
+            println!(
+                "restored {:?} (backup of {} unix seconds, schema {}, {} members) into {} in \
+                 {:.1} s",
+                manifest.box_name,
+                manifest.created_at,
+                manifest.schema_version,
+                manifest.members.len(),
+                config.data_dir.display(),
+                started.elapsed().as_secs_f64()
+            );
+            if config
+                .data_dir
+                .join(hearth::storage::archive::RESTORED_CONFIG)
+                .exists()
+            {
+                println!(
+                    "its configuration file is in {}: compare it with yours",
+                    config
+                        .data_dir
+                        .join(hearth::storage::archive::RESTORED_CONFIG)
+                        .display()
+                );
+            }
+            Ok(())
+        }
+        Commands::Export { out } => {
+            let path = std::path::absolute(&out)?;
+            let answer = run_admin(&config, Command::Export { path: path.clone() })?;
+            println!(
+                "export written to {} ({} rows, {} files)",
+                path.display(),
+                answer["rows"],
+                answer["files"]
+            );
+            Ok(())
+        }
+        Commands::Import { file } => {
+            refuse_running_server(&config)?;
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
+            let summary = hearth::storage::export::import(input, &config.data_dir)?;
+            println!(
+                "imported {} rows and {} files into {}",
+                summary.rows,
+                summary.files,
+                config.data_dir.display()
+            );
+            Ok(())
+        }
     }
+}
+
+/// Refuses when a server answers on the data directory's admin socket (the database lock
+/// is checked as well by the restore itself).
+fn refuse_running_server(config: &Config) -> anyhow::Result<()> {
+    let socket = app::admin_socket_path(config);
+    if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        bail!(
+            "a Hearth server is running on {} (its admin socket answers): stop it first",
+            config.data_dir.display()
+        );
+    }
+    Ok(())
 }
 
 /// argon2id allocates ~19 MiB per hash. glibc's malloc raises its mmap threshold

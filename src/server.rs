@@ -89,7 +89,15 @@ pub async fn run_with(
         app.federation.clone(),
         outbox_stopped,
     ));
+    let (stop_backups, backups_stopped) = async_channel::bounded::<()>(1);
+    let backups = app.executor.spawn(crate::service::backups::schedule(
+        app.services.clone(),
+        app.tls_fingerprint.get().cloned(),
+        backups_stopped,
+    ));
     crate::http::serve(listener, app.clone(), tls.map(|t| t.acceptor), shutdown).await;
+    drop(stop_backups);
+    drop(backups);
     // Withdraw the announcement (mDNS goodbye) before anything else stops.
     if let Some(discovery) = discovery {
         discovery.stop().await;

@@ -185,6 +185,16 @@ impl Clock {
     pub fn handling(&self) -> bool {
         self.0.handling.load(std::sync::atomic::Ordering::Relaxed)
     }
+
+    /// Gives the request being handled until `by` from now, when that is later than its
+    /// deadline: for the few routes, administrators' only, that move a whole box's
+    /// backup, which `request_secs` would cut off on a big box or a slow link.
+    pub fn extend_request(&self, by: Duration) {
+        let mut phase = self.0.phase();
+        if let Phase::Request(deadline) = *phase {
+            *phase = Phase::Request(deadline.max(Instant::now() + by));
+        }
+    }
 }
 
 /// A connection whose reads and writes keep to the deadlines of its request cycle.

@@ -354,6 +354,8 @@ fn respond_with(
         req.set_peer_addr(Some(peer.to_string()));
         let server = server.clone();
         let clock = clock.clone();
+        // A handler may lengthen its own request's deadline (`conn::Clock::extend_request`).
+        req.ext_mut().insert(clock.clone());
         clock.handling_started();
         Box::pin(async move {
             let response: http_types::Response = server.respond(req).await?;

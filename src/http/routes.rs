@@ -7,8 +7,8 @@
 use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
-    account, box_admin, channels, dms, files, guilds, invites, members, messages, notifications,
-    public, read_states, roles, users,
+    account, backups, box_admin, channels, dms, files, guilds, invites, members, messages,
+    notifications, public, read_states, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -121,6 +121,18 @@ pub fn install(server: &mut Server) {
         .at("/api/v1/admin/discovered")
         .get(authed(super::federation::list_discovered))
         .post(authed(super::federation::add_discovered));
+    server
+        .at("/api/v1/admin/backups")
+        .get(authed(backups::list))
+        .post(authed(backups::create));
+    server
+        .at("/api/v1/admin/backups/:name")
+        .get(authed(backups::download));
+    server
+        .at("/api/v1/admin/restore")
+        .get(authed(backups::staged_restore))
+        .post(authed(backups::stage_restore))
+        .delete(authed(backups::cancel_restore));
     server
         .at("/api/v1/admin/ban-notifications")
         .get(authed(members::ban_notifications));

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod accounts;
 pub mod admin_users;
+pub mod backups;
 pub mod ban_notices;
 pub mod channels;
 pub mod dm_consent;

@@ -7,9 +7,17 @@
 //! and get decoded keys back from [`Tx::rows`], which selects rows by a leading part of
 //! the key and named options ([`Rows`]) rather than byte ranges. Only `META` (byte names)
 //! and `REFRESH_TOKEN` (SHA-256 digests) keep [`keys::Raw`] byte keys.
+//!
+//! The schema version and the steps that bring an older database up to it are in
+//! [`migrations`] (adding one is a function and a list entry); whole-box backup archives
+//! and their restore in [`archive`]; the portable JSON-lines export in [`export`], whose
+//! [`export::portable_tables`] must name every table.
 
+pub mod archive;
 pub mod codec;
+pub mod export;
 pub mod keys;
+pub mod migrations;
 pub mod tables;
 pub mod writer;
 
@@ -22,39 +30,8 @@ use std::path::Path;
 use std::sync::Arc;
 use tables::{Table, ALL_TABLES, EVENT_LOG, META};
 
+pub use migrations::SCHEMA_VERSION;
 pub use writer::Writer;
-
-/// The schema version this build writes. Opening a newer file is refused; an older one is
-/// brought up to date by [`MIGRATIONS`].
-pub const SCHEMA_VERSION: u64 = 2;
-
-/// `MIGRATIONS[i]` takes a database from schema `i + 1` to `i + 2`. They run in the write
-/// transaction that opens the database, so a crash leaves the old schema whole.
-const MIGRATIONS: &[Migration] = &[counters_into_read_states];
-
-/// One step of the schema, run inside the opening write transaction.
-type Migration = fn(&Tx) -> Result<(), StoreError>;
-
-/// Schema 1 → 2: a channel's message counter moves to its row among the channel's read
-/// states ([`crate::model::COUNTER_ROW`]), so that posting a message writes one table
-/// fewer, and each message carries its own counter value (`Message::seq`) in place of a
-/// row per message in a table of its own. Messages from schema 1 keep `seq` 0: read
-/// states never move back, so reading one of them keeps the reader's count until they
-/// read a newer message.
-fn counters_into_read_states(tx: &Tx) -> Result<(), StoreError> {
-    use crate::model::COUNTER_ROW;
-    use tables::{CHANNEL_COUNTER_V1, CHANNEL_MESSAGE_SEQ_V1, CHANNEL_READ_STATE};
-    for (channel, counter) in tx.rows(CHANNEL_COUNTER_V1, Rows::all())? {
-        tx.put(
-            CHANNEL_READ_STATE,
-            (channel, COUNTER_ROW),
-            &counter.to_row(),
-        )?;
-    }
-    tx.delete_table(CHANNEL_COUNTER_V1.name)?;
-    tx.delete_table(CHANNEL_MESSAGE_SEQ_V1.name)?;
-    Ok(())
-}
 
 /// Storage errors. Callers map them to "internal error": they mean the disk or the file
 /// is in trouble, never that the user sent something wrong. redb's kinds are kept apart
@@ -91,7 +68,10 @@ pub enum StoreError {
         reason: String,
     },
     /// The file was written by a newer Hearth.
-    #[error("database schema {found} is newer than this build understands ({supported})")]
+    #[error(
+        "the database was written by a newer Hearth (schema {found}; this build reads up to \
+         schema {supported}): run that version again, or restore a backup made by this one"
+    )]
     SchemaTooNew {
         /// Found in the file.
         found: u64,
@@ -486,7 +466,7 @@ impl Tx<'_> {
     }
 
     /// Drops a whole table (writer only; migrations). Returns whether it existed.
-    fn delete_table(&self, name: &str) -> Result<bool, StoreError> {
+    pub(crate) fn delete_table(&self, name: &str) -> Result<bool, StoreError> {
         match self {
             Tx::Read(_) => Err(StoreError::ReadOnly),
             Tx::Write(t, _) => {
@@ -629,12 +609,30 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database file, creates missing tables and checks the schema.
+    /// Opens (or creates) the database file, refuses a newer schema, creates missing
+    /// tables and runs the migrations an older schema needs ([`migrations`]).
     pub fn open(
         path: &Path,
         cache_bytes: usize,
         max_batch: usize,
         retention: Retention,
+    ) -> Result<Store, StoreError> {
+        Self::open_with(
+            path,
+            cache_bytes,
+            max_batch,
+            retention,
+            migrations::MIGRATIONS,
+        )
+    }
+
+    /// [`Store::open`] with the given migration steps (tests run steps of their own).
+    pub(crate) fn open_with(
+        path: &Path,
+        cache_bytes: usize,
+        max_batch: usize,
+        retention: Retention,
+        steps: &[migrations::Migration],
     ) -> Result<Store, StoreError> {
         let db = redb::Builder::new()
             .set_cache_size(cache_bytes)
@@ -642,49 +640,23 @@ impl Store {
         // The database holds the server key and every user's secrets: owner only, also
         // when it was made under a lax umask or copied in readable.
         make_private(path)?;
+        // Before anything is written: a newer file is left exactly as it is.
+        migrations::refuse_newer(&db, steps.len() as u64 + 1)?;
         let txn = db.begin_write()?;
         for name in ALL_TABLES {
             let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
             txn.open_table(def)?;
         }
-        {
-            let sink = EventSink::default();
-            let tx = Tx::Write(&txn, &sink);
-            match tx.get(META, b"schema_version")? {
-                None => tx.put(
-                    META,
-                    b"schema_version",
-                    &SCHEMA_VERSION.to_be_bytes().to_vec(),
-                )?,
-                Some(bytes) => {
-                    let found = bytes
-                        .as_slice()
-                        .try_into()
-                        .map(u64::from_be_bytes)
-                        .unwrap_or(u64::MAX);
-                    if found > SCHEMA_VERSION {
-                        return Err(StoreError::SchemaTooNew {
-                            found,
-                            supported: SCHEMA_VERSION,
-                        });
-                    }
-                    for migration in MIGRATIONS.iter().skip(found.saturating_sub(1) as usize) {
-                        migration(&tx)?;
-                    }
-                    if found < SCHEMA_VERSION {
-                        tx.put(
-                            META,
-                            b"schema_version",
-                            &SCHEMA_VERSION.to_be_bytes().to_vec(),
-                        )?;
-                    }
-                }
-            }
-        }
         txn.commit()?;
+        migrations::migrate(&db, path, steps)?;
         let db = Arc::new(db);
         let writer = Writer::start(db.clone(), max_batch, retention);
         Ok(Store { db, writer })
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        self.read(|tx| Ok(migrations::stored_version(tx)?.unwrap_or(SCHEMA_VERSION)))
     }
 
     /// Sets what runs after each durable commit with that commit's events (the gateway's
@@ -773,34 +745,40 @@ impl Store {
     /// Writes a consistent copy of the whole database to `dest` (temp file, fsync, rename)
     /// from one read snapshot, so it can run while the server keeps writing.
     pub fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
-        let snapshot = self.db.begin_read()?;
-        let tmp = dest.with_extension("partial");
-        let _ = std::fs::remove_file(&tmp);
-        let mut rows = 0u64;
-        {
-            let copy = redb::Database::create(&tmp)?;
-            // A backup holds the server key too; private before anything is written.
-            make_private(&tmp)?;
-            let txn = copy.begin_write()?;
-            for name in ALL_TABLES {
-                let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
-                let source = snapshot.open_table(def)?;
-                let mut target = txn.open_table(def)?;
-                for item in source.iter()? {
-                    let (k, v) = item?;
-                    target.insert(k.value(), v.value())?;
-                    rows += 1;
-                }
-            }
-            txn.commit()?;
-        }
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, dest)?;
-        if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(rows)
+        copy_database(&self.db, dest)
     }
+}
+
+/// Copies every table of `db` from one read snapshot to a new database at `dest` (temp
+/// file, fsync, rename). Returns the number of rows.
+fn copy_database(db: &redb::Database, dest: &Path) -> Result<u64, StoreError> {
+    let snapshot = db.begin_read()?;
+    let tmp = dest.with_extension("partial");
+    let _ = std::fs::remove_file(&tmp);
+    let mut rows = 0u64;
+    {
+        let copy = redb::Database::create(&tmp)?;
+        // A backup holds the server key too; private before anything is written.
+        make_private(&tmp)?;
+        let txn = copy.begin_write()?;
+        for name in ALL_TABLES {
+            let def: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new(name);
+            let source = snapshot.open_table(def)?;
+            let mut target = txn.open_table(def)?;
+            for item in source.iter()? {
+                let (k, v) = item?;
+                target.insert(k.value(), v.value())?;
+                rows += 1;
+            }
+        }
+        txn.commit()?;
+    }
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, dest)?;
+    if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(rows)
 }
 
 /// Makes a file readable and writable by its owner only (0600).

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod backup;
 mod bad_input;
 mod cli;
 mod clock;

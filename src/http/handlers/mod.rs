@@ -1,6 +1,7 @@
 //! The route handlers, one file per resource; [`super::routes`] maps paths to them.
 
 pub mod account;
+pub mod backups;
 pub mod box_admin;
 pub mod channels;
 pub mod dms;
