@@ -664,9 +664,10 @@ impl Config {
         let path = Config::default_path();
         match Config::load_file(&path) {
             Ok(config) => Ok((config, ConfigSource::File(path))),
-            Err(ConfigError::Missing { .. }) => {
-                Ok((Config::default(), ConfigSource::Defaults { looked_at: path }))
-            }
+            Err(ConfigError::Missing { .. }) => Ok((
+                Config::default(),
+                ConfigSource::Defaults { looked_at: path },
+            )),
             Err(e) => Err(e),
         }
     }
@@ -712,7 +713,9 @@ impl Config {
         if let Some(url) = &self.public_url {
             check(
                 is_origin(url),
-                format!("public_url: {url:?} is not an http(s) origin such as \"https://hearth.local\""),
+                format!(
+                    "public_url: {url:?} is not an http(s) origin such as \"https://hearth.local\""
+                ),
             );
         }
         for alias in &self.server.aliases {
@@ -839,7 +842,8 @@ mod tests {
         }
         assert_eq!(c.problems().len(), 5, "{problems}");
         let c: Config =
-            toml::from_str("public_url = \"https://hearth.local/\"\nlisten = \"[::]:443\"").unwrap();
+            toml::from_str("public_url = \"https://hearth.local/\"\nlisten = \"[::]:443\"")
+                .unwrap();
         assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 

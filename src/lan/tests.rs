@@ -274,3 +274,31 @@ fn conflicts_are_marked_on_both_sides_and_against_peers_and_self() {
     assert_eq!(v["fingerprint"], fingerprint(&[2; 32]));
     assert_eq!(v["tls_fingerprint"], "ab".repeat(32));
 }
+
+#[test]
+fn the_web_client_is_announced_as_https_with_path() {
+    use super::mdns::{announced_host, web_announcement};
+    let key = [7u8; 32];
+    let host = announced_host(&key);
+    assert!(
+        host.starts_with("hearth-") && host.ends_with(".local."),
+        "{host}"
+    );
+    let local: std::net::SocketAddr = "0.0.0.0:443".parse().unwrap();
+    let info = web_announcement("Kitchen Hearth", &host, local, true).unwrap();
+    assert_eq!(info.get_type(), "_https._tcp.local.");
+    assert_eq!(info.get_fullname(), "Kitchen Hearth._https._tcp.local.");
+    assert_eq!(info.get_hostname(), host);
+    assert_eq!(info.get_port(), 443);
+    let properties = info.get_properties();
+    assert_eq!(properties.len(), 1, "only path: no key, no origin");
+    assert_eq!(properties.get_property_val_str("path"), Some("/"));
+    let plain = web_announcement(
+        "Kitchen Hearth",
+        &host,
+        "0.0.0.0:8080".parse().unwrap(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(plain.get_type(), "_http._tcp.local.");
+}

@@ -612,7 +612,11 @@ fn without_config_the_default_file_decides_and_no_stray_data_directory_is_made()
         ],
         Some("carol-password-1\n"),
     );
-    assert!(out.status.success(), "user add --data: {}", text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "user add --data: {}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -671,10 +675,7 @@ fn config_check_names_each_problem_and_sets_the_exit_code() {
         assert_fails(&out, needle);
     }
     // The server refuses the same file.
-    let out = run_hearth(
-        &["--config", bad_values.to_str().unwrap(), "serve"],
-        None,
-    );
+    let out = run_hearth(&["--config", bad_values.to_str().unwrap(), "serve"], None);
     assert_fails(&out, "access_token_secs");
 
     let missing = dir.path().join("missing.toml");

@@ -21,6 +21,7 @@ mod gateway;
 mod journey;
 mod layers;
 mod notifications;
+mod oauth_metadata;
 mod permission_matrix;
 mod push_encryption;
 mod read_states;
