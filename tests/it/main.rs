@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod clock;
 mod cors;
+mod deb;
 mod device_link;
 mod discovery;
 mod dms;
