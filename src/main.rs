@@ -492,9 +492,20 @@ fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Va
         .listen
         .parse()
         .with_context(|| format!("listen address {} is not host:port", config.listen))?;
-    let origin = app::origin_for(config, listen);
-    let app = App::open(config.clone(), origin, app::scheme_of(config))
-        .context("opening the data directory")?;
+    let scheme = app::scheme_of(config);
+    // The origin the server uses: for a wildcard listen without public_url, the one it
+    // kept in the data directory (or the name announced now, before its first start).
+    let origin = match &config.public_url {
+        None => hearth::lan::names::default_origin(
+            &config.data_dir,
+            scheme,
+            listen,
+            hearth::lan::names::announced_name,
+        ),
+        Some(_) => None,
+    }
+    .unwrap_or_else(|| app::origin_for(config, listen));
+    let app = App::open(config.clone(), origin, scheme).context("opening the data directory")?;
     smol::block_on(admin::execute(&app, command)).map_err(|e| anyhow!(e))
 }
 

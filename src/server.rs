@@ -3,6 +3,7 @@
 
 use crate::app::{admin_socket_path, origin_for, prepare_data_dir, scheme_of, App, StartError};
 use crate::config::Config;
+use crate::lan::names;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -25,13 +26,45 @@ pub async fn run_with(
     ready: impl FnOnce(&str),
 ) -> Result<(), StartError> {
     let local = listener.local_addr()?;
-    let origin = origin_for(&config, local);
     // The directory exists before its admin socket path is worked out, so the server and
     // the CLI derive the same path (it depends on the directory's owner and real path).
     prepare_data_dir(&config.data_dir)?;
     let admin_path = admin_socket_path(&config);
-    let tls = if config.tls.enabled {
-        let tls = crate::lan::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
+    let scheme = scheme_of(&config);
+    let announced = std::cell::OnceCell::new();
+    let announced_name = || announced.get_or_init(names::announced_name).clone();
+    let origin = match &config.public_url {
+        Some(_) => origin_for(&config, local),
+        None => match names::default_origin(&config.data_dir, scheme, local, announced_name) {
+            Some(origin) => {
+                if names::remembered_origin(&config.data_dir).is_none() {
+                    names::remember_origin(&config.data_dir, &origin)?;
+                    log::info!(
+                        "no public_url: this box is {origin}, the name it is announced \
+                         under on the LAN (kept in {})",
+                        config.data_dir.join(names::ORIGIN_FILE).display()
+                    );
+                }
+                origin
+            }
+            None => origin_for(&config, local),
+        },
+    };
+    let tls_config = config.tls.clone();
+    let discovery_on = config.discovery.enabled;
+    let data_dir = config.data_dir.clone();
+    let mut app = App::open(config, origin, scheme)?;
+    let tls = if tls_config.enabled {
+        let mdns_host = discovery_on
+            .then(|| crate::lan::mdns::announced_host(&app.services.server_key.public_bytes()));
+        let names = names::certificate_names(
+            &tls_config.names,
+            Some(&announced_name()),
+            mdns_host.as_deref(),
+            &app.services.origin,
+            local,
+        );
+        let tls = crate::lan::tls::ServerTls::load_or_make(&tls_config, &data_dir, &names)?;
         log::info!(
             "TLS certificate {} SHA-256 fingerprint {}",
             tls.source.display(),
@@ -41,16 +74,13 @@ pub async fn run_with(
     } else {
         None
     };
-    let scheme = scheme_of(&config);
-    let origins = crate::origins::ServedOrigins::new(
-        &origin,
-        &config.server.aliases,
+    app.origins = crate::origins::ServedOrigins::new(
+        &app.services.origin,
+        &app.services.config.server.aliases,
         tls.as_ref().map(|t| t.leaf_der.as_slice()),
         local.port(),
     )?
     .listening_on(scheme, local);
-    let mut app = App::open(config, origin, scheme)?;
-    app.origins = origins;
     let app = Arc::new(app);
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());

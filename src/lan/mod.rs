@@ -6,6 +6,8 @@
 //! - [`announce`]: what an announcement says, how it is read and refused.
 //! - [`heard`]: the bounded table of what was heard, judged for conflicts.
 //! - [`mdns`]: the mDNS daemon that announces and browses.
+//! - [`names`]: the names and addresses the box is reached at (Avahi's, its own mDNS
+//!   host, its interfaces), which its certificate covers.
 //! - [`tls`]: the self-signed certificate, fingerprints, and pinning on first use.
 //!
 //! Nothing heard here is trusted: an announcement only proposes a key, pinned when an
@@ -14,6 +16,7 @@
 pub mod announce;
 pub mod heard;
 pub mod mdns;
+pub mod names;
 pub mod tls;
 
 pub use heard::Discovered;

@@ -302,3 +302,27 @@ fn the_web_client_is_announced_as_https_with_path() {
     .unwrap();
     assert_eq!(plain.get_type(), "_http._tcp.local.");
 }
+
+#[test]
+fn pins_files_of_certificates_alone_still_load_and_keys_are_kept() {
+    use super::tls::Pins;
+    let dir = std::env::temp_dir().join(format!("hearth-pins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pins");
+    let (cert, key) = ("ab".repeat(32), "cd".repeat(32));
+    // As an older version wrote it: `origin certificate`.
+    std::fs::write(
+        &file,
+        format!("https://b.local {cert}\nhttps://c.local {cert} {key}\n"),
+    )
+    .unwrap();
+    let pins = Pins::in_file(file.clone());
+    assert_eq!(pins.get("https://b.local"), Some(cert.clone()));
+    assert_eq!(pins.key("https://b.local"), None);
+    assert_eq!(pins.key("https://c.local"), Some(key.clone()));
+    pins.set("https://d.local", &cert.to_uppercase());
+    let again = Pins::in_file(file);
+    assert_eq!(again.key("https://c.local"), Some(key));
+    assert_eq!(again.get("https://d.local"), Some(cert));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
