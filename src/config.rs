@@ -17,7 +17,9 @@ pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: String,
     /// The origin clients use to reach this server, e.g. `https://hearth.local`. It is the
-    /// `iss` of the tokens this server signs. Default: `http://` + the bound address.
+    /// `iss` of the tokens this server signs. Default: the scheme and the bound address;
+    /// for a wildcard address (`0.0.0.0`, `::`), the name the box is announced under on
+    /// the LAN at its first start, kept in `DATA_DIR/origin`.
     pub public_url: Option<String>,
     /// Who may create accounts over HTTP: `open` (anyone who can reach the box) or
     /// `closed` (only `hearth user add`). Default `open`, for a LAN box.
@@ -216,8 +218,9 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// The private key (PEM) of `cert_file`.
     pub key_file: Option<PathBuf>,
-    /// DNS names of the self-signed certificate (`localhost` and `HOSTNAME.local` are
-    /// added). Default `["hearth.local"]`.
+    /// DNS names of the self-signed certificate (`localhost`, `HOSTNAME.local`, the name
+    /// Avahi announces, Hearth's own mDNS host and the listening addresses are added).
+    /// Default `["hearth.local"]`.
     pub names: Vec<String>,
 }
 
