@@ -473,8 +473,8 @@ fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Va
     let sent = admin::send(&socket, &command).map_err(|e| {
         if e.kind() == std::io::ErrorKind::PermissionDenied {
             anyhow!(
-                "the running server's admin socket {} is not open to this user ({e}): run \
-                 as root or as the server's user (`runuser -u hearth -- hearth ...`)",
+                "the admin socket {} is not open to this user ({e}): run as root or as \
+                 the server's user (`runuser -u hearth -- hearth ...`)",
                 socket.display()
             )
         } else {

@@ -57,8 +57,28 @@ impl CertificateNames {
     }
 }
 
-/// The `.local` name Avahi announces for this machine, if Avahi runs and answers.
+/// Longest wait for Avahi to finish probing its name at boot.
+const AVAHI_SETTLE: Duration = Duration::from_secs(10);
+
+/// Avahi's server state while it still probes whether its host name is free
+/// (`AVAHI_SERVER_REGISTERING`); the name may change before it leaves this state.
+const AVAHI_REGISTERING: &str = "i 1";
+
+/// The `.local` name Avahi announces for this machine, if Avahi runs and answers. While
+/// Avahi still probes (just after boot) it waits, up to [`AVAHI_SETTLE`], for the name
+/// it settles on.
 pub fn avahi_host_name() -> Option<String> {
+    let started = std::time::Instant::now();
+    while avahi_call("GetState")?.trim() == AVAHI_REGISTERING
+        && started.elapsed() < AVAHI_SETTLE
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    parse_busctl_string(&avahi_call("GetHostNameFqdn")?)
+}
+
+/// `busctl call` of an argument-less method of Avahi's server object; its answer text.
+fn avahi_call(method: &str) -> Option<String> {
     let mut child = std::process::Command::new("busctl")
         .args([
             "--system",
@@ -66,7 +86,7 @@ pub fn avahi_host_name() -> Option<String> {
             "org.freedesktop.Avahi",
             "/",
             "org.freedesktop.Avahi.Server",
-            "GetHostNameFqdn",
+            method,
         ])
         .arg(format!("--timeout={}", AVAHI_TIMEOUT.as_secs()))
         .stdin(std::process::Stdio::null())
@@ -77,10 +97,7 @@ pub fn avahi_host_name() -> Option<String> {
     let mut out = String::new();
     use std::io::Read;
     child.stdout.take()?.read_to_string(&mut out).ok()?;
-    if !child.wait().ok()?.success() {
-        return None;
-    }
-    parse_busctl_string(&out)
+    child.wait().ok()?.success().then_some(out)
 }
 
 /// The string of a `busctl call` answer of signature `s`: `s "hearth-2.local"`. Only a
