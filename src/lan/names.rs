@@ -69,9 +69,7 @@ const AVAHI_REGISTERING: &str = "i 1";
 /// it settles on.
 pub fn avahi_host_name() -> Option<String> {
     let started = std::time::Instant::now();
-    while avahi_call("GetState")?.trim() == AVAHI_REGISTERING
-        && started.elapsed() < AVAHI_SETTLE
-    {
+    while avahi_call("GetState")?.trim() == AVAHI_REGISTERING && started.elapsed() < AVAHI_SETTLE {
         std::thread::sleep(Duration::from_millis(250));
     }
     parse_busctl_string(&avahi_call("GetHostNameFqdn")?)

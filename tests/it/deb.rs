@@ -3,8 +3,9 @@
 //! itself (with its data and a changed conffile kept), removed and purged, with the real
 //! `dpkg` and maintainer scripts, in a throwaway copy of this machine's root: an overlay
 //! of `/` whose writes go to a temp dir, seen in a private mount namespace (`unshare
-//! --mount`) and entered with `chroot`. Nothing reaches the machine's own root; no
-//! systemd runs in there, so the scripts start no service.
+//! --mount`) and entered with `chroot`. Nothing reaches the machine's own root. No
+//! systemd runs in there: a stand-in of `deb-systemd-invoke` records what the scripts ask
+//! of the service (start on install, restart on upgrade, stop on removal).
 //!
 //! Needs root, `unshare` (util-linux), overlayfs and cargo-deb (`.ci/setup` installs the
 //! pinned version). Elsewhere it says why and skips; under CI (`CI` set) a missing piece
@@ -216,9 +217,28 @@ fn the_package_installs_upgrades_keeping_data_and_purges() {
         "/etc/hearth/hearth.toml\n"
     );
 
-    // Install: the user, its data directory, the conffile the CLI reads by default.
+    // The maintainer scripts start, restart and stop the service only where systemd runs
+    // (/run/systemd/system); here a stand-in of deb-systemd-invoke, in the copy only,
+    // records what it was asked. (Enabling is deb-systemd-helper's, which works offline.)
+    sandbox.ok(
+        "stand-in",
+        "printf '#!/bin/sh\\necho \"deb-systemd-invoke $*\" >>/var/log/hearth-deb-test\\n' \
+             >/usr/bin/deb-systemd-invoke && chmod 755 /usr/bin/deb-systemd-invoke",
+    );
+    let with_systemd = |command: &str| format!("mkdir -p /run/systemd/system && {command}");
+    let asked = |sandbox: &Sandbox| {
+        let log = sandbox.ok(
+            "log",
+            "cat /var/log/hearth-deb-test; : >/var/log/hearth-deb-test",
+        );
+        log.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+
+    // Install: the user, its data directory, the conffile the CLI reads by default; the
+    // service started.
     let (first, second) = (first.display(), second.display());
-    sandbox.ok("dpkg -i", &format!("dpkg -i {first}"));
+    sandbox.ok("dpkg -i", &with_systemd(&format!("dpkg -i {first}")));
+    assert_eq!(asked(&sandbox), ["deb-systemd-invoke start hearth.service"]);
     assert_eq!(
         sandbox.ok("status", "dpkg-query -W -f '${Status} ${Version}' hearth"),
         format!("install ok installed {version}-1")
@@ -261,7 +281,12 @@ fn the_package_installs_upgrades_keeping_data_and_purges() {
         "edit conffile",
         "sed -i 's/^name = .*/name = \"Our Box\"/' /etc/hearth/hearth.toml",
     );
-    sandbox.ok("upgrade", &format!("dpkg -i {second}"));
+    sandbox.ok("upgrade", &with_systemd(&format!("dpkg -i {second}")));
+    // Not stopped before the new files are in; restarted after.
+    assert_eq!(
+        asked(&sandbox),
+        ["deb-systemd-invoke restart hearth.service"]
+    );
     assert_eq!(
         sandbox.ok("status", "dpkg-query -W -f '${Version}' hearth"),
         format!("{version}-2")
@@ -278,7 +303,8 @@ fn the_package_installs_upgrades_keeping_data_and_purges() {
     );
 
     // Remove keeps data and configuration; purge deletes both.
-    sandbox.ok("remove", "dpkg --remove hearth");
+    sandbox.ok("remove", &with_systemd("dpkg --remove hearth"));
+    assert_eq!(asked(&sandbox), ["deb-systemd-invoke stop hearth.service"]);
     sandbox.ok("binary gone", "test ! -e /usr/bin/hearth");
     sandbox.ok("data kept", "test -f /var/lib/hearth/hearth.redb");
     sandbox.ok("conffile kept", "test -f /etc/hearth/hearth.toml");
