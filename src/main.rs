@@ -505,7 +505,20 @@ fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Va
         Some(_) => None,
     }
     .unwrap_or_else(|| app::origin_for(config, listen));
-    let app = App::open(config.clone(), origin, scheme).context("opening the data directory")?;
+    let app = App::open(config.clone(), origin, scheme).with_context(|| {
+        if socket.exists() {
+            // A socket file nobody answers on: a crashed server left it, or a running one
+            // lost it; in the second case the database is locked by that server.
+            format!(
+                "opening the data directory {} (the admin socket {} is there but no server \
+                 answered on it)",
+                config.data_dir.display(),
+                socket.display()
+            )
+        } else {
+            format!("opening the data directory {}", config.data_dir.display())
+        }
+    })?;
     smol::block_on(admin::execute(&app, command)).map_err(|e| anyhow!(e))
 }
 

@@ -684,3 +684,20 @@ fn config_check_names_each_problem_and_sets_the_exit_code() {
         "no configuration file at",
     );
 }
+
+#[test]
+fn a_socket_nobody_answers_on_is_named_when_the_database_is_busy() {
+    let env = Env::new();
+    let server = env.serve();
+    // The server runs (its database locked) but its socket file answers no more.
+    let socket = env.data.join("admin.sock");
+    std::fs::remove_file(&socket).expect("remove the socket");
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("a dead socket file"));
+    let out = env.run(
+        &["user", "add", "ida", "--password-stdin"],
+        Some("ida-password-1\n"),
+    );
+    assert_fails(&out, "opening the data directory");
+    assert_fails(&out, "is there but no server answered on it");
+    drop(server);
+}
