@@ -15,7 +15,7 @@
 #                      packages come from MIRROR as it is today.
 #   MIRROR, SECURITY_MIRROR   default http://deb.debian.org/debian{,-security}
 #   SOURCE_DATE_EPOCH  time stamp of every file (default: the commit time of HEAD)
-#   HEARTH_BIN         use this aarch64 binary instead of cross-building one
+#   HEARTH_BIN         package this aarch64 binary instead of cross-building one
 #   COMPRESS           xz (default), zstd or none
 #   ROOT_NAME          server name written to /etc/hearth/hearth.toml (default "Hearth")
 #
@@ -48,36 +48,28 @@ essential_hook() {
 # Hook: all packages are installed. Configure the system, install Hearth, build the
 # initramfs and fill /boot/firmware.
 customize() {
-    local root=$1 bin=$2 name=$3
+    local root=$1 deb=$2 name=$3
 
-    # Hearth: binary, unit, system user, configuration.
-    [ -f "$bin" ] || die "no hearth binary at $bin"
-    case "$(od -An -tx1 -j18 -N2 "$bin" | tr -d ' ')" in
-        b700) ;;  # ELF e_machine 183: aarch64
-        *) die "$bin is not an aarch64 ELF binary" ;;
-    esac
-    install -m 755 "$bin" "$root/usr/bin/hearth"
-    install -m 644 "$REPO/systemd/hearth.service" "$root/usr/lib/systemd/system/hearth.service"
-    install -m 644 "$REPO/systemd/hearth.sysusers" "$root/usr/lib/sysusers.d/hearth.conf"
-    install -d -m 755 "$root/etc/hearth"
-    cat >"$root/etc/hearth/hearth.toml" <<EOF
-# Hearth's configuration; every setting is described in Hearth's docs/operations.md.
-# The server makes its keys and self-signed TLS certificate in /var/lib/hearth at first
-# start; its fingerprint is shown at https://hearth.local/.well-known/hearth.
-name = "$name"
-listen = "0.0.0.0:443"
-public_url = "https://hearth.local"
+    # Hearth from its Debian package (deb/): binary, unit (enabled by its postinst), system
+    # user, data directory and /etc/hearth/hearth.toml, a conffile. The box's name goes
+    # into that file, which thereby counts as changed by its owner: an upgrade keeps it.
+    [ -f "$deb" ] || die "no hearth package at $deb"
+    [ "$(dpkg-deb --field "$deb" Architecture)" = arm64 ] || die "$deb is not an arm64 package"
+    install -m 644 "$deb" "$root/tmp/hearth.deb"
+    chroot "$root" dpkg -i /tmp/hearth.deb
+    rm "$root/tmp/hearth.deb"
+    sed -i "s/^name = .*/name = \"$name\"/" "$root/etc/hearth/hearth.toml"
+    # Until the box has an owner, its web client offers "Set up this Hearth", which needs
+    # the setup code the server made at first start. The server keeps it, with the box's
+    # addresses and TLS fingerprint, in /run/hearth (the only place it may write besides
+    # its data); hearth-setup-file.path copies the code file to the boot partition, and
+    # agetty shows the banner through /etc/issue.d/hearth.issue.
+    cat >>"$root/etc/hearth/hearth.toml" <<EOF
 
-# Until the box has an owner, its web client offers "Set up this Hearth", which needs the
-# setup code the server made at first start. The server keeps it, with the box's
-# addresses and TLS fingerprint, in /run/hearth (the only place it may write besides its
-# data); hearth-setup-file.path copies the code file to the boot partition, and agetty
-# shows the banner through /etc/issue.d/hearth.issue.
 [setup]
 code_file = "/run/hearth/hearth-setup.txt"
 issue_file = "/run/hearth/hearth.issue"
 EOF
-    chmod 644 "$root/etc/hearth/hearth.toml"
 
     # The setup code on the FAT boot partition, readable on any computer: copied there by
     # root (the server cannot write outside its own directories, and should never write
@@ -194,7 +186,7 @@ EOF
     chroot "$root" passwd --quiet --delete root
 
     chroot "$root" systemd-sysusers
-    chroot "$root" systemctl enable --quiet hearth.service hearth-grow-root.service \
+    chroot "$root" systemctl enable --quiet hearth-grow-root.service \
         hearth-setup-file.path \
         systemd-networkd.service systemd-resolved.service avahi-daemon.service \
         systemd-timesyncd.service
@@ -239,6 +231,7 @@ build() {
 qemu-user-static binfmt-support dosfstools mtools fdisk e2fsprogs gcc-aarch64-linux-gnu \
 libc6-dev-arm64-cross cmake xz-utils zstd"
     done
+    command -v cargo-deb >/dev/null || die "cargo-deb missing: bash .ci/setup installs it"
     if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
         mountpoint -q /proc/sys/fs/binfmt_misc ||
             mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
@@ -249,16 +242,20 @@ libc6-dev-arm64-cross cmake xz-utils zstd"
     mkdir -p "$WORK" "$out"
     local t0=$SECONDS
 
-    # 1. Hearth for aarch64, cross-built with Debian's gcc-aarch64-linux-gnu.
-    local bin=${HEARTH_BIN:-} commit="unknown (HEARTH_BIN given)"
-    if [ -z "$bin" ]; then
+    # 1. Hearth's arm64 Debian package: the binary cross-built with Debian's
+    # gcc-aarch64-linux-gnu (or HEARTH_BIN), packaged by cargo-deb (deb/build.sh).
+    local commit="unknown (HEARTH_BIN given)"
+    if [ -z "${HEARTH_BIN:-}" ]; then
         commit=$(git -C "$REPO" rev-parse HEAD 2>/dev/null || echo unknown)
         git -C "$REPO" diff --quiet HEAD -- src Cargo.toml Cargo.lock 2>/dev/null ||
             commit="$commit + uncommitted changes"
-        log "cross-building hearth for $TARGET (image/cross-build.sh)"
-        bin=$(CARGO_TARGET_DIR=$WORK/target "$REPO/image/cross-build.sh")
+        log "cross-building hearth for $TARGET and packaging it (deb/build.sh arm64)"
     fi
-    bin=$(readlink -f "$bin")
+    local deb
+    deb=$(CARGO_TARGET_DIR=$WORK/target "$REPO/deb/build.sh" arm64 "$WORK/deb")
+    deb=$(readlink -f "$deb")
+    local bin=$WORK/hearth-from-deb
+    dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/hearth >"$bin"
 
     # 2. The root file system.
     local rootfs=$WORK/rootfs
@@ -270,6 +267,7 @@ libc6-dev-arm64-cross cmake xz-utils zstd"
         e2fsprogs dosfstools fdisk cloud-guest-utils
         iproute2 netbase ca-certificates
         systemd-timesyncd systemd-resolved avahi-daemon
+        nano
     )
     mmdebstrap --mode=root --arch=arm64 --variant=minbase \
         --include="$(IFS=,; echo "${pkgs[*]}")" \
@@ -281,7 +279,7 @@ libc6-dev-arm64-cross cmake xz-utils zstd"
         --dpkgopt='path-include=/usr/share/doc/*/copyright' \
         --dpkgopt='path-exclude=/usr/share/info/*' \
         --essential-hook="\"$SELF\" essential-hook \"\$1\"" \
-        --customize-hook="\"$SELF\" customize \"\$1\" \"$bin\" \"$name\"" \
+        --customize-hook="\"$SELF\" customize \"\$1\" \"$deb\" \"$name\"" \
         "$suite" "$rootfs" \
         "deb $mirror $suite main non-free-firmware" \
         "deb $mirror $suite-updates main non-free-firmware" \
@@ -386,6 +384,7 @@ EOF
         echo "source_date_epoch=$SOURCE_DATE_EPOCH"
         echo "hearth_commit=$commit"
         echo "hearth_sha256=$(sha256sum "$bin" | cut -d' ' -f1)"
+        echo "hearth_deb=$(basename "$deb") $(sha256sum "$deb" | cut -d' ' -f1)"
         echo "kernel=$(ls "$WORK/bootfs" | sed -n 's/^vmlinuz-//p')"
     } >"$out/$IMAGE_NAME.build-info"
     (cd "$out" && sha256sum "$IMAGE_NAME.img" >"$IMAGE_NAME.img.sha256")

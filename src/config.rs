@@ -1,5 +1,7 @@
 //! Configuration: one serde struct, every field documented, every field defaulted, so an
-//! empty (or absent) `hearth.toml` runs the server on its embedded defaults.
+//! empty `hearth.toml` runs the server on its embedded defaults. Without `--config` the
+//! command line reads `/etc/hearth/hearth.toml` (or the file `HEARTH_CONFIG` names) when
+//! it exists, else the embedded defaults; a `--config` naming a missing file is an error.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -15,7 +17,9 @@ pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: String,
     /// The origin clients use to reach this server, e.g. `https://hearth.local`. It is the
-    /// `iss` of the tokens this server signs. Default: `http://` + the bound address.
+    /// `iss` of the tokens this server signs. Default: the scheme and the bound address;
+    /// for a wildcard address (`0.0.0.0`, `::`), the name the box is announced under on
+    /// the LAN at its first start, kept in `DATA_DIR/origin`.
     pub public_url: Option<String>,
     /// Who may create accounts over HTTP: `open` (anyone who can reach the box), `invite`
     /// (someone holding an invite code of this box) or `closed` (only administrators).
@@ -299,8 +303,9 @@ pub struct TlsConfig {
     pub cert_file: Option<PathBuf>,
     /// The private key (PEM) of `cert_file`.
     pub key_file: Option<PathBuf>,
-    /// DNS names of the self-signed certificate (`localhost` and `HOSTNAME.local` are
-    /// added). Default `["hearth.local"]`.
+    /// DNS names of the self-signed certificate (`localhost`, `HOSTNAME.local`, the name
+    /// Avahi announces, Hearth's own mDNS host and the listening addresses are added).
+    /// Default `["hearth.local"]`.
     pub names: Vec<String>,
 }
 
@@ -689,6 +694,12 @@ pub enum ConfigError {
         /// Why.
         source: std::io::Error,
     },
+    /// The file named does not exist.
+    #[error("no configuration file at {path}")]
+    Missing {
+        /// Which file.
+        path: PathBuf,
+    },
     /// The file is not valid TOML for this struct.
     #[error("invalid configuration in {path}: {message}")]
     Parse {
@@ -699,9 +710,67 @@ pub enum ConfigError {
     },
 }
 
+/// The configuration file read when `--config` is not given, unless [`CONFIG_ENV`] names
+/// another: where the Debian package and the Pi image put it.
+pub const SYSTEM_CONFIG: &str = "/etc/hearth/hearth.toml";
+
+/// The environment variable that replaces [`SYSTEM_CONFIG`] as the default configuration
+/// file (tests, or a second server on one machine).
+pub const CONFIG_ENV: &str = "HEARTH_CONFIG";
+
+/// Where a configuration came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file: named by `--config`, or found at the default path.
+    File(PathBuf),
+    /// The embedded defaults: no `--config`, and nothing at the default path.
+    Defaults {
+        /// The default path that was looked at.
+        looked_at: PathBuf,
+    },
+}
+
+impl ConfigSource {
+    /// The file read, if any.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            ConfigSource::File(path) => Some(path),
+            ConfigSource::Defaults { .. } => None,
+        }
+    }
+}
+
 impl Config {
-    /// Reads a TOML file; a missing file yields the defaults.
-    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+    /// The default configuration file: `$HEARTH_CONFIG` when set, else
+    /// `/etc/hearth/hearth.toml`.
+    pub fn default_path() -> PathBuf {
+        match std::env::var_os(CONFIG_ENV) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => PathBuf::from(SYSTEM_CONFIG),
+        }
+    }
+
+    /// The configuration the command line asks for: the file `explicit` names (which
+    /// must exist), else the default file when it exists, else the embedded defaults.
+    pub fn locate(
+        explicit: Option<&std::path::Path>,
+    ) -> Result<(Config, ConfigSource), ConfigError> {
+        if let Some(path) = explicit {
+            return Ok((Config::load_file(path)?, ConfigSource::File(path.into())));
+        }
+        let path = Config::default_path();
+        match Config::load_file(&path) {
+            Ok(config) => Ok((config, ConfigSource::File(path))),
+            Err(ConfigError::Missing { .. }) => Ok((
+                Config::default(),
+                ConfigSource::Defaults { looked_at: path },
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads a TOML file that must exist.
+    pub fn load_file(path: &std::path::Path) -> Result<Config, ConfigError> {
         match std::fs::read_to_string(path) {
             Ok(text) => toml::from_str(&text)
                 .map(|config| Config {
@@ -712,13 +781,130 @@ impl Config {
                     path: path.to_path_buf(),
                     message: e.to_string(),
                 }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ConfigError::Missing {
+                path: path.to_path_buf(),
+            }),
             Err(source) => Err(ConfigError::Read {
                 path: path.to_path_buf(),
                 source,
             }),
         }
     }
+
+    /// What is wrong with the values of a configuration that parsed: ranges the server
+    /// would clamp or refuse, origins that are not origins, addresses that are not
+    /// `host:port`, half of a TLS pair. Empty when it is fine.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let mut check = |ok: bool, problem: String| {
+            if !ok {
+                problems.push(problem);
+            }
+        };
+        let host_port = self
+            .listen
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        check(
+            host_port,
+            format!(
+                "listen: {:?} is not host:port, e.g. \"0.0.0.0:443\"",
+                self.listen
+            ),
+        );
+        if let Some(url) = &self.public_url {
+            check(
+                is_origin(url),
+                format!(
+                    "public_url: {url:?} is not an http(s) origin such as \"https://hearth.local\""
+                ),
+            );
+        }
+        for alias in &self.server.aliases {
+            check(
+                is_origin(alias),
+                format!("[server] aliases: {alias:?} is not an http(s) origin such as \"https://192.168.1.20\""),
+            );
+        }
+        check(
+            !self.data_dir.as_os_str().is_empty(),
+            "data_dir: empty".into(),
+        );
+        check(
+            (1..=900).contains(&self.auth.access_token_secs),
+            format!(
+                "[auth] access_token_secs: {} is not in 1..=900",
+                self.auth.access_token_secs
+            ),
+        );
+        check(
+            self.auth.argon2_iterations >= 1 && self.auth.argon2_memory_kib >= 8,
+            "[auth] argon2_iterations must be at least 1 and argon2_memory_kib at least 8".into(),
+        );
+        let voice = &self.voice;
+        check(
+            (6_000..=128_000).contains(&voice.bitrate),
+            format!("[voice] bitrate: {} is not in 6000..=128000", voice.bitrate),
+        );
+        check(
+            voice.complexity <= 10,
+            format!("[voice] complexity: {} is not in 0..=10", voice.complexity),
+        );
+        check(
+            voice.expected_loss_percent <= 50,
+            format!(
+                "[voice] expected_loss_percent: {} is not in 0..=50",
+                voice.expected_loss_percent
+            ),
+        );
+        check(
+            (1..=50).contains(&voice.max_jitter_frames),
+            format!(
+                "[voice] max_jitter_frames: {} is not in 1..=50",
+                voice.max_jitter_frames
+            ),
+        );
+        check(
+            self.storage.max_batch >= 1,
+            "[storage] max_batch: must be at least 1".into(),
+        );
+        match (&self.tls.cert_file, &self.tls.key_file) {
+            (Some(cert), Some(key)) if self.tls.enabled => {
+                for (field, path) in [("cert_file", cert), ("key_file", key)] {
+                    check(
+                        path.is_file(),
+                        format!("[tls] {field}: no file at {}", path.display()),
+                    );
+                }
+            }
+            (Some(_), None) | (None, Some(_)) => check(
+                false,
+                "[tls] cert_file and key_file go together: give both or neither".into(),
+            ),
+            _ => {}
+        }
+        problems
+    }
+
+    /// Reads a TOML file; a missing file yields the defaults.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        match Config::load_file(path) {
+            Err(ConfigError::Missing { .. }) => Ok(Config::default()),
+            other => other,
+        }
+    }
+}
+
+/// `text` is `http(s)://host[:port]` with at most a `/` after it.
+fn is_origin(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|url| {
+        matches!(url.scheme(), "http" | "https")
+            && url.host_str().is_some()
+            && url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+    })
 }
 
 #[cfg(test)]
@@ -735,6 +921,32 @@ mod tests {
         assert_eq!(c.limits.max_body_bytes, 10);
         assert_eq!(c.limits.max_upload_bytes, 8 * 1024 * 1024);
         assert!(toml::from_str::<Config>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn the_defaults_have_no_problems_and_bad_values_are_named() {
+        assert_eq!(Config::default().problems(), Vec::<String>::new());
+        let c: Config = toml::from_str(
+            "listen = \"8080\"\npublic_url = \"hearth.local\"\n\
+             [auth]\naccess_token_secs = 3600\n[voice]\nbitrate = 1\n\
+             [tls]\ncert_file = \"/x.pem\"",
+        )
+        .unwrap();
+        let problems = c.problems().join("\n");
+        for needle in [
+            "listen",
+            "public_url",
+            "access_token_secs",
+            "bitrate",
+            "cert_file and key_file",
+        ] {
+            assert!(problems.contains(needle), "{needle} missing in {problems}");
+        }
+        assert_eq!(c.problems().len(), 5, "{problems}");
+        let c: Config =
+            toml::from_str("public_url = \"https://hearth.local/\"\nlisten = \"[::]:443\"")
+                .unwrap();
+        assert!(c.problems().is_empty(), "{:?}", c.problems());
     }
 
     #[test]

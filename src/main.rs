@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use hearth::admin::{self, Command};
 use hearth::app::{self, App};
 use hearth::auth::{keywrap, password::PasswordParams};
-use hearth::config::{Config, LogLevel};
+use hearth::config::{Config, ConfigSource, LogLevel};
 use hearth::model::Id;
 use std::io::Read;
 use std::path::PathBuf;
@@ -19,9 +19,10 @@ use std::sync::Arc;
     about = "A federated chat appliance for home hardware"
 )]
 struct Cli {
-    /// Configuration file (TOML); missing means embedded defaults.
-    #[arg(long, global = true, default_value = "hearth.toml")]
-    config: PathBuf,
+    /// Configuration file (TOML), which must exist. Default: /etc/hearth/hearth.toml (or
+    /// the file $HEARTH_CONFIG names) when it exists, else the embedded defaults.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
     /// Data directory (overrides the config).
     #[arg(long, global = true)]
     data: Option<PathBuf>,
@@ -94,6 +95,21 @@ enum Commands {
         /// The export, as `hearth export` wrote it.
         file: PathBuf,
     },
+    /// Check configuration files.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Check a configuration file (default: the one the server would read): unknown
+    /// settings, wrong types, values out of range. Exits 1 on any problem.
+    Check {
+        /// The file (default: --config, else /etc/hearth/hearth.toml or $HEARTH_CONFIG).
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -160,9 +176,40 @@ fn main() -> anyhow::Result<()> {
     few_malloc_arenas();
     one_thread_for_continue_answers();
     let cli = Cli::parse();
-    let mut config = Config::load(&cli.config)?;
+    if let Commands::Config {
+        command: ConfigCommand::Check { file },
+    } = &cli.command
+    {
+        return check_config(file.as_deref().or(cli.config.as_deref()));
+    }
+    let (mut config, source) = Config::locate(cli.config.as_deref())?;
+    let problems = config.problems();
+    if !problems.is_empty() {
+        bail!(
+            "invalid configuration in {}:\n  {}",
+            source
+                .file()
+                .map_or("the defaults".into(), |p| p.display().to_string()),
+            problems.join("\n  ")
+        );
+    }
+    let data_dir_chosen = cli.data.is_some() || source.file().is_some();
     if let Some(data) = cli.data {
         config.data_dir = data;
+    }
+    if let (false, ConfigSource::Defaults { looked_at }, false) = (
+        data_dir_chosen,
+        &source,
+        matches!(cli.command, Commands::Serve { .. }) || config.data_dir.exists(),
+    ) {
+        // An administration command on no configuration would make a fresh data
+        // directory here that no server ever reads.
+        bail!(
+            "no configuration at {} and no data directory at {}: pass --config FILE or \
+             --data DIR (the server's, e.g. /var/lib/hearth)",
+            looked_at.display(),
+            config.data_dir.display()
+        );
     }
     if let Commands::Serve {
         log_level: Some(level),
@@ -348,6 +395,7 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Commands::Config { .. } => unreachable!("handled before the configuration is read"),
         Commands::Backup {
             file: Some(file), ..
         } => {
@@ -526,20 +574,102 @@ fn drop_startup_pages() {
     }
 }
 
+/// `hearth config check`: every problem of the file on standard error, exit 1 if any.
+fn check_config(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let path = file.map_or_else(Config::default_path, PathBuf::from);
+    let config = match Config::load_file(&path) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let problems = config.problems();
+    if problems.is_empty() {
+        println!("{}: ok", path.display());
+        return Ok(());
+    }
+    for problem in &problems {
+        eprintln!("{}: {problem}", path.display());
+    }
+    std::process::exit(1);
+}
+
 /// Sends a command to the running server, or opens the data directory itself.
 fn run_admin(config: &Config, command: Command) -> anyhow::Result<serde_json::Value> {
     let socket = app::admin_socket_path(config);
-    if let Some(answer) = admin::send(&socket, &command).context("talking to the running server")? {
+    let sent = admin::send(&socket, &command).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::PermissionDenied {
+            anyhow!(
+                "the admin socket {} is not open to this user ({e}): run as root or as \
+                 the server's user (`runuser -u hearth -- hearth ...`)",
+                socket.display()
+            )
+        } else {
+            anyhow!(
+                "cannot talk to the running server through {}: {e}",
+                socket.display()
+            )
+        }
+    })?;
+    if let Some(answer) = sent {
         return answer.map_err(|e| anyhow!(e));
     }
+    refuse_to_leave_root_files(config)?;
     let listen: std::net::SocketAddr = config
         .listen
         .parse()
         .with_context(|| format!("listen address {} is not host:port", config.listen))?;
-    let origin = app::origin_for(config, listen);
-    let app = App::open(config.clone(), origin, app::scheme_of(config))
-        .context("opening the data directory")?;
+    let scheme = app::scheme_of(config);
+    // The origin the server uses: for a wildcard listen without public_url, the one it
+    // kept in the data directory (or the name announced now, before its first start).
+    let origin = match &config.public_url {
+        None => hearth::lan::names::default_origin(
+            &config.data_dir,
+            scheme,
+            listen,
+            hearth::lan::names::announced_name,
+        ),
+        Some(_) => None,
+    }
+    .unwrap_or_else(|| app::origin_for(config, listen));
+    let app = App::open(config.clone(), origin, scheme).with_context(|| {
+        if socket.exists() {
+            // A socket file nobody answers on: a crashed server left it, or a running one
+            // lost it; in the second case the database is locked by that server.
+            format!(
+                "opening the data directory {} (the admin socket {} is there but no server \
+                 answered on it)",
+                config.data_dir.display(),
+                socket.display()
+            )
+        } else {
+            format!("opening the data directory {}", config.data_dir.display())
+        }
+    })?;
     smol::block_on(admin::execute(&app, command)).map_err(|e| anyhow!(e))
+}
+
+/// With no server running, the CLI opens the database itself; as root in a data directory
+/// another user owns (the service's), files it made would be root's and the server could
+/// not open them at its next start.
+fn refuse_to_leave_root_files(config: &Config) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let Ok(meta) = std::fs::metadata(&config.data_dir) else {
+        return Ok(());
+    };
+    if root && meta.uid() != 0 {
+        bail!(
+            "no server is running on {} and it belongs to uid {}: run this as that user \
+             (e.g. `runuser -u hearth -- hearth ...`) or start the server first, so that \
+             root does not leave files the server cannot open",
+            config.data_dir.display(),
+            meta.uid()
+        );
+    }
+    Ok(())
 }
 
 fn serve(config: Config) -> anyhow::Result<()> {

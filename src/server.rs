@@ -3,8 +3,36 @@
 
 use crate::app::{admin_socket_path, origin_for, prepare_data_dir, scheme_of, App, StartError};
 use crate::config::Config;
+use crate::lan::names;
 use std::future::Future;
 use std::sync::Arc;
+
+/// The origin of a server listening on `local`: `public_url`; else, listening on every
+/// address, the name the box was first announced under (kept in the data directory from
+/// the first start on); else the bound address.
+fn choose_origin(
+    config: &Config,
+    local: std::net::SocketAddr,
+    announced_name: impl FnOnce() -> String,
+) -> Result<String, StartError> {
+    if config.public_url.is_some() {
+        return Ok(origin_for(config, local));
+    }
+    let data_dir = &config.data_dir;
+    let Some(origin) = names::default_origin(data_dir, scheme_of(config), local, announced_name)
+    else {
+        return Ok(origin_for(config, local));
+    };
+    if names::remembered_origin(data_dir).is_none() {
+        names::remember_origin(data_dir, &origin)?;
+        log::info!(
+            "no public_url: this box is {origin}, the name it is announced under on the LAN \
+             (kept in {})",
+            data_dir.join(names::ORIGIN_FILE).display()
+        );
+    }
+    Ok(origin)
+}
 
 /// Runs a server on an already bound listener until `shutdown` completes. Tests bind
 /// port 0 and call this; `hearth serve` binds the configured address.
@@ -25,13 +53,32 @@ pub async fn run_with(
     ready: impl FnOnce(&str),
 ) -> Result<(), StartError> {
     let local = listener.local_addr()?;
-    let origin = origin_for(&config, local);
     // The directory exists before its admin socket path is worked out, so the server and
     // the CLI derive the same path (it depends on the directory's owner and real path).
     prepare_data_dir(&config.data_dir)?;
     let admin_path = admin_socket_path(&config);
+    let scheme = scheme_of(&config);
+    // Asking Avahi may wait for it to settle: once, for the origin and the certificate.
+    let announced = std::cell::OnceCell::new();
+    let announced_name = || announced.get_or_init(names::announced_name).clone();
+    let origin = choose_origin(&config, local, announced_name)?;
+    let mut app = App::open(config, origin, scheme)?;
+    let config = app.services.config.clone();
+    // The certificate names the host of its own mDNS announcements, which comes from the
+    // server key: it is made once the app (and the key) is open.
     let tls = if config.tls.enabled {
-        let tls = crate::lan::tls::ServerTls::load_or_make(&config.tls, &config.data_dir)?;
+        let mdns_host = config
+            .discovery
+            .enabled
+            .then(|| crate::lan::mdns::announced_host(&app.services.server_key.public_bytes()));
+        let names = names::certificate_names(
+            &config.tls.names,
+            Some(&announced_name()),
+            mdns_host.as_deref(),
+            &app.services.origin,
+            local,
+        );
+        let tls = crate::lan::tls::ServerTls::load_or_make(&config.tls, &config.data_dir, &names)?;
         log::info!(
             "TLS certificate {} SHA-256 fingerprint {}",
             tls.source.display(),
@@ -41,16 +88,13 @@ pub async fn run_with(
     } else {
         None
     };
-    let scheme = scheme_of(&config);
-    let origins = crate::origins::ServedOrigins::new(
-        &origin,
+    app.origins = crate::origins::ServedOrigins::new(
+        &app.services.origin,
         &config.server.aliases,
         tls.as_ref().map(|t| t.leaf_der.as_slice()),
         local.port(),
     )?
     .listening_on(scheme, local);
-    let mut app = App::open(config, origin, scheme)?;
-    app.origins = origins;
     let app = Arc::new(app);
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks with Avahi, the mDNS stack of most Linux LANs, that a running `hearth serve` is
-# seen as `_hearth._tcp` with its TXT record (origin, key, key_fp, tls, v). Not run by
-# `cargo test`; run it by hand as root (docs/protocol.md: "LAN discovery").
+# seen as `_hearth._tcp` with its TXT record (origin, key, key_fp, tls, v), and its web
+# client as `_https._tcp` (TXT path=/) at the same host and port. Not run by `cargo
+# test`; run it by hand as root (docs/protocol.md: "LAN discovery").
 #
 #   bash tests/avahi-browse.sh          two network namespaces joined by a veth pair:
 #                                       hearth in one; a private avahi-daemon (its own
@@ -208,4 +209,27 @@ check(f"key_fp = {props.get('key_fp')} is SHA-256 of key", props.get("key_fp") =
 check(f"host {host} is hearth-….local", host.startswith("hearth-") and host.endswith(".local"))
 sys.exit(1 if errors else 0)
 EOF
-echo "avahi-browse.sh: OK, Avahi sees $name at $origin with its TXT record"
+
+# The web client's announcement beside it: _https._tcp, same instance, host and port,
+# TXT path=/.
+web=""
+for _ in $(seq 10); do
+    out=$("${in_b[@]}" avahi-browse -rptk _https._tcp 2>>"$work/browse.err" || true)
+    web=$(printf '%s\n' "$out" | grep "^=;[^;]*;IPv4;$name;_https._tcp;" | head -n 1 || true)
+    [ -n "$web" ] && break
+    sleep 1
+done
+echo "avahi-browse: $web"
+IFS=';' read -r _ _ _ _ _ _ web_host _ web_port web_txt <<<"$web"
+IFS=';' read -r _ _ _ _ _ _ hearth_host _ hearth_port _ <<<"$line"
+if [ -z "$web" ] || [ "$web_txt" != '"path=/"' ] || [ "$web_host" != "$hearth_host" ] ||
+    [ "$web_port" != "$hearth_port" ]; then
+    echo "avahi-browse.sh: FAILED: _https._tcp not announced as $name at $hearth_host:$hearth_port with path=/" >&2
+    echo "--- last avahi-browse output" >&2
+    printf '%s\n' "$out" >&2
+    echo "--- hearth" >&2
+    cat "$work/hearth.log" >&2
+    exit 1
+fi
+echo "  ok  _https._tcp at $web_host:$web_port with TXT path=/"
+echo "avahi-browse.sh: OK, Avahi sees $name at $origin with its TXT record, and its web client"

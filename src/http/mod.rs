@@ -1,7 +1,7 @@
 //! The HTTP layer: the smol accept loop handing each connection to async-h1, tide routes,
 //! body limits, CORS, and error mapping. Only this module knows tide.
 //!
-//! CORS: `/api/`, `/oauth/` and `/.well-known/hearth` answer any origin (`*`, never with
+//! CORS: `/api/`, `/oauth/`, `/.well-known/hearth` and the OAuth metadata answer any origin (`*`, never with
 //! credentials: the DPoP headers are the credentials) and allow the headers a web client
 //! served by another box sends; other paths grant nothing, preflights included. The
 //! gateway and voice websockets check no `Origin`: the single-use ticket, got with a DPoP
@@ -395,7 +395,10 @@ const CORS_MAX_AGE: &str = "7200";
 /// description. The page, its files, invite links and server-to-server calls are for
 /// this origin or for servers only.
 fn cross_origin_path(path: &str) -> bool {
-    path.starts_with("/api/") || path.starts_with("/oauth/") || path == "/.well-known/hearth"
+    path.starts_with("/api/")
+        || path.starts_with("/oauth/")
+        || path == "/.well-known/hearth"
+        || path == "/.well-known/oauth-authorization-server"
 }
 
 /// Grants any origin the cross-origin use of an answer. `*` without

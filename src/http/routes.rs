@@ -8,7 +8,7 @@ use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
     account, backups, box_admin, channels, dms, files, guilds, invites, members, messages,
-    notifications, public, read_states, roles, users,
+    notifications, oauth_metadata, public, read_states, roles, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -58,6 +58,9 @@ pub fn install(server: &mut Server) {
     server
         .at("/.well-known/hearth")
         .get(open(public::well_known));
+    server
+        .at("/.well-known/oauth-authorization-server")
+        .get(open(oauth_metadata::authorization_server));
     server.at("/oauth/token").post(open(public::token));
     server.at("/oauth/revoke").post(open(public::revoke));
     server.at("/api/v1/register").post(open(public::register));

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 pub struct Discovery {
     daemon: ServiceDaemon,
     fullname: Option<String>,
+    /// The web client's announcement (`_https._tcp`), when made.
+    web_fullname: Option<String>,
     task: Option<smol::Task<()>>,
     stopped: bool,
 }
@@ -50,10 +52,7 @@ fn announcement(
     }
     let key = services.server_key.public_bytes();
     let key_fp = fingerprint(&key);
-    let host = format!(
-        "hearth-{}.local.",
-        key_fp.replace(':', "").get(..8).unwrap_or("0")
-    );
+    let host = announced_host(&key);
     let mut txt = vec![
         ("origin".to_string(), origin.clone()),
         ("key".to_string(), b64u(&key)),
@@ -64,21 +63,68 @@ fn announcement(
     }
     txt.push(("v".to_string(), PROTOCOL_VERSION.to_string()));
     let instance = instance_label(&services.config.name);
-    // Addresses follow the interfaces (one that comes up later is announced on then),
-    // limited to the listening address, or to its family for a wildcard.
+    service_info(SERVICE_TYPE, &instance, &host, local, &txt)
+}
+
+/// The mDNS host name this server's announcements point at: `hearth-` and the start of
+/// its key's fingerprint, so two boxes never claim one name (and none claims the name
+/// the system's own mDNS responder, Avahi on the image, answers for).
+pub fn announced_host(server_key: &[u8; 32]) -> String {
+    format!(
+        "hearth-{}.local.",
+        fingerprint(server_key)
+            .replace(':', "")
+            .get(..8)
+            .unwrap_or("0")
+    )
+}
+
+/// One service at `host`, port `local.port()`, whose addresses follow the interfaces (one
+/// that comes up later is announced on then), limited to the listening address, or to
+/// its family for a wildcard.
+fn service_info(
+    service_type: &str,
+    instance: &str,
+    host: &str,
+    local: SocketAddr,
+    txt: &[(String, String)],
+) -> Result<ServiceInfo, String> {
     let ip = local.ip();
-    let info =
-        ServiceInfo::new(SERVICE_TYPE, &instance, &host, (), local.port(), &txt[..]).map(|info| {
-            let mut info = info.enable_addr_auto();
-            info.set_interfaces(vec![match ip {
-                IpAddr::V4(v4) if v4.is_unspecified() => IfKind::IPv4,
-                IpAddr::V6(v6) if v6.is_unspecified() => IfKind::All,
-                ip => IfKind::Addr(ip),
-            }]);
-            info
-        });
+    let info = ServiceInfo::new(service_type, instance, host, (), local.port(), txt).map(|info| {
+        let mut info = info.enable_addr_auto();
+        info.set_interfaces(vec![match ip {
+            IpAddr::V4(v4) if v4.is_unspecified() => IfKind::IPv4,
+            IpAddr::V6(v6) if v6.is_unspecified() => IfKind::All,
+            ip => IfKind::Addr(ip),
+        }]);
+        info
+    });
     info.map_err(|e| format!("cannot build the announcement: {e}"))
 }
+
+/// The web client's announcement: `_https._tcp` (or `_http._tcp` without TLS) with TXT
+/// `path=/` (RFC 6763 §7 and the DNS-SD service registry's `path` key), at the same
+/// host and port as the Hearth announcement, so that phones, browsers and Home
+/// Assistant list the box as a web page. It proposes nothing and carries no key.
+pub fn web_announcement(
+    name: &str,
+    host: &str,
+    local: SocketAddr,
+    https: bool,
+) -> Result<ServiceInfo, String> {
+    let service_type = if https {
+        WEB_SERVICE_TYPE_HTTPS
+    } else {
+        WEB_SERVICE_TYPE_HTTP
+    };
+    let txt = [("path".to_string(), "/".to_string())];
+    service_info(service_type, &instance_label(name), host, local, &txt)
+}
+
+/// The DNS-SD type under which a box serving HTTPS announces its web client.
+pub const WEB_SERVICE_TYPE_HTTPS: &str = "_https._tcp.local.";
+/// The DNS-SD type under which a box serving plain HTTP announces its web client.
+pub const WEB_SERVICE_TYPE_HTTP: &str = "_http._tcp.local.";
 
 /// Starts announcing this server (listening on `local`) and browsing for others, unless
 /// turned off or bound to loopback only. Returns at once; trouble with multicast is
@@ -151,6 +197,27 @@ pub fn start(
         }
         Err(reason) => note = Some(format!("not announced: {reason}")),
     }
+    let mut web_fullname = None;
+    if fullname.is_some() {
+        let host = announced_host(&services.server_key.public_bytes());
+        let web = web_announcement(
+            &services.config.name,
+            &host,
+            local,
+            tls_fingerprint.is_some(),
+        )
+        .and_then(|info| {
+            let name = info.get_fullname().to_string();
+            daemon
+                .register(info)
+                .map(|()| name)
+                .map_err(|e| e.to_string())
+        });
+        match web {
+            Ok(name) => web_fullname = Some(name),
+            Err(e) => log::warn!("LAN discovery: the web client is not announced: {e}"),
+        }
+    }
     if let Some(note) = &note {
         log::warn!("LAN discovery: {note}");
     }
@@ -188,6 +255,7 @@ pub fn start(
     Some(Discovery {
         daemon,
         fullname,
+        web_fullname,
         task: Some(task),
         stopped: false,
     })
@@ -344,7 +412,7 @@ impl Discovery {
                     .await;
             }
         };
-        if let Some(fullname) = &self.fullname {
+        for fullname in [&self.web_fullname, &self.fullname].into_iter().flatten() {
             wait(self.daemon.unregister(fullname).ok()).await;
         }
         if let Ok(status) = self.daemon.shutdown() {

@@ -7,6 +7,8 @@
 //! - [`console`]: the setup code file and the console banner (agetty's issue file).
 //! - [`heard`]: the bounded table of what was heard, judged for conflicts.
 //! - [`mdns`]: the mDNS daemon that announces and browses.
+//! - [`names`]: the names and addresses the box is reached at (Avahi's, its own mDNS
+//!   host, its interfaces), which its certificate covers.
 //! - [`tls`]: the self-signed certificate, fingerprints, and pinning on first use.
 //!
 //! Nothing heard here is trusted: an announcement only proposes a key, pinned when an
@@ -16,6 +18,7 @@ pub mod announce;
 pub mod console;
 pub mod heard;
 pub mod mdns;
+pub mod names;
 pub mod tls;
 
 pub use heard::Discovered;

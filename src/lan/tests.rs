@@ -274,3 +274,55 @@ fn conflicts_are_marked_on_both_sides_and_against_peers_and_self() {
     assert_eq!(v["fingerprint"], fingerprint(&[2; 32]));
     assert_eq!(v["tls_fingerprint"], "ab".repeat(32));
 }
+
+#[test]
+fn the_web_client_is_announced_as_https_with_path() {
+    use super::mdns::{announced_host, web_announcement};
+    let key = [7u8; 32];
+    let host = announced_host(&key);
+    assert!(
+        host.starts_with("hearth-") && host.ends_with(".local."),
+        "{host}"
+    );
+    let local: std::net::SocketAddr = "0.0.0.0:443".parse().unwrap();
+    let info = web_announcement("Kitchen Hearth", &host, local, true).unwrap();
+    assert_eq!(info.get_type(), "_https._tcp.local.");
+    assert_eq!(info.get_fullname(), "Kitchen Hearth._https._tcp.local.");
+    assert_eq!(info.get_hostname(), host);
+    assert_eq!(info.get_port(), 443);
+    let properties = info.get_properties();
+    assert_eq!(properties.len(), 1, "only path: no key, no origin");
+    assert_eq!(properties.get_property_val_str("path"), Some("/"));
+    let plain = web_announcement(
+        "Kitchen Hearth",
+        &host,
+        "0.0.0.0:8080".parse().unwrap(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(plain.get_type(), "_http._tcp.local.");
+}
+
+#[test]
+fn pins_files_of_certificates_alone_still_load_and_keys_are_kept() {
+    use super::tls::Pins;
+    let dir = std::env::temp_dir().join(format!("hearth-pins-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("pins");
+    let (cert, key) = ("ab".repeat(32), "cd".repeat(32));
+    // As an older version wrote it: `origin certificate`.
+    std::fs::write(
+        &file,
+        format!("https://b.local {cert}\nhttps://c.local {cert} {key}\n"),
+    )
+    .unwrap();
+    let pins = Pins::in_file(file.clone());
+    assert_eq!(pins.get("https://b.local"), Some(cert.clone()));
+    assert_eq!(pins.key("https://b.local"), None);
+    assert_eq!(pins.key("https://c.local"), Some(key.clone()));
+    pins.set("https://d.local", &cert.to_uppercase());
+    let again = Pins::in_file(file);
+    assert_eq!(again.key("https://c.local"), Some(key));
+    assert_eq!(again.get("https://d.local"), Some(cert));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

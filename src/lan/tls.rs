@@ -1,9 +1,11 @@
 //! TLS for a box on a LAN: no public CA can vouch for `hearth.local`, so the server makes a
-//! self-signed certificate at first start (or uses the owner's own), publishes its SHA-256
-//! fingerprint (log, `/.well-known/hearth`, mDNS), and clients pin the fingerprint they
-//! first saw per origin and refuse a changed one. Rustls with the ring provider on both
-//! ends.
+//! self-signed certificate at first start (or uses the owner's own) for the names and
+//! addresses it is reached at ([`super::names`]), makes it again with the same key when
+//! they change, publishes its SHA-256 fingerprint (log, `/.well-known/hearth`, mDNS), and
+//! clients pin the certificate and its key they first saw per origin and refuse another
+//! key. Rustls with the ring provider on both ends.
 
+use super::names::CertificateNames;
 use futures_lite::{AsyncRead, AsyncWrite};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
@@ -11,6 +13,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -75,10 +78,13 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
 
 impl ServerTls {
     /// Loads the owner's certificate and key when configured, else the self-signed pair
-    /// in `data_dir/tls/`, making it on first start.
+    /// in `data_dir/tls/`: made on first start for `names`, and made again with the same
+    /// key when it does not cover them all (the box was renamed on the LAN, or has a new
+    /// address).
     pub fn load_or_make(
         config: &crate::config::TlsConfig,
         data_dir: &Path,
+        names: &CertificateNames,
     ) -> Result<ServerTls, TlsError> {
         let (cert_path, key_path) = match (&config.cert_file, &config.key_file) {
             (Some(cert), Some(key)) => (cert.clone(), key.clone()),
@@ -87,7 +93,9 @@ impl ServerTls {
                 let cert = dir.join("cert.pem");
                 let key = dir.join("key.pem");
                 if !cert.exists() || !key.exists() {
-                    make_self_signed(&dir, &cert, &key, &config.names)?;
+                    make_self_signed(&dir, &cert, &key, names, None)?;
+                } else {
+                    renew_if_names_changed(&dir, &cert, &key, names)?;
                 }
                 (cert, key)
             }
@@ -126,30 +134,125 @@ impl ServerTls {
     }
 }
 
-/// Makes a self-signed certificate for `names` (plus `localhost` and this host's
-/// `NAME.local`) with a fresh P-256 key; the key file is readable by the owner only.
-fn make_self_signed(dir: &Path, cert: &Path, key: &Path, names: &[String]) -> Result<(), TlsError> {
+/// Makes a self-signed certificate for `names` with `key` (PEM), or with a fresh P-256 key
+/// written beside it, readable by the owner only.
+fn make_self_signed(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    names: &CertificateNames,
+    existing_key: Option<&str>,
+) -> Result<(), TlsError> {
     std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let mut all: Vec<String> = names.to_vec();
-    for extra in ["localhost".to_string(), format!("{}.local", host_name())] {
-        if !all.contains(&extra) {
-            all.push(extra);
-        }
+    let invalid = |e: rcgen::Error| TlsError::Invalid(format!("making a certificate: {e}"));
+    let signing_key = match existing_key {
+        Some(pem) => rcgen::KeyPair::from_pem(pem).map_err(invalid)?,
+        None => rcgen::KeyPair::generate().map_err(invalid)?,
+    };
+    let mut params = rcgen::CertificateParams::new(names.dns.clone()).map_err(invalid)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Hearth self-signed certificate");
+    params
+        .subject_alt_names
+        .extend(names.ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
+    let made = params.self_signed(&signing_key).map_err(invalid)?;
+    if existing_key.is_none() {
+        let key_tmp = key.with_extension("pem.tmp");
+        write_private(&key_tmp, signing_key.serialize_pem().as_bytes())?;
+        std::fs::rename(&key_tmp, key).map_err(io_error(key))?;
     }
-    let made = rcgen::generate_simple_self_signed(all)
-        .map_err(|e| TlsError::Invalid(format!("making a certificate: {e}")))?;
-    let key_tmp = key.with_extension("pem.tmp");
-    write_private(&key_tmp, made.signing_key.serialize_pem().as_bytes())?;
-    std::fs::rename(&key_tmp, key).map_err(io_error(key))?;
     // Both files are synced before they take their names, so a power cut right after
     // the first start leaves either no certificate (made again) or a whole one.
     let cert_tmp = cert.with_extension("pem.tmp");
-    write_private(&cert_tmp, made.cert.pem().as_bytes())?;
+    write_private(&cert_tmp, made.pem().as_bytes())?;
     std::fs::rename(&cert_tmp, cert).map_err(io_error(cert))?;
     if let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// Makes the self-signed certificate again, with its key, when it lacks one of `names`.
+/// Clients and peers that pinned it on first use keep trusting it: they pin its key too
+/// (see [`Pins`]); a browser asks again, as for any new self-signed certificate.
+fn renew_if_names_changed(
+    dir: &Path,
+    cert: &Path,
+    key: &Path,
+    names: &CertificateNames,
+) -> Result<(), TlsError> {
+    let pem = std::fs::read(cert).map_err(io_error(cert))?;
+    let Some(leaf) = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .and_then(Result::ok)
+    else {
+        return Err(TlsError::Invalid(format!(
+            "{}: no certificate in the file",
+            cert.display()
+        )));
+    };
+    let present = certificate_names(leaf.as_ref())
+        .map_err(|e| TlsError::Invalid(format!("{}: {e}", cert.display())))?;
+    if names.covered_by(&present) {
+        return Ok(());
+    }
+    let key_pem = std::fs::read_to_string(key).map_err(io_error(key))?;
+    let old = fingerprint(leaf.as_ref());
+    make_self_signed(dir, cert, key, names, Some(&key_pem))?;
+    let missing: Vec<String> = names
+        .dns
+        .iter()
+        .filter(|d| !present.dns.contains(d))
+        .cloned()
+        .chain(
+            names
+                .ips
+                .iter()
+                .filter(|ip| !present.ips.contains(ip))
+                .map(|ip| ip.to_string()),
+        )
+        .collect();
+    log::warn!(
+        "TLS certificate made again with the same key, to cover {} (was SHA-256 {}); \
+         clients and peers that pinned its key keep trusting it, browsers ask again",
+        missing.join(", "),
+        display_fingerprint(&old)
+    );
+    Ok(())
+}
+
+/// The DNS names and IP addresses a certificate (DER) names.
+pub fn certificate_names(der: &[u8]) -> Result<CertificateNames, String> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    let mut names = CertificateNames::default();
+    let Some(san) = cert.subject_alternative_name().map_err(|e| e.to_string())? else {
+        return Ok(names);
+    };
+    for name in &san.value.general_names {
+        match name {
+            GeneralName::DNSName(dns) => names.add_dns(dns),
+            GeneralName::IPAddress(bytes) => match bytes.len() {
+                4 => names.add_ip(IpAddr::from(
+                    <[u8; 4]>::try_from(*bytes).unwrap_or_default(),
+                )),
+                16 => names.add_ip(IpAddr::from(
+                    <[u8; 16]>::try_from(*bytes).unwrap_or_default(),
+                )),
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+/// SHA-256 of a certificate's SubjectPublicKeyInfo (its key), lowercase hex.
+pub fn key_fingerprint(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(fingerprint(cert.public_key().raw))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), TlsError> {
@@ -187,10 +290,26 @@ pub fn host_name() -> String {
 
 /// Fingerprints pinned per origin (`https://host:port`), shared by a client's connections;
 /// optionally kept in a file (the server's pins of its peers), like SSH's `known_hosts`.
+///
+/// A pin is the SHA-256 of the certificate and, once a connection saw it, of the
+/// certificate's key (its SubjectPublicKeyInfo): a server that makes its certificate
+/// again with the same key (for a new name or address) is still trusted, and the pin
+/// follows the new certificate. A pin without the key (pinned from a fingerprint that was
+/// read out, or by an older version) is matched against the certificate alone, and gains
+/// the key on its first match.
 #[derive(Clone, Debug, Default)]
 pub struct Pins {
-    inner: Arc<Mutex<HashMap<String, String>>>,
+    inner: Arc<Mutex<HashMap<String, PinnedTls>>>,
     file: Option<Arc<PathBuf>>,
+}
+
+/// One origin's pin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct PinnedTls {
+    /// SHA-256 of the certificate, lowercase hex.
+    certificate: String,
+    /// SHA-256 of its key (SubjectPublicKeyInfo), once known.
+    key: Option<String>,
 }
 
 impl Pins {
@@ -198,9 +317,15 @@ impl Pins {
     pub fn in_file(file: PathBuf) -> Pins {
         let mut map = HashMap::new();
         if let Ok(text) = std::fs::read_to_string(&file) {
+            // `origin certificate-sha256 [key-sha256]`
             for line in text.lines() {
-                if let Some((origin, fp)) = line.split_once(' ') {
-                    map.insert(origin.to_string(), fp.trim().to_string());
+                let mut fields = line.split_whitespace();
+                if let (Some(origin), Some(certificate)) = (fields.next(), fields.next()) {
+                    let pin = PinnedTls {
+                        certificate: certificate.to_string(),
+                        key: fields.next().map(str::to_string),
+                    };
+                    map.insert(origin.to_string(), pin);
                 }
             }
         }
@@ -212,13 +337,23 @@ impl Pins {
 
     /// The pinned fingerprint of `origin`.
     pub fn get(&self, origin: &str) -> Option<String> {
-        self.lock().get(origin).cloned()
+        self.lock().get(origin).map(|pin| pin.certificate.clone())
     }
 
-    /// Pins `fingerprint` (lowercase hex SHA-256) for `origin`, replacing any pin.
+    /// The pinned fingerprint of the key of `origin`'s certificate, once known.
+    pub fn key(&self, origin: &str) -> Option<String> {
+        self.lock().get(origin).and_then(|pin| pin.key.clone())
+    }
+
+    /// Pins `fingerprint` (lowercase hex SHA-256 of a certificate) for `origin`,
+    /// replacing any pin.
     pub fn set(&self, origin: &str, fingerprint: &str) {
         let mut map = self.lock();
-        map.insert(origin.to_string(), fingerprint.to_ascii_lowercase());
+        let pin = PinnedTls {
+            certificate: fingerprint.to_ascii_lowercase(),
+            key: None,
+        };
+        map.insert(origin.to_string(), pin);
         self.save(&map);
     }
 
@@ -232,20 +367,29 @@ impl Pins {
 
     /// Every pin, to save and restore.
     pub fn all(&self) -> HashMap<String, String> {
-        self.lock().clone()
+        self.lock()
+            .iter()
+            .map(|(origin, pin)| (origin.clone(), pin.certificate.clone()))
+            .collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, PinnedTls>> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Writes the pins to their file, if they have one (atomically, synced: pins are
     /// rare and must survive a power cut).
-    fn save(&self, map: &HashMap<String, String>) {
+    fn save(&self, map: &HashMap<String, PinnedTls>) {
         let Some(file) = &self.file else {
             return;
         };
-        let mut lines: Vec<String> = map.iter().map(|(o, f)| format!("{o} {f}\n")).collect();
+        let mut lines: Vec<String> = map
+            .iter()
+            .map(|(origin, pin)| match &pin.key {
+                Some(key) => format!("{origin} {} {key}\n", pin.certificate),
+                None => format!("{origin} {}\n", pin.certificate),
+            })
+            .collect();
         lines.sort();
         let tmp = file.with_extension("tmp");
         let written = (|| -> std::io::Result<()> {
@@ -283,12 +427,33 @@ impl ServerCertVerifier for PinningVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let seen = fingerprint(end_entity.as_ref());
+        let seen = PinnedTls {
+            certificate: fingerprint(end_entity.as_ref()),
+            key: key_fingerprint(end_entity.as_ref()),
+        };
         let mut pins = self.pins.lock();
-        match pins.get(&self.origin) {
-            Some(pinned) if *pinned == seen => Ok(ServerCertVerified::assertion()),
+        let pinned = pins.get(&self.origin).cloned();
+        match pinned {
+            Some(pinned) if pinned == seen => Ok(ServerCertVerified::assertion()),
+            // The pinned certificate, first seen with its key (a pin read out by a person
+            // or made by an older version), or the pinned key in a new certificate (the
+            // server made it again for another name): the pin follows.
+            Some(pinned)
+                if pinned.certificate == seen.certificate
+                    || (pinned.key.is_some() && pinned.key == seen.key) =>
+            {
+                if pinned.certificate != seen.certificate {
+                    log::info!(
+                        "{}: a new TLS certificate with the pinned key; the pin follows it",
+                        self.origin
+                    );
+                }
+                pins.insert(self.origin.clone(), seen);
+                self.pins.save(&pins);
+                Ok(ServerCertVerified::assertion())
+            }
             Some(_) => {
-                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen);
+                *self.refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(seen.certificate);
                 Err(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::ApplicationVerificationFailure,
                 ))

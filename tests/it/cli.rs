@@ -530,3 +530,174 @@ fn backup_refuses_to_overwrite_the_live_database() {
     assert_eq!(me(&client, &server)["id"], id.as_str());
     server.kill();
 }
+
+/// `hearth ARGS` with `HEARTH_CONFIG` set and run in `cwd`, feeding `stdin`.
+fn run_with_default_config(
+    default_config: &std::path::Path,
+    cwd: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = hearth_command(args)
+        .env(hearth::config::CONFIG_ENV, default_config)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hearth");
+    let mut pipe = child.stdin.take().expect("stdin pipe");
+    pipe.write_all(stdin.unwrap_or("").as_bytes())
+        .expect("write stdin");
+    drop(pipe);
+    child.wait_with_output().expect("wait for hearth")
+}
+
+#[test]
+fn without_config_the_default_file_decides_and_no_stray_data_directory_is_made() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let box_data = dir.path().join("var-lib-hearth");
+    let cwd = dir.path().join("somewhere");
+    std::fs::create_dir(&cwd).expect("mkdir");
+    // The box's own file, as the package installs it: its data directory is the server's.
+    let system_config = write_light_config(
+        dir.path(),
+        &format!("data_dir = {:?}", box_data.to_str().expect("utf-8 path")),
+    );
+    let server = HearthProcess::spawn_command({
+        let mut command = hearth_command(&["serve", "--listen", "127.0.0.1:0"]);
+        command
+            .env(hearth::config::CONFIG_ENV, &system_config)
+            .current_dir(&cwd);
+        command
+    });
+    let out = run_with_default_config(
+        &system_config,
+        &cwd,
+        &["user", "add", "bob", "--password-stdin"],
+        Some("bob-password-1\n"),
+    );
+    assert!(out.status.success(), "user add: {}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("created user bob ("));
+    assert!(!cwd.join("hearth-data").exists(), "a stray ./hearth-data");
+    let bob = Client::new();
+    block_on(bob.login_password(&server.origin, "bob", "bob-password-1"))
+        .expect("the running server knows bob");
+    drop(server);
+
+    // No file at the default path and no --data: refused rather than a new ./hearth-data.
+    let nowhere = dir.path().join("no-such.toml");
+    let out = run_with_default_config(
+        &nowhere,
+        &cwd,
+        &["user", "add", "carol", "--password-stdin"],
+        Some("carol-password-1\n"),
+    );
+    assert_fails(&out, "no configuration at");
+    assert_fails(&out, "--data");
+    assert!(!cwd.join("hearth-data").exists(), "a stray ./hearth-data");
+    // --data alone still works offline on the embedded defaults.
+    let out = run_with_default_config(
+        &nowhere,
+        &cwd,
+        &[
+            "user",
+            "add",
+            "carol",
+            "--password-stdin",
+            "--data",
+            box_data.to_str().expect("utf-8 path"),
+        ],
+        Some("carol-password-1\n"),
+    );
+    assert!(
+        out.status.success(),
+        "user add --data: {}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_config_flag_naming_a_missing_file_is_an_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("missing.toml");
+    let out = run_hearth(
+        &[
+            "--config",
+            missing.to_str().expect("utf-8 path"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_fails(&out, "no configuration file at");
+    assert_fails(&out, "missing.toml");
+    assert!(!dir.path().join("hearth-data").exists());
+}
+
+#[test]
+fn config_check_names_each_problem_and_sets_the_exit_code() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let good = write_light_config(dir.path(), "name = \"Good\"\nlisten = \"0.0.0.0:443\"");
+    let good = good.to_str().expect("utf-8 path");
+    let out = run_hearth(&["config", "check", good], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(": ok"), "{}", text(&out.stdout));
+    // --config is what is checked when no FILE is given.
+    let out = run_hearth(&["--config", good, "config", "check"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "name = \"x\"\n[tls]\nenable = true\n").expect("write");
+    let out = run_hearth(&["config", "check", unknown.to_str().unwrap()], None);
+    assert_fails(&out, "unknown.toml");
+    assert_fails(&out, "enable");
+
+    let wrong_type = dir.path().join("type.toml");
+    std::fs::write(&wrong_type, "[voice]\nbitrate = \"fast\"\n").expect("write");
+    assert_fails(
+        &run_hearth(&["config", "check", wrong_type.to_str().unwrap()], None),
+        "bitrate",
+    );
+
+    let bad_values = dir.path().join("values.toml");
+    std::fs::write(
+        &bad_values,
+        "listen = \"443\"\npublic_url = \"hearth.local\"\n[auth]\naccess_token_secs = 3600\n",
+    )
+    .expect("write");
+    let out = run_hearth(&["config", "check", bad_values.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(1));
+    for needle in ["listen", "public_url", "access_token_secs"] {
+        assert_fails(&out, needle);
+    }
+    // The server refuses the same file.
+    let out = run_hearth(&["--config", bad_values.to_str().unwrap(), "serve"], None);
+    assert_fails(&out, "access_token_secs");
+
+    let missing = dir.path().join("missing.toml");
+    assert_fails(
+        &run_hearth(&["config", "check", missing.to_str().unwrap()], None),
+        "no configuration file at",
+    );
+}
+
+#[test]
+fn a_socket_nobody_answers_on_is_named_when_the_database_is_busy() {
+    let env = Env::new();
+    let server = env.serve();
+    // The server runs (its database locked) but its socket file answers no more.
+    let socket = env.data.join("admin.sock");
+    std::fs::remove_file(&socket).expect("remove the socket");
+    drop(std::os::unix::net::UnixListener::bind(&socket).expect("a dead socket file"));
+    let out = env.run(
+        &["user", "add", "ida", "--password-stdin"],
+        Some("ida-password-1\n"),
+    );
+    assert_fails(&out, "opening the data directory");
+    assert_fails(&out, "is there but no server answered on it");
+    drop(server);
+}

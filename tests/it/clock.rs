@@ -141,7 +141,10 @@ fn peers_whose_clocks_differ_by_hours_federate_both_ways() {
     let a = TestServer::start_config(federating(dir_a.path()), None);
     let dir_b = tempfile::tempdir().unwrap();
     let b = serve_behind(dir_b.path(), true);
-    let config_a = dir_a.path().join("none.toml");
+    // A runs in this process; the CLI reaches it through its data directory alone (an
+    // empty configuration: a --config naming no file is an error).
+    let config_a = dir_a.path().join("empty.toml");
+    std::fs::write(&config_a, "").unwrap();
     peer_add((&config_a, &a.data), &b.origin);
     peer_add(
         (

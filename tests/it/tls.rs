@@ -22,6 +22,11 @@ fn hex(bytes: &[u8]) -> String {
 
 /// SHA-256 of the first certificate in a PEM file.
 fn pem_fingerprint(path: &std::path::Path) -> String {
+    hex(&Sha256::digest(pem_der(path)))
+}
+
+/// The DER of the first certificate in a PEM file.
+fn pem_der(path: &std::path::Path) -> Vec<u8> {
     let text = std::fs::read_to_string(path).expect("read cert");
     let b64: String = text
         .lines()
@@ -30,10 +35,9 @@ fn pem_fingerprint(path: &std::path::Path) -> String {
         .take_while(|l| !l.starts_with("-----END"))
         .collect();
     use base64::Engine;
-    let der = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .expect("base64");
-    hex(&Sha256::digest(der))
+        .expect("base64")
 }
 
 #[test]
@@ -374,4 +378,83 @@ fn servers_federate_over_tls_and_pin_each_other() {
             pins_file.display()
         );
     });
+}
+
+#[test]
+fn the_certificate_covers_the_box_names_and_is_remade_with_its_key_when_they_change() {
+    use hearth::lan::tls::{certificate_names, key_fingerprint};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let cert = data.join("tls/cert.pem");
+    let mut server = TestServer::start_config(tls_config(data.clone()), None);
+    let (address, origin) = (server.addr.to_string(), server.origin.clone());
+    let names = certificate_names(&pem_der(&cert)).expect("SANs");
+    let host = format!(
+        "{}.local",
+        hearth::lan::tls::host_name().to_ascii_lowercase()
+    );
+    for dns in ["hearth.local", "localhost", host.as_str()] {
+        assert!(names.dns.iter().any(|d| d == dns), "{dns} not in {names:?}");
+    }
+    // The address it listens on (a wildcard listen: every interface's).
+    assert!(names.ips.contains(&server.addr.ip()), "{names:?}");
+    let alice = block_on(user(&server, "alice"));
+    let first = pem_fingerprint(&cert);
+    assert_eq!(
+        alice.tls_pins().get(&origin).as_deref(),
+        Some(first.as_str())
+    );
+    let key = key_fingerprint(&pem_der(&cert)).expect("key");
+    assert_eq!(alice.tls_pins().key(&origin).as_deref(), Some(key.as_str()));
+    // A pin of the certificate alone, as read out from the log, gains the key on use.
+    let bob = Client::new();
+    bob.tls_pins().set(&origin, &first);
+    assert_eq!(bob.tls_pins().key(&origin), None);
+    let answer = block_on(bob.send(&format!("{origin}/.well-known/hearth"), "GET", None, false));
+    assert_eq!(answer.expect("bob's pin").status, 200);
+    assert_eq!(bob.tls_pins().key(&origin).as_deref(), Some(key.as_str()));
+    server.stop();
+
+    // Started again with the same names: the same certificate.
+    let mut server = TestServer::start_at(&address, tls_config(data.clone()), None);
+    assert_eq!(pem_fingerprint(&cert), first);
+    server.stop();
+
+    // The box is now (also) announced as hearth-2.local: the certificate is made again,
+    // with the same key, and covers it.
+    let key_file = std::fs::read(data.join("tls/key.pem")).expect("key file");
+    let mut renamed = tls_config(data.clone());
+    renamed.tls.names.push("hearth-2.local".into());
+    let _server = TestServer::start_at(&address, renamed, None);
+    let second = pem_fingerprint(&cert);
+    assert_ne!(second, first, "a new certificate");
+    assert_eq!(
+        std::fs::read(data.join("tls/key.pem")).expect("key"),
+        key_file
+    );
+    assert_eq!(
+        key_fingerprint(&pem_der(&cert)).as_deref(),
+        Some(key.as_str())
+    );
+    let names = certificate_names(&pem_der(&cert)).expect("SANs");
+    assert!(names.dns.iter().any(|d| d == "hearth-2.local"), "{names:?}");
+    assert!(names.dns.iter().any(|d| d == "hearth.local"), "{names:?}");
+
+    // Clients that pinned the key follow the new certificate; a pin of the old
+    // certificate alone is refused, as before.
+    for client in [&alice, &bob] {
+        let answer =
+            block_on(client.send(&format!("{origin}/.well-known/hearth"), "GET", None, false));
+        assert_eq!(answer.expect("the pinned key").status, 200);
+        assert_eq!(
+            client.tls_pins().get(&origin).as_deref(),
+            Some(second.as_str())
+        );
+    }
+    let careful = Client::new();
+    careful.tls_pins().set(&origin, &first);
+    assert!(matches!(
+        block_on(careful.send(&format!("{origin}/.well-known/hearth"), "GET", None, false)).err(),
+        Some(ClientError::CertificateChanged { .. })
+    ));
 }

@@ -11,6 +11,7 @@ pub mod invites;
 pub mod members;
 pub mod messages;
 pub mod notifications;
+pub mod oauth_metadata;
 pub mod public;
 pub mod read_states;
 pub mod roles;
