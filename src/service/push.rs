@@ -253,6 +253,10 @@ pub fn wants_push(tx: &Tx, message: &Message) -> Result<bool, StoreError> {
     {
         return Ok(true);
     }
+    // Most boxes have no reader who chose `all`: one look settles it.
+    if tx.count(SCOPE_NOTIFY_ALL, Rows::all().limit(1))? == 0 {
+        return Ok(false);
+    }
     for scope in [message.channel_id, message.guild_id, BOX_SCOPE] {
         if tx.count(SCOPE_NOTIFY_ALL, Rows::prefix(scope).limit(1))? > 0 {
             return Ok(true);

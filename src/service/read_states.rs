@@ -251,18 +251,36 @@ fn read_all(tx: &Tx, user: UserId, seen: &[Seen]) -> Result<Vec<ReadStateView>> 
 /// must keep the counters as posting does.
 pub fn on_message_posted(tx: &Tx, message: &mut Message) -> Result<()> {
     let channel = message.channel_id;
-    let mut counter = counter_of(tx, channel)?;
+    let author = message.author_id;
+    // The counter and the author's position: one table, opened once.
+    let mut states = tx.open_mut(CHANNEL_READ_STATE)?;
+    let mut counter = match states.get((channel, COUNTER_ROW))? {
+        Some(row) => ChannelCounter::from_row(&row),
+        None => ChannelCounter {
+            seq: 0,
+            last_message_id: newest_message(tx, channel)?,
+        },
+    };
     counter.seq += 1;
     // Ids are made before the commit, so a message may commit after a newer one.
     if counter.last_message_id.is_none_or(|last| message.id > last) {
         counter.last_message_id = Some(message.id);
     }
     message.seq = counter.seq;
-    tx.put(
-        CHANNEL_READ_STATE,
-        (channel, COUNTER_ROW),
-        &counter.to_row(),
-    )?;
+    states.put((channel, COUNTER_ROW), &counter.to_row())?;
+    let ahead = states
+        .get((channel, author))?
+        .is_none_or(|s| s.last_read_id < message.id);
+    // The author's older mention rows stay until their next read marker: counting starts
+    // after the read position, so they no longer count, and posting stays a few writes.
+    if ahead {
+        let state = ReadState {
+            last_read_id: message.id,
+            read_seq: counter.seq,
+        };
+        states.put((channel, author), &state)?;
+    }
+    drop(states);
     for user in &message.mentions {
         if *user != message.author_id {
             tx.put(CHANNEL_USER_MENTION, (channel, *user, message.id), &Present)?;
@@ -278,19 +296,6 @@ pub fn on_message_posted(tx: &Tx, message: &mut Message) -> Result<()> {
                 everyone: message.mention_everyone,
             },
         )?;
-    }
-    let author = message.author_id;
-    let ahead = tx
-        .get(CHANNEL_READ_STATE, (channel, author))?
-        .is_none_or(|s| s.last_read_id < message.id);
-    // The author's older mention rows stay until their next read marker: counting starts
-    // after the read position, so they no longer count, and posting stays a few writes.
-    if ahead {
-        let state = ReadState {
-            last_read_id: message.id,
-            read_seq: counter.seq,
-        };
-        tx.put(CHANNEL_READ_STATE, (channel, author), &state)?;
     }
     Ok(())
 }

@@ -212,7 +212,24 @@ pub struct Retention {
 /// Events removed from the log per commit at most, so pruning never stalls a batch.
 const PRUNE_PER_COMMIT: usize = 2048;
 
+/// Where builds before 2026-12 kept the last event sequence number, rewritten by every
+/// commit; it is now the log's last key (pruning always keeps the newest event), which
+/// saves a table written per commit. Still read, for a log emptied by such a build.
 const EVENT_SEQ_KEY: &[u8] = b"event_seq";
+
+/// The last event sequence number handed out (0 before the first event).
+fn last_event_seq_in(tx: &Tx) -> Result<u64, StoreError> {
+    let mut in_log = 0;
+    tx.scan_rows(EVENT_LOG, &Rows::all().reverse().limit(1), |seq, _, _| {
+        in_log = seq;
+        Ok(())
+    })?;
+    let kept = tx
+        .get(META, EVENT_SEQ_KEY)?
+        .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0);
+    Ok(in_log.max(kept))
+}
 
 /// The smallest byte string greater than every string that starts with `prefix`
 /// (`None` if there is none: the prefix is all 0xff).
@@ -498,13 +515,7 @@ impl Tx<'_> {
         };
         let seq = match sink.next_seq.get() {
             Some(seq) => seq,
-            None => {
-                let last = self
-                    .get(META, EVENT_SEQ_KEY)?
-                    .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
-                    .unwrap_or(0);
-                last + 1
-            }
+            None => last_event_seq_in(self)? + 1,
         };
         let data = serde_json::to_string(data)
             .map_err(|e| StoreError::Database(format!("cannot encode event: {e}")))?;
@@ -539,6 +550,22 @@ impl Tx<'_> {
         }
     }
 
+    /// Opens `table` once for several reads and writes in the writer's transaction (each
+    /// [`Tx::get`] and [`Tx::put`] opens it anew: a lookup in redb's table of tables). The
+    /// table cannot be opened again until the handle is dropped.
+    pub fn open_mut<V: Stored, K: KeyCodec>(
+        &self,
+        table: Table<V, K>,
+    ) -> Result<TableMut<'_, V, K>, StoreError> {
+        match self {
+            Tx::Read(_) => Err(StoreError::ReadOnly),
+            Tx::Write(t, _) => Ok(TableMut {
+                handle: t.open_table(table.def())?,
+                table,
+            }),
+        }
+    }
+
     /// Removes a key (writer only). Returns whether it existed.
     pub fn delete<V: Stored, K: KeyCodec>(
         &self,
@@ -555,6 +582,31 @@ impl Tx<'_> {
     }
 }
 
+/// A table opened for the writer ([`Tx::open_mut`]).
+pub struct TableMut<'t, V, K> {
+    handle: redb::Table<'t, &'static [u8], &'static [u8]>,
+    table: Table<V, K>,
+}
+
+impl<V: Stored, K: KeyCodec> TableMut<'_, V, K> {
+    /// One value by key.
+    pub fn get(&self, key: K::Key<'_>) -> Result<Option<V>, StoreError> {
+        let raw = self
+            .handle
+            .get(K::encode(key).as_ref())?
+            .map(|g| g.value().to_vec());
+        raw.map(|bytes| decode(&bytes).map_err(|e| corrupt(self.table.name, e)))
+            .transpose()
+    }
+
+    /// Inserts or replaces a value.
+    pub fn put(&mut self, key: K::Key<'_>, value: &V) -> Result<(), StoreError> {
+        self.handle
+            .insert(K::encode(key).as_ref(), encode(value).as_slice())?;
+        Ok(())
+    }
+}
+
 /// Unix time in milliseconds.
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -563,7 +615,8 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Ends a batch: stores the sequence counter and prunes the log by count and age.
+/// Ends a batch: prunes the log by count and age, always keeping its newest event (whose
+/// key is the last sequence number handed out).
 pub(crate) fn finish_batch(tx: &Tx, retention: Retention) -> Result<(), StoreError> {
     let Tx::Write(_, sink) = tx else {
         return Err(StoreError::ReadOnly);
@@ -571,7 +624,6 @@ pub(crate) fn finish_batch(tx: &Tx, retention: Retention) -> Result<(), StoreErr
     let Some(last) = sink.last_seq() else {
         return Ok(());
     };
-    tx.put(META, EVENT_SEQ_KEY, &last.to_be_bytes().to_vec())?;
     // Sequence numbers are contiguous, so pruning by count needs only the keys below the
     // cut; only rows being deleted (a few per commit in steady state) are read.
     let oldest_kept_by_count = last.saturating_sub(retention.max_events.max(1)) + 1;
@@ -699,12 +751,7 @@ impl Store {
 
     /// The last sequence number handed out (0 before the first event).
     pub fn last_event_seq(&self) -> Result<u64, StoreError> {
-        self.read(|tx| {
-            Ok(tx
-                .get(META, EVENT_SEQ_KEY)?
-                .and_then(|b| b.as_slice().try_into().ok().map(u64::from_be_bytes))
-                .unwrap_or(0))
-        })
+        self.read(last_event_seq_in)
     }
 
     /// Runs `f` on a consistent snapshot.
