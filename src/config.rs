@@ -43,6 +43,31 @@ pub struct Config {
     pub server: ServerConfig,
     /// The server's log.
     pub log: LogConfig,
+    /// What `GET /healthz` counts as healthy.
+    pub health: HealthConfig,
+}
+
+/// What `GET /healthz` counts as healthy. The checks run at most once a second, whoever
+/// asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Free space the data directory's file system must keep, bytes. Default 64 MiB.
+    pub min_free_bytes: u64,
+    /// Calls waiting in the outbox beyond which peers are falling behind. Default 10,000.
+    pub max_outbox_backlog: u64,
+    /// How long the database's test write may take, milliseconds. Default 5,000.
+    pub max_commit_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            min_free_bytes: 64 * 1024 * 1024,
+            max_outbox_backlog: 10_000,
+            max_commit_ms: 5_000,
+        }
+    }
 }
 
 /// The server's log: to the systemd journal (with priorities) when `hearth serve` runs as
@@ -523,6 +548,7 @@ impl Default for Config {
             throttle: ThrottleConfig::default(),
             server: ServerConfig::default(),
             log: LogConfig::default(),
+            health: HealthConfig::default(),
         }
     }
 }

@@ -9,7 +9,8 @@
 //! 0. [`system`] (the time and random bytes: a leaf), [`model`] (ids, stored types, the
 //!    pure permission rules), [`config`] (the one documented configuration struct with
 //!    defaults), [`origins`] (the origins the server answers as, which DPoP proofs and
-//!    ticket URLs are checked against and built from).
+//!    ticket URLs are checked against and built from), [`metrics`] (counters, gauges and
+//!    histograms updated with one atomic operation, and the Prometheus text format).
 //! 1. [`storage`] (redb tables typed by key and value, versioned bincode values, the
 //!    group-commit writer that publishes events and wakes the outbox after a commit, and
 //!    online backup); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
@@ -57,6 +58,7 @@ pub mod gateway;
 pub mod http;
 pub mod lan;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod origins;
 pub mod server;

@@ -54,6 +54,9 @@ pub async fn run_with(
     let app = Arc::new(app);
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
+        if let Ok(info) = crate::lan::tls::cert_info(&tls.leaf_der) {
+            let _ = app.tls_certificate.set(info);
+        }
     }
     let admin = crate::admin::serve(admin_path.clone(), app.clone())?;
     ready(&app.services.origin);

@@ -11,6 +11,7 @@ pub mod dm_consent;
 pub mod dms;
 pub mod files;
 pub mod guilds;
+pub mod health;
 pub mod inbox;
 pub mod invites;
 pub mod lifecycle;

@@ -36,6 +36,7 @@ struct Hooks {
 struct Shared {
     jobs: Option<async_channel::Sender<Job>>,
     hook: Arc<Hooks>,
+    commit_times: Arc<crate::metrics::Histogram>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -55,17 +56,26 @@ impl Writer {
         let max_batch = max_batch.max(1);
         let hook = Arc::new(Hooks::default());
         let thread_hook = hook.clone();
+        let commit_times = Arc::new(crate::metrics::Histogram::default());
+        let thread_times = commit_times.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-writer".into())
-            .spawn(move || run(db, queue, max_batch, retention, thread_hook))
+            .spawn(move || run(db, queue, max_batch, retention, thread_hook, thread_times))
             .unwrap_or_else(|e| panic!("cannot start the database writer thread: {e}"));
         Writer {
             shared: Arc::new(Shared {
                 jobs: Some(jobs),
                 hook,
+                commit_times,
                 thread: Some(thread),
             }),
         }
+    }
+
+    /// How long group commits took, from the start of the write transaction to its
+    /// durable end (the time a request waits on the disk).
+    pub fn commit_times(&self) -> &crate::metrics::Histogram {
+        &self.shared.commit_times
     }
 
     /// Sets the hook that receives each commit's events.
@@ -130,6 +140,7 @@ fn run(
     max_batch: usize,
     retention: Retention,
     hook: Arc<Hooks>,
+    commit_times: Arc<crate::metrics::Histogram>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Ok(first) = queue.recv_blocking() {
@@ -140,6 +151,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        let began = std::time::Instant::now();
         let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
@@ -175,6 +187,9 @@ fn run(
         } else {
             txn.commit().map_err(StoreError::from)
         };
+        if commit.is_ok() {
+            commit_times.observe(began.elapsed());
+        }
         let events = sink.take();
         // Events go out before the answers, so when a request returns its event is
         // already queued for every live connection.

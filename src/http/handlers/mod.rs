@@ -12,4 +12,5 @@ pub mod notifications;
 pub mod public;
 pub mod read_states;
 pub mod roles;
+pub mod status;
 pub mod users;
