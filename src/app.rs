@@ -155,6 +155,7 @@ impl App {
     /// Opens the data directory (creating it and the server key on first start).
     pub fn open(config: Config, origin: String, scheme: &'static str) -> Result<App, StartError> {
         prepare_data_dir(&config.data_dir)?;
+        let data_dir = config.data_dir.clone();
         let files_dir = config.data_dir.join("files");
         std::fs::create_dir_all(&files_dir)?;
         let store = Store::open(
@@ -242,7 +243,7 @@ impl App {
             scheme,
             tls_fingerprint: std::sync::OnceLock::new(),
             http_connections: Arc::default(),
-            health: crate::service::health::Health::new(),
+            health: crate::service::health::Health::new(&data_dir)?,
             started: std::time::Instant::now(),
             tls_certificate: std::sync::OnceLock::new(),
         })

@@ -12,6 +12,7 @@ use crate::storage::{tables::META, tables::OUTBOX, StoreError};
 use futures_lite::FutureExt;
 use serde::Serialize;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How often the checks run at most.
@@ -59,16 +60,27 @@ impl Report {
     }
 }
 
-/// The last report and when it was made.
-#[derive(Default)]
+/// The data directory the checks look at, and the last report with when it was made.
 pub struct Health {
+    /// The data directory, held open: the checks look at the file system the server
+    /// opened its data on, from whichever thread runs them.
+    data_dir: Arc<std::fs::File>,
     last: smol::lock::Mutex<Option<(Instant, Report)>>,
 }
 
 impl Health {
-    /// No report yet.
-    pub fn new() -> Health {
-        Health::default()
+    /// Checks of the data directory `dir` (which must exist); no report yet.
+    pub fn new(dir: &Path) -> std::io::Result<Health> {
+        Ok(Health {
+            data_dir: Arc::new(std::fs::File::open(dir)?),
+            last: smol::lock::Mutex::new(None),
+        })
+    }
+
+    /// The space on the data directory's file system.
+    pub async fn space(&self) -> std::io::Result<Space> {
+        let dir = self.data_dir.clone();
+        smol::unblock(move || space_of(&dir)).await
     }
 
     /// The current report: the last one if it is younger than [`PROBE_INTERVAL`], else a
@@ -80,13 +92,13 @@ impl Health {
                 return report.clone();
             }
         }
-        let report = probe(services).await;
+        let report = probe(services, &self.data_dir).await;
         *last = Some((Instant::now(), report.clone()));
         report
     }
 }
 
-async fn probe(services: &Services) -> Report {
+async fn probe(services: &Services, dir: &Arc<std::fs::File>) -> Report {
     let config = &services.config.health;
     let data_dir = &services.config.data_dir;
     let limit = Duration::from_millis(config.max_commit_ms.max(1));
@@ -120,8 +132,8 @@ async fn probe(services: &Services) -> Report {
             detail: format!("the database takes no writes: {e}"),
         },
     };
-    let dir = data_dir.clone();
-    let data_dir_check = match smol::unblock(move || write_probe_file(&dir)).await {
+    let handle = dir.clone();
+    let data_dir_check = match smol::unblock(move || write_probe_file(&handle)).await {
         Ok(()) => Check {
             ok: true,
             detail: "a file was written and synced".into(),
@@ -131,8 +143,8 @@ async fn probe(services: &Services) -> Report {
             detail: format!("cannot write in {}: {e}", data_dir.display()),
         },
     };
-    let dir = data_dir.clone();
-    let (free_bytes, disk) = match smol::unblock(move || space(&dir)).await {
+    let handle = dir.clone();
+    let (free_bytes, disk) = match smol::unblock(move || space_of(&handle)).await {
         Ok(space) => (
             space.free,
             Check {
@@ -198,17 +210,31 @@ async fn probe(services: &Services) -> Report {
 
 const MIB: u64 = 1024 * 1024;
 
-/// Writes, syncs and removes a small file in `dir`: a card remounted read-only after
-/// errors, or a full one, fails here even while the database's open file still works.
-fn write_probe_file(dir: &Path) -> std::io::Result<()> {
+/// Writes, syncs and removes a small file in the directory `dir`: a card remounted
+/// read-only after errors, or a full one, fails here even while the database's open file
+/// still works.
+fn write_probe_file(dir: &std::fs::File) -> std::io::Result<()> {
     use std::io::Write;
-    let path = dir.join(PROBE_FILE);
-    let result = (|| {
-        let mut file = std::fs::File::create(&path)?;
-        file.write_all(&[0u8; 512])?;
-        file.sync_all()
-    })();
-    let _ = std::fs::remove_file(&path);
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let name = std::ffi::CString::new(PROBE_FILE).expect("no NUL in the name");
+    // SAFETY: `dir` is an open directory and `name` a NUL-terminated string.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o600 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just opened and is owned by nothing else.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let result = file.write_all(&[0u8; 512]).and_then(|()| file.sync_all());
+    drop(file);
+    // SAFETY: as for openat.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), 0) };
     result
 }
 
@@ -221,14 +247,13 @@ pub struct Space {
     pub total: u64,
 }
 
-/// The space on the file system holding `path`.
-pub fn space(path: &Path) -> std::io::Result<Space> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+/// The space on the file system holding the open file or directory `file`.
+pub fn space_of(file: &std::fs::File) -> std::io::Result<Space> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: all-zero is a valid statvfs (plain integers).
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c_path` is a NUL-terminated string and `stat` a valid statvfs to fill.
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
+    // SAFETY: `file` is open and `stat` a valid statvfs to fill.
+    if unsafe { libc::fstatvfs(file.as_raw_fd(), &mut stat) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
     let unit = stat.f_frsize as u64;
@@ -265,6 +290,7 @@ pub fn rss_bytes() -> u64 {
 
 /// Memory, CPU time and load now.
 pub fn process_stats() -> ProcessStats {
+    // SAFETY: all-zero is a valid rusage (plain integers).
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid rusage to fill.
     let have_usage = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } == 0;
@@ -328,14 +354,15 @@ mod tests {
     #[test]
     fn the_machine_reads() {
         assert!(rss_bytes() > 0);
-        let here = space(Path::new("/")).unwrap();
-        assert!(here.total >= here.free);
         let dir = tempfile::tempdir().unwrap();
+        let handle = std::fs::File::open(dir.path()).unwrap();
+        let here = space_of(&handle).unwrap();
+        assert!(here.total >= here.free && here.total > 0);
         std::fs::create_dir(dir.path().join("a")).unwrap();
         std::fs::write(dir.path().join("a").join("b"), [1u8; 10]).unwrap();
         std::fs::write(dir.path().join("c"), [1u8; 5]).unwrap();
         assert_eq!(tree_bytes(dir.path()), (15, false));
-        write_probe_file(dir.path()).unwrap();
+        write_probe_file(&handle).unwrap();
         assert!(!dir.path().join(PROBE_FILE).exists());
     }
 }

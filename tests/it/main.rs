@@ -18,6 +18,7 @@ mod federation;
 mod federation_push;
 mod federation_users;
 mod gateway;
+mod health;
 mod journey;
 mod layers;
 mod notifications;
