@@ -48,6 +48,7 @@ assets![
     "state.js",
     "auth.js",
     "settings.js",
+    "admin.js",
     "guilds.js",
     "voice-channel.js",
     "messages.js",

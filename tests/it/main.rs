@@ -30,6 +30,7 @@ mod systemd;
 mod tls;
 mod voice;
 mod web;
+mod web_admin;
 mod web_boxes;
 mod web_dms;
 mod web_offline;

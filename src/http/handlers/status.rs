@@ -144,6 +144,9 @@ pub async fn status(req: Req, me: Principal) -> ApiResult {
         &json!({
             "name": config.name,
             "origin": app.services.origin,
+            "fingerprint": crate::model::federation::fingerprint(
+                &app.services.server_key.public_bytes()
+            ),
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_secs": app.started.elapsed().as_secs(),
             "memory": {"rss_bytes": process.rss_bytes},
