@@ -16,13 +16,15 @@
 //!    online backup); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
 //!    refresh tokens, device certificates, migration proofs, device links, argon2id,
 //!    client-side key wrapping, Web Push encryption and VAPID); [`logging`] (the `log` backend: the journal with
-//!    priorities under systemd, stderr otherwise). None of these does business.
+//!    priorities under systemd, stderr otherwise, and a ring of the latest warnings and
+//!    errors for the console). None of these does business.
 //! 2. [`service`]: the business rules, independent of HTTP: accounts and token grants,
 //!    guilds, channels, roles, members (kick/ban), invites, messages, reactions, pins,
 //!    files, read states (unread and mention counts), rate limits, the user life cycle,
 //!    the remote-user directory, shadow accounts and remote profiles (their refresh, the
 //!    profile document a peer sends), migration records, ban notices, push grants and
-//!    fan-out planning, notification settings, and the outbox queueing of server-to-server calls (a typed `Call`,
+//!    fan-out planning, notification settings, the box's health checks and machine
+//!    figures (memory, CPU, free space), and the outbox queueing of server-to-server calls (a typed `Call`,
 //!    queued in the commit of the change). Every operation checks its actor's permissions
 //!    itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,

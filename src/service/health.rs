@@ -210,9 +210,9 @@ async fn probe(services: &Services, dir: &Arc<std::fs::File>) -> Report {
 
 const MIB: u64 = 1024 * 1024;
 
-/// Writes, syncs and removes a small file in the directory `dir`: a card remounted
-/// read-only after errors, or a full one, fails here even while the database's open file
-/// still works.
+/// Writes, syncs and removes a small file in the directory `dir`: a full card, or one
+/// remounted read-only after errors, fails here even when the database can still commit
+/// into pages its file already holds.
 fn write_probe_file(dir: &std::fs::File) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::fd::{AsRawFd, FromRawFd};
