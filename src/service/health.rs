@@ -58,6 +58,21 @@ impl Report {
     pub fn healthy(&self) -> bool {
         self.failing.is_empty()
     }
+
+    /// The failing checks with what each saw, on one line.
+    pub fn summary(&self) -> String {
+        [
+            ("database", &self.database),
+            ("data_dir", &self.data_dir),
+            ("disk", &self.disk),
+            ("outbox", &self.outbox),
+        ]
+        .iter()
+        .filter(|(_, check)| !check.ok)
+        .map(|(name, check)| format!("{name}: {}", check.detail))
+        .collect::<Vec<_>>()
+        .join("; ")
+    }
 }
 
 /// The data directory the checks look at, and the last report with when it was made.
@@ -93,6 +108,12 @@ impl Health {
             }
         }
         let report = probe(services, &self.data_dir).await;
+        let was_healthy = last.as_ref().is_none_or(|(_, r)| r.healthy());
+        if was_healthy && !report.healthy() {
+            log::warn!("health check failing: {}", report.summary());
+        } else if !was_healthy && report.healthy() {
+            log::info!("health checks pass again");
+        }
         *last = Some((Instant::now(), report.clone()));
         report
     }
