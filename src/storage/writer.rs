@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::Mutex;
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Completion = Box<dyn FnOnce(Commit) + Send>;
 type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
 
 /// Handle to the writer thread. Cloning is cheap; when the last handle is dropped the
@@ -18,6 +18,19 @@ type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
 #[derive(Clone)]
 pub struct Writer {
     shared: Arc<Shared>,
+}
+
+/// How a job's batch ended.
+#[derive(Clone)]
+enum Commit {
+    /// Durable.
+    Done,
+    /// The commit failed; the job's own error, if it had one, is its answer.
+    Failed(StoreError),
+    /// No write transaction could be opened: the job ran against a read snapshot only to
+    /// be answered, so its own error (a refused write) says nothing and this one is the
+    /// answer.
+    NotRun(StoreError),
 }
 
 /// What runs after a commit with its events.
@@ -110,11 +123,12 @@ impl Writer {
         let (reply, answer) = async_channel::bounded::<Result<R, E>>(1);
         let job: Job = Box::new(move |tx: &Tx| {
             let result = f(tx);
-            Box::new(move |commit: Result<(), StoreError>| {
+            Box::new(move |commit: Commit| {
                 let outcome = match (result, commit) {
+                    (_, Commit::NotRun(e)) => Err(E::from(e)),
                     (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(E::from(e)),
-                    (Ok(value), Ok(())) => Ok(value),
+                    (Ok(_), Commit::Failed(e)) => Err(E::from(e)),
+                    (Ok(value), Commit::Done) => Ok(value),
                 };
                 let _ = reply.try_send(outcome);
             })
@@ -215,6 +229,10 @@ fn run(
                 hook();
             }
         }
+        let commit = match commit {
+            Ok(()) => Commit::Done,
+            Err(e) => Commit::Failed(e),
+        };
         for done in completions {
             done(commit.clone());
         }
@@ -226,6 +244,6 @@ fn fail_job(job: Job, db: &redb::Database, error: StoreError) {
     use redb::ReadableDatabase;
     if let Ok(snapshot) = db.begin_read() {
         let done = job(&Tx::Read(&snapshot));
-        done(Err(error));
+        done(Commit::NotRun(error));
     }
 }
