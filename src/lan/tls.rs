@@ -252,12 +252,35 @@ pub fn install_uploaded(data_dir: &Path, cert_pem: &str, key_pem: &str) -> Resul
     let (cert_new, key_new) = (dir.join("cert.pem.new"), dir.join("key.pem.new"));
     write_private(&key_new, key_pem.as_bytes())?;
     write_private(&cert_new, cert_pem.as_bytes())?;
+    // The mark names the uploaded leaf, so it only counts while that leaf is in place.
+    let leaf = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| TlsError::Invalid("no certificate in the chain".into()))?;
+    let mark = dir.join(UPLOADED_MARK);
+    let mark_tmp = mark.with_extension("tmp");
+    write_private(&mark_tmp, fingerprint(leaf.as_ref()).as_bytes())?;
+    std::fs::rename(&mark_tmp, &mark).map_err(io_error(&mark))?;
     sync_dir(&dir);
     std::fs::rename(&key_new, &key).map_err(io_error(&key))?;
     sync_dir(&dir);
     std::fs::rename(&cert_new, &cert).map_err(io_error(&cert))?;
     sync_dir(&dir);
     Ok(())
+}
+
+/// The file in `data_dir/tls/` naming (by fingerprint) the certificate an administrator
+/// uploaded: the start must serve that one as it is, never make a self-signed one in its
+/// place.
+pub const UPLOADED_MARK: &str = "uploaded";
+
+/// Whether `data_dir/tls/cert.pem` is a certificate an administrator uploaded.
+pub fn is_uploaded(data_dir: &Path) -> bool {
+    let dir = data_dir.join("tls");
+    let Ok(marked) = std::fs::read_to_string(dir.join(UPLOADED_MARK)) else {
+        return false;
+    };
+    read_leaf(&dir.join("cert.pem")).is_ok_and(|leaf| leaf.fingerprint == marked.trim())
 }
 
 /// Completes or rolls back an upload a power cut interrupted: with the key's `.new`
@@ -687,5 +710,74 @@ pub async fn connect_origin(origin: &str, pins: &Pins) -> Result<ClientStream, C
             connect(origin, &host, tcp, pins).await?,
         ))),
         _ => Ok(ClientStream::Plain(tcp)),
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["box.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_checked_pair_is_installed_and_marked_as_uploaded() {
+        let data = tempfile::tempdir().unwrap();
+        let (cert, key) = pair();
+        let (_, other_key) = pair();
+        let now = crate::system::now() as i64;
+        let info = check_pair(&cert, &key, now).unwrap();
+        assert_eq!(info.names, vec!["box.example".to_string()]);
+        assert!(check_pair(&cert, &other_key, now).is_err());
+        assert!(check_pair(&cert, &key, info.not_after + 1).is_err());
+        assert!(check_pair("", &key, now).is_err());
+        assert!(!is_uploaded(data.path()));
+        install_uploaded(data.path(), &cert, &key).unwrap();
+        let dir = data.path().join("tls");
+        assert_eq!(
+            read_leaf(&dir.join("cert.pem")).unwrap().fingerprint,
+            info.fingerprint
+        );
+        assert!(is_uploaded(data.path()));
+        // Another certificate in its place is not the uploaded one.
+        let (other, _) = pair();
+        std::fs::write(dir.join("cert.pem"), other).unwrap();
+        assert!(!is_uploaded(data.path()));
+    }
+
+    #[test]
+    fn an_interrupted_upload_is_finished_or_dropped_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("cert.pem"), "old cert").unwrap();
+        std::fs::write(d.join("key.pem"), "old key").unwrap();
+        // Cut before the key's rename: the swap never began.
+        std::fs::write(d.join("cert.pem.new"), "new cert").unwrap();
+        std::fs::write(d.join("key.pem.new"), "new key").unwrap();
+        finish_interrupted_upload(d).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("cert.pem")).unwrap(),
+            "old cert"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("key.pem")).unwrap(),
+            "old key"
+        );
+        assert!(!d.join("cert.pem.new").exists() && !d.join("key.pem.new").exists());
+        // Cut after it: the certificate follows its key.
+        std::fs::write(d.join("key.pem"), "new key").unwrap();
+        std::fs::write(d.join("cert.pem.new"), "new cert").unwrap();
+        finish_interrupted_upload(d).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("cert.pem")).unwrap(),
+            "new cert"
+        );
+        assert!(!d.join("cert.pem.new").exists());
     }
 }

@@ -567,6 +567,10 @@ fn an_uploaded_certificate_is_checked_and_served_after_a_restart() {
             .to_string();
         assert_eq!(before["pending"], Value::Null, "{before}");
         assert_eq!(before["upload_allowed"], true);
+        assert_eq!(
+            before["uploaded"], false,
+            "the self-signed one was made here"
+        );
         assert!(before["certificate"]["not_after"].as_i64().unwrap() > 0);
         for (body, why) in [
             (json!({"certificate": "not a pem", "key": key}), "bad PEM"),
@@ -615,6 +619,7 @@ fn an_uploaded_certificate_is_checked_and_served_after_a_restart() {
         let (_, after) = get(&root, &url).await;
         assert_eq!(after["certificate"]["fingerprint"], serving.as_str());
         assert_eq!(after["pending"]["fingerprint"], fingerprint.as_str());
+        assert_eq!(after["uploaded"], true);
         fingerprint
     });
     let key_mode = std::os::unix::fs::PermissionsExt::mode(

@@ -244,6 +244,7 @@ fn tls_view(app: &App) -> Value {
         "certificate": serving,
         "pending": pending,
         "configured_in_file": config.tls.cert_file.is_some(),
+        "uploaded": config.tls.cert_file.is_none() && tls::is_uploaded(&config.data_dir),
         "upload_allowed": config.tls.cert_file.is_none(),
     })
 }
