@@ -2,8 +2,8 @@
 // `render(container, api)` that fills its container through the home box's API (which
 // checks every call's permission itself). The entry shows only for administrators.
 //
-// A section is one line of SECTIONS: [title, render]. admin-users.js adds "Box" and
-// "Users" the same way.
+// A section is one line of SECTIONS: [title, render]; render may be async. admin-users.js
+// adds "Box" and "Users" the same way.
 
 import { $, dialog, el, showError } from './dom.js';
 import { s } from './state.js';
@@ -349,11 +349,8 @@ export function openConsole(sections = SECTIONS) {
     for (const [i, tab] of [...tabs.children].entries()) tab.setAttribute('aria-current', String(i === index));
     const container = el('section', { dataset: { testid: 'admin-section-body', section: title } });
     body.replaceChildren(container);
-    try {
-      render(container, s.api);
-    } catch (e) {
-      showError('dialog-error', e);
-    }
+    // A section may render at once or return a promise; either way its failure shows.
+    Promise.resolve().then(() => render(container, s.api)).catch((e) => showError('dialog-error', e));
   };
   tabs.replaceChildren(...sections.map(([title], i) => el('button', {
     type: 'button',
