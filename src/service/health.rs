@@ -121,7 +121,6 @@ impl Health {
 
 async fn probe(services: &Services, dir: &Arc<std::fs::File>) -> Report {
     let config = &services.config.health;
-    let data_dir = &services.config.data_dir;
     let limit = Duration::from_millis(config.max_commit_ms.max(1));
     let began = Instant::now();
     let written = services
@@ -159,9 +158,10 @@ async fn probe(services: &Services, dir: &Arc<std::fs::File>) -> Report {
             ok: true,
             detail: "a file was written and synced".into(),
         },
+        // The report is public: it names no path.
         Err(e) => Check {
             ok: false,
-            detail: format!("cannot write in {}: {e}", data_dir.display()),
+            detail: format!("cannot write in the data directory: {e}"),
         },
     };
     let handle = dir.clone();
