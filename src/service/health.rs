@@ -81,7 +81,13 @@ pub struct Health {
     /// opened its data on, from whichever thread runs them.
     data_dir: Arc<std::fs::File>,
     last: smol::lock::Mutex<Option<(Instant, Report)>>,
+    /// The size of `files/` and when it was summed: the console asks every few seconds,
+    /// and a walk of a big tree on an SD card is not free.
+    files: smol::lock::Mutex<Option<(Instant, (u64, bool))>>,
 }
+
+/// How long a sum of the files' sizes is reused.
+pub const FILES_SUM_INTERVAL: Duration = Duration::from_secs(30);
 
 impl Health {
     /// Checks of the data directory `dir` (which must exist); no report yet.
@@ -89,7 +95,23 @@ impl Health {
         Ok(Health {
             data_dir: Arc::new(std::fs::File::open(dir)?),
             last: smol::lock::Mutex::new(None),
+            files: smol::lock::Mutex::new(None),
         })
+    }
+
+    /// The bytes of the files under `dir` and whether the sum is partial (see
+    /// [`tree_bytes`]), summed at most once per [`FILES_SUM_INTERVAL`].
+    pub async fn files_bytes(&self, dir: &Path) -> (u64, bool) {
+        let mut last = self.files.lock().await;
+        if let Some((at, sum)) = *last {
+            if at.elapsed() < FILES_SUM_INTERVAL {
+                return sum;
+            }
+        }
+        let dir = dir.to_path_buf();
+        let sum = smol::unblock(move || tree_bytes(&dir)).await;
+        *last = Some((Instant::now(), sum));
+        sum
     }
 
     /// The space on the data directory's file system.

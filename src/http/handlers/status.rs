@@ -127,14 +127,11 @@ pub async fn status(req: Req, me: Principal) -> ApiResult {
     let app = req.state().clone();
     let config = &app.services.config;
     let report = app.health.report(&app.services).await;
-    let files_dir = app.services.files_dir.clone();
     let database = crate::app::database_path(config);
-    let (files_bytes, files_partial, database_bytes) = smol::unblock(move || {
-        let (files, partial) = health::tree_bytes(&files_dir);
-        let database = std::fs::metadata(&database).map(|m| m.len()).unwrap_or(0);
-        (files, partial, database)
-    })
-    .await;
+    let database_bytes = smol::unblock(move || std::fs::metadata(&database).map(|m| m.len()))
+        .await
+        .unwrap_or(0);
+    let (files_bytes, files_partial) = app.health.files_bytes(&app.services.files_dir).await;
     let space = app.health.space().await.ok();
     let process = health::process_stats();
     let rooms = app.voice.rooms_now();
