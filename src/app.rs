@@ -62,6 +62,14 @@ pub struct App {
     pub discovered: Arc<crate::lan::Discovered>,
     /// Every origin this server answers as; proofs' `htu` and ticket URLs use these.
     pub origins: crate::origins::ServedOrigins,
+    /// Open HTTP connections (websockets included), for metrics.
+    pub http_connections: Arc<crate::metrics::Gauge>,
+    /// The last health report (`GET /healthz`).
+    pub health: crate::service::health::Health,
+    /// When this server started (its uptime).
+    pub started: std::time::Instant,
+    /// The TLS certificate served, when serving HTTPS.
+    pub tls_certificate: std::sync::OnceLock<crate::lan::tls::CertInfo>,
 }
 
 fn load_or_make_secret(store: &Store, name: &'static [u8]) -> Result<[u8; 32], StartError> {
@@ -175,6 +183,7 @@ impl App {
     /// Opens the data directory (creating it and the server key on first start).
     pub fn open(config: Config, origin: String, scheme: &'static str) -> Result<App, StartError> {
         prepare_data_dir(&config.data_dir)?;
+        let data_dir = config.data_dir.clone();
         let files_dir = config.data_dir.join("files");
         std::fs::create_dir_all(&files_dir)?;
         let store = Store::open(
@@ -261,6 +270,10 @@ impl App {
             throttle: crate::service::rate::RateLimiter::default(),
             scheme,
             tls_fingerprint: std::sync::OnceLock::new(),
+            http_connections: Arc::default(),
+            health: crate::service::health::Health::new(&data_dir)?,
+            started: std::time::Instant::now(),
+            tls_certificate: std::sync::OnceLock::new(),
         })
     }
 }

@@ -57,6 +57,8 @@ pub struct Config {
     /// backup archive carries it.
     #[serde(skip)]
     pub loaded_from: Option<PathBuf>,
+    /// What `GET /healthz` counts as healthy.
+    pub health: HealthConfig,
 }
 
 /// Claiming the box from a browser (`[setup]`): while it has no administrator its web
@@ -130,6 +132,29 @@ impl Default for BackupConfig {
             keep: 3,
             max_restore_bytes: 4 << 30,
             transfer_secs: 3600,
+        }
+    }
+}
+
+/// What `GET /healthz` counts as healthy. The checks run at most once a second, whoever
+/// asks.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Free space the data directory's file system must keep, bytes. Default 64 MiB.
+    pub min_free_bytes: u64,
+    /// Calls waiting in the outbox beyond which peers are falling behind. Default 10,000.
+    pub max_outbox_backlog: u64,
+    /// How long the database's test write may take, milliseconds. Default 5,000.
+    pub max_commit_ms: u64,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            min_free_bytes: 64 * 1024 * 1024,
+            max_outbox_backlog: 10_000,
+            max_commit_ms: 5_000,
         }
     }
 }
@@ -621,6 +646,7 @@ impl Default for Config {
             setup: SetupConfig::default(),
             backup: BackupConfig::default(),
             loaded_from: None,
+            health: HealthConfig::default(),
         }
     }
 }

@@ -9,13 +9,15 @@
 //! 0. [`system`] (the time and random bytes: a leaf), [`model`] (ids, stored types, the
 //!    pure permission rules), [`config`] (the one documented configuration struct with
 //!    defaults), [`origins`] (the origins the server answers as, which DPoP proofs and
-//!    ticket URLs are checked against and built from).
+//!    ticket URLs are checked against and built from), [`metrics`] (counters, gauges and
+//!    histograms updated with one atomic operation, and the Prometheus text format).
 //! 1. [`storage`] (redb tables typed by key and value, versioned bincode values, the
 //!    group-commit writer that publishes events and wakes the outbox after a commit,
 //!    schema migrations, backup archives and their restore, and the portable export); [`auth`] (JOSE, DPoP proof verification per RFC 9449, access and
 //!    refresh tokens, device certificates, migration proofs, device links, argon2id,
 //!    client-side key wrapping, Web Push encryption and VAPID); [`logging`] (the `log` backend: the journal with
-//!    priorities under systemd, stderr otherwise). None of these does business.
+//!    priorities under systemd, stderr otherwise, and a ring of the latest warnings and
+//!    errors for the console). None of these does business.
 //! 2. [`service`]: the business rules, independent of HTTP: accounts and token grants,
 //!    guilds, channels, roles, members (kick/ban), invites, messages, reactions, pins,
 //!    files, read states (unread and mention counts), rate limits, the user life cycle,
@@ -24,7 +26,8 @@
 //!    fan-out planning, notification settings, the box's own settings and its first-boot
 //!    claim (setup code, registration mode), account administration and password-reset
 //!    links, backups kept on the box (scheduled, rotated) and restores staged for the next
-//!    start, and the outbox queueing of server-to-server calls (a typed `Call`,
+//!    start, the box's health checks and machine figures (memory, CPU, free space), and
+//!    the outbox queueing of server-to-server calls (a typed `Call`,
 //!    queued in the commit of the change). Every operation checks its actor's permissions
 //!    itself.
 //! 3. [`gateway`] (realtime events over websockets: the fan-out hub with bounded queues,
@@ -61,6 +64,7 @@ pub mod gateway;
 pub mod http;
 pub mod lan;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod origins;
 pub mod server;

@@ -7,11 +7,80 @@
 //! `<3>text`; the journal itself names the unit and process. Anywhere else each line is
 //! `hearth: text`, as the server has always written it, with no level word, so whatever
 //! reads the log finds the same lines.
+//!
+//! The last [`RECENT_CAPACITY`] warnings and errors are also kept in memory ([`recent`]),
+//! for the administrators' console. The ring is the process's, like the `log` facade
+//! it hangs off: every server a process runs (tests run several) writes into one log.
 
 use crate::config::LogLevel;
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use serde::Serialize;
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 use std::io::Write;
+use std::sync::Mutex;
+
+/// How many warnings and errors [`recent`] keeps.
+pub const RECENT_CAPACITY: usize = 200;
+
+/// Longest message kept in the ring, characters (the rest is cut).
+pub const RECENT_MESSAGE_CHARS: usize = 1000;
+
+/// One warning or error as the console shows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LogRecord {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// `warn` or `error`.
+    pub level: &'static str,
+    /// The module that logged it.
+    pub target: String,
+    /// The text (at most [`RECENT_MESSAGE_CHARS`] characters).
+    pub message: String,
+}
+
+/// A bounded ring of the latest warnings and errors.
+pub struct Recent {
+    records: Mutex<VecDeque<LogRecord>>,
+}
+
+static RECENT: Recent = Recent {
+    records: Mutex::new(VecDeque::new()),
+};
+
+/// The warnings and errors this process logged last.
+pub fn recent() -> &'static Recent {
+    &RECENT
+}
+
+impl Recent {
+    /// Keeps a warning or an error (other levels are ignored), forgetting the oldest
+    /// beyond [`RECENT_CAPACITY`].
+    pub fn record(&self, level: Level, target: &str, text: &str) {
+        let level = match level {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            _ => return,
+        };
+        let record = LogRecord {
+            at_ms: crate::system::now_ms(),
+            level,
+            target: target.chars().take(100).collect(),
+            message: text.chars().take(RECENT_MESSAGE_CHARS).collect(),
+        };
+        let mut records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        if records.len() >= RECENT_CAPACITY {
+            records.pop_front();
+        }
+        records.push_back(record);
+    }
+
+    /// The records kept, newest first, at most `limit`.
+    pub fn latest(&self, limit: usize) -> Vec<LogRecord> {
+        let records = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        records.iter().rev().take(limit).cloned().collect()
+    }
+}
 
 /// Crates whose messages show at the configured level. Every other crate's show at `warn`
 /// and above unless the level is `debug` or `trace`: their `info` is chatter to an
@@ -136,6 +205,7 @@ impl Log for Logger {
             return;
         }
         let text = record.args().to_string();
+        recent().record(record.level(), record.target(), &text);
         let lines = self.lines(record.level(), record.target(), &text);
         // One write per message, so lines of different threads do not interleave; a log
         // that cannot be written has nowhere to report that.
@@ -210,6 +280,25 @@ mod tests {
         assert_eq!(journal.lines(Level::Info, "hearth", "a\nb"), "<6>a\n<6>b\n");
         assert_eq!(journal.lines(Level::Debug, "hearth", "a"), "<7>a\n");
         assert_eq!(journal.lines(Level::Trace, "hearth", "a"), "<7>a\n");
+    }
+
+    #[test]
+    fn the_ring_keeps_the_latest_warnings_and_errors() {
+        let ring = Recent {
+            records: Mutex::new(VecDeque::new()),
+        };
+        ring.record(Level::Info, "hearth", "chatter");
+        for i in 0..RECENT_CAPACITY + 5 {
+            ring.record(Level::Warn, "hearth::x", &format!("w{i}"));
+        }
+        ring.record(Level::Error, "hearth::y", &"e".repeat(5000));
+        let latest = ring.latest(usize::MAX);
+        assert_eq!(latest.len(), RECENT_CAPACITY);
+        assert_eq!(latest[0].level, "error");
+        assert_eq!(latest[0].message.len(), RECENT_MESSAGE_CHARS);
+        assert_eq!(latest[1].message, format!("w{}", RECENT_CAPACITY + 4));
+        assert_eq!(latest.last().unwrap().message, "w6");
+        assert_eq!(ring.latest(3).len(), 3);
     }
 
     #[test]

@@ -98,6 +98,9 @@ pub async fn run_with(
     let app = Arc::new(app);
     if let Some(tls) = &tls {
         let _ = app.tls_fingerprint.set(tls.fingerprint.clone());
+        if let Ok(info) = crate::lan::tls::cert_info(&tls.leaf_der) {
+            let _ = app.tls_certificate.set(info);
+        }
     }
     let setup_code = app
         .services

@@ -43,6 +43,8 @@ pub struct ConnectionLimits {
     max_total: usize,
     max_per_address: usize,
     counts: Mutex<Counts>,
+    /// Open connections, for metrics.
+    open: Arc<crate::metrics::Gauge>,
 }
 
 #[derive(Default)]
@@ -54,10 +56,20 @@ struct Counts {
 impl ConnectionLimits {
     /// Limits of `max_total` connections, `max_per_address` from one address.
     pub fn new(max_total: usize, max_per_address: usize) -> Arc<ConnectionLimits> {
+        ConnectionLimits::counted_in(max_total, max_per_address, Arc::default())
+    }
+
+    /// Limits whose open connections are also counted in `open`.
+    pub fn counted_in(
+        max_total: usize,
+        max_per_address: usize,
+        open: Arc<crate::metrics::Gauge>,
+    ) -> Arc<ConnectionLimits> {
         Arc::new(ConnectionLimits {
             max_total,
             max_per_address,
             counts: Mutex::new(Counts::default()),
+            open,
         })
     }
 
@@ -71,6 +83,7 @@ impl ConnectionLimits {
         }
         counts.total += 1;
         counts.per_address.insert(key.clone(), from_address + 1);
+        self.open.inc();
         Some(Slot {
             limits: self.clone(),
             key,
@@ -88,6 +101,7 @@ impl Drop for Slot {
     fn drop(&mut self) {
         let mut counts = self.limits.counts.lock().unwrap_or_else(|p| p.into_inner());
         counts.total = counts.total.saturating_sub(1);
+        self.limits.open.dec();
         if let Some(n) = counts.per_address.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

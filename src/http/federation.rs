@@ -137,11 +137,65 @@ fn require_admin(req: &Req, me: &Principal) -> Result<(), ApiError> {
     require_admin_for(req, me, "manage peers")
 }
 
-/// `GET /api/v1/admin/peers`.
+/// `GET /api/v1/admin/peers`: each pinned peer with what the last call to it showed
+/// (from memory) and the calls waiting for it in the outbox.
 pub async fn list_peers(req: Req, me: Principal) -> ApiResult {
     require_admin(&req, &me)?;
-    let peers = federation::list_peers(&req.state().federation)?;
-    json(200, &peers.iter().map(peer_view).collect::<Vec<_>>())
+    let fed = &req.state().federation;
+    let peers = federation::list_peers(fed)?;
+    let mut waiting: std::collections::HashMap<String, u64> = Default::default();
+    for item in
+        crate::service::outbox::pending(&fed.services).map_err(crate::service::Error::Store)?
+    {
+        *waiting.entry(item.target).or_default() += 1;
+    }
+    let listing: Vec<Value> = peers
+        .iter()
+        .map(|peer| {
+            let contact = fed.contacts.get(&peer.origin);
+            let mut view = peer_view(peer);
+            view["tls_fingerprint"] = Value::from(fed.tls_pins.get(&peer.origin));
+            view["last_contact"] = Value::from(contact.last_contact);
+            view["reachable"] = Value::from(contact.reachable);
+            view["last_error"] = Value::from(contact.last_error);
+            view["waiting_calls"] = Value::from(waiting.get(&peer.origin).copied().unwrap_or(0));
+            view
+        })
+        .collect();
+    json(200, &listing)
+}
+
+/// `GET /api/v1/admin/peers/preview?url=…`: the name and key fingerprint the server at
+/// `url` shows, fetched by this box and pinned nowhere, for the administrator to compare
+/// with what the other box's owner reads out before adding it with that fingerprint.
+pub async fn preview_peer(req: Req, me: Principal) -> ApiResult {
+    require_admin(&req, &me)?;
+    let query: PeerQuery = req
+        .query()
+        .map_err(|_| ApiError::bad_request("invalid_query", "url is required"))?;
+    let fed = &req.state().federation;
+    let origin = federation::normalize_origin(&query.url)?;
+    if origin == fed.services.origin {
+        return Err(ApiError::bad_request(
+            "invalid_call",
+            "a server cannot peer with itself",
+        ));
+    }
+    let (name, key) = federation::fetch_identity(fed, &origin).await?;
+    let pinned = federation::list_peers(fed)?
+        .into_iter()
+        .find(|p| p.origin == origin)
+        .map(|p| crate::model::federation::fingerprint(&p.server_key));
+    json(
+        200,
+        &serde_json::json!({
+            "origin": origin,
+            "name": name,
+            "fingerprint": crate::model::federation::fingerprint(&key),
+            "tls_fingerprint": fed.tls_pins.get(&origin),
+            "pinned_fingerprint": pinned,
+        }),
+    )
 }
 
 /// `GET /api/v1/peers`: the boxes this box has pinned (those a user of this home can use

@@ -75,9 +75,10 @@ pub async fn serve(
         }
     }
     let throttle = &app.services.config.throttle;
-    let limits = conn::ConnectionLimits::new(
+    let limits = conn::ConnectionLimits::counted_in(
         max_connections(throttle.max_connections),
         throttle.max_connections_per_address,
+        app.http_connections.clone(),
     );
     let idle = std::time::Duration::from_secs(throttle.idle_secs);
     let request = std::time::Duration::from_secs(throttle.request_secs);

@@ -8,7 +8,7 @@ use super::auth::{authenticate, Principal};
 use super::error::ApiError;
 use super::handlers::{
     account, backups, box_admin, channels, dms, files, guilds, invites, members, messages,
-    notifications, oauth_metadata, public, read_states, roles, users,
+    notifications, oauth_metadata, public, read_states, roles, status, users,
 };
 use super::{ApiResult, Req};
 use crate::app::App;
@@ -120,6 +120,20 @@ pub fn install(server: &mut Server) {
     server
         .at("/api/v1/peers")
         .get(authed(super::federation::peer_status));
+    server
+        .at("/api/v1/admin/peers/preview")
+        .get(authed(super::federation::preview_peer));
+    server.at("/healthz").get(open(status::healthz));
+    server.at("/metrics").get(open(status::metrics));
+    server
+        .at("/api/v1/admin/status")
+        .get(authed(status::status));
+    server.at("/api/v1/admin/voice").get(authed(status::voice));
+    server.at("/api/v1/admin/log").get(authed(status::log));
+    server
+        .at("/api/v1/admin/tls")
+        .get(authed(status::get_tls))
+        .put(authed(status::put_tls));
     server
         .at("/api/v1/admin/discovered")
         .get(authed(super::federation::list_discovered))

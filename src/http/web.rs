@@ -50,6 +50,8 @@ assets![
     "setup.js",
     "admin-users.js",
     "settings.js",
+    "admin.js",
+    "admin-backups.js",
     "guilds.js",
     "voice-channel.js",
     "messages.js",

@@ -92,9 +92,12 @@ impl ServerTls {
                 let dir = data_dir.join("tls");
                 let cert = dir.join("cert.pem");
                 let key = dir.join("key.pem");
+                finish_interrupted_upload(&dir)?;
                 if !cert.exists() || !key.exists() {
                     make_self_signed(&dir, &cert, &key, names, None)?;
-                } else {
+                } else if !is_uploaded(data_dir) {
+                    // An administrator's own certificate is served as it is: only the
+                    // self-signed one follows the box's names.
                     renew_if_names_changed(&dir, &cert, &key, names)?;
                 }
                 (cert, key)
@@ -131,6 +134,184 @@ impl ServerTls {
             source: cert_path,
             leaf_der,
         })
+    }
+}
+
+/// What an administrator reads about a certificate.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CertInfo {
+    /// SHA-256 of the leaf certificate, lowercase hex.
+    pub fingerprint: String,
+    /// Its DNS names and IP addresses (subject alternative names).
+    pub names: Vec<String>,
+    /// The end of its validity, Unix seconds.
+    pub not_after: i64,
+    /// The start of its validity, Unix seconds.
+    pub not_before: i64,
+    /// Its issuer, as text.
+    pub issuer: String,
+}
+
+/// Reads a leaf certificate (DER).
+pub fn cert_info(der: &[u8]) -> Result<CertInfo, TlsError> {
+    use x509_parser::extensions::GeneralName;
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| TlsError::Invalid(format!("the certificate does not parse: {e}")))?;
+    let mut names = Vec::new();
+    if let Ok(Some(alt)) = cert.subject_alternative_name() {
+        for name in &alt.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => names.push(dns.to_string()),
+                GeneralName::IPAddress(bytes) => match bytes.len() {
+                    4 => names.extend(
+                        <[u8; 4]>::try_from(*bytes)
+                            .ok()
+                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                    ),
+                    16 => names.extend(
+                        <[u8; 16]>::try_from(*bytes)
+                            .ok()
+                            .map(|b| std::net::IpAddr::from(b).to_string()),
+                    ),
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo {
+        fingerprint: fingerprint(der),
+        names,
+        not_after: cert.validity().not_after.timestamp(),
+        not_before: cert.validity().not_before.timestamp(),
+        issuer: cert.issuer().to_string(),
+    })
+}
+
+/// The certificate file the server loads at its next start: the configured one, else
+/// `data_dir/tls/cert.pem`.
+pub fn certificate_path(config: &crate::config::TlsConfig, data_dir: &Path) -> PathBuf {
+    config
+        .cert_file
+        .clone()
+        .unwrap_or_else(|| data_dir.join("tls").join("cert.pem"))
+}
+
+/// Reads the leaf certificate of a PEM file.
+pub fn read_leaf(path: &Path) -> Result<CertInfo, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| TlsError::Invalid(format!("{}: no certificate", path.display())))?;
+    cert_info(leaf.as_ref())
+}
+
+/// Largest PEM text taken for a certificate chain or a key, bytes.
+pub const MAX_PEM_BYTES: usize = 64 * 1024;
+
+/// Checks an uploaded certificate chain and key (PEM): both parse, the key is the leaf's,
+/// and the leaf has not expired at `now` (Unix seconds). Its start is not checked: a Pi
+/// without a clock battery may boot with a time before it.
+pub fn check_pair(cert_pem: &str, key_pem: &str, now: i64) -> Result<CertInfo, TlsError> {
+    if cert_pem.len() > MAX_PEM_BYTES || key_pem.len() > MAX_PEM_BYTES {
+        return Err(TlsError::Invalid(format!(
+            "a certificate chain or key is at most {MAX_PEM_BYTES} bytes of PEM"
+        )));
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid(format!("the certificate chain does not parse: {e}")))?;
+    let Some(leaf) = certs.first() else {
+        return Err(TlsError::Invalid(
+            "no certificate (PEM \"BEGIN CERTIFICATE\") in the chain".into(),
+        ));
+    };
+    let info = cert_info(leaf.as_ref())?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsError::Invalid(format!("the private key does not parse: {e}")))?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(key)
+        .map_err(|e| TlsError::Invalid(format!("the private key is not usable: {e}")))?;
+    rustls::sign::CertifiedKey::new(certs, signing)
+        .keys_match()
+        .map_err(|_| {
+            TlsError::Invalid("the private key does not belong to the certificate".into())
+        })?;
+    if info.not_after <= now {
+        return Err(TlsError::Invalid(format!(
+            "the certificate expired (not after {})",
+            info.not_after
+        )));
+    }
+    Ok(info)
+}
+
+/// Puts an uploaded pair (already checked with [`check_pair`]) in `data_dir/tls/`, where
+/// the next start loads it. Both files are written under `.new` names and synced first;
+/// renaming the key is the commit point, and a start that finds the certificate's `.new`
+/// left without the key's finishes the swap (see [`finish_interrupted_upload`]), so a
+/// power cut never leaves a key beside another key's certificate.
+pub fn install_uploaded(data_dir: &Path, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+    let dir = data_dir.join("tls");
+    std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (cert_new, key_new) = (dir.join("cert.pem.new"), dir.join("key.pem.new"));
+    write_private(&key_new, key_pem.as_bytes())?;
+    write_private(&cert_new, cert_pem.as_bytes())?;
+    // The mark names the uploaded leaf, so it only counts while that leaf is in place.
+    let leaf = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .next()
+        .and_then(Result::ok)
+        .ok_or_else(|| TlsError::Invalid("no certificate in the chain".into()))?;
+    let mark = dir.join(UPLOADED_MARK);
+    let mark_tmp = mark.with_extension("tmp");
+    write_private(&mark_tmp, fingerprint(leaf.as_ref()).as_bytes())?;
+    std::fs::rename(&mark_tmp, &mark).map_err(io_error(&mark))?;
+    sync_dir(&dir);
+    std::fs::rename(&key_new, &key).map_err(io_error(&key))?;
+    sync_dir(&dir);
+    std::fs::rename(&cert_new, &cert).map_err(io_error(&cert))?;
+    sync_dir(&dir);
+    Ok(())
+}
+
+/// The file in `data_dir/tls/` naming (by fingerprint) the certificate an administrator
+/// uploaded: the start must serve that one as it is, never make a self-signed one in its
+/// place.
+pub const UPLOADED_MARK: &str = "uploaded";
+
+/// Whether `data_dir/tls/cert.pem` is a certificate an administrator uploaded.
+pub fn is_uploaded(data_dir: &Path) -> bool {
+    let dir = data_dir.join("tls");
+    let Ok(marked) = std::fs::read_to_string(dir.join(UPLOADED_MARK)) else {
+        return false;
+    };
+    read_leaf(&dir.join("cert.pem")).is_ok_and(|leaf| leaf.fingerprint == marked.trim())
+}
+
+/// Completes or rolls back an upload a power cut interrupted: with the key's `.new`
+/// still there, the swap never began (both `.new` files go); with only the
+/// certificate's, the key is in place and the certificate follows it.
+fn finish_interrupted_upload(dir: &Path) -> Result<(), TlsError> {
+    let (cert_new, key_new) = (dir.join("cert.pem.new"), dir.join("key.pem.new"));
+    if key_new.exists() {
+        let _ = std::fs::remove_file(&key_new);
+        let _ = std::fs::remove_file(&cert_new);
+    } else if cert_new.exists() {
+        let cert = dir.join("cert.pem");
+        std::fs::rename(&cert_new, &cert).map_err(io_error(&cert))?;
+        sync_dir(dir);
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
     }
 }
 
@@ -696,5 +877,74 @@ pub async fn connect_origin(origin: &str, pins: &Pins) -> Result<ClientStream, C
             connect(origin, &host, tcp, pins).await?,
         ))),
         _ => Ok(ClientStream::Plain(tcp)),
+    }
+}
+
+#[cfg(test)]
+mod upload_tests {
+    use super::*;
+
+    fn pair() -> (String, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["box.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+
+    #[test]
+    fn a_checked_pair_is_installed_and_marked_as_uploaded() {
+        let data = tempfile::tempdir().unwrap();
+        let (cert, key) = pair();
+        let (_, other_key) = pair();
+        let now = crate::system::now() as i64;
+        let info = check_pair(&cert, &key, now).unwrap();
+        assert_eq!(info.names, vec!["box.example".to_string()]);
+        assert!(check_pair(&cert, &other_key, now).is_err());
+        assert!(check_pair(&cert, &key, info.not_after + 1).is_err());
+        assert!(check_pair("", &key, now).is_err());
+        assert!(!is_uploaded(data.path()));
+        install_uploaded(data.path(), &cert, &key).unwrap();
+        let dir = data.path().join("tls");
+        assert_eq!(
+            read_leaf(&dir.join("cert.pem")).unwrap().fingerprint,
+            info.fingerprint
+        );
+        assert!(is_uploaded(data.path()));
+        // Another certificate in its place is not the uploaded one.
+        let (other, _) = pair();
+        std::fs::write(dir.join("cert.pem"), other).unwrap();
+        assert!(!is_uploaded(data.path()));
+    }
+
+    #[test]
+    fn an_interrupted_upload_is_finished_or_dropped_at_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("cert.pem"), "old cert").unwrap();
+        std::fs::write(d.join("key.pem"), "old key").unwrap();
+        // Cut before the key's rename: the swap never began.
+        std::fs::write(d.join("cert.pem.new"), "new cert").unwrap();
+        std::fs::write(d.join("key.pem.new"), "new key").unwrap();
+        finish_interrupted_upload(d).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("cert.pem")).unwrap(),
+            "old cert"
+        );
+        assert_eq!(
+            std::fs::read_to_string(d.join("key.pem")).unwrap(),
+            "old key"
+        );
+        assert!(!d.join("cert.pem.new").exists() && !d.join("key.pem.new").exists());
+        // Cut after it: the certificate follows its key.
+        std::fs::write(d.join("key.pem"), "new key").unwrap();
+        std::fs::write(d.join("cert.pem.new"), "new cert").unwrap();
+        finish_interrupted_upload(d).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(d.join("cert.pem")).unwrap(),
+            "new cert"
+        );
+        assert!(!d.join("cert.pem.new").exists());
     }
 }

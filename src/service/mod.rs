@@ -13,6 +13,7 @@ pub mod dm_consent;
 pub mod dms;
 pub mod files;
 pub mod guilds;
+pub mod health;
 pub mod inbox;
 pub mod invites;
 pub mod lifecycle;

@@ -711,6 +711,18 @@ impl Store {
         self.read(|tx| Ok(migrations::stored_version(tx)?.unwrap_or(SCHEMA_VERSION)))
     }
 
+    /// How long group commits took (see [`Writer::commit_times`]).
+    pub fn commit_times(&self) -> &crate::metrics::Histogram {
+        self.writer.commit_times()
+    }
+
+    /// Rows in `table`, from the count redb keeps (no scan).
+    pub fn table_len<V: Stored, K: KeyCodec>(&self, table: Table<V, K>) -> Result<u64, StoreError> {
+        use redb::ReadableTableMetadata;
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(table.def())?.len()?)
+    }
+
     /// Sets what runs after each durable commit with that commit's events (the gateway's
     /// fan-out). Replaces any earlier hook.
     pub fn on_events(&self, hook: impl Fn(Vec<Event>) + Send + Sync + 'static) {

@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::sync::Mutex;
 
-type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Completion = Box<dyn FnOnce(Commit) + Send>;
 type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
 
 /// Handle to the writer thread. Cloning is cheap; when the last handle is dropped the
@@ -18,6 +18,19 @@ type Job = Box<dyn FnOnce(&Tx) -> Completion + Send>;
 #[derive(Clone)]
 pub struct Writer {
     shared: Arc<Shared>,
+}
+
+/// How a job's batch ended.
+#[derive(Clone)]
+enum Commit {
+    /// Durable.
+    Done,
+    /// The commit failed; the job's own error, if it had one, is its answer.
+    Failed(StoreError),
+    /// No write transaction could be opened: the job ran against a read snapshot only to
+    /// be answered, so its own error (a refused write) says nothing and this one is the
+    /// answer.
+    NotRun(StoreError),
 }
 
 /// What runs after a commit with its events.
@@ -36,6 +49,7 @@ struct Hooks {
 struct Shared {
     jobs: Option<async_channel::Sender<Job>>,
     hook: Arc<Hooks>,
+    commit_times: Arc<crate::metrics::Histogram>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -55,17 +69,26 @@ impl Writer {
         let max_batch = max_batch.max(1);
         let hook = Arc::new(Hooks::default());
         let thread_hook = hook.clone();
+        let commit_times = Arc::new(crate::metrics::Histogram::default());
+        let thread_times = commit_times.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-writer".into())
-            .spawn(move || run(db, queue, max_batch, retention, thread_hook))
+            .spawn(move || run(db, queue, max_batch, retention, thread_hook, thread_times))
             .unwrap_or_else(|e| panic!("cannot start the database writer thread: {e}"));
         Writer {
             shared: Arc::new(Shared {
                 jobs: Some(jobs),
                 hook,
+                commit_times,
                 thread: Some(thread),
             }),
         }
+    }
+
+    /// How long group commits took, from the start of the write transaction to its
+    /// durable end (the time a request waits on the disk).
+    pub fn commit_times(&self) -> &crate::metrics::Histogram {
+        &self.shared.commit_times
     }
 
     /// Sets the hook that receives each commit's events.
@@ -100,11 +123,12 @@ impl Writer {
         let (reply, answer) = async_channel::bounded::<Result<R, E>>(1);
         let job: Job = Box::new(move |tx: &Tx| {
             let result = f(tx);
-            Box::new(move |commit: Result<(), StoreError>| {
+            Box::new(move |commit: Commit| {
                 let outcome = match (result, commit) {
+                    (_, Commit::NotRun(e)) => Err(E::from(e)),
                     (Err(e), _) => Err(e),
-                    (Ok(_), Err(e)) => Err(E::from(e)),
-                    (Ok(value), Ok(())) => Ok(value),
+                    (Ok(_), Commit::Failed(e)) => Err(E::from(e)),
+                    (Ok(value), Commit::Done) => Ok(value),
                 };
                 let _ = reply.try_send(outcome);
             })
@@ -130,6 +154,7 @@ fn run(
     max_batch: usize,
     retention: Retention,
     hook: Arc<Hooks>,
+    commit_times: Arc<crate::metrics::Histogram>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Ok(first) = queue.recv_blocking() {
@@ -140,6 +165,7 @@ fn run(
                 Err(_) => break,
             }
         }
+        let began = std::time::Instant::now();
         let txn = match db.begin_write() {
             Ok(txn) => txn,
             Err(e) => {
@@ -175,6 +201,9 @@ fn run(
         } else {
             txn.commit().map_err(StoreError::from)
         };
+        if commit.is_ok() {
+            commit_times.observe(began.elapsed());
+        }
         let events = sink.take();
         // Events go out before the answers, so when a request returns its event is
         // already queued for every live connection.
@@ -200,6 +229,10 @@ fn run(
                 hook();
             }
         }
+        let commit = match commit {
+            Ok(()) => Commit::Done,
+            Err(e) => Commit::Failed(e),
+        };
         for done in completions {
             done(commit.clone());
         }
@@ -211,6 +244,6 @@ fn fail_job(job: Job, db: &redb::Database, error: StoreError) {
     use redb::ReadableDatabase;
     if let Ok(snapshot) = db.begin_read() {
         let done = job(&Tx::Read(&snapshot));
-        done(Err(error));
+        done(Commit::NotRun(error));
     }
 }

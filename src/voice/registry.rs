@@ -113,6 +113,8 @@ pub struct Voice {
     state: Mutex<Registry>,
     next_conn: AtomicU64,
     sessions: Running,
+    /// Late and concealed frames of every room, summed.
+    frames: Arc<room::FrameCounters>,
 }
 
 impl Voice {
@@ -125,6 +127,7 @@ impl Voice {
             state: Mutex::new(Registry::default()),
             next_conn: AtomicU64::new(1),
             sessions: Running::default(),
+            frames: Arc::default(),
         }
     }
 
@@ -226,7 +229,11 @@ impl Voice {
             Some(room) => room.thread.shared.clone(),
             None => {
                 let (settings, jitter) = self.settings();
-                let shared = Arc::new(RoomShared::new(guild, channel));
+                let shared = Arc::new(RoomShared::counting_into(
+                    guild,
+                    channel,
+                    self.frames.clone(),
+                ));
                 let thread = room::spawn(
                     shared.clone(),
                     settings,
@@ -459,7 +466,7 @@ impl Voice {
             Some(room) => room.thread.shared.clone(),
             None => {
                 let (settings, jitter) = self.settings();
-                let shared = Arc::new(RoomShared::new(guild, to));
+                let shared = Arc::new(RoomShared::counting_into(guild, to, self.frames.clone()));
                 let thread = room::spawn(
                     shared.clone(),
                     settings,
@@ -531,6 +538,27 @@ impl Voice {
     /// Rooms running now.
     pub fn rooms_running(&self) -> usize {
         self.lock().rooms.len()
+    }
+
+    /// Late and concealed frames of every room since the start.
+    pub fn frames(&self) -> &room::FrameCounters {
+        &self.frames
+    }
+
+    /// Each running room's channel and guild, with who is in it now.
+    pub fn rooms_now(&self) -> Vec<(Id, Id, Vec<VoiceState>)> {
+        let registry = self.lock();
+        registry
+            .rooms
+            .iter()
+            .map(|(channel, room)| {
+                (
+                    *channel,
+                    room.thread.shared.guild,
+                    participants_in(&registry, *channel),
+                )
+            })
+            .collect()
     }
 
     /// Closes every voice socket and stops every room (server shutdown).

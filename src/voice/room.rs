@@ -124,6 +124,17 @@ pub struct RoomStats {
     pub busy_micros: AtomicU64,
     /// Longest tick, microseconds.
     pub max_tick_micros: AtomicU64,
+    /// Late and concealed frames, shared by every room of the server (for `/metrics`).
+    pub frames: Arc<FrameCounters>,
+}
+
+/// What the jitter buffers of all rooms did, summed: one atomic add per event.
+#[derive(Debug, Default)]
+pub struct FrameCounters {
+    /// Packets dropped because their playout time had passed.
+    pub late: crate::metrics::Counter,
+    /// Frames concealed (FEC or PLC) because their packet was missing at playout.
+    pub concealed: crate::metrics::Counter,
 }
 
 /// What the websocket tasks share with a room's thread.
@@ -152,12 +163,20 @@ const INBOX_PACKETS_PER_PARTICIPANT: usize = 16;
 impl RoomShared {
     /// A room's shared half.
     pub fn new(guild: Id, channel: Id) -> RoomShared {
+        RoomShared::counting_into(guild, channel, Arc::default())
+    }
+
+    /// A room's shared half whose late and concealed frames add to `frames`.
+    pub fn counting_into(guild: Id, channel: Id, frames: Arc<FrameCounters>) -> RoomShared {
         RoomShared {
             channel,
             guild,
             inbox: Mutex::new(Inbox::default()),
             members: std::sync::atomic::AtomicUsize::new(0),
-            stats: RoomStats::default(),
+            stats: RoomStats {
+                frames,
+                ..RoomStats::default()
+            },
         }
     }
 
@@ -412,15 +431,19 @@ impl RoomCore {
     }
 
     /// Takes one packet into its sender's jitter buffer (dropped when they may not send).
-    pub fn receive(&mut self, packet: Inbound) {
+    /// True when the buffer dropped it as late.
+    pub fn receive(&mut self, packet: Inbound) -> bool {
         let Some(&i) = self.index.get(&packet.conn) else {
-            return;
+            return false;
         };
         let p = &mut self.participants[i];
-        if p.flags.may_send() {
-            p.jitter
-                .push(packet.seq, packet.timestamp, packet.payload, packet.arrival);
+        if !p.flags.may_send() {
+            return false;
         }
+        let late = p.jitter.stats().late;
+        p.jitter
+            .push(packet.seq, packet.timestamp, packet.payload, packet.arrival);
+        p.jitter.stats().late > late
     }
 
     /// Speaking changes since the last call.
@@ -447,12 +470,16 @@ impl RoomCore {
     /// the loudest `max_mixed`.
     fn play_out(&mut self, stats: &RoomStats) {
         let mut decodes = 0u64;
+        let mut concealed = 0u64;
         for p in &mut self.participants {
             p.talking = false;
             if !p.flags.may_send() {
                 continue;
             }
             let playout = p.jitter.pop();
+            if matches!(playout, Playout::Lost { .. }) {
+                concealed += 1;
+            }
             let decoded = match playout {
                 Playout::Idle => None,
                 Playout::Frame(packet) => Some(decode(&mut p.decoder, &packet, false, &mut p.pcm)),
@@ -487,6 +514,9 @@ impl RoomCore {
             }
         }
         stats.decodes.fetch_add(decodes, Ordering::Relaxed);
+        if concealed > 0 {
+            stats.frames.concealed.add(concealed);
+        }
         let candidates = self.participants.iter().filter(|p| p.talking).count();
         if candidates > self.max_mixed {
             // Keep the loudest; the others hear the mix like everyone else this tick.
@@ -744,7 +774,9 @@ fn run(
             return;
         }
         for packet in packets.drain(..) {
-            core.receive(packet);
+            if core.receive(packet) {
+                shared.stats.frames.late.add(1);
+            }
         }
         core.tick(tick, &shared.stats);
         publish_speaking(&gateway, &shared, core.take_speaking());

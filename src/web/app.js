@@ -15,6 +15,7 @@
 //   setup.js          "Set up this Hearth" on a fresh box, the password-reset page
 //   admin-users.js    the admin console's box settings and accounts sections
 //   settings.js       name, devices, push, moving the home
+//   admin.js          the administrators' console (its sections)
 //   guilds.js         guilds, channels, members, invites
 //   voice-channel.js  joining voice channels and the voice bar (voice.js carries the call)
 //   messages.js       messages, reactions, pins, uploads, typing indicators
@@ -27,6 +28,7 @@ import { $, showError } from './dom.js';
 import { boxOfGuild, origin, s } from './state.js';
 import { authMode, cancelLink, newApi, showApp, showAuth, signIn, signUp, startLink } from './auth.js';
 import { settings } from './settings.js';
+import { openConsole } from './admin.js';
 import { createChannel, createGuild, createInvite, joinDialog, parseInvite } from './guilds.js';
 import { retryBoxes } from './boxes.js';
 import { markGuildRead, visible } from './unread.js';
@@ -107,6 +109,7 @@ function wire() {
   $('invite-create').addEventListener('click', createInvite);
   $('invite-copy').addEventListener('click', () => navigator.clipboard?.writeText($('invite-link').value));
   $('settings-open').addEventListener('click', settings);
+  $('admin-open').addEventListener('click', () => openConsole());
   $('reply-cancel').addEventListener('click', () => { s.replyTo = null; $('reply-bar').hidden = true; });
   $('nav-toggle').addEventListener('click', () => document.body.classList.toggle('nav-open'));
   $('dialog-cancel').addEventListener('click', () => $('dialog').close());

@@ -11,6 +11,7 @@ import { joinInvite, offerInvite, renderGuilds } from './guilds.js';
 import { closeBoxes, connectBox, ensureBox, homeBox, setStatus } from './boxes.js';
 import { leaveVoice } from './voice-channel.js';
 import { loadDms } from './dms.js';
+import { showConsoleEntry } from './admin.js';
 
 async function saveState() {
   await store.saveState(s.state);
@@ -285,6 +286,7 @@ export async function showApp() {
   }
   s.users.set(s.me.id, s.me);
   $('me-name').textContent = s.me.name || s.me.username;
+  showConsoleEntry();
   $('me-name').title = s.identityNote || (s.state.identity ? 'identity key on this device' : 'no identity key on this device');
   $('me-name').dataset.identity = s.state.identity ? 'present' : 'absent';
   renderGuilds();

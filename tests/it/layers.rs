@@ -13,6 +13,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("model", 0),
     ("config", 0),
     ("origins", 0),
+    ("metrics", 0),
     // Storage and the pure credential rules.
     ("storage", 1),
     ("auth", 1),

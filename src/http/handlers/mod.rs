@@ -15,4 +15,5 @@ pub mod oauth_metadata;
 pub mod public;
 pub mod read_states;
 pub mod roles;
+pub mod status;
 pub mod users;
