@@ -42,6 +42,9 @@ function renderContent(text, guildId) {
 function attachmentNode(message, a) {
   const path = `/api/v1/channels/${message.channel_id}/files/${encodeURIComponent(a.file_id)}`;
   const api = apiForChannel(message.channel_id);
+  // A render that lands as the person signs out (an event already on its way) has no box
+  // to fetch from: the file's name stands in.
+  if (!api) return el('span', { class: 'muted', text: a.filename });
   const key = `${api.origin}${path}`;
   if (a.content_type.startsWith('image/')) {
     const img = el('img', { class: 'attachment-image', alt: a.filename, dataset: { testid: 'attachment-image' } });

@@ -35,13 +35,15 @@ fn cert_path(server: &TestServer) -> PathBuf {
     server.data.join("tls/cert.pem")
 }
 
-/// The fingerprint `server` pinned for `origin` in `DATA/tls/pins` (`ORIGIN HEX` lines).
+/// The certificate fingerprint `server` pinned for `origin` in `DATA/tls/pins` (`ORIGIN
+/// CERT_HEX [KEY_HEX]` lines).
 fn pinned(server: &TestServer, origin: &str) -> String {
     let pins = std::fs::read_to_string(server.data.join("tls/pins")).expect("read pins");
     pins.lines()
         .find_map(|line| {
-            let (o, fingerprint) = line.split_once(' ')?;
-            (o == origin).then(|| fingerprint.trim().to_string())
+            let mut fields = line.split_whitespace();
+            let (o, certificate) = (fields.next()?, fields.next()?);
+            (o == origin).then(|| certificate.to_string())
         })
         .unwrap_or_else(|| panic!("{origin} is not pinned: {pins}"))
 }

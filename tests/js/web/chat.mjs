@@ -32,7 +32,7 @@ async function person(name) {
   page.on('console', (m) => {
     if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`${name}: console error: ${m.text()}`);
   });
-  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
+  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.stack || e.message}`));
   return { name, context, page };
 }
 

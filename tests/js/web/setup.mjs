@@ -151,6 +151,12 @@ try {
 } catch (e) {
   console.error(`FAILED: ${e.stack || e}`);
   if (problems.length) console.error(problems.join('\n'));
+  for (const c of browser.contexts()) {
+    for (const page of c.pages()) {
+      const seen = await page.evaluate(() => `${document.querySelector('#channel-name')?.textContent} | ${document.querySelector('#messages')?.innerText} | ${document.querySelector('#chat-error')?.textContent} | dialog: ${document.querySelector('#dialog')?.open ? document.querySelector('#dialog').innerText : ''}`).catch((err) => err.message);
+      console.error(`a page sees: ${seen.replace(/\s+/g, ' ').slice(0, 500)}`);
+    }
+  }
   await browser.close();
   process.exit(1);
 }
