@@ -78,10 +78,12 @@ impl PySink {
         let mut command = Command::new("python3");
         command
             .arg(script)
-            .args(["--private-key", &b64u(&device.secret.to_bytes())])
-            .args(["--auth", &b64u(&device.auth)])
-            .args(["--vapid-key", vapid_key])
-            .args(["--sub", sub])
+            // `--name=value`: a base64url value may start with `-`, which argparse would
+            // take for an option of its own.
+            .arg(format!("--private-key={}", b64u(&device.secret.to_bytes())))
+            .arg(format!("--auth={}", b64u(&device.auth)))
+            .arg(format!("--vapid-key={vapid_key}"))
+            .arg(format!("--sub={sub}"))
             .args(["--port", &port.to_string()]);
         if tls {
             command.arg("--tls");
