@@ -885,40 +885,24 @@ fn measure_backup_and_restore_of_100000_messages_and_100_mb_of_files() {
     }
     let db_size = std::fs::metadata(data.join("hearth.redb")).unwrap().len();
     let archive = dir.path().join("big.tar.gz");
-    let started = std::time::Instant::now();
-    let out = hearth(
-        &config_file,
-        &data,
-        &["backup", "--archive", archive.to_str().unwrap()],
-    );
-    succeeded(&out, "backup --archive");
-    let backup_secs = started.elapsed().as_secs_f64();
+    let export = dir.path().join("big.jsonl");
+    // Runs one command to success and answers how long it took, in seconds.
+    let timed = |data: &std::path::Path, args: &[&str]| {
+        let started = std::time::Instant::now();
+        succeeded(&hearth(&config_file, data, args), args[0]);
+        started.elapsed().as_secs_f64()
+    };
+    let backup_secs = timed(&data, &["backup", "--archive", archive.to_str().unwrap()]);
     let size = std::fs::metadata(&archive).unwrap().len();
-    let started = std::time::Instant::now();
-    let out = hearth(
-        &config_file,
+    let restore_secs = timed(
         &dir.path().join("restored"),
         &["restore", archive.to_str().unwrap()],
     );
-    succeeded(&out, "restore");
-    let restore_secs = started.elapsed().as_secs_f64();
-    let export = dir.path().join("big.jsonl");
-    let started = std::time::Instant::now();
-    let out = hearth(
-        &config_file,
-        &data,
-        &["export", "--out", export.to_str().unwrap()],
-    );
-    succeeded(&out, "export");
-    let export_secs = started.elapsed().as_secs_f64();
-    let started = std::time::Instant::now();
-    let out = hearth(
-        &config_file,
+    let export_secs = timed(&data, &["export", "--out", export.to_str().unwrap()]);
+    let import_secs = timed(
         &dir.path().join("imported"),
         &["import", export.to_str().unwrap()],
     );
-    succeeded(&out, "import");
-    let import_secs = started.elapsed().as_secs_f64();
     println!(
         "database {:.1} MB + files 100.0 MB: backup {backup_secs:.1} s, archive {:.1} MB, \
          restore {restore_secs:.1} s; export {export_secs:.1} s ({:.1} MB), import \

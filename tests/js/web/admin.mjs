@@ -6,44 +6,18 @@
 // (the fingerprint A fetched must be the one rootb read), sees B listed as reachable with
 // no waiting calls, and removes it. bob, who is no administrator, sees no console entry.
 // Exits non-zero with the reason on the first thing a user would see go wrong.
-import { chromium } from 'playwright-core';
+import { launch, people, step } from './lib.mjs';
 
 const [A, B, PASSWORD] = process.argv.slice(2);
 if (!PASSWORD) throw new Error('usage: admin.mjs A B PASSWORD');
-const TIMEOUT = 15000;
 const BUDGET_MS = 55000;
 setTimeout(() => {
   console.error(`FAILED: the script ran over ${BUDGET_MS} ms`);
   process.exit(1);
 }, BUDGET_MS).unref();
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-
-const problems = [];
-async function person(name) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  // Content Security Policy violations and script errors fail the test.
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
-    });
-  });
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`${name}: console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
-  return { name, context, page };
-}
-
-function step(text) {
-  console.log(`step: ${text}`);
-}
+const browser = await launch();
+const { problems, person } = people(browser);
 
 async function signIn(p, origin, username) {
   await p.page.goto(origin);

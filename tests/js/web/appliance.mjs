@@ -7,7 +7,7 @@
 // console's users, makes a backup in the console and downloads it. Restored on another
 // fresh box at A's address, the owner's page shows the same guild, message and peer.
 // Exits non-zero with the reason on the first thing a user would see go wrong.
-import { chromium } from 'playwright-core';
+import { launch, people, step } from './lib.mjs';
 import readline from 'node:readline';
 import path from 'node:path';
 import fs from 'node:fs';
@@ -15,7 +15,6 @@ import crypto from 'node:crypto';
 
 const [A, B, code, downloads] = process.argv.slice(2);
 if (!A || !B || !code || !downloads) throw new Error('usage: appliance.mjs ORIGIN_A ORIGIN_B SETUP_CODE DOWNLOAD_DIR');
-const TIMEOUT = 15000;
 const PASSWORD = 'correct horse battery';
 
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -25,29 +24,10 @@ async function control(command) {
   if (value !== 'ok') throw new Error(`control "${command}": ${value}`);
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-
-const problems = [];
 let restarting = false;
-async function person(name) {
-  const context = await browser.newContext({ acceptDownloads: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  page.on('console', (m) => {
-    // While the box is stopped for the restore, the page's failed requests are expected.
-    if (m.type() === 'error' && !restarting && !/status of 4\d\d/.test(m.text())) problems.push(`${name}: console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
-  return { name, context, page };
-}
-
-function step(text) {
-  console.log(`step: ${text}`);
-}
+const browser = await launch();
+// While the box is stopped for the restore, the page's failed requests are expected.
+const { problems, person } = people(browser, { contextOptions: { acceptDownloads: true }, quiet: () => restarting });
 
 const words = (text) => (text || '').replace(/\s+/g, '');
 

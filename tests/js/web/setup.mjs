@@ -6,39 +6,14 @@
 // sees the sign-in page with registration by invite only; with the owner's invite link
 // someone creates an account and is in the guild at once; and the owner's reset link
 // sets a new password in another browser.
-import { chromium } from 'playwright-core';
+import { launch, people, step } from './lib.mjs';
 
 const [origin, code] = process.argv.slice(2);
 if (!origin || !code) throw new Error('usage: setup.mjs ORIGIN SETUP_CODE');
-const TIMEOUT = 15000;
 const PASSWORD = 'correct horse battery';
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-});
-
-const problems = [];
-async function person(name) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  page.setDefaultTimeout(TIMEOUT);
-  await page.addInitScript(() => {
-    document.addEventListener('securitypolicyviolation', (e) => {
-      console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`);
-    });
-  });
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/status of 4\d\d/.test(m.text())) problems.push(`${name}: console error: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`${name}: page error: ${e.message}`));
-  return { name, context, page };
-}
-
-function step(text) {
-  console.log(`step: ${text}`);
-}
+const browser = await launch();
+const { problems, person } = people(browser);
 
 try {
   const owner = await person('owner');
